@@ -1,0 +1,457 @@
+//! Emission: IR → Rust tokens.
+//!
+//! Every IR variable becomes a local with a readable, unique name (`x`, `x_bar`,
+//! `prod_2`); its identifier has `mixed_site` hygiene, so it can never capture or
+//! shadow a name of the user's, and carries the span of the user tokens it stands for,
+//! so type errors in generated code point at the user's expression.
+//!
+//! Derivative rules are emitted as calls into `__private::rules`; the choice of
+//! implementation is rustc's.
+
+use std::collections::{HashMap, HashSet};
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+
+use crate::ir::*;
+use crate::names;
+
+pub struct Emitter<'a> {
+    func: &'a Func,
+    krate: &'a syn::Path,
+    names: HashMap<Var, syn::Ident>,
+}
+
+const KEYWORDS: &[&str] = &[
+    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in", "let",
+    "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait",
+    "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final",
+    "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+];
+
+impl<'a> Emitter<'a> {
+    pub fn new(func: &'a Func, krate: &'a syn::Path) -> Self {
+        let mut names = HashMap::new();
+        let mut taken: HashSet<String> = HashSet::new();
+        for v in func.vars.all() {
+            let info = func.vars.info(v);
+            let base = sanitize(&info.name);
+            let name = if base == "_" {
+                "_".to_string()
+            } else {
+                let mut candidate = base.clone();
+                let mut k = 1;
+                while taken.contains(&candidate) || KEYWORDS.contains(&candidate.as_str()) {
+                    candidate = format!("{base}_{k}");
+                    k += 1;
+                }
+                taken.insert(candidate.clone());
+                candidate
+            };
+            let span = Span::mixed_site().located_at(info.span);
+            names.insert(v, syn::Ident::new(&name, span));
+        }
+        Emitter { func, krate, names }
+    }
+
+    pub fn ident(&self, v: Var) -> &syn::Ident {
+        &self.names[&v]
+    }
+
+    fn private(&self) -> TokenStream {
+        let k = self.krate;
+        quote!(#k::__private)
+    }
+
+    pub fn pattern(&self, t: &Tree<Var>) -> TokenStream {
+        match t {
+            Tree::Leaf(v) => self.ident(*v).to_token_stream(),
+            Tree::Tuple(items) => {
+                let items = items.iter().map(|i| self.pattern(i));
+                quote!((#(#items,)*))
+            }
+        }
+    }
+
+    pub fn operand(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => self.ident(*v).to_token_stream(),
+            Operand::Const(c) => c.tokens.clone(),
+        }
+    }
+
+    /// An operand used by value where the original code used it by value: values whose
+    /// type the macro cannot see are cloned, because the derivative code reads them again.
+    fn by_value(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) if self.func.vars.kind(*v) == Kind::Unknown => {
+                let id = self.ident(*v);
+                quote!(::core::clone::Clone::clone(&#id))
+            }
+            _ => self.operand(o),
+        }
+    }
+
+    /// An operand of an arithmetic operator: values of unknown type are borrowed.
+    fn arith(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) if self.func.vars.kind(*v) == Kind::Unknown => {
+                let id = self.ident(*v);
+                quote!((&#id))
+            }
+            _ => self.operand(o),
+        }
+    }
+
+    pub fn tree(&self, t: &Tree<Operand>) -> TokenStream {
+        match t {
+            Tree::Leaf(o) => self.by_value(o),
+            Tree::Tuple(items) => {
+                let items = items.iter().map(|i| self.tree(i));
+                quote!((#(#items,)*))
+            }
+        }
+    }
+
+    pub fn block(&self, b: &Block) -> TokenStream {
+        let stmts = b.iter().map(|s| self.stmt(s));
+        quote!(#(#stmts)*)
+    }
+
+    fn stmt(&self, s: &Stmt) -> TokenStream {
+        let p = self.private();
+        match s {
+            Stmt::Let { dst, rv, span } => {
+                let pat = self.pattern(dst);
+                let rv = self.rvalue(rv, *span);
+                quote_spanned!(*span=> let #pat = #rv;)
+            }
+            Stmt::Cell { var, init } => {
+                let id = self.ident(*var);
+                match init {
+                    Some(o) => {
+                        let o = self.by_value(o);
+                        quote!(let mut #id = #o;)
+                    }
+                    None => quote!(let mut #id;),
+                }
+            }
+            Stmt::Assign { var, value } => {
+                let id = self.ident(*var);
+                let v = self.by_value(value);
+                quote!(#id = #v;)
+            }
+            Stmt::Accumulate { place, value } => {
+                let v = self.by_value(value);
+                match place {
+                    Place::Cell(c) => {
+                        let id = self.ident(*c);
+                        if self.func.vars.kind(*c) == Kind::Float {
+                            quote!(#id += #v;)
+                        } else {
+                            quote!(#p::accumulate(&mut #id, #v);)
+                        }
+                    }
+                    Place::Elem(b, i) => {
+                        let id = self.ident(*b);
+                        let i = self.operand(i);
+                        if self.func.vars.kind(*b).element() == Kind::Float {
+                            quote!(#id[#i] += #v;)
+                        } else {
+                            quote!(#p::accumulate(&mut #id[#i], #v);)
+                        }
+                    }
+                    Place::Slice { buf, lo, hi, inclusive } => {
+                        let id = self.ident(*buf);
+                        let range = self.range_index(lo, hi, *inclusive);
+                        quote!(#p::accumulate_slice(&mut #id[#range], &#v);)
+                    }
+                }
+            }
+            Stmt::Buffer { var, init } => {
+                let id = self.ident(*var);
+                let init = match init {
+                    BufferInit::Repeat { value, len } => {
+                        let (v, n) = (self.operand(value), self.operand(len));
+                        quote!(::std::vec![#v; #n])
+                    }
+                    BufferInit::Array { value, len } => {
+                        let v = self.operand(value);
+                        quote!([#v; #len])
+                    }
+                    BufferInit::List { items, array } => {
+                        let items = items.iter().map(|i| self.by_value(i));
+                        if *array {
+                            quote!([#(#items),*])
+                        } else {
+                            quote!(::std::vec![#(#items),*])
+                        }
+                    }
+                    BufferInit::Empty { capacity: None } => quote!(::std::vec::Vec::new()),
+                    BufferInit::Empty { capacity: Some(n) } => {
+                        let n = self.operand(n);
+                        quote!(::std::vec::Vec::with_capacity(#n))
+                    }
+                    BufferInit::ZerosLike(b) => {
+                        let b = self.ident(*b);
+                        quote!(#p::zeros_like(&#b))
+                    }
+                    BufferInit::Copy(o) => {
+                        let o = self.operand(o);
+                        quote!(#p::to_buffer(#o))
+                    }
+                };
+                quote!(let mut #id = #init;)
+            }
+            Stmt::Store { buf, index, value } => {
+                let (b, i, v) = (self.ident(*buf), self.operand(index), self.by_value(value));
+                quote!(#b[#i] = #v;)
+            }
+            Stmt::Push { buf, value } => {
+                let (b, v) = (self.ident(*buf), self.by_value(value));
+                quote!(#b.push(#v);)
+            }
+            Stmt::Tape { var } => {
+                let id = self.ident(*var);
+                quote!(let mut #id = #p::Tape::new();)
+            }
+            Stmt::Slot { var } => {
+                let id = self.ident(*var);
+                quote!(let mut #id = #p::Slot::new();)
+            }
+            Stmt::Save { slot, value } => {
+                let (s, v) = (self.ident(*slot), self.by_value(value));
+                quote!(#s.save(#v);)
+            }
+            Stmt::If { cond, then_, else_ } => {
+                let c = self.operand(cond);
+                let t = self.block(then_);
+                if else_.is_empty() {
+                    quote!(if #c { #t })
+                } else {
+                    let e = self.block(else_);
+                    quote!(if #c { #t } else { #e })
+                }
+            }
+            Stmt::For { var, range, body } => {
+                let id = self.ident(*var);
+                let r = self.range(range);
+                let b = self.block(body);
+                quote!(for #id in #r { #b })
+            }
+            Stmt::While { header, cond, body } => {
+                let b = self.block(body);
+                if header.is_empty() {
+                    if let Operand::Const(c) = cond {
+                        if c.tokens.to_string() == "true" {
+                            return quote!(loop { #b });
+                        }
+                    }
+                }
+                let h = self.block(header);
+                let c = self.operand(cond);
+                quote!(loop {
+                    #h
+                    if !#c {
+                        break;
+                    }
+                    #b
+                })
+            }
+            Stmt::Effect { rv, span } => {
+                let rv = self.rvalue(rv, *span);
+                quote!(#rv;)
+            }
+        }
+    }
+
+    fn range_index(&self, lo: &Option<Operand>, hi: &Option<Operand>, inclusive: bool) -> TokenStream {
+        let lo = lo.as_ref().map(|o| self.operand(o));
+        let hi = hi.as_ref().map(|o| self.operand(o));
+        if inclusive {
+            quote!(#lo..=#hi)
+        } else {
+            quote!(#lo..#hi)
+        }
+    }
+
+    fn range(&self, r: &Range) -> TokenStream {
+        let (lo, hi) = (self.operand(&r.lo), self.operand(&r.hi));
+        let base = if r.inclusive { quote!(#lo..=#hi) } else { quote!(#lo..#hi) };
+        if r.adapters.is_empty() {
+            return base;
+        }
+        let mut out = quote!((#base));
+        for a in &r.adapters {
+            out = match a {
+                Adapter::Rev => quote!(#out.rev()),
+                Adapter::StepBy(k) => {
+                    let k = self.operand(k);
+                    quote!(#out.step_by(#k))
+                }
+            };
+        }
+        out
+    }
+
+    fn arg(&self, a: &Arg) -> TokenStream {
+        match a {
+            Arg::Value(o) => self.by_value(o),
+            Arg::Ref(o) => {
+                let o = self.operand(o);
+                quote!(&#o)
+            }
+            Arg::Buffer { buf, borrowed: true } => {
+                let b = self.ident(*buf);
+                quote!(&#b)
+            }
+            Arg::Buffer { buf, borrowed: false } => {
+                let b = self.ident(*buf);
+                quote!(::core::clone::Clone::clone(&#b))
+            }
+            Arg::Slice { buf, lo, hi, inclusive } => {
+                let b = self.ident(*buf);
+                let r = self.range_index(lo, hi, *inclusive);
+                quote!(&#b[#r])
+            }
+            Arg::Tuple(items) => {
+                let items = items.iter().map(|i| self.arg(i));
+                quote!((#(#items,)*))
+            }
+        }
+    }
+
+    fn rvalue(&self, rv: &Rvalue, span: Span) -> TokenStream {
+        let p = self.private();
+        match rv {
+            Rvalue::Use(o) => self.by_value(o),
+            Rvalue::Binary(op, a, b) => {
+                let (a, b) = (self.arith(a), self.arith(b));
+                let op = binop_tokens(*op, span);
+                quote!(#a #op #b)
+            }
+            Rvalue::Unary(UnOp::Neg, a) => {
+                let a = self.arith(a);
+                quote_spanned!(span=> -#a)
+            }
+            Rvalue::Unary(UnOp::Not, a) => {
+                let a = self.operand(a);
+                quote_spanned!(span=> !#a)
+            }
+            Rvalue::Method { recv, method, args } => {
+                let r = self.operand(recv);
+                let args = args.iter().map(|a| self.by_value(a));
+                quote!(#r.#method(#(#args),*))
+            }
+            Rvalue::Call { callee, args } => {
+                let args: Vec<TokenStream> = args.iter().map(|a| self.arg(a)).collect();
+                match callee {
+                    Callee::Free { path } => quote!(#path(#(#args),*)),
+                    Callee::Rule { trait_name, method } => {
+                        let t = format_ident!("{}", trait_name, span = span);
+                        let m = format_ident!("{}", method, span = span);
+                        quote_spanned!(span=> #p::rules::#t::#m(#(#args),*))
+                    }
+                    Callee::Detach => quote_spanned!(span=> #p::detach(#(#args),*)),
+                }
+            }
+            Rvalue::Index { buf, index } => {
+                let (b, i) = (self.ident(*buf), self.operand(index));
+                if self.func.vars.kind(*buf).element() == Kind::Unknown {
+                    quote!(::core::clone::Clone::clone(&#b[#i]))
+                } else {
+                    quote!(#b[#i])
+                }
+            }
+            Rvalue::Len(b) => {
+                let b = self.ident(*b);
+                quote!(#b.len())
+            }
+            Rvalue::Cast(o, ty) => {
+                let o = self.operand(o);
+                quote!((#o as #ty))
+            }
+            Rvalue::Field(o, m) => {
+                let o = self.operand(o);
+                quote!(#o.#m)
+            }
+            Rvalue::Pop(t) => {
+                let id = self.ident(*t);
+                if self.func.vars.role(*t) == Role::Tape {
+                    quote!(#id.pop())
+                } else {
+                    quote!(#p::pop(&mut #id))
+                }
+            }
+            Rvalue::Load(s) => {
+                let id = self.ident(*s);
+                quote!(#id.load())
+            }
+            Rvalue::Zero(o) => {
+                let o = self.operand(o);
+                quote!(#p::zero_like(&#o))
+            }
+            Rvalue::One(o) => {
+                let o = self.operand(o);
+                quote!(#p::one_like(&#o))
+            }
+            Rvalue::Zeros(b) => {
+                let b = self.ident(*b);
+                quote!(#p::zeros_like(&#b))
+            }
+        }
+    }
+
+    /// Single-segment callees whose derivative companion is called (`g::__adjoint_d1`),
+    /// with the number of arguments, for the located "not differentiable" fallback.
+    pub fn derivative_callees(&self) -> Vec<(syn::Ident, usize)> {
+        let mut out: Vec<(syn::Ident, usize)> = Vec::new();
+        walk_stmts(&self.func.body, &mut |s| {
+            if let Stmt::Let { rv: Rvalue::Call { callee: Callee::Free { path }, args }, .. } = s {
+                let segs: Vec<&syn::PathSegment> = path.segments.iter().collect();
+                if path.leading_colon.is_none()
+                    && segs.len() == 2
+                    && segs[1].ident == names::D1
+                    && !out.iter().any(|(i, _)| *i == segs[0].ident)
+                {
+                    out.push((segs[0].ident.clone(), args.len()));
+                }
+            }
+        });
+        out
+    }
+}
+
+fn binop_tokens(op: BinOp, span: Span) -> TokenStream {
+    match op {
+        BinOp::Add => quote_spanned!(span=> +),
+        BinOp::Sub => quote_spanned!(span=> -),
+        BinOp::Mul => quote_spanned!(span=> *),
+        BinOp::Div => quote_spanned!(span=> /),
+        BinOp::Rem => quote_spanned!(span=> %),
+        BinOp::Eq => quote_spanned!(span=> ==),
+        BinOp::Ne => quote_spanned!(span=> !=),
+        BinOp::Lt => quote_spanned!(span=> <),
+        BinOp::Le => quote_spanned!(span=> <=),
+        BinOp::Gt => quote_spanned!(span=> >),
+        BinOp::Ge => quote_spanned!(span=> >=),
+        BinOp::BitAnd => quote_spanned!(span=> &),
+        BinOp::BitOr => quote_spanned!(span=> |),
+        BinOp::BitXor => quote_spanned!(span=> ^),
+        BinOp::Shl => quote_spanned!(span=> <<),
+        BinOp::Shr => quote_spanned!(span=> >>),
+    }
+}
+
+/// A valid identifier made from a readable name.
+fn sanitize(name: &str) -> String {
+    let name = name.trim_start_matches("r#");
+    let mut out: String = name.chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if out.is_empty() {
+        out = "t".into();
+    }
+    if out.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        out = format!("t{out}");
+    }
+    out
+}

@@ -1,0 +1,440 @@
+//! Expansion of `#[differentiable]`: assemble the generated items.
+//!
+//! For `fn f` of order `N` the output is the user's function, unchanged, and a module
+//! `f` holding:
+//! - `__adjoint_d1`: the derivative companion used when another function calls `f`
+//!   (arguments, output cotangent → one gradient per argument, `()` for arguments that
+//!   are not differentiable);
+//! - `__adjoint_grad`, `__adjoint_value_and_grad`, `__adjoint_vjp`: what `grad!`,
+//!   `value_and_grad!` and `vjp!` call (gradients of the active arguments only);
+//! each of them with its own module holding *its* derivative, down to order `N`. At the
+//! bottom, a stub makes asking for one order more a located compile error.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::{Ident, Type};
+
+use crate::attr::Args;
+use crate::ctxt::Ctxt;
+use crate::emit::Emitter;
+use crate::ir::Func;
+use crate::lower;
+use crate::names;
+use crate::reverse::{self, Config, GradOut, Seed};
+use crate::sig::{self, Class, Signature};
+
+/// The default number of derivative levels: second derivatives by nesting work out
+/// of the box; a function whose body already takes a derivative uses one of them.
+const DEFAULT_ORDER: u32 = 2;
+
+/// The signature of a generated (or the user's) function, as types.
+#[derive(Clone)]
+struct EntitySig {
+    generics: syn::Generics,
+    params: Vec<EntityParam>,
+    output: Type,
+    output_class: Class,
+}
+
+#[derive(Clone)]
+struct EntityParam {
+    ty: Type,
+    class: Class,
+    /// Differentiated when the entity itself is differentiated.
+    active: bool,
+}
+
+/// A function in the derivative tower.
+struct Entity {
+    sig: EntitySig,
+    func: Func,
+    /// How many more derivative levels to generate below this one.
+    order: u32,
+    /// How many derivatives of the user's function this entity already is.
+    depth: u32,
+}
+
+/// The context shared by the whole expansion.
+struct Tower<'a> {
+    krate: &'a syn::Path,
+    /// The user's function name, for messages.
+    user: &'a Ident,
+    /// The order the user's function was given.
+    order: u32,
+    cx: &'a mut Ctxt,
+}
+
+pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
+    let mut cx = Ctxt::new();
+    let krate: syn::Path = args.krate.clone().unwrap_or_else(|| syn::parse_quote!(::adjoint));
+    let sig = Signature::parse(&item.sig, &item.vis, &mut cx);
+    let primal = primal_item(&item);
+    let wrt = check_wrt(&args, &sig, &mut cx);
+    if cx.has_errors() {
+        return with_errors(primal, &sig, cx);
+    }
+    let lowered = lower::lower(&sig, &item.block, &mut cx);
+    if cx.has_errors() {
+        return with_errors(primal, &sig, cx);
+    }
+    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(if lowered.nests_derivatives { DEFAULT_ORDER - 1 } else { DEFAULT_ORDER });
+    let user_sig = EntitySig {
+        generics: sig.generics.clone(),
+        params: sig.params.iter().map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() }).collect(),
+        output: sig.output_type(),
+        output_class: sig.output_class.clone(),
+    };
+    let user = Entity { sig: user_sig, func: lowered.func, order, depth: 0 };
+    let mut tower = Tower { krate: &krate, user: &sig.ident, order, cx: &mut cx };
+    let companions = tower.user_companions(&user, &sig, &wrt);
+    if cx.has_errors() {
+        return with_errors(primal, &sig, cx);
+    }
+    let vis = &sig.vis;
+    let name = &sig.ident;
+    quote! {
+        #primal
+        #[doc(hidden)]
+        #[allow(non_snake_case, clippy::all, clippy::pedantic)]
+        #vis mod #name {
+            #[allow(unused_imports)]
+            use super::*;
+            #companions
+        }
+    }
+}
+
+/// The user's function as written, minus the attributes the macro consumed.
+fn primal_item(item: &syn::ItemFn) -> syn::ItemFn {
+    let mut f = item.clone();
+    for input in &mut f.sig.inputs {
+        if let syn::FnArg::Typed(pt) = input {
+            pt.attrs.retain(|a| !a.path().is_ident(sig::NO_GRAD));
+        }
+    }
+    f
+}
+
+/// Which parameters the user-facing gradient is taken with respect to.
+fn check_wrt(args: &Args, sig: &Signature, cx: &mut Ctxt) -> Vec<bool> {
+    let Some(names) = &args.wrt else {
+        return sig.params.iter().map(|p| p.active()).collect();
+    };
+    let mut wanted = vec![false; sig.params.len()];
+    for n in names {
+        let Some(i) = sig.params.iter().position(|p| p.ident() == Some(n)) else {
+            let known: Vec<String> = sig.params.iter().filter_map(|p| p.ident().map(|i| format!("`{i}`"))).collect();
+            cx.error_spanned_by(n, format!("`{n}` is not an argument of this function (its arguments are {})", known.join(", ")));
+            continue;
+        };
+        let p = &sig.params[i];
+        if p.no_grad {
+            cx.error_spanned_by(n, format!("`{n}` is marked `#[no_grad]`; remove it from `wrt(…)` or remove `#[no_grad]`"));
+        } else if p.class.is_integer_like() {
+            cx.error_spanned_by(
+                n,
+                format!(
+                    "cannot differentiate with respect to `{n}`: its type `{}` is not a float type\n\
+                     help: only `f32`/`f64` values, slices, vectors and arrays of them, and differentiable types have gradients; \
+                     remove `{n}` from `wrt(…)`",
+                    sig::type_string(&p.ty)
+                ),
+            );
+        } else if !p.class.differentiable() {
+            cx.error_spanned_by(
+                n,
+                format!("cannot differentiate with respect to `{n}`: its type `{}` has no derivative", sig::type_string(&p.ty)),
+            );
+        }
+        wanted[i] = true;
+    }
+    wanted
+}
+
+/// On error: the user's function, the errors, and stubs of the generated items so that
+/// uses of `grad!(f)` elsewhere do not add errors of their own.
+fn with_errors(primal: syn::ItemFn, sig: &Signature, cx: Ctxt) -> TokenStream {
+    let err = cx.check().err().map(|e| e.to_compile_error());
+    let vis = &sig.vis;
+    let name = &sig.ident;
+    let n = sig.params.len();
+    let stub = |fname: &str, extra: usize| {
+        let f = Ident::new(fname, Span::call_site());
+        let tys: Vec<Ident> = (0..n + extra).map(|i| format_ident!("A{}", i)).collect();
+        quote! {
+            pub fn #f<#(#tys),*>(#(_: #tys),*) -> ! {
+                ::core::unreachable!()
+            }
+        }
+    };
+    let (d1, grad, vag, vjp) = (stub(names::D1, 1), stub(names::GRAD, 0), stub(names::VALUE_AND_GRAD, 0), stub(names::VJP, 1));
+    quote! {
+        #primal
+        #err
+        #[doc(hidden)]
+        #[allow(non_snake_case, dead_code)]
+        #vis mod #name {
+            #d1 #grad #vag #vjp
+        }
+    }
+}
+
+impl<'a> Tower<'a> {
+    /// The companions of the user's function.
+    fn user_companions(&mut self, user: &Entity, sig: &Signature, wrt: &[bool]) -> TokenStream {
+        let mut out = TokenStream::new();
+        if user.order == 0 {
+            return out;
+        }
+        // The internal derivative (used by callers).
+        let internal: Vec<GradOut> = user.sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect();
+        let d1 = self.derivative(user, &internal, Seed::Param, false, false);
+        out.extend(self.entity(&d1, &Ident::new(names::D1, Span::call_site())));
+
+        // The user-facing entities.
+        let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
+        let scalar = matches!(user.sig.output_class, Class::Float | Class::Opaque);
+        let grad_name = Ident::new(names::GRAD, Span::call_site());
+        let vag_name = Ident::new(names::VALUE_AND_GRAD, Span::call_site());
+        if scalar {
+            let g = self.derivative(user, &facing, Seed::One, false, true);
+            out.extend(self.entity(&g, &grad_name));
+            let vg = self.derivative(user, &facing, Seed::One, true, true);
+            out.extend(self.entity(&vg, &vag_name));
+        } else {
+            out.extend(self.non_scalar_stub(&grad_name, "grad", sig));
+            out.extend(self.non_scalar_stub(&vag_name, "value_and_grad", sig));
+        }
+        let v = self.derivative(user, &facing, Seed::Param, false, true);
+        out.extend(self.entity(&v, &Ident::new(names::VJP, Span::call_site())));
+        out
+    }
+
+    /// The derivative of an entity under a configuration, as an entity one order lower.
+    /// `facing`: a user-facing entity returns one requested gradient as itself rather
+    /// than as a 1-tuple (the internal companions always return one entry per argument).
+    fn derivative(&mut self, e: &Entity, grads: &[GradOut], seed: Seed, keep_value: bool, facing: bool) -> Entity {
+        let cfg = Config { grads: grads.to_vec(), keep_value, seed };
+        let mut d = reverse::vjp(&e.func, &cfg, self.cx);
+        let requested: Vec<usize> = (0..grads.len()).filter(|i| grads[*i] != GradOut::Omit).collect();
+        let grad_tys: Vec<Type> = requested
+            .iter()
+            .map(|i| match grads[*i] {
+                GradOut::Yes => sig::grad_type(&e.sig.params[*i].ty, &e.sig.params[*i].class),
+                _ => syn::parse_quote!(()),
+            })
+            .collect();
+        let grad_classes: Vec<Class> = requested
+            .iter()
+            .map(|i| match grads[*i] {
+                GradOut::Yes => grad_class(&e.sig.params[*i].class),
+                _ => Class::Inactive,
+            })
+            .collect();
+        let unwrap_single = facing && requested.len() == 1;
+        let (grads_ty, grads_class) = if unwrap_single {
+            (grad_tys[0].clone(), grad_classes[0].clone())
+        } else {
+            (syn::parse_quote!((#(#grad_tys,)*)), Class::Tuple(grad_classes))
+        };
+        if unwrap_single {
+            d.func.ret = match std::mem::replace(&mut d.func.ret, crate::ir::Tree::Tuple(Vec::new())) {
+                crate::ir::Tree::Tuple(mut items) if keep_value => {
+                    let grads = items.pop().expect("grads");
+                    let grads = match grads {
+                        crate::ir::Tree::Tuple(mut g) if g.len() == 1 => g.pop().expect("grad"),
+                        other => other,
+                    };
+                    items.push(grads);
+                    crate::ir::Tree::Tuple(items)
+                }
+                crate::ir::Tree::Tuple(mut g) if g.len() == 1 => g.pop().expect("grad"),
+                other => other,
+            };
+        }
+        let (output, output_class) = if keep_value {
+            let out = &e.sig.output;
+            (syn::parse_quote!((#out, #grads_ty)), Class::Tuple(vec![e.sig.output_class.clone(), grads_class]))
+        } else {
+            (grads_ty, grads_class)
+        };
+        let mut params = e.sig.params.clone();
+        if seed == Seed::Param {
+            params.push(EntityParam { ty: e.sig.output.clone(), class: e.sig.output_class.clone(), active: true });
+        }
+        Entity {
+            sig: EntitySig { generics: e.sig.generics.clone(), params, output, output_class },
+            func: d.func,
+            order: e.order - 1,
+            depth: e.depth + 1,
+        }
+    }
+
+    /// A generated function and the module of its own derivative.
+    fn entity(&mut self, e: &Entity, name: &Ident) -> TokenStream {
+        let f = self.function(e, name);
+        let below = if e.order >= 1 {
+            let internal: Vec<GradOut> = e.sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect();
+            let d1 = self.derivative(e, &internal, Seed::Param, false, false);
+            self.entity(&d1, &Ident::new(names::D1, Span::call_site()))
+        } else {
+            self.order_stub(e)
+        };
+        quote! {
+            #f
+            #[doc(hidden)]
+            pub mod #name {
+                #[allow(unused_imports)]
+                use super::*;
+                #below
+            }
+        }
+    }
+
+    fn function(&mut self, e: &Entity, name: &Ident) -> TokenStream {
+        let emitter = Emitter::new(&e.func, self.krate);
+        let params: Vec<TokenStream> = e
+            .func
+            .params
+            .iter()
+            .zip(&e.sig.params)
+            .map(|(p, ep)| {
+                let pat = emitter.pattern(&p.pat);
+                let ty = &ep.ty;
+                quote!(#pat: #ty)
+            })
+            .collect();
+        let output = &e.sig.output;
+        let generics = &e.sig.generics;
+        let where_clause = &e.sig.generics.where_clause;
+        let body = emitter.block(&e.func.body);
+        let ret = emitter.tree(&e.func.ret);
+        let body = with_fallbacks(quote!(#body #ret), &emitter.derivative_callees());
+        quote! {
+            #[doc(hidden)]
+            #[allow(unused_variables, unused_mut, unused_parens, unused_assignments, unreachable_code, clippy::all, clippy::pedantic)]
+            pub fn #name #generics (#(#params),*) -> #output #where_clause {
+                #body
+            }
+        }
+    }
+
+    /// The derivative companion of an entity that has used up its order: calling it is a
+    /// compile error that says which `order` to write.
+    fn order_stub(&mut self, e: &Entity) -> TokenStream {
+        let user = self.user;
+        let needed = e.depth + 1;
+        let msg = format!("`{user}` is differentiable up to order {} only, and this needs derivative order {needed}", self.order);
+        let note = format!(
+            "write `#[differentiable(order = {needed})]` on `{user}` (the order counts every derivative taken through it, \
+             including `grad!` calls in its body), or give the calling function a lower `order`"
+        );
+        let n = e.sig.params.len() + 1;
+        let tys: Vec<Ident> = (0..n).map(|i| format_ident!("A{}", i)).collect();
+        quote! {
+            #[diagnostic::on_unimplemented(message = #msg, label = "derivative order exceeded", note = #note)]
+            #[doc(hidden)]
+            pub trait OrderExceeded {}
+            #[doc(hidden)]
+            #[allow(clippy::all)]
+            pub fn __adjoint_d1<'__adjoint, #(#tys,)* R>(#(_: #tys),*) -> R
+            where
+                &'__adjoint (): OrderExceeded,
+            {
+                ::core::unreachable!()
+            }
+        }
+    }
+
+    /// `grad!`/`value_and_grad!` of a function whose output is not a scalar: a located
+    /// compile error that points to `vjp!`.
+    fn non_scalar_stub(&mut self, name: &Ident, which: &str, sig: &Signature) -> TokenStream {
+        let user = self.user;
+        let ty = sig.output.as_ref().map(sig::type_string).unwrap_or_else(|| "()".into());
+        let msg = format!("`{which}!` needs a function with a scalar float output, but `{user}` returns `{ty}`");
+        let note = format!("for a non-scalar output use `vjp!({user})(args…, cotangent)`: its last argument is the output's cotangent");
+        let trait_name = format_ident!("{}NeedsScalarOutput", if which == "grad" { "Grad" } else { "ValueAndGrad" });
+        let n = sig.params.len();
+        let tys: Vec<Ident> = (0..n).map(|i| format_ident!("A{}", i)).collect();
+        quote! {
+            #[diagnostic::on_unimplemented(message = #msg, label = "not a scalar output", note = #note)]
+            #[doc(hidden)]
+            pub trait #trait_name {}
+            #[doc(hidden)]
+            #[allow(clippy::all)]
+            pub fn #name<'__adjoint, #(#tys),*>(#(_: #tys),*) -> !
+            where
+                &'__adjoint (): #trait_name,
+            {
+                ::core::unreachable!()
+            }
+        }
+    }
+}
+
+/// The class of a gradient of a value of this class.
+fn grad_class(c: &Class) -> Class {
+    match c {
+        Class::Tuple(items) => Class::Tuple(items.iter().map(grad_class).collect()),
+        Class::Float | Class::FloatBuffer | Class::Opaque => c.clone(),
+        _ => Class::Inactive,
+    }
+}
+
+/// Wrap a body so that calling the derivative of a function that is not differentiable
+/// is a located error with a hint, instead of an unresolved name.
+///
+/// The real companion `g::__adjoint_d1` is found through the inner `use self::*` (it
+/// shadows the outer block's names); only when `g` has no companion module does the
+/// lookup reach the fallback, whose bound fails with the message.
+fn with_fallbacks(body: TokenStream, callees: &[(Ident, usize)]) -> TokenStream {
+    if callees.is_empty() {
+        return body;
+    }
+    let fallbacks = callees.iter().map(|(g, n)| {
+        let span = g.span();
+        let trait_name = format_ident!("{}IsNotDifferentiable", camel(&g.to_string()));
+        let msg = format!("`{g}` is not differentiable, but a value that carries a derivative is passed to it");
+        let label = format!("`{g}` has no derivative code");
+        let note = format!(
+            "mark `{g}` with `#[differentiable]`, or wrap the argument in `detach(…)` if no gradient should flow through this call"
+        );
+        let tys: Vec<Ident> = (0..*n).map(|i| format_ident!("A{}", i)).collect();
+        let g_local = Ident::new(&g.to_string(), span);
+        quote_spanned! {span=>
+            #[diagnostic::on_unimplemented(message = #msg, label = #label, note = #note)]
+            pub trait #trait_name {}
+            pub mod #g_local {
+                pub fn __adjoint_d1<'__adjoint, #(#tys,)* R>(#(_: #tys),*) -> R
+                where
+                    &'__adjoint (): super::#trait_name,
+                {
+                    ::core::unreachable!()
+                }
+            }
+        }
+    });
+    quote! {
+        #[allow(non_snake_case, non_camel_case_types, dead_code, unreachable_code)]
+        mod __adjoint_not_differentiable {
+            #(#fallbacks)*
+        }
+        #[allow(unused_imports)]
+        use __adjoint_not_differentiable::*;
+        {
+            #[allow(unused_imports)]
+            use self::*;
+            #body
+        }
+    }
+}
+
+fn camel(s: &str) -> String {
+    s.split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}

@@ -1,0 +1,100 @@
+//! The procedural macros of `adjoint`: compile-time reverse-mode automatic
+//! differentiation by source transformation.
+//!
+//! `#[differentiable]` is a small compiler, one stage per module:
+//!
+//! | stage | module | job |
+//! |---|---|---|
+//! | parse | [`attr`], [`sig`] | attribute arguments; which parameters are differentiable |
+//! | lower | [`lower`] | the body → the IR of [`ir`] (A-normal form, cells, buffers, structured loops) |
+//! | analyse | [`activity`] | which values carry derivatives |
+//! | transform | [`reverse`] | IR → IR: forward sweep, what to save or recompute, reverse sweep |
+//! | emit | [`emit`], [`expand`] | IR → Rust; the tower of derivative companions |
+//!
+//! The derivative rules themselves live in `adjoint-runtime`; [`ops`] only maps syntax
+//! to the rule traits. Errors are collected in [`ctxt`] and reported at the user's tokens.
+
+mod activity;
+mod attr;
+mod ctxt;
+mod emit;
+mod expand;
+mod ir;
+mod lower;
+mod names;
+mod ops;
+mod reverse;
+mod sig;
+
+use proc_macro::TokenStream;
+use quote::quote;
+
+/// Make a function differentiable: generates its derivative code at compile time.
+///
+/// ```ignore
+/// #[differentiable]
+/// fn f(x: f64, y: f64) -> f64 { (x * y).sin() + x.powi(2) }
+/// let (gx, gy) = grad!(f)(1.0, 2.0);
+/// ```
+///
+/// Arguments: `wrt(a, b)` restricts the gradients `grad!`/`vjp!` return; `order = N`
+/// sets how many derivatives may be nested through the function (default 2, or 1 when
+/// the body itself calls `grad!`, `vjp!` or `value_and_grad!`).
+#[proc_macro_attribute]
+pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args = match syn::parse::<attr::Args>(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let item = proc_macro2::TokenStream::from(item);
+            let err = e.to_compile_error();
+            return quote!(#item #err).into();
+        }
+    };
+    match syn::parse::<syn::ItemFn>(item.clone()) {
+        Ok(f) => {
+            let name = f.sig.ident.to_string();
+            let out = expand::differentiable(args, f);
+            if let Ok(dir) = std::env::var("ADJOINT_DUMP") {
+                let _ = std::fs::write(format!("{dir}/{name}.rs"), out.to_string());
+            }
+            out.into()
+        }
+        Err(_) => {
+            let item2 = proc_macro2::TokenStream::from(item);
+            let err = syn::Error::new_spanned(&item2, "`#[differentiable]` applies to functions").to_compile_error();
+            quote!(#item2 #err).into()
+        }
+    }
+}
+
+fn entity(input: TokenStream, entity: &str, which: &str) -> TokenStream {
+    match syn::parse::<syn::Path>(input) {
+        Ok(path) => {
+            let p = names::entity_path(&path, entity);
+            quote!(#p).into()
+        }
+        Err(e) => syn::Error::new(e.span(), format!("`{which}!` takes the path of a `#[differentiable]` function: `{which}!(f)`"))
+            .to_compile_error()
+            .into(),
+    }
+}
+
+/// The gradient of a `#[differentiable]` function with a scalar output: `grad!(f)(args…)`
+/// returns one gradient per active argument (the gradient itself for a single one).
+#[proc_macro]
+pub fn grad(input: TokenStream) -> TokenStream {
+    entity(input, names::GRAD, "grad")
+}
+
+/// `value_and_grad!(f)(args…)` returns `(f(args…), grad!(f)(args…))` from one evaluation.
+#[proc_macro]
+pub fn value_and_grad(input: TokenStream) -> TokenStream {
+    entity(input, names::VALUE_AND_GRAD, "value_and_grad")
+}
+
+/// The vector-Jacobian product: `vjp!(f)(args…, cotangent)` for a function with any
+/// output; the last argument has the output's type.
+#[proc_macro]
+pub fn vjp(input: TokenStream) -> TokenStream {
+    entity(input, names::VJP, "vjp")
+}

@@ -1,0 +1,197 @@
+//! The table of differentiable primitives: syntax → rule trait.
+//!
+//! The macro contains no derivative math. For every primitive it knows only which trait
+//! of `adjoint_runtime::rules` holds the rule, which method computes the contribution to
+//! each operand, and which values that method reads (so the transform knows what the
+//! reverse sweep must keep). rustc then picks the implementation for the actual types.
+//!
+//! A contribution is always `Trait::method(&ybar, &need_1, …, &need_k)` where `ybar` is
+//! the adjoint of the primitive's result. Linear primitives on scalars use the
+//! structural forms `Identity` and `Negate` instead, so no operand has to be kept only
+//! to tell rustc its type.
+
+use crate::ir::BinOp;
+
+/// A value a rule reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Need {
+    /// The operand at this position (0 is the receiver of a method, or the left operand).
+    Operand(usize),
+    /// The primitive's result.
+    Output,
+}
+
+/// How the adjoint of one operand is obtained from the adjoint of the result.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Contribution {
+    /// The operand receives no gradient (an integer exponent, a piecewise-constant op).
+    None,
+    /// The adjoint of the result itself (`ȳ`).
+    Identity,
+    /// Its negation (`-ȳ`).
+    Negate,
+    /// `rules::<trait_name>::<method>(&ȳ, needs…)`.
+    Rule { trait_name: &'static str, method: &'static str, needs: &'static [Need] },
+}
+
+/// One operand's rule, in the all-scalar form and in the general form.
+#[derive(Clone, Copy, Debug)]
+pub struct InputRule {
+    pub scalar: Contribution,
+    pub general: Contribution,
+}
+
+/// What the primitive's result is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Output {
+    /// A differentiable value of the receiver's (or left operand's) kind.
+    Same,
+    /// A float whose derivative is zero almost everywhere (`floor`, `signum`): not active.
+    Constant,
+    /// A boolean.
+    Bool,
+    /// An integer.
+    Int,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Prim {
+    pub name: &'static str,
+    /// Number of operands (the receiver of a method counts).
+    pub arity: usize,
+    /// The rule of each operand; only the first `arity` entries are meaningful.
+    pub rules: [InputRule; 3],
+    pub output: Output,
+}
+
+impl Prim {
+    pub fn inputs(&self) -> &[InputRule] {
+        &self.rules[..self.arity]
+    }
+}
+
+const NO_RULE: InputRule = same(Contribution::None);
+
+const fn prim1(name: &'static str, a: InputRule) -> Prim {
+    Prim { name, arity: 1, rules: [a, NO_RULE, NO_RULE], output: Output::Same }
+}
+
+const fn prim2(name: &'static str, a: InputRule, b: InputRule) -> Prim {
+    Prim { name, arity: 2, rules: [a, b, NO_RULE], output: Output::Same }
+}
+
+const fn prim3(name: &'static str, a: InputRule, b: InputRule, c: InputRule) -> Prim {
+    Prim { name, arity: 3, rules: [a, b, c], output: Output::Same }
+}
+
+const fn same(c: Contribution) -> InputRule {
+    InputRule { scalar: c, general: c }
+}
+
+const fn rule(trait_name: &'static str, method: &'static str, needs: &'static [Need]) -> Contribution {
+    Contribution::Rule { trait_name, method, needs }
+}
+
+use Contribution::{Identity, Negate};
+use Need::{Operand as Op, Output as Out};
+
+const X: &[Need] = &[Op(0)];
+const Y: &[Need] = &[Out];
+const XY: &[Need] = &[Op(0), Op(1)];
+
+/// A unary float method whose rule reads the given values.
+const fn unary(name: &'static str, trait_name: &'static str, method: &'static str, needs: &'static [Need]) -> Prim {
+    prim1(name, same(rule(trait_name, method, needs)))
+}
+
+const fn constant(name: &'static str, arity: usize) -> Prim {
+    Prim { name, arity, rules: [NO_RULE; 3], output: Output::Constant }
+}
+
+const fn predicate(name: &'static str, arity: usize) -> Prim {
+    let mut p = constant(name, arity);
+    p.output = Output::Bool;
+    p
+}
+
+/// The float methods the transform differentiates, by name.
+pub const METHODS: &[Prim] = &[
+    unary("sqrt", "Sqrt", "sqrt_adjoint", Y),
+    unary("cbrt", "Cbrt", "cbrt_adjoint", Y),
+    unary("exp", "Exp", "exp_adjoint", Y),
+    unary("exp2", "Exp2", "exp2_adjoint", Y),
+    unary("exp_m1", "ExpM1", "exp_m1_adjoint", Y),
+    unary("ln", "Ln", "ln_adjoint", X),
+    unary("ln_1p", "Ln1p", "ln_1p_adjoint", X),
+    unary("log10", "Log10", "log10_adjoint", X),
+    unary("log2", "Log2", "log2_adjoint", X),
+    unary("sin", "Sin", "sin_adjoint", X),
+    unary("cos", "Cos", "cos_adjoint", X),
+    unary("tan", "Tan", "tan_adjoint", Y),
+    unary("asin", "Asin", "asin_adjoint", X),
+    unary("acos", "Acos", "acos_adjoint", X),
+    unary("atan", "Atan", "atan_adjoint", X),
+    unary("sinh", "Sinh", "sinh_adjoint", X),
+    unary("cosh", "Cosh", "cosh_adjoint", X),
+    unary("tanh", "Tanh", "tanh_adjoint", Y),
+    unary("asinh", "Asinh", "asinh_adjoint", X),
+    unary("acosh", "Acosh", "acosh_adjoint", X),
+    unary("atanh", "Atanh", "atanh_adjoint", X),
+    unary("abs", "Abs", "abs_adjoint", X),
+    unary("recip", "Recip", "recip_adjoint", Y),
+    unary("to_degrees", "ToDegrees", "to_degrees_adjoint", X),
+    unary("to_radians", "ToRadians", "to_radians_adjoint", X),
+    prim1("fract", InputRule { scalar: Identity, general: rule("Fract", "fract_adjoint", X) }),
+    prim2("powi", same(rule("Powi", "powi_adjoint", XY)), same(Contribution::None)),
+    prim2("powf", same(rule("Powf", "powf_base_adjoint", XY)), same(rule("Powf", "powf_exponent_adjoint", &[Op(0), Op(1), Out]))),
+    prim2("atan2", same(rule("Atan2", "atan2_lhs_adjoint", XY)), same(rule("Atan2", "atan2_rhs_adjoint", XY))),
+    prim2("hypot", same(rule("Hypot", "hypot_lhs_adjoint", &[Op(0), Out])), same(rule("Hypot", "hypot_rhs_adjoint", &[Op(1), Out]))),
+    prim2("max", same(rule("Max", "max_lhs_adjoint", XY)), same(rule("Max", "max_rhs_adjoint", XY))),
+    prim2("min", same(rule("Min", "min_lhs_adjoint", XY)), same(rule("Min", "min_rhs_adjoint", XY))),
+    prim3("mul_add", same(rule("MulAdd", "mul_add_self_adjoint", &[Op(1)])), same(rule("MulAdd", "mul_add_factor_adjoint", &[Op(0)])), InputRule { scalar: Identity, general: rule("MulAdd", "mul_add_addend_adjoint", &[Op(2)]) }),
+    prim3("clamp", same(rule("Clamp", "clamp_value_adjoint", &[Op(0), Op(1), Op(2)])), same(rule("Clamp", "clamp_min_adjoint", &[Op(0), Op(1)])), same(rule("Clamp", "clamp_max_adjoint", &[Op(0), Op(2)]))),
+    constant("signum", 1),
+    constant("floor", 1),
+    constant("ceil", 1),
+    constant("round", 1),
+    constant("trunc", 1),
+    predicate("is_nan", 1),
+    predicate("is_finite", 1),
+    predicate("is_infinite", 1),
+    predicate("is_normal", 1),
+    predicate("is_sign_positive", 1),
+    predicate("is_sign_negative", 1),
+];
+
+/// Find a differentiable method by name.
+pub fn method(name: &str) -> Option<&'static Prim> {
+    METHODS.iter().find(|p| p.name == name)
+}
+
+/// The names of the differentiable methods, for the "unknown method" hint.
+pub fn method_names() -> String {
+    METHODS.iter().filter(|p| p.output == Output::Same).map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
+
+const ADD: Prim = prim2("add", InputRule { scalar: Identity, general: rule("Add", "add_lhs_adjoint", XY) }, InputRule { scalar: Identity, general: rule("Add", "add_rhs_adjoint", XY) });
+const SUB: Prim = prim2("sub", InputRule { scalar: Identity, general: rule("Sub", "sub_lhs_adjoint", XY) }, InputRule { scalar: Negate, general: rule("Sub", "sub_rhs_adjoint", XY) });
+const MUL: Prim = prim2("mul", InputRule { scalar: rule("ScalarMul", "mul_adjoint", &[Op(1)]), general: rule("Mul", "mul_lhs_adjoint", XY) }, InputRule { scalar: rule("ScalarMul", "mul_adjoint", &[Op(0)]), general: rule("Mul", "mul_rhs_adjoint", XY) });
+const DIV: Prim = prim2("div", InputRule { scalar: rule("ScalarDiv", "div_lhs_adjoint", &[Op(1)]), general: rule("Div", "div_lhs_adjoint", XY) }, InputRule { scalar: rule("ScalarDiv", "div_rhs_adjoint", &[Op(1), Out]), general: rule("Div", "div_rhs_adjoint", XY) });
+const REM: Prim = prim2("rem", InputRule { scalar: Identity, general: rule("Rem", "rem_lhs_adjoint", XY) }, same(rule("Rem", "rem_rhs_adjoint", XY)));
+const NEG: Prim = prim1("neg", same(Negate));
+
+/// The primitive behind a binary operator (comparisons and bit operations have none).
+pub fn binary(op: BinOp) -> Option<&'static Prim> {
+    match op {
+        BinOp::Add => Some(&ADD),
+        BinOp::Sub => Some(&SUB),
+        BinOp::Mul => Some(&MUL),
+        BinOp::Div => Some(&DIV),
+        BinOp::Rem => Some(&REM),
+        _ => None,
+    }
+}
+
+pub fn neg() -> &'static Prim {
+    &NEG
+}

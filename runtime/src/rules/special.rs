@@ -1,0 +1,213 @@
+//! Rules of the float methods with several operands, and of casts.
+
+use crate::Float;
+
+/// `y = xⁿ` with an integer exponent.
+pub trait Powi: Sized {
+    /// d xⁿ/dx = n·xⁿ⁻¹.
+    fn powi_adjoint(ybar: &Self, x: &Self, n: &i32) -> Self;
+}
+
+impl<F: Float> Powi for F {
+    #[inline]
+    fn powi_adjoint(ybar: &F, x: &F, n: &i32) -> F {
+        if *n == 0 {
+            return *ybar * F::ZERO;
+        }
+        *ybar * F::from_i32(*n) * x.powi(*n - 1)
+    }
+}
+
+/// `y = xᵖ` with a float exponent.
+pub trait Powf: Sized {
+    /// ∂xᵖ/∂x = p·xᵖ⁻¹.
+    fn powf_base_adjoint(ybar: &Self, x: &Self, p: &Self) -> Self;
+    /// ∂xᵖ/∂p = xᵖ·ln x = y·ln x (0 where y = 0, the limit for x → 0⁺ and p > 0).
+    fn powf_exponent_adjoint(ybar: &Self, x: &Self, p: &Self, y: &Self) -> Self;
+}
+
+impl<F: Float> Powf for F {
+    #[inline]
+    fn powf_base_adjoint(ybar: &F, x: &F, p: &F) -> F {
+        *ybar * *p * x.powf(*p - F::ONE)
+    }
+    #[inline]
+    fn powf_exponent_adjoint(ybar: &F, x: &F, _p: &F, y: &F) -> F {
+        if *y == F::ZERO {
+            return *ybar * F::ZERO;
+        }
+        *ybar * *y * x.ln()
+    }
+}
+
+/// `y = atan2(a, b)` (the angle of the point `(b, a)`).
+pub trait Atan2: Sized {
+    /// ∂atan2(a, b)/∂a = b/(a²+b²).
+    fn atan2_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
+    /// ∂atan2(a, b)/∂b = −a/(a²+b²).
+    fn atan2_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
+}
+
+impl<F: Float> Atan2 for F {
+    #[inline]
+    fn atan2_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
+        *ybar * *b / (*a * *a + *b * *b)
+    }
+    #[inline]
+    fn atan2_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
+        -(*ybar * *a / (*a * *a + *b * *b))
+    }
+}
+
+/// `y = √(a²+b²)`.
+pub trait Hypot: Sized {
+    /// ∂y/∂a = a/y.
+    fn hypot_lhs_adjoint(ybar: &Self, a: &Self, y: &Self) -> Self;
+    /// ∂y/∂b = b/y.
+    fn hypot_rhs_adjoint(ybar: &Self, b: &Self, y: &Self) -> Self;
+}
+
+impl<F: Float> Hypot for F {
+    #[inline]
+    fn hypot_lhs_adjoint(ybar: &F, a: &F, y: &F) -> F {
+        *ybar * *a / *y
+    }
+    #[inline]
+    fn hypot_rhs_adjoint(ybar: &F, b: &F, y: &F) -> F {
+        *ybar * *b / *y
+    }
+}
+
+/// `y = max(a, b)`: the gradient goes to the larger operand, split evenly on a tie.
+pub trait Max: Sized {
+    fn max_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
+    fn max_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
+}
+
+impl<F: Float> Max for F {
+    #[inline]
+    fn max_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
+        if *a > *b {
+            *ybar
+        } else if *a < *b {
+            *ybar * F::ZERO
+        } else {
+            *ybar * F::HALF
+        }
+    }
+    #[inline]
+    fn max_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
+        if *b > *a {
+            *ybar
+        } else if *b < *a {
+            *ybar * F::ZERO
+        } else {
+            *ybar * F::HALF
+        }
+    }
+}
+
+/// `y = min(a, b)`: the gradient goes to the smaller operand, split evenly on a tie.
+pub trait Min: Sized {
+    fn min_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
+    fn min_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
+}
+
+impl<F: Float> Min for F {
+    #[inline]
+    fn min_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
+        if *a < *b {
+            *ybar
+        } else if *a > *b {
+            *ybar * F::ZERO
+        } else {
+            *ybar * F::HALF
+        }
+    }
+    #[inline]
+    fn min_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
+        if *b < *a {
+            *ybar
+        } else if *b > *a {
+            *ybar * F::ZERO
+        } else {
+            *ybar * F::HALF
+        }
+    }
+}
+
+/// `y = x·a + b` (fused multiply-add).
+pub trait MulAdd: Sized {
+    /// ∂y/∂x = a.
+    fn mul_add_self_adjoint(ybar: &Self, a: &Self) -> Self;
+    /// ∂y/∂a = x.
+    fn mul_add_factor_adjoint(ybar: &Self, x: &Self) -> Self;
+    /// ∂y/∂b = 1.
+    fn mul_add_addend_adjoint(ybar: &Self, b: &Self) -> Self;
+}
+
+impl<F: Float> MulAdd for F {
+    #[inline]
+    fn mul_add_self_adjoint(ybar: &F, a: &F) -> F {
+        *ybar * *a
+    }
+    #[inline]
+    fn mul_add_factor_adjoint(ybar: &F, x: &F) -> F {
+        *ybar * *x
+    }
+    #[inline]
+    fn mul_add_addend_adjoint(ybar: &F, _b: &F) -> F {
+        *ybar
+    }
+}
+
+/// `y = clamp(x, lo, hi)`: the gradient goes to whichever of the three is returned.
+pub trait Clamp: Sized {
+    fn clamp_value_adjoint(ybar: &Self, x: &Self, lo: &Self, hi: &Self) -> Self;
+    fn clamp_min_adjoint(ybar: &Self, x: &Self, lo: &Self) -> Self;
+    fn clamp_max_adjoint(ybar: &Self, x: &Self, hi: &Self) -> Self;
+}
+
+impl<F: Float> Clamp for F {
+    #[inline]
+    fn clamp_value_adjoint(ybar: &F, x: &F, lo: &F, hi: &F) -> F {
+        if *x < *lo || *x > *hi {
+            *ybar * F::ZERO
+        } else {
+            *ybar
+        }
+    }
+    #[inline]
+    fn clamp_min_adjoint(ybar: &F, x: &F, lo: &F) -> F {
+        if *x < *lo {
+            *ybar
+        } else {
+            *ybar * F::ZERO
+        }
+    }
+    #[inline]
+    fn clamp_max_adjoint(ybar: &F, x: &F, hi: &F) -> F {
+        if *x > *hi {
+            *ybar
+        } else {
+            *ybar * F::ZERO
+        }
+    }
+}
+
+/// `y = x as Y` between float types: the adjoint is cast back.
+pub trait Cast<Y>: Sized {
+    fn cast_adjoint(ybar: &Y, x: &Self) -> Self;
+}
+
+macro_rules! cast_rule {
+    ($($from:ty => $to:ty),*) => {$(
+        impl Cast<$to> for $from {
+            #[inline]
+            fn cast_adjoint(ybar: &$to, _x: &$from) -> $from {
+                *ybar as $from
+            }
+        }
+    )*};
+}
+cast_rule!(f32 => f32, f32 => f64, f64 => f32, f64 => f64);

@@ -1,0 +1,79 @@
+//! Rules of the unary float methods.
+//!
+//! Where the derivative is cheapest in terms of the result `y` (e.g. `exp`, `tanh`,
+//! `sqrt`), the rule reads `y` instead of `x`, so the forward value is reused.
+
+use crate::Float;
+
+macro_rules! unary_rule {
+    ($(#[doc = $doc:literal] $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
+        #[doc = $doc]
+        pub trait $trait_: Sized {
+            #[doc = $doc]
+            fn $method($ybar: &Self, $arg: &Self) -> Self;
+        }
+        impl<F: Float> $trait_ for F {
+            #[inline]
+            fn $method($ybar: &F, $arg: &F) -> F {
+                let $ybar = *$ybar;
+                let $arg = *$arg;
+                $body
+            }
+        }
+    )*};
+}
+
+unary_rule! {
+    /// d√x/dx = 1/(2√x) = 1/(2y).
+    Sqrt::sqrt_adjoint(ybar, y) => ybar / (F::TWO * y);
+    /// d∛x/dx = 1/(3∛x²) = 1/(3y²).
+    Cbrt::cbrt_adjoint(ybar, y) => ybar / (F::from_f64(3.0) * y * y);
+    /// d eˣ/dx = eˣ = y.
+    Exp::exp_adjoint(ybar, y) => ybar * y;
+    /// d 2ˣ/dx = ln 2 · 2ˣ = ln 2 · y.
+    Exp2::exp2_adjoint(ybar, y) => ybar * y * F::LN_2;
+    /// d(eˣ−1)/dx = eˣ = y + 1.
+    ExpM1::exp_m1_adjoint(ybar, y) => ybar * (y + F::ONE);
+    /// d ln x/dx = 1/x.
+    Ln::ln_adjoint(ybar, x) => ybar / x;
+    /// d ln(1+x)/dx = 1/(1+x).
+    Ln1p::ln_1p_adjoint(ybar, x) => ybar / (F::ONE + x);
+    /// d log₁₀x/dx = 1/(x ln 10).
+    Log10::log10_adjoint(ybar, x) => ybar / (x * F::LN_10);
+    /// d log₂x/dx = 1/(x ln 2).
+    Log2::log2_adjoint(ybar, x) => ybar / (x * F::LN_2);
+    /// d sin x/dx = cos x.
+    Sin::sin_adjoint(ybar, x) => ybar * x.cos();
+    /// d cos x/dx = −sin x.
+    Cos::cos_adjoint(ybar, x) => -(ybar * x.sin());
+    /// d tan x/dx = 1 + tan²x = 1 + y².
+    Tan::tan_adjoint(ybar, y) => ybar * (F::ONE + y * y);
+    /// d asin x/dx = 1/√(1−x²).
+    Asin::asin_adjoint(ybar, x) => ybar / (F::ONE - x * x).sqrt();
+    /// d acos x/dx = −1/√(1−x²).
+    Acos::acos_adjoint(ybar, x) => -(ybar / (F::ONE - x * x).sqrt());
+    /// d atan x/dx = 1/(1+x²).
+    Atan::atan_adjoint(ybar, x) => ybar / (F::ONE + x * x);
+    /// d sinh x/dx = cosh x.
+    Sinh::sinh_adjoint(ybar, x) => ybar * x.cosh();
+    /// d cosh x/dx = sinh x.
+    Cosh::cosh_adjoint(ybar, x) => ybar * x.sinh();
+    /// d tanh x/dx = 1 − tanh²x = 1 − y².
+    Tanh::tanh_adjoint(ybar, y) => ybar * (F::ONE - y * y);
+    /// d asinh x/dx = 1/√(x²+1).
+    Asinh::asinh_adjoint(ybar, x) => ybar / (x * x + F::ONE).sqrt();
+    /// d acosh x/dx = 1/√(x²−1).
+    Acosh::acosh_adjoint(ybar, x) => ybar / (x * x - F::ONE).sqrt();
+    /// d atanh x/dx = 1/(1−x²).
+    Atanh::atanh_adjoint(ybar, x) => ybar / (F::ONE - x * x);
+    /// d|x|/dx = sign x, and 0 at x = 0 (the subgradient PyTorch and JAX use).
+    Abs::abs_adjoint(ybar, x) => if x > F::ZERO { ybar } else if x < F::ZERO { -ybar } else { ybar * F::ZERO };
+    /// d(1/x)/dx = −1/x² = −y².
+    Recip::recip_adjoint(ybar, y) => -(ybar * y * y);
+    /// d(x·180/π)/dx = 180/π.
+    ToDegrees::to_degrees_adjoint(ybar, x) => ybar / F::DEG_PER_RAD + x * F::ZERO;
+    /// d(x·π/180)/dx = π/180.
+    ToRadians::to_radians_adjoint(ybar, x) => ybar * F::DEG_PER_RAD + x * F::ZERO;
+    /// d fract(x)/dx = 1 away from integers.
+    Fract::fract_adjoint(ybar, x) => ybar + x * F::ZERO;
+}

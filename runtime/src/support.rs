@@ -1,0 +1,262 @@
+//! Support types and helpers called by generated code.
+//!
+//! Nothing here knows about derivatives: these are the containers the reverse sweep
+//! uses (a tape of saved values, a one-value slot), and the shape-preserving
+//! operations on adjoints (zeros of the same shape, accumulation).
+
+/// A stack of values saved by the forward sweep of a loop and read back, in reverse
+/// order, by the reverse sweep.
+#[derive(Debug)]
+pub struct Tape<T> {
+    values: Vec<T>,
+}
+
+impl<T> Tape<T> {
+    #[inline]
+    pub fn new() -> Self {
+        Tape { values: Vec::new() }
+    }
+
+    #[inline]
+    pub fn push(&mut self, value: T) {
+        self.values.push(value);
+    }
+
+    #[inline]
+    pub fn pop(&mut self) -> T {
+        match self.values.pop() {
+            Some(v) => v,
+            None => tape_underflow(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl<T> Default for Tape<T> {
+    fn default() -> Self {
+        Tape::new()
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn tape_underflow() -> ! {
+    panic!("adjoint: the reverse sweep read more saved values than the forward sweep stored (this is a bug in adjoint; please report it)")
+}
+
+/// A value saved in a branch of the forward sweep and read back in the same branch of
+/// the reverse sweep (no allocation).
+#[derive(Debug)]
+pub struct Slot<T> {
+    value: Option<T>,
+}
+
+impl<T> Slot<T> {
+    #[inline]
+    pub fn new() -> Self {
+        Slot { value: None }
+    }
+
+    #[inline]
+    pub fn save(&mut self, value: T) {
+        self.value = Some(value);
+    }
+
+    #[inline]
+    pub fn load(&mut self) -> T {
+        match self.value.take() {
+            Some(v) => v,
+            None => slot_empty(),
+        }
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot::new()
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn slot_empty() -> ! {
+    panic!("adjoint: the reverse sweep read a value its branch did not save (this is a bug in adjoint; please report it)")
+}
+
+/// Values that have a zero of the same shape and can be added up in place.
+pub trait Adjoint: Sized {
+    /// A zero with the same shape as `self`.
+    fn zero_like(&self) -> Self;
+    /// `self += other`; panics with both shapes if they differ.
+    fn accumulate(&mut self, other: Self);
+}
+
+macro_rules! scalar_adjoint {
+    ($($t:ty)*) => {$(
+        impl Adjoint for $t {
+            #[inline]
+            fn zero_like(&self) -> Self {
+                0.0
+            }
+            #[inline]
+            fn accumulate(&mut self, other: Self) {
+                *self += other;
+            }
+        }
+    )*};
+}
+scalar_adjoint!(f32 f64);
+
+impl<T: Adjoint + Clone> Adjoint for Vec<T> {
+    fn zero_like(&self) -> Self {
+        self.iter().map(Adjoint::zero_like).collect()
+    }
+    fn accumulate(&mut self, other: Self) {
+        accumulate_slice(self, &other);
+    }
+}
+
+impl<T: Adjoint + Clone, const N: usize> Adjoint for [T; N] {
+    fn zero_like(&self) -> Self {
+        core::array::from_fn(|i| self[i].zero_like())
+    }
+    fn accumulate(&mut self, other: Self) {
+        for (a, b) in self.iter_mut().zip(other) {
+            a.accumulate(b);
+        }
+    }
+}
+
+impl Adjoint for () {
+    fn zero_like(&self) -> Self {}
+    fn accumulate(&mut self, _: Self) {}
+}
+
+macro_rules! tuple_adjoint {
+    ($($name:ident $idx:tt),*) => {
+        impl<$($name: Adjoint),*> Adjoint for ($($name,)*) {
+            fn zero_like(&self) -> Self {
+                ($(self.$idx.zero_like(),)*)
+            }
+            fn accumulate(&mut self, other: Self) {
+                $(self.$idx.accumulate(other.$idx);)*
+            }
+        }
+    };
+}
+tuple_adjoint!(A 0);
+tuple_adjoint!(A 0, B 1);
+tuple_adjoint!(A 0, B 1, C 2);
+tuple_adjoint!(A 0, B 1, C 2, D 3);
+tuple_adjoint!(A 0, B 1, C 2, D 3, E 4);
+tuple_adjoint!(A 0, B 1, C 2, D 3, E 4, F 5);
+
+/// `*acc += value`.
+#[inline]
+pub fn accumulate<T: Adjoint>(acc: &mut T, value: T) {
+    acc.accumulate(value);
+}
+
+/// Elementwise `dst += src` over a slice (a gradient returned for a sub-slice).
+#[inline]
+pub fn accumulate_slice<T: Adjoint + Clone>(dst: &mut [T], src: &[T]) {
+    if dst.len() != src.len() {
+        length_mismatch(dst.len(), src.len());
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        d.accumulate(s.clone());
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn length_mismatch(dst: usize, src: usize) -> ! {
+    panic!("adjoint: a gradient of length {src} was returned for a slice of length {dst}")
+}
+
+/// A zero with the shape of `x`.
+#[inline]
+pub fn zero_like<T: Adjoint>(x: &T) -> T {
+    x.zero_like()
+}
+
+/// Values with a one of the same shape (the seed of a scalar output).
+pub trait Seed {
+    fn one_like(&self) -> Self;
+}
+
+impl Seed for f32 {
+    #[inline]
+    fn one_like(&self) -> Self {
+        1.0
+    }
+}
+
+impl Seed for f64 {
+    #[inline]
+    fn one_like(&self) -> Self {
+        1.0
+    }
+}
+
+/// One with the shape of `x`.
+#[inline]
+pub fn one_like<T: Seed>(x: &T) -> T {
+    x.one_like()
+}
+
+/// Containers whose adjoint is a buffer of zeros with the same length.
+pub trait ZerosLike {
+    type Buffer;
+    fn zeros_like(&self) -> Self::Buffer;
+}
+
+impl<T: Adjoint + Clone> ZerosLike for [T] {
+    type Buffer = Vec<T>;
+    fn zeros_like(&self) -> Vec<T> {
+        self.iter().map(Adjoint::zero_like).collect()
+    }
+}
+
+impl<T: Adjoint + Clone> ZerosLike for Vec<T> {
+    type Buffer = Vec<T>;
+    fn zeros_like(&self) -> Vec<T> {
+        self.iter().map(Adjoint::zero_like).collect()
+    }
+}
+
+impl<T: Adjoint + Clone, const N: usize> ZerosLike for [T; N] {
+    type Buffer = [T; N];
+    fn zeros_like(&self) -> [T; N] {
+        core::array::from_fn(|i| self[i].zero_like())
+    }
+}
+
+impl<T: ZerosLike + ?Sized> ZerosLike for &T {
+    type Buffer = T::Buffer;
+    fn zeros_like(&self) -> T::Buffer {
+        (**self).zeros_like()
+    }
+}
+
+/// A buffer of zeros shaped like `x` (a slice, a vector or an array).
+#[inline]
+pub fn zeros_like<T: ZerosLike + ?Sized>(x: &T) -> T::Buffer {
+    x.zeros_like()
+}
+
+/// Pop the last element of a buffer adjoint (the reverse of `push`).
+#[inline]
+pub fn pop<T>(v: &mut Vec<T>) -> T {
+    match v.pop() {
+        Some(x) => x,
+        None => tape_underflow(),
+    }
+}

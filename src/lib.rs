@@ -1,0 +1,31 @@
+//! # adjoint
+//!
+//! Compile-time reverse-mode automatic differentiation for Rust. Mark a function
+//! `#[differentiable]` and call `grad!`, `value_and_grad!` or `vjp!` on it:
+//!
+//! ```
+//! use adjoint::prelude::*;
+//!
+//! #[differentiable]
+//! fn f(x: f64, y: f64) -> f64 {
+//!     (x * y).sin() + x.powi(2)
+//! }
+//!
+//! let (gx, gy) = grad!(f)(1.0, 2.0);
+//! assert!((gx - (2.0 * 2.0_f64.cos() + 2.0)).abs() < 1e-12);
+//! assert!((gy - 2.0_f64.cos()).abs() < 1e-12);
+//! ```
+//!
+//! The derivative code is generated at compile time as ordinary Rust: no tape for
+//! straight-line code, and only the values a loop overwrites are recorded at run time.
+
+pub use adjoint_macros::{differentiable, grad, value_and_grad, vjp};
+pub use adjoint_runtime::{detach, rules, Adjoint, Float, Seed, Tape};
+
+/// Everything needed to write and differentiate functions.
+pub mod prelude {
+    pub use crate::{detach, differentiable, grad, value_and_grad, vjp, Float};
+}
+
+#[doc(hidden)]
+pub use adjoint_runtime::__private;
