@@ -92,15 +92,10 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// An operand of an arithmetic operator: values of unknown type are borrowed.
+    /// An operand of an arithmetic operator (values of unknown type are cloned, since
+    /// derivative code may read them again).
     fn arith(&self, o: &Operand) -> TokenStream {
-        match o {
-            Operand::Var(v) if self.func.vars.kind(*v) == Kind::Unknown => {
-                let id = self.ident(*v);
-                quote!((&#id))
-            }
-            _ => self.operand(o),
-        }
+        self.by_value(o)
     }
 
     pub fn tree(&self, t: &Tree<Operand>) -> TokenStream {

@@ -17,7 +17,7 @@ use syn::{Ident, Type};
 use crate::attr::Args;
 use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
-use crate::ir::Func;
+use crate::ir::{Func, Tree};
 use crate::lower;
 use crate::names;
 use crate::reverse::{self, Config, GradOut, Seed};
@@ -187,8 +187,7 @@ impl<'a> Tower<'a> {
             return out;
         }
         // The internal derivative (used by callers).
-        let internal: Vec<GradOut> = user.sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect();
-        let d1 = self.derivative(user, &internal, Seed::Param, false, false);
+        let d1 = self.derivative(user, &internal_grads(&user.sig), Seed::Param, false, false);
         out.extend(self.entity(&d1, &Ident::new(names::D1, Span::call_site())));
 
         // The user-facing entities.
@@ -216,66 +215,29 @@ impl<'a> Tower<'a> {
     fn derivative(&mut self, e: &Entity, grads: &[GradOut], seed: Seed, keep_value: bool, facing: bool) -> Entity {
         let cfg = Config { grads: grads.to_vec(), keep_value, seed };
         let mut d = reverse::vjp(&e.func, &cfg, self.cx);
-        let requested: Vec<usize> = (0..grads.len()).filter(|i| grads[*i] != GradOut::Omit).collect();
-        let grad_tys: Vec<Type> = requested
-            .iter()
-            .map(|i| match grads[*i] {
-                GradOut::Yes => sig::grad_type(&e.sig.params[*i].ty, &e.sig.params[*i].class),
-                _ => syn::parse_quote!(()),
-            })
-            .collect();
-        let grad_classes: Vec<Class> = requested
-            .iter()
-            .map(|i| match grads[*i] {
-                GradOut::Yes => grad_class(&e.sig.params[*i].class),
-                _ => Class::Inactive,
-            })
-            .collect();
-        let unwrap_single = facing && requested.len() == 1;
-        let (grads_ty, grads_class) = if unwrap_single {
-            (grad_tys[0].clone(), grad_classes[0].clone())
-        } else {
-            (syn::parse_quote!((#(#grad_tys,)*)), Class::Tuple(grad_classes))
-        };
-        if unwrap_single {
-            d.func.ret = match std::mem::replace(&mut d.func.ret, crate::ir::Tree::Tuple(Vec::new())) {
-                crate::ir::Tree::Tuple(mut items) if keep_value => {
-                    let grads = items.pop().expect("grads");
-                    let grads = match grads {
-                        crate::ir::Tree::Tuple(mut g) if g.len() == 1 => g.pop().expect("grad"),
+        let sig = derivative_sig(&e.sig, grads, seed, keep_value, facing);
+        if facing && grads.iter().filter(|g| **g != GradOut::Omit).count() == 1 {
+            d.func.ret = match std::mem::replace(&mut d.func.ret, Tree::Tuple(Vec::new())) {
+                Tree::Tuple(mut items) if keep_value => {
+                    let grads = match items.pop().expect("grads") {
+                        Tree::Tuple(mut g) if g.len() == 1 => g.pop().expect("grad"),
                         other => other,
                     };
                     items.push(grads);
-                    crate::ir::Tree::Tuple(items)
+                    Tree::Tuple(items)
                 }
-                crate::ir::Tree::Tuple(mut g) if g.len() == 1 => g.pop().expect("grad"),
+                Tree::Tuple(mut g) if g.len() == 1 => g.pop().expect("grad"),
                 other => other,
             };
         }
-        let (output, output_class) = if keep_value {
-            let out = &e.sig.output;
-            (syn::parse_quote!((#out, #grads_ty)), Class::Tuple(vec![e.sig.output_class.clone(), grads_class]))
-        } else {
-            (grads_ty, grads_class)
-        };
-        let mut params = e.sig.params.clone();
-        if seed == Seed::Param {
-            params.push(EntityParam { ty: e.sig.output.clone(), class: e.sig.output_class.clone(), active: true });
-        }
-        Entity {
-            sig: EntitySig { generics: e.sig.generics.clone(), params, output, output_class },
-            func: d.func,
-            order: e.order - 1,
-            depth: e.depth + 1,
-        }
+        Entity { sig, func: d.func, order: e.order - 1, depth: e.depth + 1 }
     }
 
     /// A generated function and the module of its own derivative.
     fn entity(&mut self, e: &Entity, name: &Ident) -> TokenStream {
-        let f = self.function(e, name);
+        let f = self.function(e, name, &quote!(pub));
         let below = if e.order >= 1 {
-            let internal: Vec<GradOut> = e.sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect();
-            let d1 = self.derivative(e, &internal, Seed::Param, false, false);
+            let d1 = self.derivative(e, &internal_grads(&e.sig), Seed::Param, false, false);
             self.entity(&d1, &Ident::new(names::D1, Span::call_site()))
         } else {
             self.order_stub(e)
@@ -291,7 +253,19 @@ impl<'a> Tower<'a> {
         }
     }
 
-    fn function(&mut self, e: &Entity, name: &Ident) -> TokenStream {
+    /// A method and, as sibling methods, its derivative companions down to its order:
+    /// `m`, `__adjoint_d1_m`, `__adjoint_d2_m`, …
+    fn method_tower(&mut self, e: &Entity, name: &Ident, vis: &TokenStream) -> TokenStream {
+        let mut out = self.function(e, name, vis);
+        if e.order >= 1 {
+            let d1 = self.derivative(e, &internal_grads(&e.sig), Seed::Param, false, false);
+            let d1_name = Ident::new(&reverse::derivative_method(&name.to_string()), name.span());
+            out.extend(self.method_tower(&d1, &d1_name, vis));
+        }
+        out
+    }
+
+    fn function(&mut self, e: &Entity, name: &Ident, vis: &TokenStream) -> TokenStream {
         let emitter = Emitter::new(&e.func, self.krate);
         let params: Vec<TokenStream> = e
             .func
@@ -301,7 +275,12 @@ impl<'a> Tower<'a> {
             .map(|(p, ep)| {
                 let pat = emitter.pattern(&p.pat);
                 let ty = &ep.ty;
-                quote!(#pat: #ty)
+                // A scalar taken by reference is bound by value (`&x: &f64`).
+                if matches!(ep.class, Class::Float | Class::Int | Class::Bool) && matches!(ty, Type::Reference(_)) {
+                    quote!(&#pat: #ty)
+                } else {
+                    quote!(#pat: #ty)
+                }
             })
             .collect();
         let output = &e.sig.output;
@@ -313,7 +292,7 @@ impl<'a> Tower<'a> {
         quote! {
             #[doc(hidden)]
             #[allow(unused_variables, unused_mut, unused_parens, unused_assignments, unreachable_code, clippy::all, clippy::pedantic)]
-            pub fn #name #generics (#(#params),*) -> #output #where_clause {
+            #vis fn #name #generics (#(#params),*) -> #output #where_clause {
                 #body
             }
         }
@@ -370,6 +349,46 @@ impl<'a> Tower<'a> {
             }
         }
     }
+}
+
+/// The signature of the derivative of a function with signature `sig`.
+fn derivative_sig(sig: &EntitySig, grads: &[GradOut], seed: Seed, keep_value: bool, facing: bool) -> EntitySig {
+    let requested: Vec<usize> = (0..grads.len()).filter(|i| grads[*i] != GradOut::Omit).collect();
+    let grad_tys: Vec<Type> = requested
+        .iter()
+        .map(|i| match grads[*i] {
+            GradOut::Yes => sig::grad_type(&sig.params[*i].ty, &sig.params[*i].class),
+            _ => syn::parse_quote!(()),
+        })
+        .collect();
+    let grad_classes: Vec<Class> = requested
+        .iter()
+        .map(|i| match grads[*i] {
+            GradOut::Yes => grad_class(&sig.params[*i].class),
+            _ => Class::Inactive,
+        })
+        .collect();
+    let (grads_ty, grads_class) = if facing && requested.len() == 1 {
+        (grad_tys[0].clone(), grad_classes[0].clone())
+    } else {
+        (syn::parse_quote!((#(#grad_tys,)*)), Class::Tuple(grad_classes))
+    };
+    let (output, output_class) = if keep_value {
+        let out = &sig.output;
+        (syn::parse_quote!((#out, #grads_ty)), Class::Tuple(vec![sig.output_class.clone(), grads_class]))
+    } else {
+        (grads_ty, grads_class)
+    };
+    let mut params = sig.params.clone();
+    if seed == Seed::Param {
+        params.push(EntityParam { ty: sig.output.clone(), class: sig.output_class.clone(), active: true });
+    }
+    EntitySig { generics: sig.generics.clone(), params, output, output_class }
+}
+
+/// The internal derivative of an entity: one gradient per parameter.
+fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
+    sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect()
 }
 
 /// The class of a gradient of a value of this class.
@@ -437,4 +456,90 @@ fn camel(s: &str) -> String {
             c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
         })
         .collect()
+}
+
+/// `#[differentiable]` on a trait: every method gets the declarations of its
+/// derivative companions (`__adjoint_d1_m`, …), which implementations provide.
+pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream {
+    let mut cx = Ctxt::new();
+    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(DEFAULT_ORDER);
+    let float_params = sig::float_type_params(&item.generics);
+    let mut added = Vec::new();
+    for ti in &item.items {
+        let syn::TraitItem::Fn(f) = ti else { continue };
+        let sig = Signature::parse_in(&f.sig, &syn::Visibility::Inherited, &float_params, true, &mut cx);
+        let mut cur = EntitySig {
+            generics: sig.generics.clone(),
+            params: sig.params.iter().map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() }).collect(),
+            output: sig.output_type(),
+            output_class: sig.output_class.clone(),
+        };
+        let mut name = f.sig.ident.to_string();
+        for _ in 0..order {
+            cur = derivative_sig(&cur, &internal_grads(&cur), Seed::Param, false, false);
+            name = reverse::derivative_method(&name);
+            let id = Ident::new(&name, f.sig.ident.span());
+            let params = cur.params.iter().enumerate().map(|(i, p)| {
+                let arg = format_ident!("arg{}", i);
+                let ty = &p.ty;
+                quote!(#arg: #ty)
+            });
+            let (generics, output) = (&cur.generics, &cur.output);
+            let where_clause = &cur.generics.where_clause;
+            added.push(quote! {
+                #[doc(hidden)]
+                fn #id #generics (#(#params),*) -> #output #where_clause;
+            });
+        }
+    }
+    for a in added {
+        item.items.push(syn::TraitItem::Verbatim(a));
+    }
+    let err = cx.check().err().map(|e| e.to_compile_error());
+    quote!(#item #err)
+}
+
+/// `#[differentiable]` on an `impl` block: every method gets its derivative companions
+/// as sibling methods (for a trait implementation, the ones the trait declares).
+pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
+    let mut cx = Ctxt::new();
+    let krate: syn::Path = args.krate.clone().unwrap_or_else(|| syn::parse_quote!(::adjoint));
+    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(DEFAULT_ORDER);
+    let float_params = sig::float_type_params(&item.generics);
+    let in_trait = item.trait_.is_some();
+    let mut added = Vec::new();
+    for ii in &item.items {
+        let syn::ImplItem::Fn(f) = ii else { continue };
+        let sig = Signature::parse_in(&f.sig, &f.vis, &float_params, true, &mut cx);
+        if cx.has_errors() {
+            continue;
+        }
+        let lowered = lower::lower(&sig, &f.block, &mut cx);
+        if cx.has_errors() {
+            continue;
+        }
+        let entity = Entity {
+            sig: EntitySig {
+                generics: sig.generics.clone(),
+                params: sig.params.iter().map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() }).collect(),
+                output: sig.output_type(),
+                output_class: sig.output_class.clone(),
+            },
+            func: lowered.func,
+            order,
+            depth: 0,
+        };
+        let mut tower = Tower { krate: &krate, user: &f.sig.ident, order, cx: &mut cx };
+        if order >= 1 {
+            let d1 = tower.derivative(&entity, &internal_grads(&entity.sig), Seed::Param, false, false);
+            let name = Ident::new(&reverse::derivative_method(&f.sig.ident.to_string()), f.sig.ident.span());
+            let vis = if in_trait { TokenStream::new() } else { quote!(pub) };
+            added.push(tower.method_tower(&d1, &name, &vis));
+        }
+    }
+    for a in added {
+        item.items.push(syn::ImplItem::Verbatim(a));
+    }
+    let err = cx.check().err().map(|e| e.to_compile_error());
+    quote!(#item #err)
 }

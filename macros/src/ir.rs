@@ -93,6 +93,9 @@ pub struct VarInfo {
     pub role: Role,
     /// The user tokens this variable stands for, so errors and `cargo expand` point there.
     pub span: Span,
+    /// For a scalar whose type is a generic float parameter (`T: Float`), that parameter
+    /// (for a buffer, the element's): zeros are then written `T::ZERO`, not `0.0`.
+    pub scalar_ty: Option<syn::Ident>,
 }
 
 /// The variable table of one function.
@@ -103,8 +106,35 @@ pub struct Vars {
 
 impl Vars {
     pub fn add(&mut self, name: impl Into<String>, kind: Kind, role: Role, span: Span) -> Var {
-        self.infos.push(VarInfo { name: name.into(), kind, role, span });
+        self.infos.push(VarInfo { name: name.into(), kind, role, span, scalar_ty: None });
         Var(self.infos.len() as u32 - 1)
+    }
+
+    /// A new variable with the kind, type and span of `like`.
+    pub fn add_like(&mut self, like: Var, name: impl Into<String>, role: Role) -> Var {
+        let info = self.info(like).clone();
+        self.infos.push(VarInfo { name: name.into(), role, ..info });
+        Var(self.infos.len() as u32 - 1)
+    }
+
+    /// `0` of the scalar type of `v` (an element's, for a buffer).
+    pub fn zero(&self, v: Var) -> Operand {
+        self.scalar_const(v, "ZERO", "0.0")
+    }
+
+    /// `1` of the scalar type of `v`.
+    pub fn one(&self, v: Var) -> Operand {
+        self.scalar_const(v, "ONE", "1.0")
+    }
+
+    fn scalar_const(&self, v: Var, assoc: &str, literal: &str) -> Operand {
+        match &self.info(v).scalar_ty {
+            Some(t) => {
+                let c = syn::Ident::new(assoc, t.span());
+                Operand::Const(Const { tokens: quote::quote!(#t::#c), kind: Kind::Float, scalar_ty: Some(t.clone()) })
+            }
+            None => Operand::float(literal),
+        }
     }
 
     pub fn info(&self, v: Var) -> &VarInfo {
@@ -137,6 +167,8 @@ impl Vars {
 pub struct Const {
     pub tokens: TokenStream,
     pub kind: Kind,
+    /// The generic float type of the constant, when it is one (`T::ZERO`).
+    pub scalar_ty: Option<syn::Ident>,
 }
 
 #[derive(Clone, Debug)]
@@ -154,7 +186,7 @@ impl Operand {
     }
 
     pub fn float(text: &str) -> Operand {
-        Operand::Const(Const { tokens: text.parse().expect("float literal"), kind: Kind::Float })
+        Operand::Const(Const { tokens: text.parse().expect("float literal"), kind: Kind::Float, scalar_ty: None })
     }
 }
 

@@ -50,6 +50,17 @@ pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#item #err).into();
         }
     };
+    if let Ok(t) = syn::parse::<syn::ItemTrait>(item.clone()) {
+        return expand::differentiable_trait(args, t).into();
+    }
+    if let Ok(i) = syn::parse::<syn::ItemImpl>(item.clone()) {
+        let name = quote::ToTokens::to_token_stream(&i.trait_.as_ref().map(|t| t.1.clone())).to_string().replace(' ', "");
+        let out = expand::differentiable_impl(args, i);
+        if let Ok(dir) = std::env::var("ADJOINT_DUMP") {
+            let _ = std::fs::write(format!("{dir}/impl_{name}.rs"), out.to_string());
+        }
+        return out.into();
+    }
     match syn::parse::<syn::ItemFn>(item.clone()) {
         Ok(f) => {
             let name = f.sig.ident.to_string();
@@ -61,7 +72,7 @@ pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         Err(_) => {
             let item2 = proc_macro2::TokenStream::from(item);
-            let err = syn::Error::new_spanned(&item2, "`#[differentiable]` applies to functions").to_compile_error();
+            let err = syn::Error::new_spanned(&item2, "`#[differentiable]` applies to functions, traits and `impl` blocks").to_compile_error();
             quote!(#item2 #err).into()
         }
     }

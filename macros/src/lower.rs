@@ -103,7 +103,7 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
     };
     let mut params = Vec::new();
     for p in &sig.params {
-        let (tree, binding) = l.bind_param(&p.pat, &p.class, p.span);
+        let (tree, binding) = l.bind_param(&p.pat, &p.class, Some(&p.ty), p.span);
         params.push(Param { pat: tree });
         l.bind_pattern_names(&p.pat, binding);
     }
@@ -127,11 +127,11 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
 }
 
 fn const_bool(b: bool) -> Operand {
-    Operand::Const(Const { tokens: if b { quote!(true) } else { quote!(false) }, kind: Kind::Bool })
+    Operand::Const(Const { tokens: if b { quote!(true) } else { quote!(false) }, kind: Kind::Bool, scalar_ty: None })
 }
 
 fn const_int(n: usize) -> Operand {
-    Operand::Const(Const { tokens: proc_macro2::Literal::usize_unsuffixed(n).into_token_stream(), kind: Kind::Int })
+    Operand::Const(Const { tokens: proc_macro2::Literal::usize_unsuffixed(n).into_token_stream(), kind: Kind::Int, scalar_ty: None })
 }
 
 /// A syntactic pre-pass over the body.
@@ -331,8 +331,19 @@ impl<'a> Lowerer<'a> {
 
     fn temp(&mut self, name: &str, kind: Kind, rv: Rvalue, span: Span) -> Operand {
         let v = self.vars.add(name, kind, Role::Temp, span);
+        if kind == Kind::Float {
+            self.vars.info_mut(v).scalar_ty = self.scalar_ty_of(&rv);
+        }
         self.emit(Stmt::Let { dst: Tree::Leaf(v), rv, span });
         Operand::Var(v)
+    }
+
+    /// The generic float type of the result of `rv`, when its operands have one.
+    fn scalar_ty_of(&self, rv: &Rvalue) -> Option<Ident> {
+        if let Rvalue::Cast(_, ty) = rv {
+            return generic_float(ty, &self.sig.float_params);
+        }
+        rv.operands().iter().filter_map(|o| o.var()).find_map(|v| self.vars.info(v).scalar_ty.clone())
     }
 
     fn bind(&mut self, name: &Ident, b: Binding) {
@@ -366,11 +377,15 @@ impl<'a> Lowerer<'a> {
 
     // ---------------------------------------------------------------- parameters
 
-    fn bind_param(&mut self, pat: &Pat, class: &Class, span: Span) -> (Tree<Var>, Binding) {
+    fn bind_param(&mut self, pat: &Pat, class: &Class, ty: Option<&syn::Type>, span: Span) -> (Tree<Var>, Binding) {
         match (pat, class) {
             (Pat::Tuple(t), Class::Tuple(items)) if t.elems.len() == items.len() => {
+                let elem_tys: Vec<Option<&syn::Type>> = match ty.map(sig::strip_ref) {
+                    Some(syn::Type::Tuple(tt)) => tt.elems.iter().map(Some).collect(),
+                    _ => vec![None; items.len()],
+                };
                 let (trees, bindings): (Vec<_>, Vec<_>) =
-                    t.elems.iter().zip(items).map(|(p, c)| self.bind_param(p, c, span)).unzip();
+                    t.elems.iter().zip(items).zip(elem_tys).map(|((p, c), t)| self.bind_param(p, c, t, span)).unzip();
                 (Tree::Tuple(trees), Binding::Tuple(bindings))
             }
             (Pat::Ident(_) | Pat::Wild(_), Class::Tuple(items)) => {
@@ -380,8 +395,13 @@ impl<'a> Lowerer<'a> {
                 };
                 let mut trees = Vec::new();
                 let mut bindings = Vec::new();
+                let elem_tys: Vec<Option<syn::Type>> = match ty.map(sig::strip_ref) {
+                    Some(syn::Type::Tuple(tt)) => tt.elems.iter().cloned().map(Some).collect(),
+                    _ => vec![None; items.len()],
+                };
                 for (i, c) in items.iter().enumerate() {
                     let v = self.vars.add(format!("{name}_{i}"), c.kind(), Role::Param, span);
+                    self.vars.info_mut(v).scalar_ty = elem_tys[i].as_ref().and_then(|t| generic_float(t, &self.sig.float_params));
                     trees.push(Tree::Leaf(v));
                     bindings.push(if c.kind().is_buffer() { Binding::Buffer(v) } else { Binding::Value(Operand::Var(v)) });
                 }
@@ -393,6 +413,7 @@ impl<'a> Lowerer<'a> {
                     _ => "arg".to_string(),
                 };
                 let v = self.vars.add(name, class.kind(), Role::Param, pat.span());
+                self.vars.info_mut(v).scalar_ty = ty.and_then(|t| generic_float(t, &self.sig.float_params));
                 let b = if class.kind().is_buffer() { Binding::Buffer(v) } else { Binding::Value(Operand::Var(v)) };
                 (Tree::Leaf(v), b)
             }
@@ -431,7 +452,11 @@ impl<'a> Lowerer<'a> {
             _ => {
                 let kind = class.kind();
                 let v = self.vars.add(name, kind, Role::Cell, span);
-                let init = default_value(kind);
+                self.vars.info_mut(v).scalar_ty = ty.and_then(|t| generic_float(t, &self.sig.float_params));
+                let init = match &self.vars.info(v).scalar_ty {
+                    Some(_) => Some(self.vars.zero(v)),
+                    None => default_value(kind),
+                };
                 self.emit(Stmt::Cell { var: v, init });
                 Binding::Cell(v)
             }
@@ -680,7 +705,7 @@ impl<'a> Lowerer<'a> {
                         let suffixed: TokenStream = format!("{}{}", toks, id).parse().unwrap_or_else(|_| toks.clone());
                         let kind = kind_of_type(ty, &self.sig.float_params);
                         if toks.to_string().chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == '_') {
-                            value = Value::Op(Operand::Const(Const { tokens: suffixed, kind }));
+                            value = Value::Op(Operand::Const(Const { tokens: suffixed, kind, scalar_ty: None }));
                         }
                     }
                 }
@@ -694,6 +719,9 @@ impl<'a> Lowerer<'a> {
         if p.mutability.is_some() && self.cell_names.contains(&p.ident.to_string()) {
             let kind = self.kind_of(&value);
             let v = self.vars.add(p.ident.to_string(), kind, Role::Cell, p.ident.span());
+            if let Operand::Var(src) = &value {
+                self.vars.info_mut(v).scalar_ty = self.vars.info(*src).scalar_ty.clone();
+            }
             self.emit(Stmt::Cell { var: v, init: Some(value) });
             Binding::Cell(v)
         } else {
@@ -873,10 +901,10 @@ impl<'a> Lowerer<'a> {
         match self.expr(e) {
             Value::Op(o) => o,
             Value::Buffer(b) => Operand::Var(b),
-            Value::Unit => Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown }),
+            Value::Unit => Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }),
             Value::Tuple(_) | Value::Slice { .. } => {
                 self.cx.error_spanned_by(e, "a tuple or a sub-slice cannot be used here; bind its parts to names first");
-                Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown })
+                Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })
             }
         }
     }
@@ -894,7 +922,7 @@ impl<'a> Lowerer<'a> {
                     let a = self.operand(&u.expr);
                     if let Operand::Const(c) = &a {
                         let toks = &c.tokens;
-                        return Value::Op(Operand::Const(Const { tokens: quote_spanned!(span=> (-#toks)), kind: c.kind }));
+                        return Value::Op(Operand::Const(Const { tokens: quote_spanned!(span=> (-#toks)), kind: c.kind, scalar_ty: None }));
                     }
                     let kind = self.kind_of(&a);
                     Value::Op(self.temp("neg", kind, Rvalue::Unary(UnOp::Neg, a), span))
@@ -1040,8 +1068,10 @@ impl<'a> Lowerer<'a> {
         }
         // A constant (`PI`, `f64::EPSILON`, a `const` item).
         let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
-        let kind = if segs.iter().any(|s| s == "f64" || s == "f32" || s == "consts") { Kind::Float } else { Kind::Unknown };
-        Value::Op(Operand::Const(Const { tokens: p.to_token_stream(), kind }))
+        let float_param = segs.len() == 2 && self.sig.float_params.iter().any(|f| *f == segs[0]);
+        let kind = if float_param || segs.iter().any(|s| s == "f64" || s == "f32" || s == "consts") { Kind::Float } else { Kind::Unknown };
+        let scalar_ty = if float_param { Some(p.path.segments[0].ident.clone()) } else { None };
+        Value::Op(Operand::Const(Const { tokens: p.to_token_stream(), kind, scalar_ty }))
     }
 
     fn read_binding(&mut self, b: &Binding, span: Span) -> Value {
@@ -1476,7 +1506,7 @@ impl<'a> Lowerer<'a> {
                         if let Value::Slice { buf, lo, hi, inclusive } = self.sub_slice(&ix.expr, range) {
                             return Arg::Slice { buf, lo, hi, inclusive };
                         }
-                        return Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown }));
+                        return Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }));
                     }
                 }
                 match self.expr(&r.expr) {
@@ -1484,12 +1514,12 @@ impl<'a> Lowerer<'a> {
                     Value::Op(o) => Arg::Ref(o),
                     Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
                     Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
-                    Value::Unit => Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown })),
+                    Value::Unit => Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })),
                 }
             }
             Expr::Reference(r) => {
                 self.cx.error_spanned_by(r, "`&mut` arguments are not supported; return the result instead");
-                Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown }))
+                Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
             }
             _ => value_arg(self.expr(a)),
         }
@@ -1562,6 +1592,10 @@ impl<'a> Lowerer<'a> {
             Value::Op(o) => {
                 let kind = self.kind_of(o);
                 let c = self.vars.add("branch_value", kind, Role::Cell, span);
+                self.vars.info_mut(c).scalar_ty = match o {
+                    Operand::Var(v) => self.vars.info(*v).scalar_ty.clone(),
+                    Operand::Const(k) => k.scalar_ty.clone(),
+                };
                 self.emit(Stmt::Cell { var: c, init: None });
                 Binding::Cell(c)
             }
@@ -1710,7 +1744,7 @@ impl<'a> Lowerer<'a> {
             Pat::Paren(p) => self.pattern_test(&p.pat, s),
             Pat::Path(p) => {
                 // A constant pattern (`N`, `Self::N`).
-                let c = Operand::Const(Const { tokens: p.to_token_stream(), kind: Kind::Int });
+                let c = Operand::Const(Const { tokens: p.to_token_stream(), kind: Kind::Int, scalar_ty: None });
                 self.temp("is", Kind::Bool, Rvalue::Binary(BinOp::Eq, s.clone(), c), span)
             }
             other => {
@@ -2212,7 +2246,7 @@ fn value_arg(v: Value) -> Arg {
         Value::Buffer(b) => Arg::Buffer { buf: b, borrowed: false },
         Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
         Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
-        Value::Unit => Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown })),
+        Value::Unit => Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })),
     }
 }
 
@@ -2238,11 +2272,33 @@ fn combine_kinds(a: Kind, b: Kind) -> Kind {
 /// A zero of the kind, for cells read before rustc can see them assigned.
 fn default_value(kind: Kind) -> Option<Operand> {
     Some(Operand::Const(match kind {
-        Kind::Float => Const { tokens: quote!(0.0), kind },
-        Kind::Int => Const { tokens: quote!(0), kind },
-        Kind::Bool => Const { tokens: quote!(false), kind },
+        Kind::Float => Const { tokens: quote!(0.0), kind, scalar_ty: None },
+        Kind::Int => Const { tokens: quote!(0), kind, scalar_ty: None },
+        Kind::Bool => Const { tokens: quote!(false), kind, scalar_ty: None },
         _ => return None,
     }))
+}
+
+/// The generic float parameter a type names (`T`, `&T`, `[T]`, `Vec<T>`), if any.
+fn generic_float(ty: &syn::Type, float_params: &[Ident]) -> Option<Ident> {
+    let t = match sig::strip_ref(ty) {
+        syn::Type::Slice(s) => (*s.elem).clone(),
+        syn::Type::Array(a) => (*a.elem).clone(),
+        other => other.clone(),
+    };
+    let t = if let syn::Type::Path(tp) = &t {
+        if tp.path.segments.last().is_some_and(|s| s.ident == "Vec") {
+            sig::buffer_elem(&t)
+        } else {
+            t
+        }
+    } else {
+        t
+    };
+    match t {
+        syn::Type::Path(tp) => tp.path.get_ident().filter(|i| float_params.contains(i)).cloned(),
+        _ => None,
+    }
 }
 
 pub fn kind_of_type(ty: &syn::Type, float_params: &[Ident]) -> Kind {
@@ -2260,7 +2316,7 @@ fn literal(lit: &syn::Lit) -> Const {
         syn::Lit::Bool(_) => Kind::Bool,
         _ => Kind::Unknown,
     };
-    Const { tokens: lit.to_token_stream(), kind }
+    Const { tokens: lit.to_token_stream(), kind, scalar_ty: None }
 }
 
 enum VecMacro {

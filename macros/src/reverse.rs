@@ -118,6 +118,9 @@ struct Transform<'a> {
     trips: HashMap<*const Block, (Var, Var)>,
     /// Accumulator declarations per region, emitted at the start of its reverse.
     accumulators: HashMap<RegionId, Vec<Stmt>>,
+    /// Values read from a cell at the end of its region's forward sweep (`final`,
+    /// `cell`), saved so the reverse can shape the cell's zero adjoint.
+    finals: HashMap<RegionId, Vec<(Var, Var)>>,
 }
 
 /// Build the derivative of `src`.
@@ -150,6 +153,7 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         store: HashMap::new(),
         trips: HashMap::new(),
         accumulators: HashMap::new(),
+        finals: HashMap::new(),
     };
     for p in &src.params {
         for v in p.pat.leaves() {
@@ -164,12 +168,13 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
 
     // The cotangent of the result.
     let cotangent = match cfg.seed {
-        Seed::Param => Some(src.ret.map(&mut |o| {
-            let kind = match o {
-                Operand::Var(v) => src.vars.kind(*v),
-                Operand::Const(c) => c.kind,
-            };
-            t.vars.add("cotangent", kind, Role::Param, Span::call_site())
+        Seed::Param => Some(src.ret.map(&mut |o| match o {
+            Operand::Var(v) => t.vars.add_like(*v, "cotangent", Role::Param),
+            Operand::Const(c) => {
+                let v = t.vars.add("cotangent", c.kind, Role::Param, Span::call_site());
+                t.vars.info_mut(v).scalar_ty = c.scalar_ty.clone();
+                v
+            }
         })),
         Seed::One => None,
     };
@@ -420,20 +425,20 @@ impl<'a> Transform<'a> {
         let region = self.def_region.get(&v).copied().unwrap_or(0);
         let (acc, decl) = match info.role {
             Role::Buffer | Role::Param if info.kind.is_buffer() => {
-                let a = self.vars.add(self.adj_name(v), info.kind, Role::Buffer, info.span);
+                let a = self.vars.add_like(v, self.adj_name(v), Role::Buffer);
                 self.needs.push((v, region));
                 (a, Stmt::Buffer { var: a, init: BufferInit::ZerosLike(v) })
             }
             Role::Tape => {
-                let a = self.vars.add(self.adj_name(v), info.kind, Role::Tape, info.span);
+                let a = self.vars.add_like(v, self.adj_name(v), Role::Tape);
                 (a, Stmt::Tape { var: a })
             }
             Role::Slot => {
-                let a = self.vars.add(self.adj_name(v), info.kind, Role::Slot, info.span);
+                let a = self.vars.add_like(v, self.adj_name(v), Role::Slot);
                 (a, Stmt::Slot { var: a })
             }
             _ => {
-                let a = self.vars.add(self.adj_name(v), info.kind, Role::Cell, info.span);
+                let a = self.vars.add_like(v, self.adj_name(v), Role::Cell);
                 let (prelude, init) = self.zero_of(v, region);
                 self.accumulators.entry(region).or_default().extend(prelude);
                 (a, Stmt::Cell { var: a, init: Some(init) })
@@ -449,24 +454,32 @@ impl<'a> Transform<'a> {
     fn zero_of(&mut self, v: Var, region: RegionId) -> (Option<Stmt>, Operand) {
         let kind = self.vars.kind(v);
         if kind == Kind::Float {
-            return (None, Operand::float("0.0"));
+            return (None, self.vars.zero(v));
         }
         // An unknown type: zero_like of a value of the same shape. For a cell, that is
-        // its initial value (cells keep their shape).
+        // its initial value (cells keep their shape), or else its final value: the cell
+        // itself at the top level, a copy saved at the end of its region elsewhere.
         let like = match self.def_stmt.get(&v) {
             Some(Stmt::Cell { init: Some(o), .. }) => o.clone(),
+            Some(Stmt::Cell { init: None, .. }) if region != 0 => {
+                let info = self.vars.info(v).clone();
+                let fin = self.vars.add_like(v, format!("{}_final", info.name), Role::Temp);
+                self.def_region.insert(fin, region);
+                self.finals.entry(region).or_default().push((fin, v));
+                Operand::Var(fin)
+            }
             _ => Operand::Var(v),
         };
         if let Operand::Const(c) = &like {
             if c.kind == Kind::Float {
-                return (None, Operand::float("0.0"));
+                return (None, self.vars.zero(v));
             }
         }
         if let Operand::Var(l) = &like {
             self.needs.push((*l, region));
         }
         let span = self.vars.info(v).span;
-        let z = self.vars.add(format!("{}_zero", self.vars.info(v).name), kind, Role::Temp, span);
+        let z = self.vars.add_like(v, format!("{}_zero", self.vars.info(v).name), Role::Temp);
         (Some(Stmt::Let { dst: Tree::Leaf(z), rv: Rvalue::Zero(like), span }), Operand::Var(z))
     }
 
@@ -486,7 +499,7 @@ impl<'a> Transform<'a> {
                         return;
                     }
                 }
-                let a = self.vars.add(self.adj_name(v), self.vars.kind(v), Role::Temp, self.vars.info(v).span);
+                let a = self.vars.add_like(v, self.adj_name(v), Role::Temp);
                 out.push(Stmt::Let { dst: Tree::Leaf(a), rv: Rvalue::Use(c), span: self.vars.info(v).span });
                 self.adj.insert(v, a);
             }
@@ -507,7 +520,7 @@ impl<'a> Transform<'a> {
         let a = *self.adj.get(&v)?;
         match self.vars.role(a) {
             Role::Cell => {
-                let t = self.vars.add(self.adj_name(v), self.vars.kind(v), Role::Temp, self.vars.info(v).span);
+                let t = self.vars.add_like(v, self.adj_name(v), Role::Temp);
                 out.push(Stmt::Let { dst: Tree::Leaf(t), rv: Rvalue::Use(Operand::Var(a)), span: self.vars.info(v).span });
                 Some(Operand::Var(t))
             }
@@ -517,6 +530,11 @@ impl<'a> Transform<'a> {
 
     fn temp(&mut self, name: &str, kind: Kind, rv: Rvalue, span: Span, out: &mut Block) -> Operand {
         let v = self.vars.add(name, kind, Role::Temp, span);
+        // A scalar result has the generic type of its scalar operands, if any.
+        if kind == Kind::Float {
+            let ty = rv.operands().iter().filter_map(|o| o.var()).find_map(|x| self.vars.info(x).scalar_ty.clone());
+            self.vars.info_mut(v).scalar_ty = ty;
+        }
         out.push(Stmt::Let { dst: Tree::Leaf(v), rv, span });
         Operand::Var(v)
     }
@@ -538,7 +556,7 @@ impl<'a> Transform<'a> {
                 Some(c) => Operand::Var(c),
                 None => {
                     if self.vars.kind(v) == Kind::Float {
-                        Operand::float("1.0")
+                        self.vars.one(v)
                     } else {
                         self.need(leaf, 0);
                         self.temp("seed", self.vars.kind(v), Rvalue::One(leaf.clone()), self.vars.info(v).span, out)
@@ -647,7 +665,7 @@ impl<'a> Transform<'a> {
                     self.contribute(value, c, out);
                 }
                 let zero = if elem == Kind::Float {
-                    Operand::float("0.0")
+                    self.vars.zero(*buf)
                 } else {
                     let cur = self.temp("old_bar", elem, Rvalue::Index { buf: acc, index: index.clone() }, Span::call_site(), out);
                     self.temp("zero", elem, Rvalue::Zero(cur), Span::call_site(), out)
@@ -682,7 +700,7 @@ impl<'a> Transform<'a> {
                     BufferInit::List { items, .. } => {
                         for (k, item) in items.iter().enumerate() {
                             if self.op_active(item) {
-                                let idx = Operand::Const(Const { tokens: quote::ToTokens::to_token_stream(&proc_macro2::Literal::usize_unsuffixed(k)), kind: Kind::Int });
+                                let idx = Operand::Const(Const { tokens: quote::ToTokens::to_token_stream(&proc_macro2::Literal::usize_unsuffixed(k)), kind: Kind::Int, scalar_ty: None });
                                 let c = self.temp(&self.adj_name(*var), self.kind(item), Rvalue::Index { buf: acc, index: idx }, Span::call_site(), out);
                                 self.contribute(item, c, out);
                             }
@@ -736,7 +754,7 @@ impl<'a> Transform<'a> {
                 self.need(&Operand::Var(trips), region);
                 let i = self.vars.add("_iteration", Kind::Int, Role::Index, Span::call_site());
                 let range = Range {
-                    lo: Operand::Const(Const { tokens: quote!(0), kind: Kind::Int }),
+                    lo: Operand::Const(Const { tokens: quote!(0), kind: Kind::Int, scalar_ty: None }),
                     hi: Operand::Var(trips),
                     inclusive: false,
                     adapters: Vec::new(),
@@ -750,7 +768,7 @@ impl<'a> Transform<'a> {
     /// A zero for a cotangent component that received nothing.
     fn zero_now(&mut self, v: Var, region: RegionId, out: &mut Block) -> Operand {
         if self.vars.kind(v) == Kind::Float {
-            return Operand::float("0.0");
+            return self.vars.zero(v);
         }
         self.need(&Operand::Var(v), region);
         self.temp("zero", self.vars.kind(v), Rvalue::Zero(Operand::Var(v)), Span::call_site(), out)
@@ -758,7 +776,7 @@ impl<'a> Transform<'a> {
 
     fn zero_for_reset(&mut self, v: Var, acc: Var, _region: RegionId, out: &mut Block) -> Operand {
         if self.vars.kind(v) == Kind::Float {
-            return Operand::float("0.0");
+            return self.vars.zero(v);
         }
         let cur = self.temp("bar", self.vars.kind(v), Rvalue::Use(Operand::Var(acc)), Span::call_site(), out);
         self.temp("zero", self.vars.kind(v), Rvalue::Zero(cur), Span::call_site(), out)
@@ -938,15 +956,17 @@ impl<'a> Transform<'a> {
     fn grad_pattern(&mut self, a: &Arg, span: Span) -> Tree<Var> {
         match a {
             Arg::Tuple(items) => Tree::Tuple(items.iter().map(|i| self.grad_pattern(i, span)).collect()),
-            _ if !self.arg_active(a) => Tree::Leaf(self.vars.add("_", Kind::Unknown, Role::Temp, span)),
+            _ if !self.arg_active(a) => Tree::Leaf(self.vars.add("_unused_grad", Kind::Unknown, Role::Temp, span)),
             Arg::Value(o) | Arg::Ref(o) => {
                 let v = o.var().expect("active operand");
                 let kind = self.vars.kind(v);
-                Tree::Leaf(self.vars.add(format!("{}_grad", self.vars.info(v).name), kind, Role::Temp, span))
+                let _ = kind;
+                Tree::Leaf(self.vars.add_like(v, format!("{}_grad", self.vars.info(v).name), Role::Temp))
             }
             Arg::Buffer { buf: b, .. } | Arg::Slice { buf: b, .. } => {
                 let kind = self.vars.kind(*b);
-                Tree::Leaf(self.vars.add(format!("{}_grad", self.vars.info(*b).name), kind, Role::Temp, span))
+                let _ = kind;
+                Tree::Leaf(self.vars.add_like(*b, format!("{}_grad", self.vars.info(*b).name), Role::Temp))
             }
         }
     }
@@ -989,10 +1009,10 @@ impl<'a> Transform<'a> {
                 let kind = self.vars.kind(v);
                 let span = self.vars.info(v).span;
                 Tree::Leaf(match kind {
-                    Kind::Float => Operand::float("0.0"),
+                    Kind::Float => self.vars.zero(v),
                     Kind::Buffer(_) => {
                         self.needs.push((v, 0));
-                        let z = self.vars.add(self.adj_name(v), kind, Role::Buffer, span);
+                        let z = self.vars.add_like(v, self.adj_name(v), Role::Buffer);
                         out.push(Stmt::Buffer { var: z, init: BufferInit::ZerosLike(v) });
                         Operand::Var(z)
                     }
@@ -1040,15 +1060,16 @@ impl<'a> Transform<'a> {
                 let kind = self.vars.kind(v);
                 let suffix = if role == Role::Tape { "tape" } else { "slot" };
                 let name = format!("{}_{suffix}", self.vars.info(v).name);
-                let st = self.vars.add(name, kind, role, self.vars.info(v).span);
+                let _ = kind;
+                let st = self.vars.add_like(v, name, role);
                 self.store.insert(v, st);
             }
         }
         here.sort_by_key(|v| self.def_order.get(v).copied().unwrap_or(usize::MAX));
         let mut renames = HashMap::new();
         for v in &here {
-            let info = self.vars.info(*v).clone();
-            renames.insert(*v, self.vars.add(info.name, info.kind, Role::Temp, info.span));
+            let name = self.vars.info(*v).name.clone();
+            renames.insert(*v, self.vars.add_like(*v, name, Role::Temp));
         }
         let mut out = Vec::new();
         for v in &here {
@@ -1129,6 +1150,11 @@ impl<'a> Transform<'a> {
                 }
             }
         }
+        for (fin, cell) in self.finals.values().flatten() {
+            if self.store.contains_key(fin) {
+                needed.insert(*cell);
+            }
+        }
         // Close over data and control dependencies.
         loop {
             let before = needed.len();
@@ -1148,6 +1174,9 @@ impl<'a> Transform<'a> {
     }
 
     fn stmt_kept(&self, s: &Stmt, needed: &HashSet<Var>) -> bool {
+        let region_has_finals = |b: &Block| {
+            self.finals.get(&self.region_of(b)).is_some_and(|f| f.iter().any(|(fin, _)| self.store.contains_key(fin)))
+        };
         match s {
             Stmt::Let { dst, .. } => dst.leaves().iter().any(|v| needed.contains(v) || self.store.contains_key(v)),
             Stmt::Cell { var, .. } | Stmt::Buffer { var, .. } | Stmt::Tape { var } | Stmt::Slot { var } => needed.contains(var),
@@ -1155,9 +1184,13 @@ impl<'a> Transform<'a> {
             Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => needed.contains(buf),
             Stmt::Accumulate { place, .. } => needed.contains(&place.target()),
             Stmt::Save { slot, .. } => needed.contains(slot),
-            Stmt::If { then_, else_, .. } => self.block_kept(then_, needed) || self.block_kept(else_, needed),
-            Stmt::For { body, .. } => self.block_kept(body, needed),
-            Stmt::While { body, .. } => self.block_kept(body, needed) || self.trips.contains_key(&(body as *const Block)),
+            Stmt::If { then_, else_, .. } => {
+                self.block_kept(then_, needed) || self.block_kept(else_, needed) || region_has_finals(then_) || region_has_finals(else_)
+            }
+            Stmt::For { body, .. } => self.block_kept(body, needed) || region_has_finals(body),
+            Stmt::While { body, .. } => {
+                self.block_kept(body, needed) || self.trips.contains_key(&(body as *const Block)) || region_has_finals(body)
+            }
             Stmt::Effect { .. } => false,
         }
     }
@@ -1210,6 +1243,19 @@ impl<'a> Transform<'a> {
     }
 
     fn emit_forward(&mut self, block: &'a Block, needed: &HashSet<Var>) -> Block {
+        let mut out = self.emit_forward_stmts(block, needed);
+        let region = self.region_of(block);
+        for (fin, cell) in self.finals.get(&region).cloned().unwrap_or_default() {
+            if let Some(st) = self.store.get(&fin).copied() {
+                let span = self.vars.info(fin).span;
+                out.push(Stmt::Let { dst: Tree::Leaf(fin), rv: Rvalue::Use(Operand::Var(cell)), span });
+                out.push(save_stmt(&self.vars, st, fin));
+            }
+        }
+        out
+    }
+
+    fn emit_forward_stmts(&mut self, block: &'a Block, needed: &HashSet<Var>) -> Block {
         let mut out = Vec::new();
         for s in block {
             if !self.stmt_kept(s, needed) {
@@ -1229,7 +1275,7 @@ impl<'a> Transform<'a> {
                     let h = self.emit_forward(header, needed);
                     let mut b = self.emit_forward(body, needed);
                     if let Some((counter, trips)) = self.trips.get(&(body as *const Block)).copied() {
-                        out.push(Stmt::Cell { var: counter, init: Some(Operand::Const(Const { tokens: quote!(0usize), kind: Kind::Int })) });
+                        out.push(Stmt::Cell { var: counter, init: Some(Operand::Const(Const { tokens: quote!(0usize), kind: Kind::Int, scalar_ty: None })) });
                         let span = Span::call_site();
                         let cur = self.vars.add("trip", Kind::Int, Role::Temp, span);
                         let next = self.vars.add("trip", Kind::Int, Role::Temp, span);
@@ -1237,7 +1283,7 @@ impl<'a> Transform<'a> {
                             Stmt::Let { dst: Tree::Leaf(cur), rv: Rvalue::Use(Operand::Var(counter)), span },
                             Stmt::Let {
                                 dst: Tree::Leaf(next),
-                                rv: Rvalue::Binary(BinOp::Add, Operand::Var(cur), Operand::Const(Const { tokens: quote!(1), kind: Kind::Int })),
+                                rv: Rvalue::Binary(BinOp::Add, Operand::Var(cur), Operand::Const(Const { tokens: quote!(1), kind: Kind::Int, scalar_ty: None })),
                                 span,
                             },
                             Stmt::Assign { var: counter, value: Operand::Var(next) },

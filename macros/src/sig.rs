@@ -103,6 +103,20 @@ pub const NO_GRAD: &str = "no_grad";
 
 impl Signature {
     pub fn parse(sig: &syn::Signature, vis: &syn::Visibility, cx: &mut Ctxt) -> Signature {
+        Signature::parse_in(sig, vis, &[], false, cx)
+    }
+
+    /// Parse a signature inside an item whose own type parameters bounded by `Float`
+    /// are `outer_floats` (the generics of an `impl` or a trait). Inside traits and
+    /// impls (`opaque_by_default`), a type the macro cannot see is differentiable, so a
+    /// trait's companion signatures and its implementations' always agree.
+    pub fn parse_in(
+        sig: &syn::Signature,
+        vis: &syn::Visibility,
+        outer_floats: &[Ident],
+        opaque_by_default: bool,
+        cx: &mut Ctxt,
+    ) -> Signature {
         if let Some(c) = &sig.constness {
             cx.error_spanned_by(c, "a `const fn` cannot be differentiable: remove `const`");
         }
@@ -118,7 +132,8 @@ impl Signature {
         if let Some(v) = &sig.variadic {
             cx.error_spanned_by(v, "a variadic function cannot be differentiable");
         }
-        let float_params = float_type_params(&sig.generics);
+        let mut float_params = float_type_params(&sig.generics);
+        float_params.extend(outer_floats.iter().cloned());
         let mut params = Vec::new();
         for input in &sig.inputs {
             match input {
@@ -133,7 +148,10 @@ impl Signature {
                         }
                     }
                     check_pattern(&pt.pat, cx);
-                    let class = classify(&pt.ty, &float_params, cx);
+                    let mut class = classify(&pt.ty, &float_params, cx);
+                    if opaque_by_default && class == Class::Inactive {
+                        class = Class::Opaque;
+                    }
                     params.push(ParamSig {
                         pat: strip_mut((*pt.pat).clone()),
                         ty: (*pt.ty).clone(),
@@ -146,7 +164,13 @@ impl Signature {
         }
         let (output, output_class) = match &sig.output {
             syn::ReturnType::Default => (None, Class::Inactive),
-            syn::ReturnType::Type(_, ty) => (Some((**ty).clone()), classify(ty, &float_params, cx)),
+            syn::ReturnType::Type(_, ty) => {
+                let mut class = classify(ty, &float_params, cx);
+                if opaque_by_default && class == Class::Inactive {
+                    class = Class::Opaque;
+                }
+                (Some((**ty).clone()), class)
+            }
         };
         Signature {
             ident: sig.ident.clone(),

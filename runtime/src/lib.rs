@@ -5,6 +5,8 @@
 //! here; generated code reaches the rest through the hidden `__private` module.
 
 mod float;
+
+pub use adjoint_macros::differentiable;
 pub mod rules;
 mod support;
 

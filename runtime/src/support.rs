@@ -4,6 +4,8 @@
 //! uses (a tape of saved values, a one-value slot), and the shape-preserving
 //! operations on adjoints (zeros of the same shape, accumulation).
 
+use crate::Float;
+
 /// A stack of values saved by the forward sweep of a loop and read back, in reverse
 /// order, by the reverse sweep.
 #[derive(Debug)]
@@ -98,21 +100,16 @@ pub trait Adjoint: Sized {
     fn accumulate(&mut self, other: Self);
 }
 
-macro_rules! scalar_adjoint {
-    ($($t:ty)*) => {$(
-        impl Adjoint for $t {
-            #[inline]
-            fn zero_like(&self) -> Self {
-                0.0
-            }
-            #[inline]
-            fn accumulate(&mut self, other: Self) {
-                *self += other;
-            }
-        }
-    )*};
+impl<F: Float> Adjoint for F {
+    #[inline]
+    fn zero_like(&self) -> Self {
+        F::ZERO
+    }
+    #[inline]
+    fn accumulate(&mut self, other: Self) {
+        *self += other;
+    }
 }
-scalar_adjoint!(f32 f64);
 
 impl<T: Adjoint + Clone> Adjoint for Vec<T> {
     fn zero_like(&self) -> Self {
@@ -192,17 +189,10 @@ pub trait Seed {
     fn one_like(&self) -> Self;
 }
 
-impl Seed for f32 {
+impl<F: Float> Seed for F {
     #[inline]
     fn one_like(&self) -> Self {
-        1.0
-    }
-}
-
-impl Seed for f64 {
-    #[inline]
-    fn one_like(&self) -> Self {
-        1.0
+        F::ONE
     }
 }
 

@@ -1,13 +1,15 @@
 //! Rules of the arithmetic operators.
 
-use crate::Float;
+use crate::{differentiable, Float};
 
 /// `y = a * b` on scalars: each factor's adjoint is `ȳ` times the other factor.
+#[differentiable(crate = crate, order = 3)]
 pub trait ScalarMul: Sized {
     /// ∂(a·b)/∂a · ȳ = ȳ · b (called with `other = b`, and symmetrically for `b`).
     fn mul_adjoint(ybar: &Self, other: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> ScalarMul for F {
     #[inline]
     fn mul_adjoint(ybar: &F, other: &F) -> F {
@@ -16,6 +18,7 @@ impl<F: Float> ScalarMul for F {
 }
 
 /// `y = a / b` on scalars.
+#[differentiable(crate = crate, order = 3)]
 pub trait ScalarDiv: Sized {
     /// ∂(a/b)/∂a = 1/b.
     fn div_lhs_adjoint(ybar: &Self, b: &Self) -> Self;
@@ -23,6 +26,7 @@ pub trait ScalarDiv: Sized {
     fn div_rhs_adjoint(ybar: &Self, b: &Self, y: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> ScalarDiv for F {
     #[inline]
     fn div_lhs_adjoint(ybar: &F, b: &F) -> F {
@@ -35,6 +39,7 @@ impl<F: Float> ScalarDiv for F {
 }
 
 /// `y = a + b` in general (operands may have different shapes once tensors broadcast).
+#[differentiable(crate = crate, order = 3)]
 pub trait Add<Rhs = Self>: Sized {
     type Output;
     /// ∂(a+b)/∂a = 1 (reduced to the shape of `a`).
@@ -44,6 +49,7 @@ pub trait Add<Rhs = Self>: Sized {
 }
 
 /// `y = a − b` in general.
+#[differentiable(crate = crate, order = 3)]
 pub trait Sub<Rhs = Self>: Sized {
     type Output;
     /// ∂(a−b)/∂a = 1.
@@ -53,6 +59,7 @@ pub trait Sub<Rhs = Self>: Sized {
 }
 
 /// `y = a · b` in general.
+#[differentiable(crate = crate, order = 3)]
 pub trait Mul<Rhs = Self>: Sized {
     type Output;
     /// ∂(a·b)/∂a · ȳ = ȳ · b.
@@ -62,6 +69,7 @@ pub trait Mul<Rhs = Self>: Sized {
 }
 
 /// `y = a / b` in general.
+#[differentiable(crate = crate, order = 3)]
 pub trait Div<Rhs = Self>: Sized {
     type Output;
     /// ∂(a/b)/∂a = 1/b.
@@ -71,6 +79,7 @@ pub trait Div<Rhs = Self>: Sized {
 }
 
 /// `y = a % b` (`a − b·trunc(a/b)`), differentiable where `a/b` is not an integer.
+#[differentiable(crate = crate, order = 3)]
 pub trait Rem<Rhs = Self>: Sized {
     type Output;
     /// ∂(a % b)/∂a = 1.
@@ -79,6 +88,7 @@ pub trait Rem<Rhs = Self>: Sized {
     fn rem_rhs_adjoint(ybar: &Self::Output, a: &Self, b: &Rhs) -> Rhs;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Add for F {
     type Output = F;
     #[inline]
@@ -91,6 +101,7 @@ impl<F: Float> Add for F {
     }
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Sub for F {
     type Output = F;
     #[inline]
@@ -103,6 +114,7 @@ impl<F: Float> Sub for F {
     }
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Mul for F {
     type Output = F;
     #[inline]
@@ -115,6 +127,7 @@ impl<F: Float> Mul for F {
     }
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Div for F {
     type Output = F;
     #[inline]
@@ -127,6 +140,7 @@ impl<F: Float> Div for F {
     }
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Rem for F {
     type Output = F;
     #[inline]

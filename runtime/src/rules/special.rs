@@ -1,24 +1,29 @@
 //! Rules of the float methods with several operands, and of casts.
 
-use crate::Float;
+use crate::{differentiable, Float};
 
 /// `y = xⁿ` with an integer exponent.
+#[differentiable(crate = crate, order = 3)]
 pub trait Powi: Sized {
     /// d xⁿ/dx = n·xⁿ⁻¹.
     fn powi_adjoint(ybar: &Self, x: &Self, n: &i32) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Powi for F {
     #[inline]
     fn powi_adjoint(ybar: &F, x: &F, n: &i32) -> F {
-        if *n == 0 {
-            return *ybar * F::ZERO;
+        let n = *n;
+        if n == 0 {
+            *ybar * F::ZERO
+        } else {
+            *ybar * F::from_i32(n) * x.powi(n - 1)
         }
-        *ybar * F::from_i32(*n) * x.powi(*n - 1)
     }
 }
 
 /// `y = xᵖ` with a float exponent.
+#[differentiable(crate = crate, order = 3)]
 pub trait Powf: Sized {
     /// ∂xᵖ/∂x = p·xᵖ⁻¹.
     fn powf_base_adjoint(ybar: &Self, x: &Self, p: &Self) -> Self;
@@ -26,6 +31,7 @@ pub trait Powf: Sized {
     fn powf_exponent_adjoint(ybar: &Self, x: &Self, p: &Self, y: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Powf for F {
     #[inline]
     fn powf_base_adjoint(ybar: &F, x: &F, p: &F) -> F {
@@ -34,13 +40,15 @@ impl<F: Float> Powf for F {
     #[inline]
     fn powf_exponent_adjoint(ybar: &F, x: &F, _p: &F, y: &F) -> F {
         if *y == F::ZERO {
-            return *ybar * F::ZERO;
+            *ybar * F::ZERO
+        } else {
+            *ybar * *y * x.ln()
         }
-        *ybar * *y * x.ln()
     }
 }
 
 /// `y = atan2(a, b)` (the angle of the point `(b, a)`).
+#[differentiable(crate = crate, order = 3)]
 pub trait Atan2: Sized {
     /// ∂atan2(a, b)/∂a = b/(a²+b²).
     fn atan2_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
@@ -48,6 +56,7 @@ pub trait Atan2: Sized {
     fn atan2_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Atan2 for F {
     #[inline]
     fn atan2_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
@@ -60,6 +69,7 @@ impl<F: Float> Atan2 for F {
 }
 
 /// `y = √(a²+b²)`.
+#[differentiable(crate = crate, order = 3)]
 pub trait Hypot: Sized {
     /// ∂y/∂a = a/y.
     fn hypot_lhs_adjoint(ybar: &Self, a: &Self, y: &Self) -> Self;
@@ -67,6 +77,7 @@ pub trait Hypot: Sized {
     fn hypot_rhs_adjoint(ybar: &Self, b: &Self, y: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Hypot for F {
     #[inline]
     fn hypot_lhs_adjoint(ybar: &F, a: &F, y: &F) -> F {
@@ -79,11 +90,13 @@ impl<F: Float> Hypot for F {
 }
 
 /// `y = max(a, b)`: the gradient goes to the larger operand, split evenly on a tie.
+#[differentiable(crate = crate, order = 3)]
 pub trait Max: Sized {
     fn max_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
     fn max_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Max for F {
     #[inline]
     fn max_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
@@ -108,11 +121,13 @@ impl<F: Float> Max for F {
 }
 
 /// `y = min(a, b)`: the gradient goes to the smaller operand, split evenly on a tie.
+#[differentiable(crate = crate, order = 3)]
 pub trait Min: Sized {
     fn min_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
     fn min_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Min for F {
     #[inline]
     fn min_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
@@ -137,6 +152,7 @@ impl<F: Float> Min for F {
 }
 
 /// `y = x·a + b` (fused multiply-add).
+#[differentiable(crate = crate, order = 3)]
 pub trait MulAdd: Sized {
     /// ∂y/∂x = a.
     fn mul_add_self_adjoint(ybar: &Self, a: &Self) -> Self;
@@ -146,6 +162,7 @@ pub trait MulAdd: Sized {
     fn mul_add_addend_adjoint(ybar: &Self, b: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> MulAdd for F {
     #[inline]
     fn mul_add_self_adjoint(ybar: &F, a: &F) -> F {
@@ -162,12 +179,14 @@ impl<F: Float> MulAdd for F {
 }
 
 /// `y = clamp(x, lo, hi)`: the gradient goes to whichever of the three is returned.
+#[differentiable(crate = crate, order = 3)]
 pub trait Clamp: Sized {
     fn clamp_value_adjoint(ybar: &Self, x: &Self, lo: &Self, hi: &Self) -> Self;
     fn clamp_min_adjoint(ybar: &Self, x: &Self, lo: &Self) -> Self;
     fn clamp_max_adjoint(ybar: &Self, x: &Self, hi: &Self) -> Self;
 }
 
+#[differentiable(crate = crate, order = 3)]
 impl<F: Float> Clamp for F {
     #[inline]
     fn clamp_value_adjoint(ybar: &F, x: &F, lo: &F, hi: &F) -> F {
@@ -196,12 +215,14 @@ impl<F: Float> Clamp for F {
 }
 
 /// `y = x as Y` between float types: the adjoint is cast back.
+#[differentiable(crate = crate, order = 3)]
 pub trait Cast<Y>: Sized {
     fn cast_adjoint(ybar: &Y, x: &Self) -> Self;
 }
 
 macro_rules! cast_rule {
     ($($from:ty => $to:ty),*) => {$(
+        #[differentiable(crate = crate, order = 3)]
         impl Cast<$to> for $from {
             #[inline]
             fn cast_adjoint(ybar: &$to, _x: &$from) -> $from {

@@ -3,15 +3,17 @@
 //! Where the derivative is cheapest in terms of the result `y` (e.g. `exp`, `tanh`,
 //! `sqrt`), the rule reads `y` instead of `x`, so the forward value is reused.
 
-use crate::Float;
+use crate::{differentiable, Float};
 
 macro_rules! unary_rule {
     ($(#[doc = $doc:literal] $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
         #[doc = $doc]
+        #[differentiable(crate = crate, order = 3)]
         pub trait $trait_: Sized {
             #[doc = $doc]
             fn $method($ybar: &Self, $arg: &Self) -> Self;
         }
+        #[differentiable(crate = crate, order = 3)]
         impl<F: Float> $trait_ for F {
             #[inline]
             fn $method($ybar: &F, $arg: &F) -> F {
@@ -70,10 +72,32 @@ unary_rule! {
     Abs::abs_adjoint(ybar, x) => if x > F::ZERO { ybar } else if x < F::ZERO { -ybar } else { ybar * F::ZERO };
     /// d(1/x)/dx = −1/x² = −y².
     Recip::recip_adjoint(ybar, y) => -(ybar * y * y);
-    /// d(x·180/π)/dx = 180/π.
-    ToDegrees::to_degrees_adjoint(ybar, x) => ybar / F::DEG_PER_RAD + x * F::ZERO;
-    /// d(x·π/180)/dx = π/180.
-    ToRadians::to_radians_adjoint(ybar, x) => ybar * F::DEG_PER_RAD + x * F::ZERO;
-    /// d fract(x)/dx = 1 away from integers.
-    Fract::fract_adjoint(ybar, x) => ybar + x * F::ZERO;
+}
+
+/// `y = x·180/π`: d y/dx = 180/π.
+#[differentiable(crate = crate, order = 3)]
+pub trait ToDegrees: Sized {
+    fn to_degrees_adjoint(ybar: &Self) -> Self;
+}
+
+#[differentiable(crate = crate, order = 3)]
+impl<F: Float> ToDegrees for F {
+    #[inline]
+    fn to_degrees_adjoint(ybar: &F) -> F {
+        *ybar / F::DEG_PER_RAD
+    }
+}
+
+/// `y = x·π/180`: d y/dx = π/180.
+#[differentiable(crate = crate, order = 3)]
+pub trait ToRadians: Sized {
+    fn to_radians_adjoint(ybar: &Self) -> Self;
+}
+
+#[differentiable(crate = crate, order = 3)]
+impl<F: Float> ToRadians for F {
+    #[inline]
+    fn to_radians_adjoint(ybar: &F) -> F {
+        *ybar * F::DEG_PER_RAD
+    }
 }
