@@ -24,15 +24,15 @@ impl Activity {
     pub fn operand_active(&self, func: &Func, o: &Operand) -> bool {
         o.var().is_some_and(|v| self.is_active(func, v))
     }
-
-    pub fn is_varied(&self, v: Var) -> bool {
-        self.varied.contains(&v)
-    }
 }
 
 /// Compute activity from the active inputs and the outputs whose derivative is wanted.
 pub fn analyze(func: &Func, inputs: &[Var], outputs: &[Var]) -> Activity {
-    let mut varied: HashSet<Var> = inputs.iter().copied().filter(|v| func.vars.kind(*v).differentiable()).collect();
+    let mut varied: HashSet<Var> = inputs
+        .iter()
+        .copied()
+        .filter(|v| func.vars.kind(*v).differentiable())
+        .collect();
     loop {
         let before = varied.len();
         walk_stmts(&func.body, &mut |s| forward(func, s, &mut varied));
@@ -79,13 +79,15 @@ pub fn differentiable_operands(rv: &Rvalue) -> Vec<Operand> {
                 all
             }
         },
-        Rvalue::Call { callee: Callee::Detach, .. } => Vec::new(),
+        Rvalue::Call {
+            callee: Callee::Detach, ..
+        } => Vec::new(),
         Rvalue::Call { args, .. } => {
             let mut out = Vec::new();
             args.iter().for_each(|a| a.operands(&mut out));
             out
         }
-        Rvalue::Index { buf, .. } => vec![Operand::Var(*buf)],
+        Rvalue::Index { buf, .. } | Rvalue::Slice { buf, .. } => vec![Operand::Var(*buf)],
         Rvalue::Cast(o, ty) => {
             if crate::lower::kind_of_type(ty, &[]) == Kind::Int {
                 Vec::new()
@@ -94,7 +96,7 @@ pub fn differentiable_operands(rv: &Rvalue) -> Vec<Operand> {
             }
         }
         Rvalue::Pop(t) | Rvalue::Load(t) => vec![Operand::Var(*t)],
-        Rvalue::Len(_) | Rvalue::Zero(_) | Rvalue::One(_) | Rvalue::Zeros(_) => Vec::new(),
+        Rvalue::Len(_) | Rvalue::Zero(_) | Rvalue::One(_) => Vec::new(),
     }
 }
 
@@ -109,39 +111,36 @@ fn forward(func: &Func, s: &Stmt, varied: &mut HashSet<Var>) {
         }
     };
     match s {
-        Stmt::Let { dst, rv, .. } => {
-            if any_in(&differentiable_operands(rv), varied) {
+        Stmt::Let { dst, rv, .. }
+            if any_in(&differentiable_operands(rv), varied) => {
                 for v in dst.leaves() {
                     mark(*v, varied);
                 }
             }
-        }
-        Stmt::Cell { var, init: Some(o) } | Stmt::Assign { var, value: o } | Stmt::Save { slot: var, value: o } => {
-            if any_in(std::slice::from_ref(o), varied) {
+        Stmt::Cell { var, init: Some(o) } | Stmt::Assign { var, value: o } | Stmt::Save { slot: var, value: o }
+            if any_in(std::slice::from_ref(o), varied) => {
                 mark(*var, varied);
             }
-        }
-        Stmt::Accumulate { place, value } => {
-            if any_in(std::slice::from_ref(value), varied) {
+        Stmt::Accumulate { place, value }
+            if any_in(std::slice::from_ref(value), varied) => {
                 mark(place.target(), varied);
             }
-        }
         Stmt::Buffer { var, init } => {
             let flows = match init {
-                BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } => vec![value.clone()],
+                BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } => {
+                    vec![value.clone()]
+                }
                 BufferInit::List { items, .. } => items.clone(),
-                BufferInit::Copy(o) => vec![o.clone()],
                 BufferInit::Empty { .. } | BufferInit::ZerosLike(_) => Vec::new(),
             };
             if any_in(&flows, varied) {
                 mark(*var, varied);
             }
         }
-        Stmt::Store { buf, value, .. } | Stmt::Push { buf, value } => {
-            if any_in(std::slice::from_ref(value), varied) {
+        Stmt::Store { buf, value, .. } | Stmt::Push { buf, value }
+            if any_in(std::slice::from_ref(value), varied) => {
                 mark(*buf, varied);
             }
-        }
         _ => {}
     }
 }
@@ -156,37 +155,33 @@ fn backward(func: &Func, s: &Stmt, useful: &mut HashSet<Var>) {
         }
     };
     match s {
-        Stmt::Let { dst, rv, .. } => {
-            if dst.leaves().iter().any(|v| useful.contains(v)) {
+        Stmt::Let { dst, rv, .. }
+            if dst.leaves().iter().any(|v| useful.contains(v)) => {
                 add(differentiable_operands(rv), useful);
             }
-        }
-        Stmt::Cell { var, init: Some(o) } | Stmt::Assign { var, value: o } | Stmt::Save { slot: var, value: o } => {
-            if useful.contains(var) {
+        Stmt::Cell { var, init: Some(o) } | Stmt::Assign { var, value: o } | Stmt::Save { slot: var, value: o }
+            if useful.contains(var) => {
                 add(vec![o.clone()], useful);
             }
-        }
-        Stmt::Accumulate { place, value } => {
-            if useful.contains(&place.target()) {
+        Stmt::Accumulate { place, value }
+            if useful.contains(&place.target()) => {
                 add(vec![value.clone()], useful);
             }
-        }
-        Stmt::Buffer { var, init } => {
-            if useful.contains(var) {
+        Stmt::Buffer { var, init }
+            if useful.contains(var) => {
                 let flows = match init {
-                    BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } => vec![value.clone()],
+                    BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } => {
+                        vec![value.clone()]
+                    }
                     BufferInit::List { items, .. } => items.clone(),
-                    BufferInit::Copy(o) => vec![o.clone()],
                     BufferInit::Empty { .. } | BufferInit::ZerosLike(_) => Vec::new(),
                 };
                 add(flows, useful);
             }
-        }
-        Stmt::Store { buf, value, .. } | Stmt::Push { buf, value } => {
-            if useful.contains(buf) {
+        Stmt::Store { buf, value, .. } | Stmt::Push { buf, value }
+            if useful.contains(buf) => {
                 add(vec![value.clone()], useful);
             }
-        }
         _ => {}
     }
 }

@@ -42,13 +42,19 @@ impl Parse for Args {
             };
             if key == WRT {
                 if args.wrt.is_some() {
-                    return Err(syn::Error::new(key.span(), "`wrt` is given twice; list every argument in one `wrt(...)`"));
+                    return Err(syn::Error::new(
+                        key.span(),
+                        "`wrt` is given twice; list every argument in one `wrt(...)`",
+                    ));
                 }
                 let content;
                 syn::parenthesized!(content in input);
                 let names: Punctuated<Ident, Token![,]> = content.parse_terminated(Ident::parse, Token![,])?;
                 if names.is_empty() {
-                    return Err(syn::Error::new(key.span(), "`wrt()` is empty; name at least one argument, e.g. `wrt(x)`"));
+                    return Err(syn::Error::new(
+                        key.span(),
+                        "`wrt()` is empty; name at least one argument, e.g. `wrt(x)`",
+                    ));
                 }
                 args.wrt = Some(names.into_iter().collect());
             } else if key == ORDER {

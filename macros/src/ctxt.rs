@@ -21,7 +21,8 @@ impl Ctxt {
 
     /// Report an error at the given tokens.
     pub fn error_spanned_by(&mut self, tokens: impl ToTokens, message: impl Display) {
-        self.errors.push(syn::Error::new_spanned(tokens.into_token_stream(), message));
+        self.errors
+            .push(syn::Error::new_spanned(tokens.into_token_stream(), message));
     }
 
     /// Report an error at a span.
@@ -40,7 +41,9 @@ impl Ctxt {
     /// All errors, combined into one (each keeps its own span).
     pub fn check(self) -> Result<(), syn::Error> {
         let mut errors = self.errors.into_iter();
-        let Some(mut combined) = errors.next() else { return Ok(()) };
+        let Some(mut combined) = errors.next() else {
+            return Ok(());
+        };
         for e in errors {
             combined.combine(e);
         }

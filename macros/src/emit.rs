@@ -23,10 +23,10 @@ pub struct Emitter<'a> {
 }
 
 const KEYWORDS: &[&str] = &[
-    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in", "let",
-    "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait",
-    "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final",
-    "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
+    "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super",
+    "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box",
+    "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 ];
 
 impl<'a> Emitter<'a> {
@@ -191,10 +191,6 @@ impl<'a> Emitter<'a> {
                         let b = self.ident(*b);
                         quote!(#p::zeros_like(&#b))
                     }
-                    BufferInit::Copy(o) => {
-                        let o = self.operand(o);
-                        quote!(#p::to_buffer(#o))
-                    }
                 };
                 quote!(let mut #id = #init;)
             }
@@ -253,10 +249,6 @@ impl<'a> Emitter<'a> {
                     #b
                 })
             }
-            Stmt::Effect { rv, span } => {
-                let rv = self.rvalue(rv, *span);
-                quote!(#rv;)
-            }
         }
     }
 
@@ -272,7 +264,11 @@ impl<'a> Emitter<'a> {
 
     fn range(&self, r: &Range) -> TokenStream {
         let (lo, hi) = (self.operand(&r.lo), self.operand(&r.hi));
-        let base = if r.inclusive { quote!(#lo..=#hi) } else { quote!(#lo..#hi) };
+        let base = if r.inclusive {
+            quote!(#lo..=#hi)
+        } else {
+            quote!(#lo..#hi)
+        };
         if r.adapters.is_empty() {
             return base;
         }
@@ -390,9 +386,10 @@ impl<'a> Emitter<'a> {
                 let o = self.operand(o);
                 quote!(#p::one_like(&#o))
             }
-            Rvalue::Zeros(b) => {
-                let b = self.ident(*b);
-                quote!(#p::zeros_like(&#b))
+            Rvalue::Slice { buf, lo, hi, inclusive } => {
+                let b = self.ident(*buf);
+                let r = self.range_index(lo, hi, *inclusive);
+                quote!(#b[#r].to_vec())
             }
         }
     }
@@ -402,7 +399,15 @@ impl<'a> Emitter<'a> {
     pub fn derivative_callees(&self) -> Vec<(syn::Ident, usize)> {
         let mut out: Vec<(syn::Ident, usize)> = Vec::new();
         walk_stmts(&self.func.body, &mut |s| {
-            if let Stmt::Let { rv: Rvalue::Call { callee: Callee::Free { path }, args }, .. } = s {
+            if let Stmt::Let {
+                rv:
+                    Rvalue::Call {
+                        callee: Callee::Free { path },
+                        args,
+                    },
+                ..
+            } = s
+            {
                 let segs: Vec<&syn::PathSegment> = path.segments.iter().collect();
                 if path.leading_colon.is_none()
                     && segs.len() == 2
@@ -441,7 +446,10 @@ fn binop_tokens(op: BinOp, span: Span) -> TokenStream {
 /// A valid identifier made from a readable name.
 fn sanitize(name: &str) -> String {
     let name = name.trim_start_matches("r#");
-    let mut out: String = name.chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out: String = name
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
     if out.is_empty() {
         out = "t".into();
     }

@@ -6,8 +6,9 @@
 //!   (arguments, output cotangent → one gradient per argument, `()` for arguments that
 //!   are not differentiable);
 //! - `__adjoint_grad`, `__adjoint_value_and_grad`, `__adjoint_vjp`: what `grad!`,
-//!   `value_and_grad!` and `vjp!` call (gradients of the active arguments only);
-//! each of them with its own module holding *its* derivative, down to order `N`. At the
+//!   `value_and_grad!` and `vjp!` call (gradients of the active arguments only).
+//!
+//! Each of them has its own module holding *its* derivative, down to order `N`. At the
 //! bottom, a stub makes asking for one order more a located compile error.
 
 use proc_macro2::{Span, TokenStream};
@@ -77,15 +78,41 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     if cx.has_errors() {
         return with_errors(primal, &sig, cx);
     }
-    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(if lowered.nests_derivatives { DEFAULT_ORDER - 1 } else { DEFAULT_ORDER });
+    let order = args
+        .order
+        .as_ref()
+        .map(|(n, _)| *n)
+        .unwrap_or(if lowered.nests_derivatives {
+            DEFAULT_ORDER - 1
+        } else {
+            DEFAULT_ORDER
+        });
     let user_sig = EntitySig {
         generics: sig.generics.clone(),
-        params: sig.params.iter().map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() }).collect(),
+        params: sig
+            .params
+            .iter()
+            .map(|p| EntityParam {
+                ty: p.ty.clone(),
+                class: p.class.clone(),
+                active: p.active(),
+            })
+            .collect(),
         output: sig.output_type(),
         output_class: sig.output_class.clone(),
     };
-    let user = Entity { sig: user_sig, func: lowered.func, order, depth: 0 };
-    let mut tower = Tower { krate: &krate, user: &sig.ident, order, cx: &mut cx };
+    let user = Entity {
+        sig: user_sig,
+        func: lowered.func,
+        order,
+        depth: 0,
+    };
+    let mut tower = Tower {
+        krate: &krate,
+        user: &sig.ident,
+        order,
+        cx: &mut cx,
+    };
     let companions = tower.user_companions(&user, &sig, &wrt);
     if cx.has_errors() {
         return with_errors(primal, &sig, cx);
@@ -123,13 +150,26 @@ fn check_wrt(args: &Args, sig: &Signature, cx: &mut Ctxt) -> Vec<bool> {
     let mut wanted = vec![false; sig.params.len()];
     for n in names {
         let Some(i) = sig.params.iter().position(|p| p.ident() == Some(n)) else {
-            let known: Vec<String> = sig.params.iter().filter_map(|p| p.ident().map(|i| format!("`{i}`"))).collect();
-            cx.error_spanned_by(n, format!("`{n}` is not an argument of this function (its arguments are {})", known.join(", ")));
+            let known: Vec<String> = sig
+                .params
+                .iter()
+                .filter_map(|p| p.ident().map(|i| format!("`{i}`")))
+                .collect();
+            cx.error_spanned_by(
+                n,
+                format!(
+                    "`{n}` is not an argument of this function (its arguments are {})",
+                    known.join(", ")
+                ),
+            );
             continue;
         };
         let p = &sig.params[i];
         if p.no_grad {
-            cx.error_spanned_by(n, format!("`{n}` is marked `#[no_grad]`; remove it from `wrt(…)` or remove `#[no_grad]`"));
+            cx.error_spanned_by(
+                n,
+                format!("`{n}` is marked `#[no_grad]`; remove it from `wrt(…)` or remove `#[no_grad]`"),
+            );
         } else if p.class.is_integer_like() {
             cx.error_spanned_by(
                 n,
@@ -143,7 +183,10 @@ fn check_wrt(args: &Args, sig: &Signature, cx: &mut Ctxt) -> Vec<bool> {
         } else if !p.class.differentiable() {
             cx.error_spanned_by(
                 n,
-                format!("cannot differentiate with respect to `{n}`: its type `{}` has no derivative", sig::type_string(&p.ty)),
+                format!(
+                    "cannot differentiate with respect to `{n}`: its type `{}` has no derivative",
+                    sig::type_string(&p.ty)
+                ),
             );
         }
         wanted[i] = true;
@@ -167,7 +210,12 @@ fn with_errors(primal: syn::ItemFn, sig: &Signature, cx: Ctxt) -> TokenStream {
             }
         }
     };
-    let (d1, grad, vag, vjp) = (stub(names::D1, 1), stub(names::GRAD, 0), stub(names::VALUE_AND_GRAD, 0), stub(names::VJP, 1));
+    let (d1, grad, vag, vjp) = (
+        stub(names::D1, 1),
+        stub(names::GRAD, 0),
+        stub(names::VALUE_AND_GRAD, 0),
+        stub(names::VJP, 1),
+    );
     quote! {
         #primal
         #err
@@ -191,7 +239,10 @@ impl<'a> Tower<'a> {
         out.extend(self.entity(&d1, &Ident::new(names::D1, Span::call_site())));
 
         // The user-facing entities.
-        let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
+        let facing: Vec<GradOut> = wrt
+            .iter()
+            .map(|w| if *w { GradOut::Yes } else { GradOut::Omit })
+            .collect();
         let scalar = matches!(user.sig.output_class, Class::Float | Class::Opaque);
         let grad_name = Ident::new(names::GRAD, Span::call_site());
         let vag_name = Ident::new(names::VALUE_AND_GRAD, Span::call_site());
@@ -213,7 +264,11 @@ impl<'a> Tower<'a> {
     /// `facing`: a user-facing entity returns one requested gradient as itself rather
     /// than as a 1-tuple (the internal companions always return one entry per argument).
     fn derivative(&mut self, e: &Entity, grads: &[GradOut], seed: Seed, keep_value: bool, facing: bool) -> Entity {
-        let cfg = Config { grads: grads.to_vec(), keep_value, seed };
+        let cfg = Config {
+            grads: grads.to_vec(),
+            keep_value,
+            seed,
+        };
         let mut d = reverse::vjp(&e.func, &cfg, self.cx);
         let sig = derivative_sig(&e.sig, grads, seed, keep_value, facing);
         if facing && grads.iter().filter(|g| **g != GradOut::Omit).count() == 1 {
@@ -230,7 +285,12 @@ impl<'a> Tower<'a> {
                 other => other,
             };
         }
-        Entity { sig, func: d.func, order: e.order - 1, depth: e.depth + 1 }
+        Entity {
+            sig,
+            func: d.func,
+            order: e.order - 1,
+            depth: e.depth + 1,
+        }
     }
 
     /// A generated function and the module of its own derivative.
@@ -303,7 +363,10 @@ impl<'a> Tower<'a> {
     fn order_stub(&mut self, e: &Entity) -> TokenStream {
         let user = self.user;
         let needed = e.depth + 1;
-        let msg = format!("`{user}` is differentiable up to order {} only, and this needs derivative order {needed}", self.order);
+        let msg = format!(
+            "`{user}` is differentiable up to order {} only, and this needs derivative order {needed}",
+            self.order
+        );
         let note = format!(
             "write `#[differentiable(order = {needed})]` on `{user}` (the order counts every derivative taken through it, \
              including `grad!` calls in its body), or give the calling function a lower `order`"
@@ -331,8 +394,13 @@ impl<'a> Tower<'a> {
         let user = self.user;
         let ty = sig.output.as_ref().map(sig::type_string).unwrap_or_else(|| "()".into());
         let msg = format!("`{which}!` needs a function with a scalar float output, but `{user}` returns `{ty}`");
-        let note = format!("for a non-scalar output use `vjp!({user})(args…, cotangent)`: its last argument is the output's cotangent");
-        let trait_name = format_ident!("{}NeedsScalarOutput", if which == "grad" { "Grad" } else { "ValueAndGrad" });
+        let note = format!(
+            "for a non-scalar output use `vjp!({user})(args…, cotangent)`: its last argument is the output's cotangent"
+        );
+        let trait_name = format_ident!(
+            "{}NeedsScalarOutput",
+            if which == "grad" { "Grad" } else { "ValueAndGrad" }
+        );
         let n = sig.params.len();
         let tys: Vec<Ident> = (0..n).map(|i| format_ident!("A{}", i)).collect();
         quote! {
@@ -375,20 +443,35 @@ fn derivative_sig(sig: &EntitySig, grads: &[GradOut], seed: Seed, keep_value: bo
     };
     let (output, output_class) = if keep_value {
         let out = &sig.output;
-        (syn::parse_quote!((#out, #grads_ty)), Class::Tuple(vec![sig.output_class.clone(), grads_class]))
+        (
+            syn::parse_quote!((#out, #grads_ty)),
+            Class::Tuple(vec![sig.output_class.clone(), grads_class]),
+        )
     } else {
         (grads_ty, grads_class)
     };
     let mut params = sig.params.clone();
     if seed == Seed::Param {
-        params.push(EntityParam { ty: sig.output.clone(), class: sig.output_class.clone(), active: true });
+        params.push(EntityParam {
+            ty: sig.output.clone(),
+            class: sig.output_class.clone(),
+            active: true,
+        });
     }
-    EntitySig { generics: sig.generics.clone(), params, output, output_class }
+    EntitySig {
+        generics: sig.generics.clone(),
+        params,
+        output,
+        output_class,
+    }
 }
 
 /// The internal derivative of an entity: one gradient per parameter.
 fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
-    sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect()
+    sig.params
+        .iter()
+        .map(|p| if p.active { GradOut::Yes } else { GradOut::Unit })
+        .collect()
 }
 
 /// The class of a gradient of a value of this class.
@@ -453,7 +536,9 @@ fn camel(s: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -470,7 +555,15 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
         let sig = Signature::parse_in(&f.sig, &syn::Visibility::Inherited, &float_params, true, &mut cx);
         let mut cur = EntitySig {
             generics: sig.generics.clone(),
-            params: sig.params.iter().map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() }).collect(),
+            params: sig
+                .params
+                .iter()
+                .map(|p| EntityParam {
+                    ty: p.ty.clone(),
+                    class: p.class.clone(),
+                    active: p.active(),
+                })
+                .collect(),
             output: sig.output_type(),
             output_class: sig.output_class.clone(),
         };
@@ -521,7 +614,15 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
         let entity = Entity {
             sig: EntitySig {
                 generics: sig.generics.clone(),
-                params: sig.params.iter().map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() }).collect(),
+                params: sig
+                    .params
+                    .iter()
+                    .map(|p| EntityParam {
+                        ty: p.ty.clone(),
+                        class: p.class.clone(),
+                        active: p.active(),
+                    })
+                    .collect(),
                 output: sig.output_type(),
                 output_class: sig.output_class.clone(),
             },
@@ -529,10 +630,18 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             order,
             depth: 0,
         };
-        let mut tower = Tower { krate: &krate, user: &f.sig.ident, order, cx: &mut cx };
+        let mut tower = Tower {
+            krate: &krate,
+            user: &f.sig.ident,
+            order,
+            cx: &mut cx,
+        };
         if order >= 1 {
             let d1 = tower.derivative(&entity, &internal_grads(&entity.sig), Seed::Param, false, false);
-            let name = Ident::new(&reverse::derivative_method(&f.sig.ident.to_string()), f.sig.ident.span());
+            let name = Ident::new(
+                &reverse::derivative_method(&f.sig.ident.to_string()),
+                f.sig.ident.span(),
+            );
             let vis = if in_trait { TokenStream::new() } else { quote!(pub) };
             added.push(tower.method_tower(&d1, &name, &vis));
         }

@@ -49,7 +49,10 @@ pub enum Elem {
 impl Kind {
     /// Whether a value of this kind may carry a derivative.
     pub fn differentiable(self) -> bool {
-        matches!(self, Kind::Float | Kind::Unknown | Kind::Buffer(Elem::Float) | Kind::Buffer(Elem::Unknown))
+        matches!(
+            self,
+            Kind::Float | Kind::Unknown | Kind::Buffer(Elem::Float) | Kind::Buffer(Elem::Unknown)
+        )
     }
 
     pub fn is_buffer(self) -> bool {
@@ -106,14 +109,24 @@ pub struct Vars {
 
 impl Vars {
     pub fn add(&mut self, name: impl Into<String>, kind: Kind, role: Role, span: Span) -> Var {
-        self.infos.push(VarInfo { name: name.into(), kind, role, span, scalar_ty: None });
+        self.infos.push(VarInfo {
+            name: name.into(),
+            kind,
+            role,
+            span,
+            scalar_ty: None,
+        });
         Var(self.infos.len() as u32 - 1)
     }
 
     /// A new variable with the kind, type and span of `like`.
     pub fn add_like(&mut self, like: Var, name: impl Into<String>, role: Role) -> Var {
         let info = self.info(like).clone();
-        self.infos.push(VarInfo { name: name.into(), role, ..info });
+        self.infos.push(VarInfo {
+            name: name.into(),
+            role,
+            ..info
+        });
         Var(self.infos.len() as u32 - 1)
     }
 
@@ -131,7 +144,11 @@ impl Vars {
         match &self.info(v).scalar_ty {
             Some(t) => {
                 let c = syn::Ident::new(assoc, t.span());
-                Operand::Const(Const { tokens: quote::quote!(#t::#c), kind: Kind::Float, scalar_ty: Some(t.clone()) })
+                Operand::Const(Const {
+                    tokens: quote::quote!(#t::#c),
+                    kind: Kind::Float,
+                    scalar_ty: Some(t.clone()),
+                })
             }
             None => Operand::float(literal),
         }
@@ -186,7 +203,11 @@ impl Operand {
     }
 
     pub fn float(text: &str) -> Operand {
-        Operand::Const(Const { tokens: text.parse().expect("float literal"), kind: Kind::Float, scalar_ty: None })
+        Operand::Const(Const {
+            tokens: text.parse().expect("float literal"),
+            kind: Kind::Float,
+            scalar_ty: None,
+        })
     }
 }
 
@@ -241,7 +262,10 @@ pub enum BinOp {
 
 impl BinOp {
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+        )
     }
 }
 
@@ -275,7 +299,12 @@ pub enum Arg {
     /// a slice reference; an owned buffer is cloned so later code can still read it).
     Buffer { buf: Var, borrowed: bool },
     /// A sub-slice of a buffer: `&x[lo..hi]` (either bound may be absent).
-    Slice { buf: Var, lo: Option<Operand>, hi: Option<Operand>, inclusive: bool },
+    Slice {
+        buf: Var,
+        lo: Option<Operand>,
+        hi: Option<Operand>,
+        inclusive: bool,
+    },
     /// A tuple of arguments.
     Tuple(Vec<Arg>),
 }
@@ -303,10 +332,20 @@ pub enum Rvalue {
     Unary(UnOp, Operand),
     /// A method call `recv.method(args)`; `prim` names the primitive of the rule table
     /// when the method is differentiable.
-    Method { recv: Operand, method: syn::Ident, args: Vec<Operand> },
-    Call { callee: Callee, args: Vec<Arg> },
+    Method {
+        recv: Operand,
+        method: syn::Ident,
+        args: Vec<Operand>,
+    },
+    Call {
+        callee: Callee,
+        args: Vec<Arg>,
+    },
     /// `buf[index]`.
-    Index { buf: Var, index: Operand },
+    Index {
+        buf: Var,
+        index: Operand,
+    },
     /// `buf.len()`.
     Len(Var),
     /// `operand as ty`.
@@ -321,8 +360,13 @@ pub enum Rvalue {
     Zero(Operand),
     /// A one with the shape of the operand (`one_like`): the seed of a scalar output.
     One(Operand),
-    /// A zero buffer with the length of the given buffer.
-    Zeros(Var),
+    /// A copy of a range of a buffer, as a vector: `buf[lo..hi].to_vec()`.
+    Slice {
+        buf: Var,
+        lo: Option<Operand>,
+        hi: Option<Operand>,
+        inclusive: bool,
+    },
 }
 
 /// How a buffer starts.
@@ -338,8 +382,6 @@ pub enum BufferInit {
     Empty { capacity: Option<Operand> },
     /// A zero buffer shaped like another buffer (`zeros_like`).
     ZerosLike(Var),
-    /// A buffer equal to a function parameter (a cotangent buffer).
-    Copy(Operand),
 }
 
 /// One loop adapter applied to a range, in order.
@@ -367,7 +409,12 @@ impl Range {
         } else {
             adapters.push(Adapter::Rev);
         }
-        Range { lo: self.lo.clone(), hi: self.hi.clone(), inclusive: self.inclusive, adapters }
+        Range {
+            lo: self.lo.clone(),
+            hi: self.hi.clone(),
+            inclusive: self.inclusive,
+            adapters,
+        }
     }
 
     pub fn operands(&self) -> Vec<Operand> {
@@ -389,37 +436,82 @@ pub enum Place {
     /// One element of a buffer: `buf[index] += value`.
     Elem(Var, Operand),
     /// A range of a buffer, elementwise with a buffer value: `buf[lo..hi] += value`.
-    Slice { buf: Var, lo: Option<Operand>, hi: Option<Operand>, inclusive: bool },
+    Slice {
+        buf: Var,
+        lo: Option<Operand>,
+        hi: Option<Operand>,
+        inclusive: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
 pub enum Stmt {
     /// `let dst = rv;` (a tuple pattern when a call returns a tuple).
-    Let { dst: Tree<Var>, rv: Rvalue, span: Span },
+    Let {
+        dst: Tree<Var>,
+        rv: Rvalue,
+        span: Span,
+    },
     /// `let mut cell = init;` (or `let cell;` without init).
-    Cell { var: Var, init: Option<Operand> },
+    Cell {
+        var: Var,
+        init: Option<Operand>,
+    },
     /// `cell = value;`
-    Assign { var: Var, value: Operand },
+    Assign {
+        var: Var,
+        value: Operand,
+    },
     /// `place += value;` (only produced by the transform).
-    Accumulate { place: Place, value: Operand },
+    Accumulate {
+        place: Place,
+        value: Operand,
+    },
     /// `let mut buf = init;`
-    Buffer { var: Var, init: BufferInit },
+    Buffer {
+        var: Var,
+        init: BufferInit,
+    },
     /// `buf[index] = value;`
-    Store { buf: Var, index: Operand, value: Operand },
+    Store {
+        buf: Var,
+        index: Operand,
+        value: Operand,
+    },
     /// `buf.push(value);`
-    Push { buf: Var, value: Operand },
+    Push {
+        buf: Var,
+        value: Operand,
+    },
     /// `let mut tape = Tape::new();` (only produced by the transform).
-    Tape { var: Var },
+    Tape {
+        var: Var,
+    },
     /// `let mut slot = Slot::empty();` (only produced by the transform).
-    Slot { var: Var },
+    Slot {
+        var: Var,
+    },
     /// `slot.save(value);`
-    Save { slot: Var, value: Operand },
-    If { cond: Operand, then_: Block, else_: Block },
-    For { var: Var, range: Range, body: Block },
+    Save {
+        slot: Var,
+        value: Operand,
+    },
+    If {
+        cond: Operand,
+        then_: Block,
+        else_: Block,
+    },
+    For {
+        var: Var,
+        range: Range,
+        body: Block,
+    },
     /// `loop { header; if !cond { break } body }`.
-    While { header: Block, cond: Operand, body: Block },
-    /// An expression evaluated for its side effect only (never differentiated).
-    Effect { rv: Rvalue, span: Span },
+    While {
+        header: Block,
+        cond: Operand,
+        body: Block,
+    },
 }
 
 pub type Block = Vec<Stmt>;
@@ -463,7 +555,12 @@ impl Rvalue {
     /// The operands this right-hand side reads.
     pub fn operands(&self) -> Vec<Operand> {
         match self {
-            Rvalue::Use(o) | Rvalue::Unary(_, o) | Rvalue::Cast(o, _) | Rvalue::Field(o, _) | Rvalue::Zero(o) | Rvalue::One(o) => {
+            Rvalue::Use(o)
+            | Rvalue::Unary(_, o)
+            | Rvalue::Cast(o, _)
+            | Rvalue::Field(o, _)
+            | Rvalue::Zero(o)
+            | Rvalue::One(o) => {
                 vec![o.clone()]
             }
             Rvalue::Binary(_, a, b) => vec![a.clone(), b.clone()],
@@ -478,7 +575,13 @@ impl Rvalue {
                 out
             }
             Rvalue::Index { buf, index } => vec![Operand::Var(*buf), index.clone()],
-            Rvalue::Len(b) | Rvalue::Pop(b) | Rvalue::Load(b) | Rvalue::Zeros(b) => vec![Operand::Var(*b)],
+            Rvalue::Len(b) | Rvalue::Pop(b) | Rvalue::Load(b) => vec![Operand::Var(*b)],
+            Rvalue::Slice { buf, lo, hi, .. } => {
+                let mut out = vec![Operand::Var(*buf)];
+                out.extend(lo.iter().cloned());
+                out.extend(hi.iter().cloned());
+                out
+            }
         }
     }
 }
@@ -491,7 +594,6 @@ impl BufferInit {
             BufferInit::List { items, .. } => items.clone(),
             BufferInit::Empty { capacity } => capacity.iter().cloned().collect(),
             BufferInit::ZerosLike(v) => vec![Operand::Var(*v)],
-            BufferInit::Copy(o) => vec![o.clone()],
         }
     }
 }
@@ -538,7 +640,7 @@ pub fn rename_uses(block: &mut Block, map: &std::collections::HashMap<Var, Var>)
     };
     for s in block {
         match s {
-            Stmt::Let { rv, .. } | Stmt::Effect { rv, .. } => rename_rvalue(rv, map),
+            Stmt::Let { rv, .. } => rename_rvalue(rv, map),
             Stmt::Cell { init, .. } => {
                 if let Some(o) = init {
                     ro(o);
@@ -562,7 +664,6 @@ pub fn rename_uses(block: &mut Block, map: &std::collections::HashMap<Var, Var>)
                     }
                 }
                 BufferInit::ZerosLike(v) => r(v),
-                BufferInit::Copy(o) => ro(o),
             },
             Stmt::Store { index, value, .. } => {
                 ro(index);
@@ -630,7 +731,12 @@ fn rename_rvalue(rv: &mut Rvalue, map: &std::collections::HashMap<Var, Var>) {
         }
     };
     match rv {
-        Rvalue::Use(o) | Rvalue::Unary(_, o) | Rvalue::Cast(o, _) | Rvalue::Field(o, _) | Rvalue::Zero(o) | Rvalue::One(o) => ro(o),
+        Rvalue::Use(o)
+        | Rvalue::Unary(_, o)
+        | Rvalue::Cast(o, _)
+        | Rvalue::Field(o, _)
+        | Rvalue::Zero(o)
+        | Rvalue::One(o) => ro(o),
         Rvalue::Binary(_, a, b) => {
             ro(a);
             ro(b);
@@ -644,7 +750,16 @@ fn rename_rvalue(rv: &mut Rvalue, map: &std::collections::HashMap<Var, Var>) {
             r(buf);
             ro(index);
         }
-        Rvalue::Len(b) | Rvalue::Zeros(b) => r(b),
+        Rvalue::Len(b) => r(b),
+        Rvalue::Slice { buf, lo, hi, .. } => {
+            r(buf);
+            if let Some(o) = lo {
+                ro(o);
+            }
+            if let Some(o) = hi {
+                ro(o);
+            }
+        }
         Rvalue::Pop(_) | Rvalue::Load(_) => {}
     }
 }

@@ -46,7 +46,12 @@ enum Binding {
 enum Value {
     Op(Operand),
     Buffer(Var),
-    Slice { buf: Var, lo: Option<Operand>, hi: Option<Operand>, inclusive: bool },
+    Slice {
+        buf: Var,
+        lo: Option<Operand>,
+        hi: Option<Operand>,
+        inclusive: bool,
+    },
     Tuple(Vec<Value>),
     Unit,
 }
@@ -109,7 +114,10 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
     }
     if scan.has_return {
         let flag = l.vars.add("returned", Kind::Bool, Role::Cell, body.span());
-        l.emit(Stmt::Cell { var: flag, init: Some(const_bool(false)) });
+        l.emit(Stmt::Cell {
+            var: flag,
+            init: Some(const_bool(false)),
+        });
         let value = l.result_cells("result", &sig.output_class, sig.output.as_ref(), body.span());
         l.ret = Some(ReturnFrame { flag, value });
     }
@@ -123,15 +131,31 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
     };
     let ret = l.value_tree(ret_value, body.span());
     let block = l.out.pop().expect("function block");
-    Lowered { func: Func { vars: l.vars, params, body: block, ret }, nests_derivatives: l.nests }
+    Lowered {
+        func: Func {
+            vars: l.vars,
+            params,
+            body: block,
+            ret,
+        },
+        nests_derivatives: l.nests,
+    }
 }
 
 fn const_bool(b: bool) -> Operand {
-    Operand::Const(Const { tokens: if b { quote!(true) } else { quote!(false) }, kind: Kind::Bool, scalar_ty: None })
+    Operand::Const(Const {
+        tokens: if b { quote!(true) } else { quote!(false) },
+        kind: Kind::Bool,
+        scalar_ty: None,
+    })
 }
 
 fn const_int(n: usize) -> Operand {
-    Operand::Const(Const { tokens: proc_macro2::Literal::usize_unsuffixed(n).into_token_stream(), kind: Kind::Int, scalar_ty: None })
+    Operand::Const(Const {
+        tokens: proc_macro2::Literal::usize_unsuffixed(n).into_token_stream(),
+        kind: Kind::Int,
+        scalar_ty: None,
+    })
 }
 
 /// A syntactic pre-pass over the body.
@@ -302,8 +326,17 @@ fn has_effects(e: &Expr) -> bool {
     impl<'ast> Visit<'ast> for V {
         fn visit_expr(&mut self, e: &'ast Expr) {
             match e {
-                Expr::Call(_) | Expr::MethodCall(_) | Expr::Index(_) | Expr::Macro(_) | Expr::Assign(_) | Expr::Block(_)
-                | Expr::If(_) | Expr::Match(_) | Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => self.0 = true,
+                Expr::Call(_)
+                | Expr::MethodCall(_)
+                | Expr::Index(_)
+                | Expr::Macro(_)
+                | Expr::Assign(_)
+                | Expr::Block(_)
+                | Expr::If(_)
+                | Expr::Match(_)
+                | Expr::Loop(_)
+                | Expr::While(_)
+                | Expr::ForLoop(_) => self.0 = true,
                 Expr::Binary(b) if matches!(b.op, syn::BinOp::Div(_) | syn::BinOp::Rem(_)) => self.0 = true,
                 _ => syn::visit::visit_expr(self, e),
             }
@@ -334,7 +367,11 @@ impl<'a> Lowerer<'a> {
         if kind == Kind::Float {
             self.vars.info_mut(v).scalar_ty = self.scalar_ty_of(&rv);
         }
-        self.emit(Stmt::Let { dst: Tree::Leaf(v), rv, span });
+        self.emit(Stmt::Let {
+            dst: Tree::Leaf(v),
+            rv,
+            span,
+        });
         Operand::Var(v)
     }
 
@@ -343,7 +380,10 @@ impl<'a> Lowerer<'a> {
         if let Rvalue::Cast(_, ty) = rv {
             return generic_float(ty, &self.sig.float_params);
         }
-        rv.operands().iter().filter_map(|o| o.var()).find_map(|v| self.vars.info(v).scalar_ty.clone())
+        rv.operands()
+            .iter()
+            .filter_map(|o| o.var())
+            .find_map(|v| self.vars.info(v).scalar_ty.clone())
     }
 
     fn bind(&mut self, name: &Ident, b: Binding) {
@@ -351,7 +391,12 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lookup(&self, name: &str) -> Option<&Binding> {
-        self.scopes.iter().rev().flat_map(|s| s.iter().rev()).find(|(n, _)| n == name).map(|(_, b)| b)
+        self.scopes
+            .iter()
+            .rev()
+            .flat_map(|s| s.iter().rev())
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b)
     }
 
     fn rebind(&mut self, name: &str, b: Binding) {
@@ -371,7 +416,10 @@ impl<'a> Lowerer<'a> {
     }
 
     fn unsupported(&mut self, tokens: impl ToTokens, what: &str, hint: &str) -> Value {
-        self.cx.error_spanned_by(tokens, format!("{what} is not supported inside a `#[differentiable]` function; {hint}"));
+        self.cx.error_spanned_by(
+            tokens,
+            format!("{what} is not supported inside a `#[differentiable]` function; {hint}"),
+        );
         Value::Unit
     }
 
@@ -384,8 +432,13 @@ impl<'a> Lowerer<'a> {
                     Some(syn::Type::Tuple(tt)) => tt.elems.iter().map(Some).collect(),
                     _ => vec![None; items.len()],
                 };
-                let (trees, bindings): (Vec<_>, Vec<_>) =
-                    t.elems.iter().zip(items).zip(elem_tys).map(|((p, c), t)| self.bind_param(p, c, t, span)).unzip();
+                let (trees, bindings): (Vec<_>, Vec<_>) = t
+                    .elems
+                    .iter()
+                    .zip(items)
+                    .zip(elem_tys)
+                    .map(|((p, c), t)| self.bind_param(p, c, t, span))
+                    .unzip();
                 (Tree::Tuple(trees), Binding::Tuple(bindings))
             }
             (Pat::Ident(_) | Pat::Wild(_), Class::Tuple(items)) => {
@@ -401,9 +454,15 @@ impl<'a> Lowerer<'a> {
                 };
                 for (i, c) in items.iter().enumerate() {
                     let v = self.vars.add(format!("{name}_{i}"), c.kind(), Role::Param, span);
-                    self.vars.info_mut(v).scalar_ty = elem_tys[i].as_ref().and_then(|t| generic_float(t, &self.sig.float_params));
+                    self.vars.info_mut(v).scalar_ty = elem_tys[i]
+                        .as_ref()
+                        .and_then(|t| generic_float(t, &self.sig.float_params));
                     trees.push(Tree::Leaf(v));
-                    bindings.push(if c.kind().is_buffer() { Binding::Buffer(v) } else { Binding::Value(Operand::Var(v)) });
+                    bindings.push(if c.kind().is_buffer() {
+                        Binding::Buffer(v)
+                    } else {
+                        Binding::Value(Operand::Var(v))
+                    });
                 }
                 (Tree::Tuple(trees), Binding::Tuple(bindings))
             }
@@ -414,7 +473,11 @@ impl<'a> Lowerer<'a> {
                 };
                 let v = self.vars.add(name, class.kind(), Role::Param, pat.span());
                 self.vars.info_mut(v).scalar_ty = ty.and_then(|t| generic_float(t, &self.sig.float_params));
-                let b = if class.kind().is_buffer() { Binding::Buffer(v) } else { Binding::Value(Operand::Var(v)) };
+                let b = if class.kind().is_buffer() {
+                    Binding::Buffer(v)
+                } else {
+                    Binding::Value(Operand::Var(v))
+                };
                 (Tree::Leaf(v), b)
             }
         }
@@ -490,9 +553,16 @@ impl<'a> Lowerer<'a> {
                 let rest = &stmts[i + 1..];
                 let mut value = Value::Unit;
                 let then_ = self.nested(|l| value = l.block_in(rest, ctx, span));
-                self.emit(Stmt::If { cond: go, then_, else_: Vec::new() });
+                self.emit(Stmt::If {
+                    cond: go,
+                    then_,
+                    else_: Vec::new(),
+                });
                 if !matches!(value, Value::Unit) {
-                    self.cx.error_at(span, "a value computed after an early exit must be assigned to a variable declared before it");
+                    self.cx.error_at(
+                        span,
+                        "a value computed after an early exit must be assigned to a variable declared before it",
+                    );
                 }
                 return Value::Unit;
             }
@@ -582,12 +652,19 @@ impl<'a> Lowerer<'a> {
                 self.unsupported(item, "a nested item", "define it outside the function");
             }
             syn::Stmt::Expr(e, _) => {
-                let inner_ctx = if ctx == BlockCtx::Value { BlockCtx::Value } else { BlockCtx::Unit };
+                let inner_ctx = if ctx == BlockCtx::Value {
+                    BlockCtx::Value
+                } else {
+                    BlockCtx::Unit
+                };
                 let _ = inner_ctx;
                 self.expr_stmt(e);
             }
             syn::Stmt::Macro(m) => {
-                let e = Expr::Macro(syn::ExprMacro { attrs: m.attrs.clone(), mac: m.mac.clone() });
+                let e = Expr::Macro(syn::ExprMacro {
+                    attrs: m.attrs.clone(),
+                    mac: m.mac.clone(),
+                });
                 self.expr_stmt(&e);
             }
         }
@@ -636,7 +713,9 @@ impl<'a> Lowerer<'a> {
             // `let x;` — a cell assigned later.
             match &local.pat {
                 Pat::Ident(p) => {
-                    let v = self.vars.add(p.ident.to_string(), Kind::Unknown, Role::Cell, p.ident.span());
+                    let v = self
+                        .vars
+                        .add(p.ident.to_string(), Kind::Unknown, Role::Cell, p.ident.span());
                     self.emit(Stmt::Cell { var: v, init: None });
                     self.bind(&p.ident, Binding::Cell(v));
                 }
@@ -644,7 +723,10 @@ impl<'a> Lowerer<'a> {
                     if let Pat::Ident(p) = &*pt.pat {
                         let kind = kind_of_type(&pt.ty, &self.sig.float_params);
                         let v = self.vars.add(p.ident.to_string(), kind, Role::Cell, p.ident.span());
-                        self.emit(Stmt::Cell { var: v, init: default_value(kind) });
+                        self.emit(Stmt::Cell {
+                            var: v,
+                            init: default_value(kind),
+                        });
                         self.bind(&p.ident, Binding::Cell(v));
                     } else {
                         self.unsupported(&local.pat, "this pattern", "bind a single name");
@@ -704,8 +786,16 @@ impl<'a> Lowerer<'a> {
                         let toks = &c.tokens;
                         let suffixed: TokenStream = format!("{}{}", toks, id).parse().unwrap_or_else(|_| toks.clone());
                         let kind = kind_of_type(ty, &self.sig.float_params);
-                        if toks.to_string().chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == '_') {
-                            value = Value::Op(Operand::Const(Const { tokens: suffixed, kind, scalar_ty: None }));
+                        if toks
+                            .to_string()
+                            .chars()
+                            .all(|ch| ch.is_ascii_digit() || ch == '.' || ch == '_')
+                        {
+                            value = Value::Op(Operand::Const(Const {
+                                tokens: suffixed,
+                                kind,
+                                scalar_ty: None,
+                            }));
                         }
                     }
                 }
@@ -722,13 +812,18 @@ impl<'a> Lowerer<'a> {
             if let Operand::Var(src) = &value {
                 self.vars.info_mut(v).scalar_ty = self.vars.info(*src).scalar_ty.clone();
             }
-            self.emit(Stmt::Cell { var: v, init: Some(value) });
+            self.emit(Stmt::Cell {
+                var: v,
+                init: Some(value),
+            });
             Binding::Cell(v)
         } else {
             if let Operand::Var(v) = &value {
                 // Name the temporary after the user's binding when it is fresh.
                 let info = self.vars.info_mut(*v);
-                if info.role == Role::Temp && !info.name.starts_with(char::is_alphabetic) || is_generated_name(&info.name) {
+                if info.role == Role::Temp && !info.name.starts_with(char::is_alphabetic)
+                    || is_generated_name(&info.name)
+                {
                     info.name = p.ident.to_string();
                     info.span = p.ident.span();
                 }
@@ -768,7 +863,10 @@ impl<'a> Lowerer<'a> {
                 self.bind(&p.ident, Binding::Tuple(Vec::new()));
             }
             (Pat::Ident(_), Value::Slice { .. }) => {
-                self.cx.error_at(span, "a sub-slice can only be passed directly to a call: write `g(&x[a..b])`");
+                self.cx.error_at(
+                    span,
+                    "a sub-slice can only be passed directly to a call: write `g(&x[a..b])`",
+                );
             }
             (Pat::Type(pt), v) => self.bind_let(&pt.pat, v, Some(&pt.ty), span),
             (other, _) => {
@@ -822,7 +920,10 @@ impl<'a> Lowerer<'a> {
             },
             Expr::Repeat(r) => {
                 let value = self.operand(&r.expr);
-                BufferInit::Array { value, len: r.len.to_token_stream() }
+                BufferInit::Array {
+                    value,
+                    len: r.len.to_token_stream(),
+                }
             }
             Expr::Array(a) => {
                 let items = a.elems.iter().map(|i| self.operand(i)).collect();
@@ -857,7 +958,9 @@ impl<'a> Lowerer<'a> {
             Kind::Unknown => Elem::Unknown,
             _ => Elem::Float,
         };
-        let v = self.vars.add(name.to_string(), Kind::Buffer(elem), Role::Buffer, name.span());
+        let v = self
+            .vars
+            .add(name.to_string(), Kind::Buffer(elem), Role::Buffer, name.span());
         self.emit(Stmt::Buffer { var: v, init });
         Some(v)
     }
@@ -868,15 +971,33 @@ impl<'a> Lowerer<'a> {
         let len = self.temp("len", Kind::Int, Rvalue::Len(src), span);
         let kind = self.vars.kind(src);
         let v = self.vars.add(name.to_string(), kind, Role::Buffer, name.span());
-        self.emit(Stmt::Buffer { var: v, init: BufferInit::Empty { capacity: Some(len.clone()) } });
+        self.emit(Stmt::Buffer {
+            var: v,
+            init: BufferInit::Empty {
+                capacity: Some(len.clone()),
+            },
+        });
         let i = self.vars.add("i", Kind::Int, Role::Index, span);
         let body = self.nested(|l| {
-            let x = l.temp("elem", kind.element(), Rvalue::Index { buf: src, index: Operand::Var(i) }, span);
+            let x = l.temp(
+                "elem",
+                kind.element(),
+                Rvalue::Index {
+                    buf: src,
+                    index: Operand::Var(i),
+                },
+                span,
+            );
             l.emit(Stmt::Push { buf: v, value: x });
         });
         self.emit(Stmt::For {
             var: i,
-            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
+            range: Range {
+                lo: const_int(0),
+                hi: len,
+                inclusive: false,
+                adapters: Vec::new(),
+            },
             body,
         });
         v
@@ -890,7 +1011,9 @@ impl<'a> Lowerer<'a> {
             },
             Expr::Reference(r) if r.mutability.is_none() => self.buffer_of(&r.expr),
             Expr::Paren(p) => self.buffer_of(&p.expr),
-            Expr::MethodCall(m) if m.args.is_empty() && (m.method == "iter" || m.method == "as_slice") => self.buffer_of(&m.receiver),
+            Expr::MethodCall(m) if m.args.is_empty() && (m.method == "iter" || m.method == "as_slice") => {
+                self.buffer_of(&m.receiver)
+            }
             _ => None,
         }
     }
@@ -901,10 +1024,21 @@ impl<'a> Lowerer<'a> {
         match self.expr(e) {
             Value::Op(o) => o,
             Value::Buffer(b) => Operand::Var(b),
-            Value::Unit => Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }),
+            Value::Unit => Operand::Const(Const {
+                tokens: quote!(()),
+                kind: Kind::Unknown,
+                scalar_ty: None,
+            }),
             Value::Tuple(_) | Value::Slice { .. } => {
-                self.cx.error_spanned_by(e, "a tuple or a sub-slice cannot be used here; bind its parts to names first");
-                Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })
+                self.cx.error_spanned_by(
+                    e,
+                    "a tuple or a sub-slice cannot be used here; bind its parts to names first",
+                );
+                Operand::Const(Const {
+                    tokens: quote!(()),
+                    kind: Kind::Unknown,
+                    scalar_ty: None,
+                })
             }
         }
     }
@@ -922,7 +1056,11 @@ impl<'a> Lowerer<'a> {
                     let a = self.operand(&u.expr);
                     if let Operand::Const(c) = &a {
                         let toks = &c.tokens;
-                        return Value::Op(Operand::Const(Const { tokens: quote_spanned!(span=> (-#toks)), kind: c.kind, scalar_ty: None }));
+                        return Value::Op(Operand::Const(Const {
+                            tokens: quote_spanned!(span=> (-#toks)),
+                            kind: c.kind,
+                            scalar_ty: None,
+                        }));
                     }
                     let kind = self.kind_of(&a);
                     Value::Op(self.temp("neg", kind, Rvalue::Unary(UnOp::Neg, a), span))
@@ -937,7 +1075,11 @@ impl<'a> Lowerer<'a> {
             },
             Expr::Reference(r) => {
                 if r.mutability.is_some() {
-                    return self.unsupported(r, "a `&mut` borrow", "assign the result instead of mutating through a reference");
+                    return self.unsupported(
+                        r,
+                        "a `&mut` borrow",
+                        "assign the result instead of mutating through a reference",
+                    );
                 }
                 if let Expr::Index(ix) = &*r.expr {
                     if let Expr::Range(range) = &*ix.index {
@@ -947,10 +1089,17 @@ impl<'a> Lowerer<'a> {
                 self.expr(&r.expr)
             }
             Expr::MethodCall(m) => self.method_call(m),
-            Expr::Call(c) => self.call(c, None).map(|v| Value::Op(Operand::Var(v))).unwrap_or(Value::Unit),
+            Expr::Call(c) => self
+                .call(c, None)
+                .map(|v| Value::Op(Operand::Var(v)))
+                .unwrap_or(Value::Unit),
             Expr::Index(ix) => {
                 if let Expr::Range(_) = &*ix.index {
-                    return self.unsupported(ix, "a sub-slice outside a call argument", "pass it directly: `g(&x[a..b])`");
+                    return self.unsupported(
+                        ix,
+                        "a sub-slice outside a call argument",
+                        "pass it directly: `g(&x[a..b])`",
+                    );
                 }
                 let Some(buf) = self.buffer_of(&ix.expr) else {
                     self.cx.error_spanned_by(
@@ -1026,37 +1175,68 @@ impl<'a> Lowerer<'a> {
             }
             Expr::Macro(m) => self.macro_expr(m),
             Expr::Return(r) => {
-                self.cx.error_spanned_by(r, "`return` inside an expression is not supported; use it as a statement");
+                self.cx.error_spanned_by(
+                    r,
+                    "`return` inside an expression is not supported; use it as a statement",
+                );
                 Value::Unit
             }
             Expr::Break(b) => {
-                self.cx.error_spanned_by(b, "`break` inside an expression is not supported; use it as a statement");
+                self.cx.error_spanned_by(
+                    b,
+                    "`break` inside an expression is not supported; use it as a statement",
+                );
                 Value::Unit
             }
             Expr::Continue(c) => {
-                self.cx.error_spanned_by(c, "`continue` inside an expression is not supported; use it as a statement");
+                self.cx.error_spanned_by(
+                    c,
+                    "`continue` inside an expression is not supported; use it as a statement",
+                );
                 Value::Unit
             }
-            Expr::Closure(c) => {
-                self.unsupported(c, "a closure", "write a separate `#[differentiable]` function and call it")
-            }
+            Expr::Closure(c) => self.unsupported(
+                c,
+                "a closure",
+                "write a separate `#[differentiable]` function and call it",
+            ),
             Expr::Async(a) => self.unsupported(a, "an `async` block", "compute the value synchronously"),
             Expr::Await(a) => self.unsupported(a, "`.await`", "compute the value synchronously"),
-            Expr::Unsafe(u) => {
-                self.unsupported(u, "an `unsafe` block", "move the unsafe code into a function outside the differentiated code")
-            }
-            Expr::Try(t) => self.unsupported(t, "the `?` operator", "handle the error outside the differentiable function"),
+            Expr::Unsafe(u) => self.unsupported(
+                u,
+                "an `unsafe` block",
+                "move the unsafe code into a function outside the differentiated code",
+            ),
+            Expr::Try(t) => self.unsupported(
+                t,
+                "the `?` operator",
+                "handle the error outside the differentiable function",
+            ),
             Expr::TryBlock(t) => self.unsupported(t, "a `try` block", "handle errors outside"),
-            Expr::Let(l) => self.unsupported(l, "`let` in a condition (`if let`/`while let`)", "compare integers with `==` instead"),
-            Expr::Range(r) => self.unsupported(r, "a range outside a `for` loop or a slice argument", "use it in `for i in a..b`"),
-            Expr::Struct(s) => self.unsupported(s, "a struct literal", "build the struct outside and pass it as an argument"),
+            Expr::Let(l) => self.unsupported(
+                l,
+                "`let` in a condition (`if let`/`while let`)",
+                "compare integers with `==` instead",
+            ),
+            Expr::Range(r) => self.unsupported(
+                r,
+                "a range outside a `for` loop or a slice argument",
+                "use it in `for i in a..b`",
+            ),
+            Expr::Struct(s) => self.unsupported(
+                s,
+                "a struct literal",
+                "build the struct outside and pass it as an argument",
+            ),
             Expr::Yield(y) => self.unsupported(y, "`yield`", "remove it"),
             Expr::Const(c) => self.unsupported(c, "a `const` block", "use a `const` item"),
-            Expr::RawAddr(r) => {
-                self.unsupported(r, "a raw pointer", "pass slices or values instead of raw pointers")
-            }
+            Expr::RawAddr(r) => self.unsupported(r, "a raw pointer", "pass slices or values instead of raw pointers"),
             Expr::Infer(i) => self.unsupported(i, "`_` as an expression", "write a value"),
-            other => self.unsupported(other, "this expression", "rewrite it with the supported subset (see the README)"),
+            other => self.unsupported(
+                other,
+                "this expression",
+                "rewrite it with the supported subset (see the README)",
+            ),
         }
     }
 
@@ -1069,9 +1249,21 @@ impl<'a> Lowerer<'a> {
         // A constant (`PI`, `f64::EPSILON`, a `const` item).
         let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
         let float_param = segs.len() == 2 && self.sig.float_params.iter().any(|f| *f == segs[0]);
-        let kind = if float_param || segs.iter().any(|s| s == "f64" || s == "f32" || s == "consts") { Kind::Float } else { Kind::Unknown };
-        let scalar_ty = if float_param { Some(p.path.segments[0].ident.clone()) } else { None };
-        Value::Op(Operand::Const(Const { tokens: p.to_token_stream(), kind, scalar_ty }))
+        let kind = if float_param || segs.iter().any(|s| s == "f64" || s == "f32" || s == "consts") {
+            Kind::Float
+        } else {
+            Kind::Unknown
+        };
+        let scalar_ty = if float_param {
+            Some(p.path.segments[0].ident.clone())
+        } else {
+            None
+        };
+        Value::Op(Operand::Const(Const {
+            tokens: p.to_token_stream(),
+            kind,
+            scalar_ty,
+        }))
     }
 
     fn read_binding(&mut self, b: &Binding, span: Span) -> Value {
@@ -1094,7 +1286,10 @@ impl<'a> Lowerer<'a> {
                 self.emit(Stmt::Assign { var: *c, value: o });
             }
             (Binding::Cell(c), Value::Buffer(b)) => {
-                self.emit(Stmt::Assign { var: *c, value: Operand::Var(b) });
+                self.emit(Stmt::Assign {
+                    var: *c,
+                    value: Operand::Var(b),
+                });
             }
             (Binding::Tuple(ts), Value::Tuple(vs)) if ts.len() == vs.len() => {
                 for (t, v) in ts.iter().zip(vs) {
@@ -1110,7 +1305,9 @@ impl<'a> Lowerer<'a> {
                 }
             }
             (Binding::Tuple(ts), Value::Unit) if ts.is_empty() => {}
-            _ => self.cx.error_at(span, "this value does not fit the variable it is assigned to"),
+            _ => self
+                .cx
+                .error_at(span, "this value does not fit the variable it is assigned to"),
         }
     }
 
@@ -1120,6 +1317,13 @@ impl<'a> Lowerer<'a> {
             if k != Kind::Unknown {
                 self.vars.info_mut(cell).kind = k;
             }
+        }
+        if self.vars.info(cell).scalar_ty.is_none() {
+            let ty = match o {
+                Operand::Var(v) => self.vars.info(*v).scalar_ty.clone(),
+                Operand::Const(c) => c.scalar_ty.clone(),
+            };
+            self.vars.info_mut(cell).scalar_ty = ty;
         }
     }
 
@@ -1150,11 +1354,15 @@ impl<'a> Lowerer<'a> {
             syn::BinOp::BitXor(_) => BinOp::BitXor,
             syn::BinOp::Shl(_) => BinOp::Shl,
             syn::BinOp::Shr(_) => BinOp::Shr,
-            _ => return self.unsupported(&b.op, "this operator", "use arithmetic or comparison operators"),
+            _ => return self.unsupported(b.op, "this operator", "use arithmetic or comparison operators"),
         };
         let l = self.operand(&b.left);
         let r = self.operand(&b.right);
-        let kind = if op.is_comparison() { Kind::Bool } else { combine_kinds(self.kind_of(&l), self.kind_of(&r)) };
+        let kind = if op.is_comparison() {
+            Kind::Bool
+        } else {
+            combine_kinds(self.kind_of(&l), self.kind_of(&r))
+        };
         let name = match op {
             BinOp::Add => "sum",
             BinOp::Sub => "diff",
@@ -1178,7 +1386,10 @@ impl<'a> Lowerer<'a> {
             return Value::Op(self.temp("cond", Kind::Bool, Rvalue::Binary(op, l, r), span));
         }
         let cell = self.vars.add("cond", Kind::Bool, Role::Cell, span);
-        self.emit(Stmt::Cell { var: cell, init: Some(l.clone()) });
+        self.emit(Stmt::Cell {
+            var: cell,
+            init: Some(l.clone()),
+        });
         let rhs = self.nested(|lw| {
             let r = lw.operand(&b.right);
             lw.emit(Stmt::Assign { var: cell, value: r });
@@ -1196,7 +1407,10 @@ impl<'a> Lowerer<'a> {
                 let id = p.path.get_ident().expect("ident");
                 let name = id.to_string();
                 let Some(binding) = self.lookup(&name).cloned() else {
-                    self.cx.error_spanned_by(p, format!("cannot assign to `{name}`: only local variables can be assigned"));
+                    self.cx.error_spanned_by(
+                        p,
+                        format!("cannot assign to `{name}`: only local variables can be assigned"),
+                    );
                     return;
                 };
                 let rhs = self.expr(right);
@@ -1210,14 +1424,17 @@ impl<'a> Lowerer<'a> {
                                 Value::Op(self.temp(&name, kind, Rvalue::Binary(op, a, b), span))
                             }
                             _ => {
-                                self.cx.error_spanned_by(left, "compound assignment needs a single value on both sides");
+                                self.cx
+                                    .error_spanned_by(left, "compound assignment needs a single value on both sides");
                                 return;
                             }
                         }
                     }
                 };
                 match &binding {
-                    Binding::Cell(_) | Binding::Tuple(_) if matches!(binding, Binding::Cell(_)) || contains_cell(&binding) => {
+                    Binding::Cell(_) | Binding::Tuple(_)
+                        if matches!(binding, Binding::Cell(_)) || contains_cell(&binding) =>
+                    {
                         self.assign_binding(&binding, value, span)
                     }
                     Binding::Value(_) | Binding::Tuple(_) => {
@@ -1252,7 +1469,8 @@ impl<'a> Lowerer<'a> {
             }
             Expr::Index(ix) => {
                 let Some(buf) = self.buffer_of(&ix.expr) else {
-                    self.cx.error_spanned_by(&ix.expr, "only elements of local buffers (`v[i] = …`) can be assigned");
+                    self.cx
+                        .error_spanned_by(&ix.expr, "only elements of local buffers (`v[i] = …`) can be assigned");
                     return;
                 };
                 if self.vars.role(buf) == Role::Param {
@@ -1268,21 +1486,41 @@ impl<'a> Lowerer<'a> {
                     None => rhs,
                     Some(op) => {
                         let kind = self.vars.kind(buf).element();
-                        let old = self.temp("old", kind, Rvalue::Index { buf, index: index.clone() }, span);
-                        self.temp("updated", combine_kinds(kind, self.kind_of(&rhs)), Rvalue::Binary(op, old, rhs), span)
+                        let old = self.temp(
+                            "old",
+                            kind,
+                            Rvalue::Index {
+                                buf,
+                                index: index.clone(),
+                            },
+                            span,
+                        );
+                        self.temp(
+                            "updated",
+                            combine_kinds(kind, self.kind_of(&rhs)),
+                            Rvalue::Binary(op, old, rhs),
+                            span,
+                        )
                     }
                 };
                 self.emit(Stmt::Store { buf, index, value });
             }
             other => {
-                self.unsupported(other, "assignment to this place", "assign to a local variable or a buffer element");
+                self.unsupported(
+                    other,
+                    "assignment to this place",
+                    "assign to a local variable or a buffer element",
+                );
             }
         }
     }
 
     fn sub_slice(&mut self, base: &Expr, range: &syn::ExprRange) -> Value {
         let Some(buf) = self.buffer_of(base) else {
-            self.cx.error_spanned_by(base, "sub-slices are supported on slices, vectors and arrays bound to a name");
+            self.cx.error_spanned_by(
+                base,
+                "sub-slices are supported on slices, vectors and arrays bound to a name",
+            );
             return Value::Unit;
         };
         let lo = range.start.as_ref().map(|e| self.operand(e));
@@ -1300,10 +1538,15 @@ impl<'a> Lowerer<'a> {
         if let Some(buf) = self.buffer_of(&m.receiver) {
             if !matches!(&*m.receiver, Expr::MethodCall(_)) || name == "sum" || name == "product" {
                 match name.as_str() {
-                    "len" if m.args.is_empty() => return Value::Op(self.temp("len", Kind::Int, Rvalue::Len(buf), span)),
+                    "len" if m.args.is_empty() => {
+                        return Value::Op(self.temp("len", Kind::Int, Rvalue::Len(buf), span))
+                    }
                     "push" if m.args.len() == 1 => {
                         if self.vars.role(buf) == Role::Param {
-                            self.cx.error_spanned_by(&m.receiver, "an argument cannot be modified; copy it into a local buffer first");
+                            self.cx.error_spanned_by(
+                                &m.receiver,
+                                "an argument cannot be modified; copy it into a local buffer first",
+                            );
                             return Value::Unit;
                         }
                         let v = self.operand(&m.args[0]);
@@ -1313,7 +1556,12 @@ impl<'a> Lowerer<'a> {
                     "sum" | "product" if m.args.is_empty() => return self.fold_buffer(buf, name == "sum", span),
                     "is_empty" if m.args.is_empty() => {
                         let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
-                        return Value::Op(self.temp("empty", Kind::Bool, Rvalue::Binary(BinOp::Eq, len, const_int(0)), span));
+                        return Value::Op(self.temp(
+                            "empty",
+                            Kind::Bool,
+                            Rvalue::Binary(BinOp::Eq, len, const_int(0)),
+                            span,
+                        ));
                     }
                     _ => {}
                 }
@@ -1332,13 +1580,15 @@ impl<'a> Lowerer<'a> {
             return Value::Unit;
         }
         if m.turbofish.is_some() {
-            self.cx.error_spanned_by(&m.turbofish, "turbofish on a method is not supported here");
+            self.cx
+                .error_spanned_by(&m.turbofish, "turbofish on a method is not supported here");
         }
         let recv = self.expr(&m.receiver);
         let recv = match recv {
             Value::Op(o) => o,
             Value::Tuple(_) | Value::Slice { .. } | Value::Buffer(_) | Value::Unit => {
-                self.cx.error_spanned_by(&m.receiver, "this value has no supported methods here");
+                self.cx
+                    .error_spanned_by(&m.receiver, "this value has no supported methods here");
                 return Value::Unit;
             }
         };
@@ -1350,7 +1600,6 @@ impl<'a> Lowerer<'a> {
         let kind = match ops::method(&name) {
             Some(p) => match p.output {
                 ops::Output::Bool => Kind::Bool,
-                ops::Output::Int => Kind::Int,
                 _ => recv_kind,
             },
             None if name == "len" || name.starts_with("count") => Kind::Int,
@@ -1358,34 +1607,62 @@ impl<'a> Lowerer<'a> {
             None if recv_kind == Kind::Int => Kind::Int,
             None => Kind::Unknown,
         };
-        Value::Op(self.temp(&name, kind, Rvalue::Method { recv, method: m.method.clone(), args }, span))
+        Value::Op(self.temp(
+            &name,
+            kind,
+            Rvalue::Method {
+                recv,
+                method: m.method.clone(),
+                args,
+            },
+            span,
+        ))
     }
 
     /// `x.iter().sum()` / `.product()` as a loop.
     fn fold_buffer(&mut self, buf: Var, sum: bool, span: Span) -> Value {
         let kind = self.vars.kind(buf).element();
-        let acc = self.vars.add(if sum { "total" } else { "product" }, kind, Role::Cell, span);
-        self.emit(Stmt::Cell { var: acc, init: Some(Operand::float(if sum { "0.0" } else { "1.0" })) });
+        let acc = self
+            .vars
+            .add(if sum { "total" } else { "product" }, kind, Role::Cell, span);
+        self.emit(Stmt::Cell {
+            var: acc,
+            init: Some(Operand::float(if sum { "0.0" } else { "1.0" })),
+        });
         let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
         let i = self.vars.add("i", Kind::Int, Role::Index, span);
         let body = self.nested(|l| {
-            let x = l.temp("elem", kind, Rvalue::Index { buf, index: Operand::Var(i) }, span);
+            let x = l.temp(
+                "elem",
+                kind,
+                Rvalue::Index {
+                    buf,
+                    index: Operand::Var(i),
+                },
+                span,
+            );
             let cur = l.temp("acc", kind, Rvalue::Use(Operand::Var(acc)), span);
             let op = if sum { BinOp::Add } else { BinOp::Mul };
             let next = l.temp("acc", kind, Rvalue::Binary(op, cur, x), span);
             l.emit(Stmt::Assign { var: acc, value: next });
         });
-        self.emit(Stmt::For { var: i, range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() }, body });
+        self.emit(Stmt::For {
+            var: i,
+            range: Range {
+                lo: const_int(0),
+                hi: len,
+                inclusive: false,
+                adapters: Vec::new(),
+            },
+            body,
+        });
         Value::Op(self.temp("folded", kind, Rvalue::Use(Operand::Var(acc)), span))
     }
 
     /// A call expression. Returns the variable holding its result.
     fn call(&mut self, c: &syn::ExprCall, _hint: Option<usize>) -> Option<Var> {
         let span = c.span();
-        let (callee, nested) = match self.callee(&c.func) {
-            Some(x) => x,
-            None => return None,
-        };
+        let (callee, nested) = self.callee(&c.func)?;
         match callee {
             CalleeKind::FloatMethod(method) => {
                 if c.args.is_empty() {
@@ -1399,7 +1676,11 @@ impl<'a> Lowerer<'a> {
                     _ => self.kind_of(&recv),
                 };
                 let v = self.vars.add(method.to_string(), kind, Role::Temp, span);
-                self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Method { recv, method, args }, span });
+                self.emit(Stmt::Let {
+                    dst: Tree::Leaf(v),
+                    rv: Rvalue::Method { recv, method, args },
+                    span,
+                });
                 Some(v)
             }
             CalleeKind::Detach => {
@@ -1410,7 +1691,14 @@ impl<'a> Lowerer<'a> {
                 let a = self.operand(&c.args[0]);
                 let kind = self.kind_of(&a);
                 let v = self.vars.add("detached", kind, Role::Temp, span);
-                self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Call { callee: Callee::Detach, args: vec![Arg::Value(a)] }, span });
+                self.emit(Stmt::Let {
+                    dst: Tree::Leaf(v),
+                    rv: Rvalue::Call {
+                        callee: Callee::Detach,
+                        args: vec![Arg::Value(a)],
+                    },
+                    span,
+                });
                 Some(v)
             }
             CalleeKind::Free(path) => {
@@ -1421,7 +1709,14 @@ impl<'a> Lowerer<'a> {
                 let name = path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
                 let name = name.trim_start_matches("__adjoint_").to_string();
                 let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
-                self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Call { callee: Callee::Free { path }, args }, span });
+                self.emit(Stmt::Let {
+                    dst: Tree::Leaf(v),
+                    rv: Rvalue::Call {
+                        callee: Callee::Free { path },
+                        args,
+                    },
+                    span,
+                });
                 Some(v)
             }
         }
@@ -1429,10 +1724,14 @@ impl<'a> Lowerer<'a> {
 
     /// `let (a, b) = g(x);`: a call whose result is destructured.
     fn call_with_tuple_result(&mut self, e: &Expr, names: &[Option<Ident>]) -> Option<Vec<Var>> {
-        let Expr::Call(c) = strip_parens(e) else { return None };
+        let Expr::Call(c) = strip_parens(e) else {
+            return None;
+        };
         let span = c.span();
         let (callee, nested) = self.callee(&c.func)?;
-        let CalleeKind::Free(path) = callee else { return None };
+        let CalleeKind::Free(path) = callee else {
+            return None;
+        };
         if nested {
             self.nests = true;
         }
@@ -1441,11 +1740,23 @@ impl<'a> Lowerer<'a> {
             .iter()
             .map(|n| {
                 let name = n.as_ref().map(|i| i.to_string()).unwrap_or_else(|| "unused".into());
-                self.vars.add(name, Kind::Unknown, Role::Temp, n.as_ref().map(|i| i.span()).unwrap_or(span))
+                self.vars.add(
+                    name,
+                    Kind::Unknown,
+                    Role::Temp,
+                    n.as_ref().map(|i| i.span()).unwrap_or(span),
+                )
             })
             .collect();
         let dst = Tree::Tuple(vars.iter().map(|v| Tree::Leaf(*v)).collect());
-        self.emit(Stmt::Let { dst, rv: Rvalue::Call { callee: Callee::Free { path }, args }, span });
+        self.emit(Stmt::Let {
+            dst,
+            rv: Rvalue::Call {
+                callee: Callee::Free { path },
+                args,
+            },
+            span,
+        });
         Some(vars)
     }
 
@@ -1453,7 +1764,8 @@ impl<'a> Lowerer<'a> {
         match strip_parens(func) {
             Expr::Path(p) => {
                 if p.qself.is_some() {
-                    self.cx.error_spanned_by(p, "qualified paths (`<T as Trait>::f`) are not supported here");
+                    self.cx
+                        .error_spanned_by(p, "qualified paths (`<T as Trait>::f`) are not supported here");
                     return None;
                 }
                 let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
@@ -1465,8 +1777,12 @@ impl<'a> Lowerer<'a> {
                     let method = p.path.segments.last().expect("segment").ident.clone();
                     return Some((CalleeKind::FloatMethod(method), false));
                 }
-                if p.path.get_ident().is_some_and(|i| self.lookup(&i.to_string()).is_some()) {
-                    self.cx.error_spanned_by(p, "calling a local value is not supported; call a function by name");
+                if p.path
+                    .get_ident()
+                    .is_some_and(|i| self.lookup(&i.to_string()).is_some())
+                {
+                    self.cx
+                        .error_spanned_by(p, "calling a local value is not supported; call a function by name");
                     return None;
                 }
                 Some((CalleeKind::Free(p.path.clone()), false))
@@ -1478,21 +1794,28 @@ impl<'a> Lowerer<'a> {
                     "value_and_grad" => names::VALUE_AND_GRAD,
                     "vjp" => names::VJP,
                     _ => {
-                        self.cx.error_spanned_by(&m.mac.path, "only `grad!`, `value_and_grad!` and `vjp!` can be called here");
+                        self.cx.error_spanned_by(
+                            &m.mac.path,
+                            "only `grad!`, `value_and_grad!` and `vjp!` can be called here",
+                        );
                         return None;
                     }
                 };
                 let path: syn::Path = match m.mac.parse_body() {
                     Ok(p) => p,
                     Err(_) => {
-                        self.cx.error_spanned_by(&m.mac.tokens, format!("`{which}!` takes the path of a `#[differentiable]` function"));
+                        self.cx.error_spanned_by(
+                            &m.mac.tokens,
+                            format!("`{which}!` takes the path of a `#[differentiable]` function"),
+                        );
                         return None;
                     }
                 };
                 Some((CalleeKind::Free(names::entity_path(&path, entity)), true))
             }
             other => {
-                self.cx.error_spanned_by(other, "only functions called by name can be differentiated through");
+                self.cx
+                    .error_spanned_by(other, "only functions called by name can be differentiated through");
                 None
             }
         }
@@ -1506,7 +1829,11 @@ impl<'a> Lowerer<'a> {
                         if let Value::Slice { buf, lo, hi, inclusive } = self.sub_slice(&ix.expr, range) {
                             return Arg::Slice { buf, lo, hi, inclusive };
                         }
-                        return Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }));
+                        return Arg::Value(Operand::Const(Const {
+                            tokens: quote!(()),
+                            kind: Kind::Unknown,
+                            scalar_ty: None,
+                        }));
                     }
                 }
                 match self.expr(&r.expr) {
@@ -1514,12 +1841,21 @@ impl<'a> Lowerer<'a> {
                     Value::Op(o) => Arg::Ref(o),
                     Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
                     Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
-                    Value::Unit => Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })),
+                    Value::Unit => Arg::Value(Operand::Const(Const {
+                        tokens: quote!(()),
+                        kind: Kind::Unknown,
+                        scalar_ty: None,
+                    })),
                 }
             }
             Expr::Reference(r) => {
-                self.cx.error_spanned_by(r, "`&mut` arguments are not supported; return the result instead");
-                Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
+                self.cx
+                    .error_spanned_by(r, "`&mut` arguments are not supported; return the result instead");
+                Arg::Value(Operand::Const(Const {
+                    tokens: quote!(()),
+                    kind: Kind::Unknown,
+                    scalar_ty: None,
+                }))
             }
             _ => value_arg(self.expr(a)),
         }
@@ -1536,7 +1872,8 @@ impl<'a> Lowerer<'a> {
                 }
             }
             "grad" | "vjp" | "value_and_grad" => {
-                self.cx.error_spanned_by(m, format!("`{name}!(f)` must be called: `{name}!(f)(args…)`"));
+                self.cx
+                    .error_spanned_by(m, format!("`{name}!(f)` must be called: `{name}!(f)(args…)`"));
                 Value::Unit
             }
             _ => self.unsupported(
@@ -1557,7 +1894,8 @@ impl<'a> Lowerer<'a> {
         let cond = self.operand(&i.cond);
         let branch_ctx = ctx;
         let mut then_value = Value::Unit;
-        let mut then_ = self.nested(|l| then_value = l.block_in(&i.then_branch.stmts, branch_ctx, i.then_branch.span()));
+        let mut then_ =
+            self.nested(|l| then_value = l.block_in(&i.then_branch.stmts, branch_ctx, i.then_branch.span()));
         let mut else_value = Value::Unit;
         let mut else_ = match &i.else_branch {
             None => Vec::new(),
@@ -1600,7 +1938,8 @@ impl<'a> Lowerer<'a> {
                 Binding::Cell(c)
             }
             _ => {
-                self.cx.error_at(span, "a branch can only produce values and tuples of values");
+                self.cx
+                    .error_at(span, "a branch can only produce values and tuples of values");
                 Binding::Tuple(Vec::new())
             }
         }
@@ -1610,7 +1949,10 @@ impl<'a> Lowerer<'a> {
         let span = m.span();
         let scrutinee = self.operand(&m.expr);
         if self.kind_of(&scrutinee).differentiable() && self.kind_of(&scrutinee) != Kind::Unknown {
-            self.cx.error_spanned_by(&m.expr, "`match` is supported on integers and booleans; compare floats with `if`");
+            self.cx.error_spanned_by(
+                &m.expr,
+                "`match` is supported on integers and booleans; compare floats with `if`",
+            );
             return Value::Unit;
         }
         let mut result: Option<Binding> = None;
@@ -1622,11 +1964,24 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn match_arms(&mut self, arms: &[syn::Arm], s: &Operand, ctx: BlockCtx, result: &mut Option<Binding>, span: Span) -> Value {
-        let Some((arm, rest)) = arms.split_first() else { return Value::Unit };
+    fn match_arms(
+        &mut self,
+        arms: &[syn::Arm],
+        s: &Operand,
+        ctx: BlockCtx,
+        result: &mut Option<Binding>,
+        span: Span,
+    ) -> Value {
+        let Some((arm, rest)) = arms.split_first() else {
+            return Value::Unit;
+        };
         let last = rest.is_empty();
         // The last arm of an exhaustive match needs no test.
-        let test = if last && arm.guard.is_none() { None } else { Some(self.arm_test(arm, s)) };
+        let test = if last && arm.guard.is_none() {
+            None
+        } else {
+            Some(self.arm_test(arm, s))
+        };
         let mut arm_value = Value::Unit;
         let mut then_ = self.nested(|l| {
             l.bind_arm_pattern(&arm.pat, s);
@@ -1688,16 +2043,25 @@ impl<'a> Lowerer<'a> {
     fn arm_test(&mut self, arm: &syn::Arm, s: &Operand) -> Operand {
         let span = arm.pat.span();
         let pat_test = self.pattern_test(&arm.pat, s);
-        let Some((_, guard)) = &arm.guard else { return pat_test };
+        let Some((_, guard)) = &arm.guard else {
+            return pat_test;
+        };
         // Evaluate the guard only when the pattern matched.
         let cell = self.vars.add("arm_matches", Kind::Bool, Role::Cell, span);
-        self.emit(Stmt::Cell { var: cell, init: Some(const_bool(false)) });
+        self.emit(Stmt::Cell {
+            var: cell,
+            init: Some(const_bool(false)),
+        });
         let then_ = self.nested(|l| {
             l.bind_arm_pattern(&arm.pat, s);
             let g = l.operand(guard);
             l.emit(Stmt::Assign { var: cell, value: g });
         });
-        self.emit(Stmt::If { cond: pat_test, then_, else_: Vec::new() });
+        self.emit(Stmt::If {
+            cond: pat_test,
+            then_,
+            else_: Vec::new(),
+        });
         self.temp("arm_matches", Kind::Bool, Rvalue::Use(Operand::Var(cell)), span)
     }
 
@@ -1721,7 +2085,11 @@ impl<'a> Lowerer<'a> {
                 }
                 if let Some(hi) = &r.end {
                     let hi = self.operand(hi);
-                    let op = if matches!(r.limits, syn::RangeLimits::Closed(_)) { BinOp::Le } else { BinOp::Lt };
+                    let op = if matches!(r.limits, syn::RangeLimits::Closed(_)) {
+                        BinOp::Le
+                    } else {
+                        BinOp::Lt
+                    };
                     let t = self.temp("in_range", Kind::Bool, Rvalue::Binary(op, s.clone(), hi), span);
                     acc = Some(match acc {
                         Some(a) => self.temp("in_range", Kind::Bool, Rvalue::Binary(BinOp::BitAnd, a, t), span),
@@ -1744,11 +2112,18 @@ impl<'a> Lowerer<'a> {
             Pat::Paren(p) => self.pattern_test(&p.pat, s),
             Pat::Path(p) => {
                 // A constant pattern (`N`, `Self::N`).
-                let c = Operand::Const(Const { tokens: p.to_token_stream(), kind: Kind::Int, scalar_ty: None });
+                let c = Operand::Const(Const {
+                    tokens: p.to_token_stream(),
+                    kind: Kind::Int,
+                    scalar_ty: None,
+                });
                 self.temp("is", Kind::Bool, Rvalue::Binary(BinOp::Eq, s.clone(), c), span)
             }
             other => {
-                self.cx.error_spanned_by(other, "this pattern is not supported; match integers with literals, ranges, `|` and `_`");
+                self.cx.error_spanned_by(
+                    other,
+                    "this pattern is not supported; match integers with literals, ranges, `|` and `_`",
+                );
                 const_bool(false)
             }
         }
@@ -1759,14 +2134,20 @@ impl<'a> Lowerer<'a> {
     fn loop_frame(&mut self, exits: Exits, span: Span) -> LoopFrame {
         let brk = if exits.brk {
             let v = self.vars.add("broke", Kind::Bool, Role::Cell, span);
-            self.emit(Stmt::Cell { var: v, init: Some(const_bool(false)) });
+            self.emit(Stmt::Cell {
+                var: v,
+                init: Some(const_bool(false)),
+            });
             Some(v)
         } else {
             None
         };
         let cont = if exits.cont {
             let v = self.vars.add("continued", Kind::Bool, Role::Cell, span);
-            self.emit(Stmt::Cell { var: v, init: Some(const_bool(false)) });
+            self.emit(Stmt::Cell {
+                var: v,
+                init: Some(const_bool(false)),
+            });
             Some(v)
         } else {
             None
@@ -1776,11 +2157,9 @@ impl<'a> Lowerer<'a> {
 
     /// The condition for running another iteration: no `break` and no `return` yet.
     fn keep_looping(&mut self, frame_brk: Option<Var>, exits: Exits, span: Span) -> Option<Operand> {
-        let mut e = Exits::default();
-        e.ret = exits.ret && self.ret.is_some();
         let mut flags = Vec::new();
-        if e.ret {
-            flags.push(self.ret.as_ref().expect("frame").flag);
+        if let (true, Some(frame)) = (exits.ret, &self.ret) {
+            flags.push(frame.flag);
         }
         flags.extend(frame_brk);
         if flags.is_empty() {
@@ -1803,7 +2182,10 @@ impl<'a> Lowerer<'a> {
         self.loops.push(frame);
         let block = self.nested(|l| {
             if let Some(c) = cont {
-                l.emit(Stmt::Assign { var: c, value: const_bool(false) });
+                l.emit(Stmt::Assign {
+                    var: c,
+                    value: const_bool(false),
+                });
             }
             bind(l);
             l.block_in(&body.stmts, BlockCtx::Unit, body.span());
@@ -1823,7 +2205,10 @@ impl<'a> Lowerer<'a> {
         // `break value` needs cells for the value.
         if let Some(kind) = break_value_kind(&lp.body) {
             let c = self.vars.add("loop_value", kind, Role::Cell, span);
-            self.emit(Stmt::Cell { var: c, init: default_value(kind) });
+            self.emit(Stmt::Cell {
+                var: c,
+                init: default_value(kind),
+            });
             frame.value = Some(Binding::Cell(c));
         }
         let brk = frame.brk;
@@ -1843,6 +2228,24 @@ impl<'a> Lowerer<'a> {
         };
         let (body, frame) = self.loop_body(&lp.body, frame, |_| {});
         self.emit(Stmt::While { header, cond, body });
+        // The value cell's kind is known now that the `break`s are lowered: give it an
+        // initial value so rustc sees it initialised after the loop.
+        if let Some(Binding::Cell(c)) = &frame.value {
+            let init = match self.vars.info(*c).scalar_ty {
+                Some(_) => Some(self.vars.zero(*c)),
+                None => default_value(self.vars.kind(*c)),
+            };
+            for s in self.out.last_mut().expect("block").iter_mut().rev() {
+                if let Stmt::Cell { var, init: slot } = s {
+                    if var == c {
+                        if slot.is_none() {
+                            *slot = init;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
         match frame.value {
             Some(b) => self.read_binding(&b, span),
             None => Value::Unit,
@@ -1870,12 +2273,19 @@ impl<'a> Lowerer<'a> {
                 Some(go) => {
                     // `go && cond`, evaluating `cond` only while going on.
                     let cell = l.vars.add("go_on", Kind::Bool, Role::Cell, span);
-                    l.emit(Stmt::Cell { var: cell, init: Some(const_bool(false)) });
+                    l.emit(Stmt::Cell {
+                        var: cell,
+                        init: Some(const_bool(false)),
+                    });
                     let then_ = l.nested(|l2| {
                         let c = l2.operand(&w.cond);
                         l2.emit(Stmt::Assign { var: cell, value: c });
                     });
-                    l.emit(Stmt::If { cond: go, then_, else_: Vec::new() });
+                    l.emit(Stmt::If {
+                        cond: go,
+                        then_,
+                        else_: Vec::new(),
+                    });
                     l.temp("go_on", Kind::Bool, Rvalue::Use(Operand::Var(cell)), span)
                 }
             };
@@ -1892,7 +2302,9 @@ impl<'a> Lowerer<'a> {
             self.unsupported(l, "a loop label", "restructure the loop with flags");
             return;
         }
-        let Some(spec) = self.iteration(&f.expr, &f.pat) else { return };
+        let Some(spec) = self.iteration(&f.expr, &f.pat) else {
+            return;
+        };
         let exits = exits_of_block(&f.body);
         let frame = self.loop_frame(exits, span);
         let early = exits.brk || (exits.ret && self.ret.is_some());
@@ -1901,7 +2313,11 @@ impl<'a> Lowerer<'a> {
             let i = self.vars.add(index_name, Kind::Int, Role::Index, span);
             let elems = spec.elements.clone();
             let (body, _) = self.loop_body(&f.body, frame, |l| l.bind_elements(&elems, Operand::Var(i), span));
-            self.emit(Stmt::For { var: i, range: spec.range, body });
+            self.emit(Stmt::For {
+                var: i,
+                range: spec.range,
+                body,
+            });
             return;
         }
         // A loop that may stop early walks its index space through a cell.
@@ -1914,7 +2330,10 @@ impl<'a> Lowerer<'a> {
             return;
         }
         let idx = self.vars.add(format!("next_{index_name}"), Kind::Int, Role::Cell, span);
-        self.emit(Stmt::Cell { var: idx, init: Some(spec.range.lo.clone()) });
+        self.emit(Stmt::Cell {
+            var: idx,
+            init: Some(spec.range.lo.clone()),
+        });
         let brk = frame.brk;
         let hi = spec.range.hi.clone();
         let inclusive = spec.range.inclusive;
@@ -1933,7 +2352,12 @@ impl<'a> Lowerer<'a> {
         let elems = spec.elements.clone();
         let (body, _) = self.loop_body(&f.body, frame, |l| {
             let i = l.temp(&index_name, Kind::Int, Rvalue::Use(Operand::Var(idx)), span);
-            let next = l.temp("next", Kind::Int, Rvalue::Binary(BinOp::Add, i.clone(), const_int(1)), span);
+            let next = l.temp(
+                "next",
+                Kind::Int,
+                Rvalue::Binary(BinOp::Add, i.clone(), const_int(1)),
+                span,
+            );
             l.emit(Stmt::Assign { var: idx, value: next });
             l.bind_elements(&elems, i, span);
         });
@@ -1950,7 +2374,15 @@ impl<'a> Lowerer<'a> {
                         Pat::Ident(p) => p.ident.to_string(),
                         _ => "elem".into(),
                     };
-                    Binding::Value(self.temp(&name, kind, Rvalue::Index { buf: *buf, index: index.clone() }, span))
+                    Binding::Value(self.temp(
+                        &name,
+                        kind,
+                        Rvalue::Index {
+                            buf: *buf,
+                            index: index.clone(),
+                        },
+                        span,
+                    ))
                 }
             };
             match pat {
@@ -1977,7 +2409,15 @@ impl<'a> Lowerer<'a> {
                 let lo = self.operand(lo);
                 let hi = self.operand(hi);
                 let inclusive = matches!(r.limits, syn::RangeLimits::Closed(_));
-                (Range { lo, hi, inclusive, adapters: Vec::new() }, None)
+                (
+                    Range {
+                        lo,
+                        hi,
+                        inclusive,
+                        adapters: Vec::new(),
+                    },
+                    None,
+                )
             }
             other => {
                 // Iteration over slices: `x`, `&x`, `x.iter()`, with `zip` inside the chain.
@@ -1990,7 +2430,15 @@ impl<'a> Lowerer<'a> {
                     return None;
                 };
                 let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
-                (Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() }, Some(buf))
+                (
+                    Range {
+                        lo: const_int(0),
+                        hi: len,
+                        inclusive: false,
+                        adapters: Vec::new(),
+                    },
+                    Some(buf),
+                )
             }
         };
         let mut range = range;
@@ -2004,7 +2452,11 @@ impl<'a> Lowerer<'a> {
                 Link::Rev => range.adapters.push(Adapter::Rev),
                 Link::StepBy(k) => {
                     if base_kind.is_some() {
-                        self.unsupported(iter, "`step_by` on a slice iterator", "loop over a stepped range and index");
+                        self.unsupported(
+                            iter,
+                            "`step_by` on a slice iterator",
+                            "loop over a stepped range and index",
+                        );
                         return None;
                     }
                     let k = self.operand(&k);
@@ -2027,14 +2479,22 @@ impl<'a> Lowerer<'a> {
                         return None;
                     }
                     let Some(b2) = self.buffer_of(&other) else {
-                        self.unsupported(&other, "zipping with this iterator", "zip two slices: `x.iter().zip(y.iter())`");
+                        self.unsupported(
+                            &other,
+                            "zipping with this iterator",
+                            "zip two slices: `x.iter().zip(y.iter())`",
+                        );
                         return None;
                     };
                     let len2 = self.temp("len", Kind::Int, Rvalue::Len(b2), span);
                     let min = self.temp(
                         "len",
                         Kind::Int,
-                        Rvalue::Method { recv: range.hi.clone(), method: Ident::new("min", span), args: vec![len2] },
+                        Rvalue::Method {
+                            recv: range.hi.clone(),
+                            method: Ident::new("min", span),
+                            args: vec![len2],
+                        },
                         span,
                     );
                     range.hi = min;
@@ -2048,7 +2508,11 @@ impl<'a> Lowerer<'a> {
         let flat: Vec<ElementSource> = sources.iter().flatten().cloned().collect();
         let pats = loop_pattern(pat, flat.len());
         let Some(pats) = pats else {
-            self.unsupported(pat, "this loop pattern", "bind the loop variable to a name, `&name` or a tuple of names");
+            self.unsupported(
+                pat,
+                "this loop pattern",
+                "bind the loop variable to a name, `&name` or a tuple of names",
+            );
             return None;
         };
         let index_name = match (&base_kind, pats.first()) {
@@ -2070,7 +2534,11 @@ impl<'a> Lowerer<'a> {
         } else {
             elements
         };
-        Some(IterSpec { range, elements, index_name })
+        Some(IterSpec {
+            range,
+            elements,
+            index_name,
+        })
     }
 
     // ---------------------------------------------------------------- exits
@@ -2084,7 +2552,10 @@ impl<'a> Lowerer<'a> {
         let Some(frame) = &self.ret else { return };
         let (flag, target) = (frame.flag, frame.value.clone());
         self.assign_binding(&target, value, span);
-        self.emit(Stmt::Assign { var: flag, value: const_bool(true) });
+        self.emit(Stmt::Assign {
+            var: flag,
+            value: const_bool(true),
+        });
     }
 
     fn break_expr(&mut self, b: &syn::ExprBreak) {
@@ -2102,7 +2573,10 @@ impl<'a> Lowerer<'a> {
             self.assign_binding(&t, v, b.span());
         }
         if let Some(brk) = brk {
-            self.emit(Stmt::Assign { var: brk, value: const_bool(true) });
+            self.emit(Stmt::Assign {
+                var: brk,
+                value: const_bool(true),
+            });
         }
     }
 
@@ -2116,7 +2590,10 @@ impl<'a> Lowerer<'a> {
             return;
         };
         if let Some(cont) = frame.cont {
-            self.emit(Stmt::Assign { var: cont, value: const_bool(true) });
+            self.emit(Stmt::Assign {
+                var: cont,
+                value: const_bool(true),
+            });
         }
     }
 
@@ -2129,7 +2606,8 @@ impl<'a> Lowerer<'a> {
             Value::Tuple(items) => Tree::Tuple(items.into_iter().map(|i| self.value_tree(i, span)).collect()),
             Value::Unit => Tree::Tuple(Vec::new()),
             Value::Slice { .. } => {
-                self.cx.error_at(span, "a sub-slice cannot be returned; return a `Vec` built from it");
+                self.cx
+                    .error_at(span, "a sub-slice cannot be returned; return a `Vec` built from it");
                 Tree::Tuple(Vec::new())
             }
         }
@@ -2243,10 +2721,17 @@ fn contains_cell(b: &Binding) -> bool {
 fn value_arg(v: Value) -> Arg {
     match v {
         Value::Op(o) => Arg::Value(o),
-        Value::Buffer(b) => Arg::Buffer { buf: b, borrowed: false },
+        Value::Buffer(b) => Arg::Buffer {
+            buf: b,
+            borrowed: false,
+        },
         Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
         Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
-        Value::Unit => Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })),
+        Value::Unit => Arg::Value(Operand::Const(Const {
+            tokens: quote!(()),
+            kind: Kind::Unknown,
+            scalar_ty: None,
+        })),
     }
 }
 
@@ -2254,7 +2739,19 @@ fn value_arg(v: Value) -> Arg {
 fn is_generated_name(name: &str) -> bool {
     matches!(
         name,
-        "sum" | "diff" | "prod" | "quot" | "rem" | "cmp" | "bits" | "neg" | "not" | "cast" | "field" | "folded" | "elem"
+        "sum"
+            | "diff"
+            | "prod"
+            | "quot"
+            | "rem"
+            | "cmp"
+            | "bits"
+            | "neg"
+            | "not"
+            | "cast"
+            | "field"
+            | "folded"
+            | "elem"
     ) || name.ends_with("_i")
         || crate::ops::method(name).is_some()
 }
@@ -2272,9 +2769,21 @@ fn combine_kinds(a: Kind, b: Kind) -> Kind {
 /// A zero of the kind, for cells read before rustc can see them assigned.
 fn default_value(kind: Kind) -> Option<Operand> {
     Some(Operand::Const(match kind {
-        Kind::Float => Const { tokens: quote!(0.0), kind, scalar_ty: None },
-        Kind::Int => Const { tokens: quote!(0), kind, scalar_ty: None },
-        Kind::Bool => Const { tokens: quote!(false), kind, scalar_ty: None },
+        Kind::Float => Const {
+            tokens: quote!(0.0),
+            kind,
+            scalar_ty: None,
+        },
+        Kind::Int => Const {
+            tokens: quote!(0),
+            kind,
+            scalar_ty: None,
+        },
+        Kind::Bool => Const {
+            tokens: quote!(false),
+            kind,
+            scalar_ty: None,
+        },
         _ => return None,
     }))
 }
@@ -2316,11 +2825,15 @@ fn literal(lit: &syn::Lit) -> Const {
         syn::Lit::Bool(_) => Kind::Bool,
         _ => Kind::Unknown,
     };
-    Const { tokens: lit.to_token_stream(), kind, scalar_ty: None }
+    Const {
+        tokens: lit.to_token_stream(),
+        kind,
+        scalar_ty: None,
+    }
 }
 
 enum VecMacro {
-    Repeat(Expr, Expr),
+    Repeat(Box<Expr>, Box<Expr>),
     List(Vec<Expr>),
 }
 
@@ -2334,7 +2847,7 @@ fn parse_vec_macro(m: &syn::Macro) -> syn::Result<VecMacro> {
         if input.peek(syn::Token![;]) {
             input.parse::<syn::Token![;]>()?;
             let n: Expr = input.parse()?;
-            return Ok(VecMacro::Repeat(first, n));
+            return Ok(VecMacro::Repeat(Box::new(first), Box::new(n)));
         }
         let mut items = vec![first];
         while !input.is_empty() {

@@ -18,13 +18,15 @@ pub const GRAD: &str = "__adjoint_grad";
 pub const VALUE_AND_GRAD: &str = "__adjoint_value_and_grad";
 /// `vjp!(f)`: gradients of the active arguments for a given output cotangent.
 pub const VJP: &str = "__adjoint_vjp";
-/// The fallback module that gives a located error when a callee is not differentiable.
-pub const FALLBACK: &str = "__adjoint_not_differentiable";
 
 /// `path::entity` for a free function path.
 pub fn entity_path(path: &Path, entity: &str) -> Path {
     let mut out = path.clone();
-    let span = path.segments.last().map(|s| s.ident.span()).unwrap_or_else(Span::call_site);
+    let span = path
+        .segments
+        .last()
+        .map(|s| s.ident.span())
+        .unwrap_or_else(Span::call_site);
     out.segments.push(syn::PathSegment::from(Ident::new(entity, span)));
     // Generic arguments on the function (`f::<T>`) move to the generated function.
     let n = out.segments.len();
@@ -33,8 +35,4 @@ pub fn entity_path(path: &Path, entity: &str) -> Path {
         out.segments[n - 1].arguments = args;
     }
     out
-}
-
-pub fn ident(name: &str, span: Span) -> Ident {
-    Ident::new(name, span)
 }

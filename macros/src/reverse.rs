@@ -58,18 +58,16 @@ pub struct Config {
 
 /// The result of the transform. The function's `ret` is the tuple
 /// `(value, (grads…))` when the value is kept, `(grads…)` otherwise; `grads` has one
-/// entry per parameter that is not `Omit`.
+/// entry per parameter that is not `Omit`. The cotangent, with `Seed::Param`, is the
+/// last parameter.
 pub struct Derivative {
     pub func: Func,
-    /// The cotangent parameter's pattern, when `Seed::Param`.
-    pub cotangent: Option<Tree<Var>>,
 }
 
 type RegionId = usize;
 
 #[derive(Clone, Copy, Debug)]
 struct Region {
-    parent: Option<RegionId>,
     /// Inside a loop body (at any depth): saved values go on a tape.
     in_loop: bool,
 }
@@ -139,7 +137,7 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         src,
         act,
         vars: src.vars.clone(),
-        regions: vec![Region { parent: None, in_loop: false }],
+        regions: vec![Region { in_loop: false }],
         block_region: HashMap::new(),
         def_region: HashMap::new(),
         def_stmt: HashMap::new(),
@@ -216,12 +214,23 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
     body.extend(top_rev);
 
     let grads_tree = Tree::Tuple(grads);
-    let ret = if cfg.keep_value { Tree::Tuple(vec![src.ret.clone(), grads_tree]) } else { grads_tree };
+    let ret = if cfg.keep_value {
+        Tree::Tuple(vec![src.ret.clone(), grads_tree])
+    } else {
+        grads_tree
+    };
     let mut params = src.params.clone();
     if let Some(c) = &cotangent {
         params.push(Param { pat: c.clone() });
     }
-    Derivative { func: Func { vars: t.vars, params, body, ret }, cotangent }
+    Derivative {
+        func: Func {
+            vars: t.vars,
+            params,
+            body,
+            ret,
+        },
+    }
 }
 
 impl<'a> Transform<'a> {
@@ -229,7 +238,7 @@ impl<'a> Transform<'a> {
 
     fn new_region(&mut self, parent: RegionId, in_loop: bool, block: &'a Block) -> RegionId {
         let in_loop = in_loop || self.regions[parent].in_loop;
-        self.regions.push(Region { parent: Some(parent), in_loop });
+        self.regions.push(Region { in_loop });
         let id = self.regions.len() - 1;
         self.block_region.insert(block as *const Block, id);
         id
@@ -273,7 +282,7 @@ impl<'a> Transform<'a> {
                     let r = self.new_region(region, true, body);
                     self.scan_regions(body, r);
                 }
-                Stmt::Assign { .. } | Stmt::Save { .. } | Stmt::Effect { .. } => {}
+                Stmt::Assign { .. } | Stmt::Save { .. } => {}
             }
         }
     }
@@ -316,18 +325,19 @@ impl<'a> Transform<'a> {
     fn count_contributions(&mut self, block: &'a Block, region: RegionId) {
         for s in block {
             match s {
-                Stmt::Let { dst, rv, .. } => {
-                    if dst.leaves().iter().any(|v| self.active(**v)) {
+                Stmt::Let { dst, rv, .. }
+                    if dst.leaves().iter().any(|v| self.active(**v)) => {
                         for o in activity::differentiable_operands(rv) {
                             self.note_op(&o, region);
                         }
                     }
-                }
                 Stmt::Cell { var, init: Some(o) } if self.active(*var) => self.note_op(o, region),
                 Stmt::Assign { var, value } if self.active(*var) => self.note_op(value, region),
                 Stmt::Save { slot, value } if self.active(*slot) => self.note_op(value, region),
                 Stmt::Accumulate { place, value } if self.active(place.target()) => self.note_op(value, region),
-                Stmt::Store { buf, value, .. } | Stmt::Push { buf, value } if self.active(*buf) => self.note_op(value, region),
+                Stmt::Store { buf, value, .. } | Stmt::Push { buf, value } if self.active(*buf) => {
+                    self.note_op(value, region)
+                }
                 Stmt::Buffer { var, init } if self.active(*var) => {
                     for o in init.operands() {
                         self.note_op(&o, region);
@@ -427,7 +437,13 @@ impl<'a> Transform<'a> {
             Role::Buffer | Role::Param if info.kind.is_buffer() => {
                 let a = self.vars.add_like(v, self.adj_name(v), Role::Buffer);
                 self.needs.push((v, region));
-                (a, Stmt::Buffer { var: a, init: BufferInit::ZerosLike(v) })
+                (
+                    a,
+                    Stmt::Buffer {
+                        var: a,
+                        init: BufferInit::ZerosLike(v),
+                    },
+                )
             }
             Role::Tape => {
                 let a = self.vars.add_like(v, self.adj_name(v), Role::Tape);
@@ -441,7 +457,13 @@ impl<'a> Transform<'a> {
                 let a = self.vars.add_like(v, self.adj_name(v), Role::Cell);
                 let (prelude, init) = self.zero_of(v, region);
                 self.accumulators.entry(region).or_default().extend(prelude);
-                (a, Stmt::Cell { var: a, init: Some(init) })
+                (
+                    a,
+                    Stmt::Cell {
+                        var: a,
+                        init: Some(init),
+                    },
+                )
             }
         };
         self.accumulators.entry(region).or_default().push(decl);
@@ -479,8 +501,17 @@ impl<'a> Transform<'a> {
             self.needs.push((*l, region));
         }
         let span = self.vars.info(v).span;
-        let z = self.vars.add_like(v, format!("{}_zero", self.vars.info(v).name), Role::Temp);
-        (Some(Stmt::Let { dst: Tree::Leaf(z), rv: Rvalue::Zero(like), span }), Operand::Var(z))
+        let z = self
+            .vars
+            .add_like(v, format!("{}_zero", self.vars.info(v).name), Role::Temp);
+        (
+            Some(Stmt::Let {
+                dst: Tree::Leaf(z),
+                rv: Rvalue::Zero(like),
+                span,
+            }),
+            Operand::Var(z),
+        )
     }
 
     /// Add a contribution `c` to the adjoint of `o`, emitting into `out`.
@@ -493,20 +524,32 @@ impl<'a> Transform<'a> {
             AdjPlan::Single => {
                 // A temporary the transform just made becomes the adjoint itself.
                 if let Operand::Var(t) = &c {
-                    if t.0 as usize >= self.src.vars.len() && self.vars.role(*t) == Role::Temp && !self.adj.values().any(|a| a == t) {
+                    if t.0 as usize >= self.src.vars.len()
+                        && self.vars.role(*t) == Role::Temp
+                        && !self.adj.values().any(|a| a == t)
+                    {
                         self.vars.info_mut(*t).name = self.adj_name(v);
                         self.adj.insert(v, *t);
                         return;
                     }
                 }
                 let a = self.vars.add_like(v, self.adj_name(v), Role::Temp);
-                out.push(Stmt::Let { dst: Tree::Leaf(a), rv: Rvalue::Use(c), span: self.vars.info(v).span });
+                out.push(Stmt::Let {
+                    dst: Tree::Leaf(a),
+                    rv: Rvalue::Use(c),
+                    span: self.vars.info(v).span,
+                });
                 self.adj.insert(v, a);
             }
             AdjPlan::Accumulator => {
                 let acc = self.accumulator(v);
                 let place = if self.vars.kind(v).is_buffer() {
-                    Place::Slice { buf: acc, lo: None, hi: None, inclusive: false }
+                    Place::Slice {
+                        buf: acc,
+                        lo: None,
+                        hi: None,
+                        inclusive: false,
+                    }
                 } else {
                     Place::Cell(acc)
                 };
@@ -521,7 +564,11 @@ impl<'a> Transform<'a> {
         match self.vars.role(a) {
             Role::Cell => {
                 let t = self.vars.add_like(v, self.adj_name(v), Role::Temp);
-                out.push(Stmt::Let { dst: Tree::Leaf(t), rv: Rvalue::Use(Operand::Var(a)), span: self.vars.info(v).span });
+                out.push(Stmt::Let {
+                    dst: Tree::Leaf(t),
+                    rv: Rvalue::Use(Operand::Var(a)),
+                    span: self.vars.info(v).span,
+                });
                 Some(Operand::Var(t))
             }
             _ => Some(Operand::Var(a)),
@@ -532,10 +579,18 @@ impl<'a> Transform<'a> {
         let v = self.vars.add(name, kind, Role::Temp, span);
         // A scalar result has the generic type of its scalar operands, if any.
         if kind == Kind::Float {
-            let ty = rv.operands().iter().filter_map(|o| o.var()).find_map(|x| self.vars.info(x).scalar_ty.clone());
+            let ty = rv
+                .operands()
+                .iter()
+                .filter_map(|o| o.var())
+                .find_map(|x| self.vars.info(x).scalar_ty.clone());
             self.vars.info_mut(v).scalar_ty = ty;
         }
-        out.push(Stmt::Let { dst: Tree::Leaf(v), rv, span });
+        out.push(Stmt::Let {
+            dst: Tree::Leaf(v),
+            rv,
+            span,
+        });
         Operand::Var(v)
     }
 
@@ -559,7 +614,13 @@ impl<'a> Transform<'a> {
                         self.vars.one(v)
                     } else {
                         self.need(leaf, 0);
-                        self.temp("seed", self.vars.kind(v), Rvalue::One(leaf.clone()), self.vars.info(v).span, out)
+                        self.temp(
+                            "seed",
+                            self.vars.kind(v),
+                            Rvalue::One(leaf.clone()),
+                            self.vars.info(v).span,
+                            out,
+                        )
                     }
                 }
             };
@@ -593,11 +654,17 @@ impl<'a> Transform<'a> {
 
     fn rev_stmt(&mut self, s: &'a Stmt, region: RegionId, out: &mut Block) {
         match s {
-            Stmt::Let { dst: Tree::Leaf(v), rv, span } => {
+            Stmt::Let {
+                dst: Tree::Leaf(v),
+                rv,
+                span,
+            } => {
                 if !self.active(*v) {
                     return;
                 }
-                let Some(ybar) = self.adj_value(*v, out) else { return };
+                let Some(ybar) = self.adj_value(*v, out) else {
+                    return;
+                };
                 self.rev_rvalue(*v, rv, ybar, *span, region, out);
             }
             Stmt::Let { dst, rv, span } => {
@@ -626,7 +693,13 @@ impl<'a> Transform<'a> {
                 if let Some(o) = init {
                     if self.op_active(o) {
                         let acc = self.accumulator(*var);
-                        let c = self.temp(&self.adj_name(*var), self.vars.kind(*var), Rvalue::Use(Operand::Var(acc)), Span::call_site(), out);
+                        let c = self.temp(
+                            &self.adj_name(*var),
+                            self.vars.kind(*var),
+                            Rvalue::Use(Operand::Var(acc)),
+                            Span::call_site(),
+                            out,
+                        );
                         self.contribute(o, c, out);
                     }
                 }
@@ -637,7 +710,13 @@ impl<'a> Transform<'a> {
                 }
                 let acc = self.accumulator(*var);
                 if self.op_active(value) {
-                    let c = self.temp(&self.adj_name(*var), self.vars.kind(*var), Rvalue::Use(Operand::Var(acc)), Span::call_site(), out);
+                    let c = self.temp(
+                        &self.adj_name(*var),
+                        self.vars.kind(*var),
+                        Rvalue::Use(Operand::Var(acc)),
+                        Span::call_site(),
+                        out,
+                    );
                     self.contribute(value, c, out);
                 }
                 // The value the cell held before this write receives nothing from here on.
@@ -661,16 +740,38 @@ impl<'a> Transform<'a> {
                 self.need(index, region);
                 let elem = self.vars.kind(*buf).element();
                 if self.op_active(value) {
-                    let c = self.temp(&self.adj_name(*buf), elem, Rvalue::Index { buf: acc, index: index.clone() }, Span::call_site(), out);
+                    let c = self.temp(
+                        &self.adj_name(*buf),
+                        elem,
+                        Rvalue::Index {
+                            buf: acc,
+                            index: index.clone(),
+                        },
+                        Span::call_site(),
+                        out,
+                    );
                     self.contribute(value, c, out);
                 }
                 let zero = if elem == Kind::Float {
                     self.vars.zero(*buf)
                 } else {
-                    let cur = self.temp("old_bar", elem, Rvalue::Index { buf: acc, index: index.clone() }, Span::call_site(), out);
+                    let cur = self.temp(
+                        "old_bar",
+                        elem,
+                        Rvalue::Index {
+                            buf: acc,
+                            index: index.clone(),
+                        },
+                        Span::call_site(),
+                        out,
+                    );
                     self.temp("zero", elem, Rvalue::Zero(cur), Span::call_site(), out)
                 };
-                out.push(Stmt::Store { buf: acc, index: index.clone(), value: zero });
+                out.push(Stmt::Store {
+                    buf: acc,
+                    index: index.clone(),
+                    value: zero,
+                });
             }
             Stmt::Push { buf, value } => {
                 if !self.active(*buf) {
@@ -688,7 +789,13 @@ impl<'a> Transform<'a> {
                     return;
                 }
                 let acc = self.accumulator(*slot);
-                let c = self.temp(&self.adj_name(*slot), self.kind(value), Rvalue::Load(acc), Span::call_site(), out);
+                let c = self.temp(
+                    &self.adj_name(*slot),
+                    self.kind(value),
+                    Rvalue::Load(acc),
+                    Span::call_site(),
+                    out,
+                );
                 self.contribute(value, c, out);
             }
             Stmt::Buffer { var, init } => {
@@ -700,14 +807,23 @@ impl<'a> Transform<'a> {
                     BufferInit::List { items, .. } => {
                         for (k, item) in items.iter().enumerate() {
                             if self.op_active(item) {
-                                let idx = Operand::Const(Const { tokens: quote::ToTokens::to_token_stream(&proc_macro2::Literal::usize_unsuffixed(k)), kind: Kind::Int, scalar_ty: None });
-                                let c = self.temp(&self.adj_name(*var), self.kind(item), Rvalue::Index { buf: acc, index: idx }, Span::call_site(), out);
+                                let idx = Operand::Const(Const {
+                                    tokens: quote::ToTokens::to_token_stream(&proc_macro2::Literal::usize_unsuffixed(
+                                        k,
+                                    )),
+                                    kind: Kind::Int,
+                                    scalar_ty: None,
+                                });
+                                let c = self.temp(
+                                    &self.adj_name(*var),
+                                    self.kind(item),
+                                    Rvalue::Index { buf: acc, index: idx },
+                                    Span::call_site(),
+                                    out,
+                                );
                                 self.contribute(item, c, out);
                             }
                         }
-                    }
-                    BufferInit::Copy(o) if self.op_active(o) => {
-                        self.contribute(o, Operand::Var(acc), out);
                     }
                     BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } if self.op_active(value) => {
                         self.cx.error_at(self.vars.info(*var).span, "a buffer filled with a value that carries a derivative is not supported: fill it with a constant and write the value in a loop");
@@ -722,7 +838,11 @@ impl<'a> Transform<'a> {
                     return;
                 }
                 self.need(cond, region);
-                out.push(Stmt::If { cond: cond.clone(), then_: rt, else_: re });
+                out.push(Stmt::If {
+                    cond: cond.clone(),
+                    then_: rt,
+                    else_: re,
+                });
             }
             Stmt::For { var, range, body } => {
                 let rb = self.rev_block(body);
@@ -737,10 +857,17 @@ impl<'a> Transform<'a> {
                 let index = self.vars.add(info.name, info.kind, Role::Index, info.span);
                 let mut rb = rb;
                 rename_uses(&mut rb, &HashMap::from([(*var, index)]));
-                out.push(Stmt::For { var: index, range: range.reversed(), body: rb });
+                out.push(Stmt::For {
+                    var: index,
+                    range: range.reversed(),
+                    body: rb,
+                });
             }
             Stmt::While { header, body, .. } => {
-                if header.iter().any(|h| matches!(h, Stmt::Let { dst, .. } if dst.leaves().iter().any(|v| self.active(**v)))) {
+                if header
+                    .iter()
+                    .any(|h| matches!(h, Stmt::Let { dst, .. } if dst.leaves().iter().any(|v| self.active(**v))))
+                {
                     self.cx.error_at(Span::call_site(), "a loop condition that computes a value carrying a derivative is not supported; compute it in the loop body");
                 }
                 let rb = self.rev_block(body);
@@ -754,14 +881,22 @@ impl<'a> Transform<'a> {
                 self.need(&Operand::Var(trips), region);
                 let i = self.vars.add("_iteration", Kind::Int, Role::Index, Span::call_site());
                 let range = Range {
-                    lo: Operand::Const(Const { tokens: quote!(0), kind: Kind::Int, scalar_ty: None }),
+                    lo: Operand::Const(Const {
+                        tokens: quote!(0),
+                        kind: Kind::Int,
+                        scalar_ty: None,
+                    }),
                     hi: Operand::Var(trips),
                     inclusive: false,
                     adapters: Vec::new(),
                 };
-                out.push(Stmt::For { var: i, range, body: rb });
+                out.push(Stmt::For {
+                    var: i,
+                    range,
+                    body: rb,
+                });
             }
-            Stmt::Tape { .. } | Stmt::Slot { .. } | Stmt::Effect { .. } => {}
+            Stmt::Tape { .. } | Stmt::Slot { .. } => {}
         }
     }
 
@@ -771,14 +906,26 @@ impl<'a> Transform<'a> {
             return self.vars.zero(v);
         }
         self.need(&Operand::Var(v), region);
-        self.temp("zero", self.vars.kind(v), Rvalue::Zero(Operand::Var(v)), Span::call_site(), out)
+        self.temp(
+            "zero",
+            self.vars.kind(v),
+            Rvalue::Zero(Operand::Var(v)),
+            Span::call_site(),
+            out,
+        )
     }
 
     fn zero_for_reset(&mut self, v: Var, acc: Var, _region: RegionId, out: &mut Block) -> Operand {
         if self.vars.kind(v) == Kind::Float {
             return self.vars.zero(v);
         }
-        let cur = self.temp("bar", self.vars.kind(v), Rvalue::Use(Operand::Var(acc)), Span::call_site(), out);
+        let cur = self.temp(
+            "bar",
+            self.vars.kind(v),
+            Rvalue::Use(Operand::Var(acc)),
+            Span::call_site(),
+            out,
+        );
         self.temp("zero", self.vars.kind(v), Rvalue::Zero(cur), Span::call_site(), out)
     }
 
@@ -788,16 +935,34 @@ impl<'a> Transform<'a> {
             Place::Cell(_) => self.temp("bar", kind, Rvalue::Use(Operand::Var(acc)), Span::call_site(), out),
             Place::Elem(_, idx) => {
                 self.need(idx, region);
-                self.temp("bar", kind.element(), Rvalue::Index { buf: acc, index: idx.clone() }, Span::call_site(), out)
+                self.temp(
+                    "bar",
+                    kind.element(),
+                    Rvalue::Index {
+                        buf: acc,
+                        index: idx.clone(),
+                    },
+                    Span::call_site(),
+                    out,
+                )
             }
+            Place::Slice {
+                lo: None,
+                hi: None,
+                inclusive: false,
+                ..
+            } => Operand::Var(acc),
             Place::Slice { lo, hi, inclusive, .. } => {
-                if lo.is_some() || hi.is_some() || *inclusive {
-                    self.cx.error_at(
-                        self.vars.info(place.target()).span,
-                        "differentiating a sub-slice gradient again is not supported yet: pass whole slices to functions used with nested derivatives",
-                    );
+                for o in lo.iter().chain(hi.iter()) {
+                    self.need(o, region);
                 }
-                Operand::Var(acc)
+                let rv = Rvalue::Slice {
+                    buf: acc,
+                    lo: lo.clone(),
+                    hi: hi.clone(),
+                    inclusive: *inclusive,
+                };
+                self.temp("bar", kind, rv, Span::call_site(), out)
             }
         }
     }
@@ -808,7 +973,10 @@ impl<'a> Transform<'a> {
                 if let Some(src) = o.var() {
                     if self.vars.role(src) == Role::Cell && self.active(src) {
                         let acc = self.accumulator(src);
-                        out.push(Stmt::Accumulate { place: Place::Cell(acc), value: ybar });
+                        out.push(Stmt::Accumulate {
+                            place: Place::Cell(acc),
+                            value: ybar,
+                        });
                         return;
                     }
                 }
@@ -824,7 +992,9 @@ impl<'a> Transform<'a> {
             }
             Rvalue::Unary(UnOp::Not, _) => {}
             Rvalue::Method { recv, method, args } => {
-                let Some(prim) = ops::method(&method.to_string()) else { return };
+                let Some(prim) = ops::method(&method.to_string()) else {
+                    return;
+                };
                 if prim.output != ops::Output::Same {
                     return;
                 }
@@ -841,7 +1011,28 @@ impl<'a> Transform<'a> {
                 }
                 let acc = self.accumulator(*buf);
                 self.need(index, region);
-                out.push(Stmt::Accumulate { place: Place::Elem(acc, index.clone()), value: ybar });
+                out.push(Stmt::Accumulate {
+                    place: Place::Elem(acc, index.clone()),
+                    value: ybar,
+                });
+            }
+            Rvalue::Slice { buf, lo, hi, inclusive } => {
+                if !self.active(*buf) {
+                    return;
+                }
+                let acc = self.accumulator(*buf);
+                for o in lo.iter().chain(hi.iter()) {
+                    self.need(o, region);
+                }
+                out.push(Stmt::Accumulate {
+                    place: Place::Slice {
+                        buf: acc,
+                        lo: lo.clone(),
+                        hi: hi.clone(),
+                        inclusive: *inclusive,
+                    },
+                    value: ybar,
+                });
             }
             Rvalue::Cast(o, _) => {
                 if !self.op_active(o) {
@@ -852,7 +1043,10 @@ impl<'a> Transform<'a> {
                     &self.adj_name(v),
                     self.kind(o),
                     Rvalue::Call {
-                        callee: Callee::Rule { trait_name: "Cast", method: "cast_adjoint".into() },
+                        callee: Callee::Rule {
+                            trait_name: "Cast",
+                            method: "cast_adjoint".into(),
+                        },
                         args: vec![Arg::Ref(ybar), Arg::Ref(o.clone())],
                     },
                     span,
@@ -874,13 +1068,22 @@ impl<'a> Transform<'a> {
                 let acc = self.accumulator(*slot);
                 out.push(Stmt::Save { slot: acc, value: ybar });
             }
-            Rvalue::Field(..) | Rvalue::Len(_) | Rvalue::Zero(_) | Rvalue::One(_) | Rvalue::Zeros(_) => {}
+            Rvalue::Field(..) | Rvalue::Len(_) | Rvalue::Zero(_) | Rvalue::One(_) => {}
         }
     }
 
     /// Apply a primitive's rules: one contribution per active operand.
     #[allow(clippy::too_many_arguments)]
-    fn apply_prim(&mut self, prim: &ops::Prim, operands: &[Operand], result: Var, ybar: Operand, span: Span, region: RegionId, out: &mut Block) {
+    fn apply_prim(
+        &mut self,
+        prim: &ops::Prim,
+        operands: &[Operand],
+        result: Var,
+        ybar: Operand,
+        span: Span,
+        region: RegionId,
+        out: &mut Block,
+    ) {
         let scalar = operands.iter().all(|o| self.kind(o) != Kind::Unknown) && self.vars.kind(result) == Kind::Float;
         for (i, o) in operands.iter().enumerate() {
             if !self.op_active(o) {
@@ -894,7 +1097,11 @@ impl<'a> Transform<'a> {
                 Contribution::None => continue,
                 Contribution::Identity => ybar.clone(),
                 Contribution::Negate => self.temp(&name, kind, Rvalue::Unary(UnOp::Neg, ybar.clone()), span, out),
-                Contribution::Rule { trait_name, method, needs } => {
+                Contribution::Rule {
+                    trait_name,
+                    method,
+                    needs,
+                } => {
                     let mut args = vec![Arg::Ref(ybar.clone())];
                     for n in needs {
                         let val = match n {
@@ -904,7 +1111,19 @@ impl<'a> Transform<'a> {
                         self.need(&val, region);
                         args.push(Arg::Ref(val));
                     }
-                    self.temp(&name, kind, Rvalue::Call { callee: Callee::Rule { trait_name, method: method.into() }, args }, span, out)
+                    self.temp(
+                        &name,
+                        kind,
+                        Rvalue::Call {
+                            callee: Callee::Rule {
+                                trait_name,
+                                method: method.into(),
+                            },
+                            args,
+                        },
+                        span,
+                        out,
+                    )
                 }
             };
             self.contribute(o, c, out);
@@ -913,7 +1132,15 @@ impl<'a> Transform<'a> {
 
     /// The reverse of a call: the callee's derivative companion gives one gradient per
     /// argument, each added to the argument's adjoint.
-    fn rev_call(&mut self, callee: &Callee, args: &[Arg], cot: Tree<Operand>, span: Span, region: RegionId, out: &mut Block) {
+    fn rev_call(
+        &mut self,
+        callee: &Callee,
+        args: &[Arg],
+        cot: Tree<Operand>,
+        span: Span,
+        region: RegionId,
+        out: &mut Block,
+    ) {
         if matches!(callee, Callee::Detach) {
             return;
         }
@@ -934,11 +1161,23 @@ impl<'a> Transform<'a> {
         let mut call_args: Vec<Arg> = args.to_vec();
         call_args.extend(cot_args);
         let d1 = match callee {
-            Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
-            Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
+            Callee::Free { path } => Callee::Free {
+                path: crate::names::entity_path(path, crate::names::D1),
+            },
+            Callee::Rule { trait_name, method } => Callee::Rule {
+                trait_name,
+                method: derivative_method(method),
+            },
             Callee::Detach => unreachable!("handled above"),
         };
-        out.push(Stmt::Let { dst: Tree::Tuple(grads.clone()), rv: Rvalue::Call { callee: d1, args: call_args }, span });
+        out.push(Stmt::Let {
+            dst: Tree::Tuple(grads.clone()),
+            rv: Rvalue::Call {
+                callee: d1,
+                args: call_args,
+            },
+            span,
+        });
         for (a, g) in args.iter().zip(&grads) {
             self.accumulate_arg(a, g, out);
         }
@@ -961,12 +1200,18 @@ impl<'a> Transform<'a> {
                 let v = o.var().expect("active operand");
                 let kind = self.vars.kind(v);
                 let _ = kind;
-                Tree::Leaf(self.vars.add_like(v, format!("{}_grad", self.vars.info(v).name), Role::Temp))
+                Tree::Leaf(
+                    self.vars
+                        .add_like(v, format!("{}_grad", self.vars.info(v).name), Role::Temp),
+                )
             }
             Arg::Buffer { buf: b, .. } | Arg::Slice { buf: b, .. } => {
                 let kind = self.vars.kind(*b);
                 let _ = kind;
-                Tree::Leaf(self.vars.add_like(*b, format!("{}_grad", self.vars.info(*b).name), Role::Temp))
+                Tree::Leaf(
+                    self.vars
+                        .add_like(*b, format!("{}_grad", self.vars.info(*b).name), Role::Temp),
+                )
             }
         }
     }
@@ -983,12 +1228,25 @@ impl<'a> Transform<'a> {
             }
             (Arg::Buffer { buf: b, .. }, Tree::Leaf(g)) if self.active(*b) => {
                 let acc = self.accumulator(*b);
-                out.push(Stmt::Accumulate { place: Place::Slice { buf: acc, lo: None, hi: None, inclusive: false }, value: Operand::Var(*g) });
+                out.push(Stmt::Accumulate {
+                    place: Place::Slice {
+                        buf: acc,
+                        lo: None,
+                        hi: None,
+                        inclusive: false,
+                    },
+                    value: Operand::Var(*g),
+                });
             }
             (Arg::Slice { buf, lo, hi, inclusive }, Tree::Leaf(g)) if self.active(*buf) => {
                 let acc = self.accumulator(*buf);
                 out.push(Stmt::Accumulate {
-                    place: Place::Slice { buf: acc, lo: lo.clone(), hi: hi.clone(), inclusive: *inclusive },
+                    place: Place::Slice {
+                        buf: acc,
+                        lo: lo.clone(),
+                        hi: hi.clone(),
+                        inclusive: *inclusive,
+                    },
                     value: Operand::Var(*g),
                 });
             }
@@ -1013,7 +1271,10 @@ impl<'a> Transform<'a> {
                     Kind::Buffer(_) => {
                         self.needs.push((v, 0));
                         let z = self.vars.add_like(v, self.adj_name(v), Role::Buffer);
-                        out.push(Stmt::Buffer { var: z, init: BufferInit::ZerosLike(v) });
+                        out.push(Stmt::Buffer {
+                            var: z,
+                            init: BufferInit::ZerosLike(v),
+                        });
                         Operand::Var(z)
                     }
                     _ => {
@@ -1042,7 +1303,11 @@ impl<'a> Transform<'a> {
             {
                 continue;
             }
-            let how = if self.recomputable(v) { Materialize::Recompute } else { Materialize::Save };
+            let how = if self.recomputable(v) {
+                Materialize::Recompute
+            } else {
+                Materialize::Save
+            };
             self.decided.insert(v, how);
             here.push(v);
             if how == Materialize::Recompute {
@@ -1056,7 +1321,11 @@ impl<'a> Transform<'a> {
                     }
                 }
             } else {
-                let role = if self.regions[region].in_loop { Role::Tape } else { Role::Slot };
+                let role = if self.regions[region].in_loop {
+                    Role::Tape
+                } else {
+                    Role::Slot
+                };
                 let kind = self.vars.kind(v);
                 let suffix = if role == Role::Tape { "tape" } else { "slot" };
                 let name = format!("{}_{suffix}", self.vars.info(v).name);
@@ -1075,15 +1344,27 @@ impl<'a> Transform<'a> {
         for v in &here {
             if self.decided[v] == Materialize::Save {
                 let st = self.store[v];
-                let rv = if self.vars.role(st) == Role::Tape { Rvalue::Pop(st) } else { Rvalue::Load(st) };
-                out.push(Stmt::Let { dst: Tree::Leaf(renames[v]), rv, span: self.vars.info(*v).span });
+                let rv = if self.vars.role(st) == Role::Tape {
+                    Rvalue::Pop(st)
+                } else {
+                    Rvalue::Load(st)
+                };
+                out.push(Stmt::Let {
+                    dst: Tree::Leaf(renames[v]),
+                    rv,
+                    span: self.vars.info(*v).span,
+                });
             }
         }
         let mut recomputed = Vec::new();
         for v in &here {
             if self.decided[v] == Materialize::Recompute {
                 if let Stmt::Let { rv, span, .. } = self.def_stmt[v] {
-                    recomputed.push(Stmt::Let { dst: Tree::Leaf(renames[v]), rv: rv.clone(), span: *span });
+                    recomputed.push(Stmt::Let {
+                        dst: Tree::Leaf(renames[v]),
+                        rv: rv.clone(),
+                        span: *span,
+                    });
                 }
             }
         }
@@ -1094,7 +1375,12 @@ impl<'a> Transform<'a> {
 
     /// A pure, cheap operation on scalars whose inputs never change.
     fn recomputable(&self, v: Var) -> bool {
-        let Some(Stmt::Let { dst: Tree::Leaf(_), rv, .. }) = self.def_stmt.get(&v).copied() else { return false };
+        let Some(Stmt::Let {
+            dst: Tree::Leaf(_), rv, ..
+        }) = self.def_stmt.get(&v).copied()
+        else {
+            return false;
+        };
         let scalar = |o: &Operand| !matches!(self.kind(o), Kind::Unknown | Kind::Buffer(_));
         let stable = |o: &Operand| match o {
             Operand::Const(_) => true,
@@ -1105,9 +1391,13 @@ impl<'a> Transform<'a> {
             Rvalue::Use(o) | Rvalue::Unary(_, o) | Rvalue::Cast(o, _) => ok(o),
             Rvalue::Binary(_, a, b) => ok(a) && ok(b),
             Rvalue::Method { recv, method, args } => {
-                (ops::method(&method.to_string()).is_some() || self.kind(recv) == Kind::Int) && ok(recv) && args.iter().all(ok)
+                (ops::method(&method.to_string()).is_some() || self.kind(recv) == Kind::Int)
+                    && ok(recv)
+                    && args.iter().all(ok)
             }
-            Rvalue::Index { buf, index } => !self.mutated.contains(buf) && ok(index) && self.vars.kind(*buf).element() != Kind::Unknown,
+            Rvalue::Index { buf, index } => {
+                !self.mutated.contains(buf) && ok(index) && self.vars.kind(*buf).element() != Kind::Unknown
+            }
             Rvalue::Len(buf) => !self.mutated.contains(buf),
             _ => false,
         }
@@ -1175,23 +1465,34 @@ impl<'a> Transform<'a> {
 
     fn stmt_kept(&self, s: &Stmt, needed: &HashSet<Var>) -> bool {
         let region_has_finals = |b: &Block| {
-            self.finals.get(&self.region_of(b)).is_some_and(|f| f.iter().any(|(fin, _)| self.store.contains_key(fin)))
+            self.finals
+                .get(&self.region_of(b))
+                .is_some_and(|f| f.iter().any(|(fin, _)| self.store.contains_key(fin)))
         };
         match s {
-            Stmt::Let { dst, .. } => dst.leaves().iter().any(|v| needed.contains(v) || self.store.contains_key(v)),
-            Stmt::Cell { var, .. } | Stmt::Buffer { var, .. } | Stmt::Tape { var } | Stmt::Slot { var } => needed.contains(var),
+            Stmt::Let { dst, .. } => dst
+                .leaves()
+                .iter()
+                .any(|v| needed.contains(v) || self.store.contains_key(v)),
+            Stmt::Cell { var, .. } | Stmt::Buffer { var, .. } | Stmt::Tape { var } | Stmt::Slot { var } => {
+                needed.contains(var)
+            }
             Stmt::Assign { var, .. } => needed.contains(var),
             Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => needed.contains(buf),
             Stmt::Accumulate { place, .. } => needed.contains(&place.target()),
             Stmt::Save { slot, .. } => needed.contains(slot),
             Stmt::If { then_, else_, .. } => {
-                self.block_kept(then_, needed) || self.block_kept(else_, needed) || region_has_finals(then_) || region_has_finals(else_)
+                self.block_kept(then_, needed)
+                    || self.block_kept(else_, needed)
+                    || region_has_finals(then_)
+                    || region_has_finals(else_)
             }
             Stmt::For { body, .. } => self.block_kept(body, needed) || region_has_finals(body),
             Stmt::While { body, .. } => {
-                self.block_kept(body, needed) || self.trips.contains_key(&(body as *const Block)) || region_has_finals(body)
+                self.block_kept(body, needed)
+                    || self.trips.contains_key(&(body as *const Block))
+                    || region_has_finals(body)
             }
-            Stmt::Effect { .. } => false,
         }
     }
 
@@ -1214,7 +1515,9 @@ impl<'a> Transform<'a> {
                         needed.insert(*c);
                     }
                 }
-                Stmt::Cell { init: Some(o), .. } | Stmt::Assign { value: o, .. } | Stmt::Save { value: o, .. } => add(vec![o.clone()], needed),
+                Stmt::Cell { init: Some(o), .. } | Stmt::Assign { value: o, .. } | Stmt::Save { value: o, .. } => {
+                    add(vec![o.clone()], needed)
+                }
                 Stmt::Buffer { init, .. } => add(init.operands(), needed),
                 Stmt::Store { index, value, .. } => add(vec![index.clone(), value.clone()], needed),
                 Stmt::Push { value, .. } => add(vec![value.clone()], needed),
@@ -1237,7 +1540,7 @@ impl<'a> Transform<'a> {
                     self.close_needed(header, needed);
                     self.close_needed(body, needed);
                 }
-                Stmt::Cell { init: None, .. } | Stmt::Tape { .. } | Stmt::Slot { .. } | Stmt::Effect { .. } => {}
+                Stmt::Cell { init: None, .. } | Stmt::Tape { .. } | Stmt::Slot { .. } => {}
             }
         }
     }
@@ -1248,7 +1551,11 @@ impl<'a> Transform<'a> {
         for (fin, cell) in self.finals.get(&region).cloned().unwrap_or_default() {
             if let Some(st) = self.store.get(&fin).copied() {
                 let span = self.vars.info(fin).span;
-                out.push(Stmt::Let { dst: Tree::Leaf(fin), rv: Rvalue::Use(Operand::Var(cell)), span });
+                out.push(Stmt::Let {
+                    dst: Tree::Leaf(fin),
+                    rv: Rvalue::Use(Operand::Var(cell)),
+                    span,
+                });
                 out.push(save_stmt(&self.vars, st, fin));
             }
         }
@@ -1265,38 +1572,80 @@ impl<'a> Transform<'a> {
                 Stmt::If { cond, then_, else_ } => {
                     let t = self.emit_forward(then_, needed);
                     let e = self.emit_forward(else_, needed);
-                    out.push(Stmt::If { cond: cond.clone(), then_: t, else_: e });
+                    out.push(Stmt::If {
+                        cond: cond.clone(),
+                        then_: t,
+                        else_: e,
+                    });
                 }
                 Stmt::For { var, range, body } => {
                     let b = self.emit_forward(body, needed);
-                    out.push(Stmt::For { var: *var, range: range.clone(), body: b });
+                    out.push(Stmt::For {
+                        var: *var,
+                        range: range.clone(),
+                        body: b,
+                    });
                 }
                 Stmt::While { header, cond, body } => {
                     let h = self.emit_forward(header, needed);
                     let mut b = self.emit_forward(body, needed);
                     if let Some((counter, trips)) = self.trips.get(&(body as *const Block)).copied() {
-                        out.push(Stmt::Cell { var: counter, init: Some(Operand::Const(Const { tokens: quote!(0usize), kind: Kind::Int, scalar_ty: None })) });
+                        out.push(Stmt::Cell {
+                            var: counter,
+                            init: Some(Operand::Const(Const {
+                                tokens: quote!(0usize),
+                                kind: Kind::Int,
+                                scalar_ty: None,
+                            })),
+                        });
                         let span = Span::call_site();
                         let cur = self.vars.add("trip", Kind::Int, Role::Temp, span);
                         let next = self.vars.add("trip", Kind::Int, Role::Temp, span);
                         let mut counted = vec![
-                            Stmt::Let { dst: Tree::Leaf(cur), rv: Rvalue::Use(Operand::Var(counter)), span },
                             Stmt::Let {
-                                dst: Tree::Leaf(next),
-                                rv: Rvalue::Binary(BinOp::Add, Operand::Var(cur), Operand::Const(Const { tokens: quote!(1), kind: Kind::Int, scalar_ty: None })),
+                                dst: Tree::Leaf(cur),
+                                rv: Rvalue::Use(Operand::Var(counter)),
                                 span,
                             },
-                            Stmt::Assign { var: counter, value: Operand::Var(next) },
+                            Stmt::Let {
+                                dst: Tree::Leaf(next),
+                                rv: Rvalue::Binary(
+                                    BinOp::Add,
+                                    Operand::Var(cur),
+                                    Operand::Const(Const {
+                                        tokens: quote!(1),
+                                        kind: Kind::Int,
+                                        scalar_ty: None,
+                                    }),
+                                ),
+                                span,
+                            },
+                            Stmt::Assign {
+                                var: counter,
+                                value: Operand::Var(next),
+                            },
                         ];
                         counted.append(&mut b);
                         b = counted;
-                        out.push(Stmt::While { header: h, cond: cond.clone(), body: b });
-                        out.push(Stmt::Let { dst: Tree::Leaf(trips), rv: Rvalue::Use(Operand::Var(counter)), span });
+                        out.push(Stmt::While {
+                            header: h,
+                            cond: cond.clone(),
+                            body: b,
+                        });
+                        out.push(Stmt::Let {
+                            dst: Tree::Leaf(trips),
+                            rv: Rvalue::Use(Operand::Var(counter)),
+                            span,
+                        });
                         if let Some(s) = self.store.get(&trips).copied() {
                             out.push(save_stmt(&self.vars, s, trips));
                         }
                     } else {
-                        out.push(Stmt::While { header: h, cond: cond.clone(), body: b });
+                        out.push(Stmt::While {
+                            header: h,
+                            cond: cond.clone(),
+                            body: b,
+                        });
                     }
                 }
                 Stmt::Let { dst, .. } => {
@@ -1316,8 +1665,14 @@ impl<'a> Transform<'a> {
 
 fn save_stmt(vars: &Vars, store: Var, v: Var) -> Stmt {
     match vars.role(store) {
-        Role::Tape => Stmt::Push { buf: store, value: Operand::Var(v) },
-        _ => Stmt::Save { slot: store, value: Operand::Var(v) },
+        Role::Tape => Stmt::Push {
+            buf: store,
+            value: Operand::Var(v),
+        },
+        _ => Stmt::Save {
+            slot: store,
+            value: Operand::Var(v),
+        },
     }
 }
 

@@ -121,10 +121,16 @@ impl Signature {
             cx.error_spanned_by(c, "a `const fn` cannot be differentiable: remove `const`");
         }
         if let Some(a) = &sig.asyncness {
-            cx.error_spanned_by(a, "an `async fn` cannot be differentiable: compute the value in a synchronous function");
+            cx.error_spanned_by(
+                a,
+                "an `async fn` cannot be differentiable: compute the value in a synchronous function",
+            );
         }
         if let Some(u) = &sig.unsafety {
-            cx.error_spanned_by(u, "an `unsafe fn` cannot be differentiable: move the unsafe part out of the differentiated code");
+            cx.error_spanned_by(
+                u,
+                "an `unsafe fn` cannot be differentiable: move the unsafe part out of the differentiated code",
+            );
         }
         if let Some(abi) = &sig.abi {
             cx.error_spanned_by(abi, "an `extern` function cannot be differentiable");
@@ -138,13 +144,19 @@ impl Signature {
         for input in &sig.inputs {
             match input {
                 FnArg::Receiver(r) => {
-                    cx.error_spanned_by(r, "methods are not differentiable yet: write a free function taking the value as an argument");
+                    cx.error_spanned_by(
+                        r,
+                        "methods are not differentiable yet: write a free function taking the value as an argument",
+                    );
                 }
                 FnArg::Typed(pt) => {
                     let no_grad = pt.attrs.iter().any(|a| a.path().is_ident(NO_GRAD));
                     for a in &pt.attrs {
                         if !a.path().is_ident(NO_GRAD) {
-                            cx.error_spanned_by(a, "only `#[no_grad]` is allowed on a parameter of a differentiable function");
+                            cx.error_spanned_by(
+                                a,
+                                "only `#[no_grad]` is allowed on a parameter of a differentiable function",
+                            );
                         }
                     }
                     check_pattern(&pt.pat, cx);
@@ -249,12 +261,29 @@ pub fn float_type_params(generics: &syn::Generics) -> Vec<Ident> {
     out
 }
 
-const INT_TYPES: &[&str] = &["usize", "isize", "u8", "u16", "u32", "u64", "u128", "i8", "i16", "i32", "i64", "i128"];
+const INT_TYPES: &[&str] = &[
+    "usize", "isize", "u8", "u16", "u32", "u64", "u128", "i8", "i16", "i32", "i64", "i128",
+];
 const FLOAT_TYPES: &[&str] = &["f32", "f64"];
 /// Types of the runtime (and of nalgebra) whose values carry derivatives.
 const DIFFERENTIABLE_TYPES: &[&str] = &[
-    "Tensor", "Param", "DMatrix", "DVector", "SMatrix", "SVector", "Matrix", "Vector", "RowDVector", "RowSVector",
-    "Matrix2", "Matrix3", "Matrix4", "Vector2", "Vector3", "Vector4", "Self",
+    "Tensor",
+    "Param",
+    "DMatrix",
+    "DVector",
+    "SMatrix",
+    "SVector",
+    "Matrix",
+    "Vector",
+    "RowDVector",
+    "RowSVector",
+    "Matrix2",
+    "Matrix3",
+    "Matrix4",
+    "Vector2",
+    "Vector3",
+    "Vector4",
+    "Self",
 ];
 
 pub fn is_int_name(name: &str) -> bool {
@@ -288,13 +317,18 @@ pub fn classify(ty: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
         Type::Tuple(t) if t.elems.is_empty() => Class::Inactive,
         Type::Tuple(t) => Class::Tuple(t.elems.iter().map(|e| classify(e, float_params, cx)).collect()),
         Type::Ptr(p) => {
-            cx.error_spanned_by(p, "raw pointers are not supported by `#[differentiable]`: pass a slice or a value");
+            cx.error_spanned_by(
+                p,
+                "raw pointers are not supported by `#[differentiable]`: pass a slice or a value",
+            );
             Class::Inactive
         }
         Type::Path(tp) if tp.qself.is_none() => {
-            let Some(last) = tp.path.segments.last() else { return Class::Inactive };
+            let Some(last) = tp.path.segments.last() else {
+                return Class::Inactive;
+            };
             let name = last.ident.to_string();
-            if tp.path.segments.len() == 1 && float_params.iter().any(|p| *p == last.ident) {
+            if tp.path.segments.len() == 1 && float_params.contains(&last.ident) {
                 return Class::Float;
             }
             if is_float_name(&name) {
@@ -325,7 +359,10 @@ pub fn classify(ty: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
             Class::Inactive
         }
         Type::ImplTrait(i) => {
-            cx.error_spanned_by(i, "`impl Trait` is not supported in a differentiable signature: use a named type parameter");
+            cx.error_spanned_by(
+                i,
+                "`impl Trait` is not supported in a differentiable signature: use a named type parameter",
+            );
             Class::Inactive
         }
         _ => Class::Inactive,
@@ -358,7 +395,9 @@ pub fn grad_type(ty: &Type, class: &Class) -> Type {
             }
         }
         Class::Tuple(items) => {
-            let Type::Tuple(t) = strip_ref(ty) else { return syn::parse_quote!(()) };
+            let Type::Tuple(t) = strip_ref(ty) else {
+                return syn::parse_quote!(());
+            };
             let elems = t.elems.iter().zip(items).map(|(t, c)| grad_type(t, c));
             syn::parse_quote!((#(#elems,)*))
         }
@@ -392,14 +431,11 @@ pub fn buffer_elem(ty: &Type) -> Type {
     }
 }
 
-/// Whether the written type is a tuple (so a result of this type is destructured).
-pub fn tuple_arity(ty: &Type) -> Option<usize> {
-    match strip_ref(ty) {
-        Type::Tuple(t) if !t.elems.is_empty() => Some(t.elems.len()),
-        _ => None,
-    }
-}
-
 pub fn type_string(ty: &Type) -> String {
-    ty.to_token_stream().to_string().replace(" < ", "<").replace(" >", ">").replace("& ", "&").replace(" ,", ",")
+    ty.to_token_stream()
+        .to_string()
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace("& ", "&")
+        .replace(" ,", ",")
 }

@@ -89,7 +89,9 @@ impl<T> Default for Slot<T> {
 #[cold]
 #[inline(never)]
 fn slot_empty() -> ! {
-    panic!("adjoint: the reverse sweep read a value its branch did not save (this is a bug in adjoint; please report it)")
+    panic!(
+        "adjoint: the reverse sweep read a value its branch did not save (this is a bug in adjoint; please report it)"
+    )
 }
 
 /// Values that have a zero of the same shape and can be added up in place.
