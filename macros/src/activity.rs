@@ -111,20 +111,19 @@ fn forward(func: &Func, s: &Stmt, varied: &mut HashSet<Var>) {
         }
     };
     match s {
-        Stmt::Let { dst, rv, .. }
-            if any_in(&differentiable_operands(rv), varied) => {
-                for v in dst.leaves() {
-                    mark(*v, varied);
-                }
+        Stmt::Let { dst, rv, .. } if any_in(&differentiable_operands(rv), varied) => {
+            for v in dst.leaves() {
+                mark(*v, varied);
             }
+        }
         Stmt::Cell { var, init: Some(o) } | Stmt::Assign { var, value: o } | Stmt::Save { slot: var, value: o }
-            if any_in(std::slice::from_ref(o), varied) => {
-                mark(*var, varied);
-            }
-        Stmt::Accumulate { place, value }
-            if any_in(std::slice::from_ref(value), varied) => {
-                mark(place.target(), varied);
-            }
+            if any_in(std::slice::from_ref(o), varied) =>
+        {
+            mark(*var, varied);
+        }
+        Stmt::Accumulate { place, value } if any_in(std::slice::from_ref(value), varied) => {
+            mark(place.target(), varied);
+        }
         Stmt::Buffer { var, init } => {
             let flows = match init {
                 BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } => {
@@ -137,10 +136,9 @@ fn forward(func: &Func, s: &Stmt, varied: &mut HashSet<Var>) {
                 mark(*var, varied);
             }
         }
-        Stmt::Store { buf, value, .. } | Stmt::Push { buf, value }
-            if any_in(std::slice::from_ref(value), varied) => {
-                mark(*buf, varied);
-            }
+        Stmt::Store { buf, value, .. } | Stmt::Push { buf, value } if any_in(std::slice::from_ref(value), varied) => {
+            mark(*buf, varied);
+        }
         _ => {}
     }
 }
@@ -155,33 +153,30 @@ fn backward(func: &Func, s: &Stmt, useful: &mut HashSet<Var>) {
         }
     };
     match s {
-        Stmt::Let { dst, rv, .. }
-            if dst.leaves().iter().any(|v| useful.contains(v)) => {
-                add(differentiable_operands(rv), useful);
-            }
+        Stmt::Let { dst, rv, .. } if dst.leaves().iter().any(|v| useful.contains(v)) => {
+            add(differentiable_operands(rv), useful);
+        }
         Stmt::Cell { var, init: Some(o) } | Stmt::Assign { var, value: o } | Stmt::Save { slot: var, value: o }
-            if useful.contains(var) => {
-                add(vec![o.clone()], useful);
-            }
-        Stmt::Accumulate { place, value }
-            if useful.contains(&place.target()) => {
-                add(vec![value.clone()], useful);
-            }
-        Stmt::Buffer { var, init }
-            if useful.contains(var) => {
-                let flows = match init {
-                    BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } => {
-                        vec![value.clone()]
-                    }
-                    BufferInit::List { items, .. } => items.clone(),
-                    BufferInit::Empty { .. } | BufferInit::ZerosLike(_) => Vec::new(),
-                };
-                add(flows, useful);
-            }
-        Stmt::Store { buf, value, .. } | Stmt::Push { buf, value }
-            if useful.contains(buf) => {
-                add(vec![value.clone()], useful);
-            }
+            if useful.contains(var) =>
+        {
+            add(vec![o.clone()], useful);
+        }
+        Stmt::Accumulate { place, value } if useful.contains(&place.target()) => {
+            add(vec![value.clone()], useful);
+        }
+        Stmt::Buffer { var, init } if useful.contains(var) => {
+            let flows = match init {
+                BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } => {
+                    vec![value.clone()]
+                }
+                BufferInit::List { items, .. } => items.clone(),
+                BufferInit::Empty { .. } | BufferInit::ZerosLike(_) => Vec::new(),
+            };
+            add(flows, useful);
+        }
+        Stmt::Store { buf, value, .. } | Stmt::Push { buf, value } if useful.contains(buf) => {
+            add(vec![value.clone()], useful);
+        }
         _ => {}
     }
 }

@@ -14,7 +14,6 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 
 use crate::ir::*;
-use crate::names;
 
 pub struct Emitter<'a> {
     func: &'a Func,
@@ -337,7 +336,7 @@ impl<'a> Emitter<'a> {
             Rvalue::Call { callee, args } => {
                 let args: Vec<TokenStream> = args.iter().map(|a| self.arg(a)).collect();
                 match callee {
-                    Callee::Free { path } => quote!(#path(#(#args),*)),
+                    Callee::Free { path } => quote_spanned!(span=> #path(#(#args),*)),
                     Callee::Rule { trait_name, method } => {
                         let t = format_ident!("{}", trait_name, span = span);
                         let m = format_ident!("{}", method, span = span);
@@ -394,10 +393,12 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// Single-segment callees whose derivative companion is called (`g::__adjoint_d1`),
-    /// with the number of arguments, for the located "not differentiable" fallback.
-    pub fn derivative_callees(&self) -> Vec<(syn::Ident, usize)> {
-        let mut out: Vec<(syn::Ident, usize)> = Vec::new();
+    /// Calls of generated items of a function named by a single identifier
+    /// (`g::__adjoint_d1`, `g::__adjoint_d1::__adjoint_d1`, `g::__adjoint_grad`), as
+    /// (path segments, number of arguments), for the located "not differentiable"
+    /// fallback.
+    pub fn generated_callees(&self) -> Vec<(Vec<syn::Ident>, usize)> {
+        let mut out: Vec<(Vec<syn::Ident>, usize)> = Vec::new();
         walk_stmts(&self.func.body, &mut |s| {
             if let Stmt::Let {
                 rv:
@@ -408,13 +409,10 @@ impl<'a> Emitter<'a> {
                 ..
             } = s
             {
-                let segs: Vec<&syn::PathSegment> = path.segments.iter().collect();
-                if path.leading_colon.is_none()
-                    && segs.len() == 2
-                    && segs[1].ident == names::D1
-                    && !out.iter().any(|(i, _)| *i == segs[0].ident)
-                {
-                    out.push((segs[0].ident.clone(), args.len()));
+                let segs: Vec<syn::Ident> = path.segments.iter().map(|s| s.ident.clone()).collect();
+                let generated = segs.len() >= 2 && segs[1..].iter().all(|i| i.to_string().starts_with("__adjoint_"));
+                if path.leading_colon.is_none() && generated && !out.iter().any(|(p, _)| *p == segs) {
+                    out.push((segs, args.len()));
                 }
             }
         });

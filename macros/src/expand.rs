@@ -63,6 +63,9 @@ struct Tower<'a> {
     /// The order the user's function was given.
     order: u32,
     cx: &'a mut Ctxt,
+    /// Generated paths of single-identifier callees used by any entity of the tower,
+    /// for the shared "not differentiable" fallback.
+    callees: Vec<(Vec<Ident>, usize)>,
 }
 
 pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
@@ -112,8 +115,10 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
         user: &sig.ident,
         order,
         cx: &mut cx,
+        callees: Vec::new(),
     };
-    let companions = tower.user_companions(&user, &sig, &wrt);
+    let mut companions = tower.user_companions(&user, &sig, &wrt);
+    companions.extend(fallback_module(&tower.callees, &krate));
     if cx.has_errors() {
         return with_errors(primal, &sig, cx);
     }
@@ -348,7 +353,28 @@ impl<'a> Tower<'a> {
         let where_clause = &e.sig.generics.where_clause;
         let body = emitter.block(&e.func.body);
         let ret = emitter.tree(&e.func.ret);
-        let body = with_fallbacks(quote!(#body #ret), &emitter.derivative_callees());
+        let callees = emitter.generated_callees();
+        let body = if callees.is_empty() {
+            quote!(#body #ret)
+        } else {
+            for c in callees {
+                if !self.callees.iter().any(|(p, _)| *p == c.0) {
+                    self.callees.push(c);
+                }
+            }
+            // The companion of a callee is found through the inner `use self::*`, which
+            // shadows the outer block; the fallback is only reached when it is missing.
+            quote! {
+                #[allow(unused_imports)]
+                use __adjoint_not_differentiable::*;
+                {
+                    #[allow(unused_imports)]
+                    use self::*;
+                    #body
+                    #ret
+                }
+            }
+        };
         quote! {
             #[doc(hidden)]
             #[allow(unused_variables, unused_mut, unused_parens, unused_assignments, unreachable_code, clippy::all, clippy::pedantic)]
@@ -483,17 +509,23 @@ fn grad_class(c: &Class) -> Class {
     }
 }
 
-/// Wrap a body so that calling the derivative of a function that is not differentiable
-/// is a located error with a hint, instead of an unresolved name.
+/// The module that makes calling the derivative of a function that is not
+/// differentiable a located error with a hint, instead of an unresolved name.
 ///
-/// The real companion `g::__adjoint_d1` is found through the inner `use self::*` (it
-/// shadows the outer block's names); only when `g` has no companion module does the
-/// lookup reach the fallback, whose bound fails with the message.
-fn with_fallbacks(body: TokenStream, callees: &[(Ident, usize)]) -> TokenStream {
+/// It sits in the companion module, so every generated function of the tower (reached
+/// through the `use super::*` chain) resolves a missing `g::__adjoint_d1` to the same
+/// fallback item: rustc reports the failing bound once, at the user's call of `g`.
+fn fallback_module(callees: &[(Vec<Ident>, usize)], krate: &syn::Path) -> TokenStream {
     if callees.is_empty() {
-        return body;
+        return TokenStream::new();
     }
-    let fallbacks = callees.iter().map(|(g, n)| {
+    let mut roots: Vec<Ident> = Vec::new();
+    for (path, _) in callees {
+        if !roots.contains(&path[0]) {
+            roots.push(path[0].clone());
+        }
+    }
+    let modules = roots.iter().map(|g| {
         let span = g.span();
         let trait_name = format_ident!("{}IsNotDifferentiable", camel(&g.to_string()));
         let msg = format!("`{g}` is not differentiable, but a value that carries a derivative is passed to it");
@@ -501,34 +533,88 @@ fn with_fallbacks(body: TokenStream, callees: &[(Ident, usize)]) -> TokenStream 
         let note = format!(
             "mark `{g}` with `#[differentiable]`, or wrap the argument in `detach(…)` if no gradient should flow through this call"
         );
-        let tys: Vec<Ident> = (0..*n).map(|i| format_ident!("A{}", i)).collect();
+        let paths: Vec<(&[Ident], usize)> =
+            callees.iter().filter(|(p, _)| p[0] == *g).map(|(p, n)| (&p[1..], *n)).collect();
+        // Only the shortest paths report (a deeper one is the derivative of a shorter one,
+        // whose error already says everything).
+        let shortest = paths.iter().map(|(p, _)| p.len()).min().unwrap_or(1);
+        let tree = fallback_tree(&paths, 1, &trait_name, shortest, krate);
         let g_local = Ident::new(&g.to_string(), span);
         quote_spanned! {span=>
             #[diagnostic::on_unimplemented(message = #msg, label = #label, note = #note)]
             pub trait #trait_name {}
             pub mod #g_local {
-                pub fn __adjoint_d1<'__adjoint, #(#tys,)* R>(#(_: #tys),*) -> R
-                where
-                    &'__adjoint (): super::#trait_name,
-                {
-                    ::core::unreachable!()
-                }
+                #tree
             }
         }
     });
     quote! {
+        #[doc(hidden)]
         #[allow(non_snake_case, non_camel_case_types, dead_code, unreachable_code)]
-        mod __adjoint_not_differentiable {
-            #(#fallbacks)*
-        }
-        #[allow(unused_imports)]
-        use __adjoint_not_differentiable::*;
-        {
-            #[allow(unused_imports)]
-            use self::*;
-            #body
+        pub mod __adjoint_not_differentiable {
+            #(#modules)*
         }
     }
+}
+
+/// The fallback items for the paths below one module, `depth` modules under the
+/// fallback root (where the marker trait is).
+fn fallback_tree(
+    paths: &[(&[Ident], usize)],
+    depth: usize,
+    marker: &Ident,
+    reporting: usize,
+    krate: &syn::Path,
+) -> TokenStream {
+    let mut out = TokenStream::new();
+    let mut done: Vec<String> = Vec::new();
+    for (p, n) in paths {
+        let head = &p[0];
+        if p.len() == 1 {
+            let tys: Vec<Ident> = (0..*n).map(|i| format_ident!("A{}", i)).collect();
+            if depth == reporting {
+                let supers = std::iter::repeat_n(quote!(super::), depth);
+                out.extend(quote! {
+                    pub fn #head<'__adjoint, #(#tys,)* R>(#(_: #tys),*) -> R
+                    where
+                        &'__adjoint (): #(#supers)* #marker,
+                    {
+                        ::core::unreachable!()
+                    }
+                });
+            } else {
+                // Silent, with the result type a derivative companion would have (one
+                // gradient per argument but the cotangent), so nothing else fails.
+                let grads = tys.iter().take(tys.len().saturating_sub(1));
+                out.extend(quote! {
+                    pub fn #head<#(#tys: #krate::__private::Tangent),*>(#(_: #tys),*)
+                        -> (#(<#grads as #krate::__private::Tangent>::Tangent,)*)
+                    {
+                        ::core::unreachable!()
+                    }
+                });
+            }
+        }
+        let name = head.to_string();
+        if done.contains(&name) {
+            continue;
+        }
+        let below: Vec<(&[Ident], usize)> = paths
+            .iter()
+            .filter(|(q, _)| q.len() > 1 && q[0] == *head)
+            .map(|(q, k)| (&q[1..], *k))
+            .collect();
+        if !below.is_empty() {
+            done.push(name);
+            let inner = fallback_tree(&below, depth + 1, marker, reporting, krate);
+            out.extend(quote! {
+                pub mod #head {
+                    #inner
+                }
+            });
+        }
+    }
+    out
 }
 
 fn camel(s: &str) -> String {
@@ -635,6 +721,7 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             user: &f.sig.ident,
             order,
             cx: &mut cx,
+            callees: Vec::new(),
         };
         if order >= 1 {
             let d1 = tower.derivative(&entity, &internal_grads(&entity.sig), Seed::Param, false, false);

@@ -39,6 +39,8 @@ enum Binding {
     Cell(Var),
     Buffer(Var),
     Tuple(Vec<Binding>),
+    /// A name whose initialiser had an error.
+    Poison,
 }
 
 /// The value of a lowered expression.
@@ -54,6 +56,9 @@ enum Value {
     },
     Tuple(Vec<Value>),
     Unit,
+    /// The result of an expression already reported as an error: using it reports
+    /// nothing more, so one mistake gives one message.
+    Poison,
 }
 
 /// Where a block sits, which decides what an early exit inside it may do.
@@ -420,7 +425,7 @@ impl<'a> Lowerer<'a> {
             tokens,
             format!("{what} is not supported inside a `#[differentiable]` function; {hint}"),
         );
-        Value::Unit
+        Value::Poison
     }
 
     // ---------------------------------------------------------------- parameters
@@ -547,7 +552,7 @@ impl<'a> Lowerer<'a> {
                         "an early exit (`return`, `break`, `continue`) inside a block whose value is used is not supported; \
                          move the exit to statement level",
                     );
-                    return Value::Unit;
+                    return Value::Poison;
                 }
                 let go = self.guard(exits, stmt.span());
                 let rest = &stmts[i + 1..];
@@ -835,6 +840,12 @@ impl<'a> Lowerer<'a> {
     fn bind_let(&mut self, pat: &Pat, value: Value, ty: Option<&syn::Type>, span: Span) {
         match (pat, value) {
             (Pat::Wild(_), _) => {}
+            (Pat::Ident(p), Value::Poison) => self.bind(&p.ident, Binding::Poison),
+            (Pat::Tuple(t), Value::Poison) => {
+                for p in &t.elems {
+                    self.bind_let(p, Value::Poison, None, span);
+                }
+            }
             (Pat::Ident(p), Value::Op(o)) => {
                 let o = match (ty, &o) {
                     (Some(t), Operand::Var(v)) if self.vars.kind(*v) == Kind::Unknown => {
@@ -1024,7 +1035,7 @@ impl<'a> Lowerer<'a> {
         match self.expr(e) {
             Value::Op(o) => o,
             Value::Buffer(b) => Operand::Var(b),
-            Value::Unit => Operand::Const(Const {
+            Value::Unit | Value::Poison => Operand::Const(Const {
                 tokens: quote!(()),
                 kind: Kind::Unknown,
                 scalar_ty: None,
@@ -1092,7 +1103,7 @@ impl<'a> Lowerer<'a> {
             Expr::Call(c) => self
                 .call(c, None)
                 .map(|v| Value::Op(Operand::Var(v)))
-                .unwrap_or(Value::Unit),
+                .unwrap_or(Value::Poison),
             Expr::Index(ix) => {
                 if let Expr::Range(_) = &*ix.index {
                     return self.unsupported(
@@ -1106,7 +1117,7 @@ impl<'a> Lowerer<'a> {
                         &ix.expr,
                         "indexing is supported on slices, vectors and arrays bound to a name (`x[i]`)",
                     );
-                    return Value::Unit;
+                    return Value::Poison;
                 };
                 let index = self.operand(&ix.index);
                 let kind = self.vars.kind(buf).element();
@@ -1119,7 +1130,7 @@ impl<'a> Lowerer<'a> {
                     (Value::Tuple(items), syn::Member::Unnamed(idx)) => {
                         items.get(idx.index as usize).cloned().unwrap_or_else(|| {
                             self.cx.error_spanned_by(f, "no such tuple field");
-                            Value::Unit
+                            Value::Poison
                         })
                     }
                     (Value::Op(o), member) => {
@@ -1179,21 +1190,21 @@ impl<'a> Lowerer<'a> {
                     r,
                     "`return` inside an expression is not supported; use it as a statement",
                 );
-                Value::Unit
+                Value::Poison
             }
             Expr::Break(b) => {
                 self.cx.error_spanned_by(
                     b,
                     "`break` inside an expression is not supported; use it as a statement",
                 );
-                Value::Unit
+                Value::Poison
             }
             Expr::Continue(c) => {
                 self.cx.error_spanned_by(
                     c,
                     "`continue` inside an expression is not supported; use it as a statement",
                 );
-                Value::Unit
+                Value::Poison
             }
             Expr::Closure(c) => self.unsupported(
                 c,
@@ -1276,6 +1287,7 @@ impl<'a> Lowerer<'a> {
                 Value::Op(self.temp(&name, kind, Rvalue::Use(Operand::Var(*c)), span))
             }
             Binding::Tuple(items) => Value::Tuple(items.iter().map(|b| self.read_binding(b, span)).collect()),
+            Binding::Poison => Value::Poison,
         }
     }
 
@@ -1432,6 +1444,7 @@ impl<'a> Lowerer<'a> {
                     }
                 };
                 match &binding {
+                    Binding::Poison => {}
                     Binding::Cell(_) | Binding::Tuple(_)
                         if matches!(binding, Binding::Cell(_)) || contains_cell(&binding) =>
                     {
@@ -1521,7 +1534,7 @@ impl<'a> Lowerer<'a> {
                 base,
                 "sub-slices are supported on slices, vectors and arrays bound to a name",
             );
-            return Value::Unit;
+            return Value::Poison;
         };
         let lo = range.start.as_ref().map(|e| self.operand(e));
         let hi = range.end.as_ref().map(|e| self.operand(e));
@@ -1547,7 +1560,7 @@ impl<'a> Lowerer<'a> {
                                 &m.receiver,
                                 "an argument cannot be modified; copy it into a local buffer first",
                             );
-                            return Value::Unit;
+                            return Value::Poison;
                         }
                         let v = self.operand(&m.args[0]);
                         self.emit(Stmt::Push { buf, value: v });
@@ -1577,7 +1590,7 @@ impl<'a> Lowerer<'a> {
                 &m.method,
                 format!("`.{name}()` on a slice is not supported here; use indexing, `.len()`, `.push()`, `.iter().sum()` or a `for` loop"),
             );
-            return Value::Unit;
+            return Value::Poison;
         }
         if m.turbofish.is_some() {
             self.cx
@@ -1586,10 +1599,11 @@ impl<'a> Lowerer<'a> {
         let recv = self.expr(&m.receiver);
         let recv = match recv {
             Value::Op(o) => o,
+            Value::Poison => return Value::Poison,
             Value::Tuple(_) | Value::Slice { .. } | Value::Buffer(_) | Value::Unit => {
                 self.cx
                     .error_spanned_by(&m.receiver, "this value has no supported methods here");
-                return Value::Unit;
+                return Value::Poison;
             }
         };
         if name == "clone" && m.args.is_empty() {
@@ -1777,6 +1791,9 @@ impl<'a> Lowerer<'a> {
                     let method = p.path.segments.last().expect("segment").ident.clone();
                     return Some((CalleeKind::FloatMethod(method), false));
                 }
+                if let Some(Binding::Poison) = p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
+                    return None;
+                }
                 if p.path
                     .get_ident()
                     .is_some_and(|i| self.lookup(&i.to_string()).is_some())
@@ -1841,7 +1858,7 @@ impl<'a> Lowerer<'a> {
                     Value::Op(o) => Arg::Ref(o),
                     Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
                     Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
-                    Value::Unit => Arg::Value(Operand::Const(Const {
+                    Value::Unit | Value::Poison => Arg::Value(Operand::Const(Const {
                         tokens: quote!(()),
                         kind: Kind::Unknown,
                         scalar_ty: None,
@@ -1874,7 +1891,7 @@ impl<'a> Lowerer<'a> {
             "grad" | "vjp" | "value_and_grad" => {
                 self.cx
                     .error_spanned_by(m, format!("`{name}!(f)` must be called: `{name}!(f)(args…)`"));
-                Value::Unit
+                Value::Poison
             }
             _ => self.unsupported(
                 &m.mac.path,
@@ -1953,7 +1970,7 @@ impl<'a> Lowerer<'a> {
                 &m.expr,
                 "`match` is supported on integers and booleans; compare floats with `if`",
             );
-            return Value::Unit;
+            return Value::Poison;
         }
         let mut result: Option<Binding> = None;
         let value = self.match_arms(&m.arms, &scrutinee, ctx, &mut result, span);
@@ -2604,7 +2621,7 @@ impl<'a> Lowerer<'a> {
             Value::Op(o) => Tree::Leaf(o),
             Value::Buffer(b) => Tree::Leaf(Operand::Var(b)),
             Value::Tuple(items) => Tree::Tuple(items.into_iter().map(|i| self.value_tree(i, span)).collect()),
-            Value::Unit => Tree::Tuple(Vec::new()),
+            Value::Unit | Value::Poison => Tree::Tuple(Vec::new()),
             Value::Slice { .. } => {
                 self.cx
                     .error_at(span, "a sub-slice cannot be returned; return a `Vec` built from it");
@@ -2727,7 +2744,7 @@ fn value_arg(v: Value) -> Arg {
         },
         Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
         Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
-        Value::Unit => Arg::Value(Operand::Const(Const {
+        Value::Unit | Value::Poison => Arg::Value(Operand::Const(Const {
             tokens: quote!(()),
             kind: Kind::Unknown,
             scalar_ty: None,

@@ -325,12 +325,11 @@ impl<'a> Transform<'a> {
     fn count_contributions(&mut self, block: &'a Block, region: RegionId) {
         for s in block {
             match s {
-                Stmt::Let { dst, rv, .. }
-                    if dst.leaves().iter().any(|v| self.active(**v)) => {
-                        for o in activity::differentiable_operands(rv) {
-                            self.note_op(&o, region);
-                        }
+                Stmt::Let { dst, rv, .. } if dst.leaves().iter().any(|v| self.active(**v)) => {
+                    for o in activity::differentiable_operands(rv) {
+                        self.note_op(&o, region);
                     }
+                }
                 Stmt::Cell { var, init: Some(o) } if self.active(*var) => self.note_op(o, region),
                 Stmt::Assign { var, value } if self.active(*var) => self.note_op(value, region),
                 Stmt::Save { slot, value } if self.active(*slot) => self.note_op(value, region),

@@ -8,7 +8,8 @@ use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, Sub, S
 
 /// A scalar floating-point type (`f32` or `f64`).
 pub trait Float:
-    Copy
+    crate::Tangent<Tangent = Self>
+    + Copy
     + Debug
     + Display
     + Default

@@ -11,7 +11,7 @@ pub mod rules;
 mod support;
 
 pub use float::Float;
-pub use support::{Adjoint, Seed, Tape};
+pub use support::{Adjoint, Seed, Tangent, Tape};
 
 /// The identity in the primal computation; no gradient flows through its result.
 ///
@@ -29,5 +29,5 @@ pub fn detach<T>(x: T) -> T {
 pub mod __private {
     pub use crate::detach;
     pub use crate::rules;
-    pub use crate::support::{accumulate, accumulate_slice, one_like, pop, zero_like, zeros_like, Slot, Tape};
+    pub use crate::support::{accumulate, accumulate_slice, one_like, pop, zero_like, zeros_like, Slot, Tangent, Tape};
 }

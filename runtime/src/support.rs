@@ -252,3 +252,60 @@ pub fn pop<T>(v: &mut Vec<T>) -> T {
         None => tape_underflow(),
     }
 }
+
+/// The type of the gradient of a value of type `Self` (`f64` → `f64`, `&[f64]` →
+/// `Vec<f64>`, `usize` → `()`).
+pub trait Tangent {
+    type Tangent;
+}
+
+impl<T: Tangent + ?Sized> Tangent for &T {
+    type Tangent = T::Tangent;
+}
+
+impl<T: Tangent> Tangent for [T] {
+    type Tangent = Vec<T::Tangent>;
+}
+
+impl<T: Tangent> Tangent for Vec<T> {
+    type Tangent = Vec<T::Tangent>;
+}
+
+impl<T: Tangent, const N: usize> Tangent for [T; N] {
+    type Tangent = [T::Tangent; N];
+}
+
+macro_rules! no_tangent {
+    ($($t:ty)*) => {$(
+        impl Tangent for $t {
+            type Tangent = ();
+        }
+    )*};
+}
+no_tangent!(bool char usize isize u8 u16 u32 u64 u128 i8 i16 i32 i64 i128 str String);
+
+impl Tangent for () {
+    type Tangent = ();
+}
+
+impl Tangent for f32 {
+    type Tangent = f32;
+}
+
+impl Tangent for f64 {
+    type Tangent = f64;
+}
+
+macro_rules! tuple_tangent {
+    ($($name:ident),*) => {
+        impl<$($name: Tangent),*> Tangent for ($($name,)*) {
+            type Tangent = ($($name::Tangent,)*);
+        }
+    };
+}
+tuple_tangent!(A);
+tuple_tangent!(A, B);
+tuple_tangent!(A, B, C);
+tuple_tangent!(A, B, C, D);
+tuple_tangent!(A, B, C, D, E);
+tuple_tangent!(A, B, C, D, E, G);
