@@ -127,7 +127,7 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     quote! {
         #primal
         #[doc(hidden)]
-        #[allow(non_snake_case, clippy::all, clippy::pedantic)]
+        #[allow(non_snake_case, dead_code, clippy::all, clippy::pedantic)]
         #vis mod #name {
             #[allow(unused_imports)]
             use super::*;
@@ -136,9 +136,11 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     }
 }
 
-/// The user's function as written, minus the attributes the macro consumed.
+/// The user's function as written, minus the attributes the macro consumed. It is
+/// marked `allow(dead_code)`: calling only `grad!(f)` is a use of `f`.
 fn primal_item(item: &syn::ItemFn) -> syn::ItemFn {
     let mut f = item.clone();
+    f.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
     for input in &mut f.sig.inputs {
         if let syn::FnArg::Typed(pt) = input {
             pt.attrs.retain(|a| !a.path().is_ident(sig::NO_GRAD));
