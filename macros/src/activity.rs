@@ -28,11 +28,7 @@ impl Activity {
 
 /// Compute activity from the active inputs and the outputs whose derivative is wanted.
 pub fn analyze(func: &Func, inputs: &[Var], outputs: &[Var]) -> Activity {
-    let mut varied: HashSet<Var> = inputs
-        .iter()
-        .copied()
-        .filter(|v| func.vars.kind(*v).differentiable())
-        .collect();
+    let mut varied: HashSet<Var> = inputs.iter().copied().filter(|v| func.vars.kind(*v).differentiable()).collect();
     loop {
         let before = varied.len();
         walk_stmts(&func.body, &mut |s| forward(func, s, &mut varied));
@@ -79,9 +75,7 @@ pub fn differentiable_operands(rv: &Rvalue) -> Vec<Operand> {
                 all
             }
         },
-        Rvalue::Call {
-            callee: Callee::Detach, ..
-        } => Vec::new(),
+        Rvalue::Call { callee: Callee::Detach, .. } => Vec::new(),
         Rvalue::Call { args, .. } => {
             let mut out = Vec::new();
             args.iter().for_each(|a| a.operands(&mut out));

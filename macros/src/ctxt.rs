@@ -21,8 +21,7 @@ impl Ctxt {
 
     /// Report an error at the given tokens.
     pub fn error_spanned_by(&mut self, tokens: impl ToTokens, message: impl Display) {
-        self.errors
-            .push(syn::Error::new_spanned(tokens.into_token_stream(), message));
+        self.errors.push(syn::Error::new_spanned(tokens.into_token_stream(), message));
     }
 
     /// Report an error at a span.

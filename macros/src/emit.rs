@@ -263,11 +263,7 @@ impl<'a> Emitter<'a> {
 
     fn range(&self, r: &Range) -> TokenStream {
         let (lo, hi) = (self.operand(&r.lo), self.operand(&r.hi));
-        let base = if r.inclusive {
-            quote!(#lo..=#hi)
-        } else {
-            quote!(#lo..#hi)
-        };
+        let base = if r.inclusive { quote!(#lo..=#hi) } else { quote!(#lo..#hi) };
         if r.adapters.is_empty() {
             return base;
         }
@@ -400,15 +396,7 @@ impl<'a> Emitter<'a> {
     pub fn generated_callees(&self) -> Vec<(Vec<syn::Ident>, usize)> {
         let mut out: Vec<(Vec<syn::Ident>, usize)> = Vec::new();
         walk_stmts(&self.func.body, &mut |s| {
-            if let Stmt::Let {
-                rv:
-                    Rvalue::Call {
-                        callee: Callee::Free { path },
-                        args,
-                    },
-                ..
-            } = s
-            {
+            if let Stmt::Let { rv: Rvalue::Call { callee: Callee::Free { path }, args }, .. } = s {
                 let segs: Vec<syn::Ident> = path.segments.iter().map(|s| s.ident.clone()).collect();
                 let generated = segs.len() >= 2 && segs[1..].iter().all(|i| i.to_string().starts_with("__adjoint_"));
                 if path.leading_colon.is_none() && generated && !out.iter().any(|(p, _)| *p == segs) {
@@ -444,10 +432,7 @@ fn binop_tokens(op: BinOp, span: Span) -> TokenStream {
 /// A valid identifier made from a readable name.
 fn sanitize(name: &str) -> String {
     let name = name.trim_start_matches("r#");
-    let mut out: String = name
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' })
-        .collect();
+    let mut out: String = name.chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect();
     if out.is_empty() {
         out = "t".into();
     }

@@ -81,42 +81,23 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     if cx.has_errors() {
         return with_errors(primal, &sig, cx);
     }
-    let order = args
-        .order
-        .as_ref()
-        .map(|(n, _)| *n)
-        .unwrap_or(if lowered.nests_derivatives {
-            DEFAULT_ORDER - 1
-        } else {
-            DEFAULT_ORDER
-        });
+    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(if lowered.nests_derivatives {
+        DEFAULT_ORDER - 1
+    } else {
+        DEFAULT_ORDER
+    });
     let user_sig = EntitySig {
         generics: sig.generics.clone(),
         params: sig
             .params
             .iter()
-            .map(|p| EntityParam {
-                ty: p.ty.clone(),
-                class: p.class.clone(),
-                active: p.active(),
-            })
+            .map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() })
             .collect(),
         output: sig.output_type(),
         output_class: sig.output_class.clone(),
     };
-    let user = Entity {
-        sig: user_sig,
-        func: lowered.func,
-        order,
-        depth: 0,
-    };
-    let mut tower = Tower {
-        krate: &krate,
-        user: &sig.ident,
-        order,
-        cx: &mut cx,
-        callees: Vec::new(),
-    };
+    let user = Entity { sig: user_sig, func: lowered.func, order, depth: 0 };
+    let mut tower = Tower { krate: &krate, user: &sig.ident, order, cx: &mut cx, callees: Vec::new() };
     let mut companions = tower.user_companions(&user, &sig, &wrt);
     companions.extend(fallback_module(&tower.callees, &krate));
     if cx.has_errors() {
@@ -157,17 +138,10 @@ fn check_wrt(args: &Args, sig: &Signature, cx: &mut Ctxt) -> Vec<bool> {
     let mut wanted = vec![false; sig.params.len()];
     for n in names {
         let Some(i) = sig.params.iter().position(|p| p.ident() == Some(n)) else {
-            let known: Vec<String> = sig
-                .params
-                .iter()
-                .filter_map(|p| p.ident().map(|i| format!("`{i}`")))
-                .collect();
+            let known: Vec<String> = sig.params.iter().filter_map(|p| p.ident().map(|i| format!("`{i}`"))).collect();
             cx.error_spanned_by(
                 n,
-                format!(
-                    "`{n}` is not an argument of this function (its arguments are {})",
-                    known.join(", ")
-                ),
+                format!("`{n}` is not an argument of this function (its arguments are {})", known.join(", ")),
             );
             continue;
         };
@@ -217,12 +191,8 @@ fn with_errors(primal: syn::ItemFn, sig: &Signature, cx: Ctxt) -> TokenStream {
             }
         }
     };
-    let (d1, grad, vag, vjp) = (
-        stub(names::D1, 1),
-        stub(names::GRAD, 0),
-        stub(names::VALUE_AND_GRAD, 0),
-        stub(names::VJP, 1),
-    );
+    let (d1, grad, vag, vjp) =
+        (stub(names::D1, 1), stub(names::GRAD, 0), stub(names::VALUE_AND_GRAD, 0), stub(names::VJP, 1));
     quote! {
         #primal
         #err
@@ -246,10 +216,7 @@ impl<'a> Tower<'a> {
         out.extend(self.entity(&d1, &Ident::new(names::D1, Span::call_site())));
 
         // The user-facing entities.
-        let facing: Vec<GradOut> = wrt
-            .iter()
-            .map(|w| if *w { GradOut::Yes } else { GradOut::Omit })
-            .collect();
+        let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
         let scalar = matches!(user.sig.output_class, Class::Float | Class::Opaque);
         let grad_name = Ident::new(names::GRAD, Span::call_site());
         let vag_name = Ident::new(names::VALUE_AND_GRAD, Span::call_site());
@@ -271,11 +238,7 @@ impl<'a> Tower<'a> {
     /// `facing`: a user-facing entity returns one requested gradient as itself rather
     /// than as a 1-tuple (the internal companions always return one entry per argument).
     fn derivative(&mut self, e: &Entity, grads: &[GradOut], seed: Seed, keep_value: bool, facing: bool) -> Entity {
-        let cfg = Config {
-            grads: grads.to_vec(),
-            keep_value,
-            seed,
-        };
+        let cfg = Config { grads: grads.to_vec(), keep_value, seed };
         let mut d = reverse::vjp(&e.func, &cfg, self.cx);
         let sig = derivative_sig(&e.sig, grads, seed, keep_value, facing);
         if facing && grads.iter().filter(|g| **g != GradOut::Omit).count() == 1 {
@@ -292,12 +255,7 @@ impl<'a> Tower<'a> {
                 other => other,
             };
         }
-        Entity {
-            sig,
-            func: d.func,
-            order: e.order - 1,
-            depth: e.depth + 1,
-        }
+        Entity { sig, func: d.func, order: e.order - 1, depth: e.depth + 1 }
     }
 
     /// A generated function and the module of its own derivative.
@@ -425,10 +383,7 @@ impl<'a> Tower<'a> {
         let note = format!(
             "for a non-scalar output use `vjp!({user})(args…, cotangent)`: its last argument is the output's cotangent"
         );
-        let trait_name = format_ident!(
-            "{}NeedsScalarOutput",
-            if which == "grad" { "Grad" } else { "ValueAndGrad" }
-        );
+        let trait_name = format_ident!("{}NeedsScalarOutput", if which == "grad" { "Grad" } else { "ValueAndGrad" });
         let n = sig.params.len();
         let tys: Vec<Ident> = (0..n).map(|i| format_ident!("A{}", i)).collect();
         quote! {
@@ -471,35 +426,20 @@ fn derivative_sig(sig: &EntitySig, grads: &[GradOut], seed: Seed, keep_value: bo
     };
     let (output, output_class) = if keep_value {
         let out = &sig.output;
-        (
-            syn::parse_quote!((#out, #grads_ty)),
-            Class::Tuple(vec![sig.output_class.clone(), grads_class]),
-        )
+        (syn::parse_quote!((#out, #grads_ty)), Class::Tuple(vec![sig.output_class.clone(), grads_class]))
     } else {
         (grads_ty, grads_class)
     };
     let mut params = sig.params.clone();
     if seed == Seed::Param {
-        params.push(EntityParam {
-            ty: sig.output.clone(),
-            class: sig.output_class.clone(),
-            active: true,
-        });
+        params.push(EntityParam { ty: sig.output.clone(), class: sig.output_class.clone(), active: true });
     }
-    EntitySig {
-        generics: sig.generics.clone(),
-        params,
-        output,
-        output_class,
-    }
+    EntitySig { generics: sig.generics.clone(), params, output, output_class }
 }
 
 /// The internal derivative of an entity: one gradient per parameter.
 fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
-    sig.params
-        .iter()
-        .map(|p| if p.active { GradOut::Yes } else { GradOut::Unit })
-        .collect()
+    sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect()
 }
 
 /// The class of a gradient of a value of this class.
@@ -601,11 +541,8 @@ fn fallback_tree(
         if done.contains(&name) {
             continue;
         }
-        let below: Vec<(&[Ident], usize)> = paths
-            .iter()
-            .filter(|(q, _)| q.len() > 1 && q[0] == *head)
-            .map(|(q, k)| (&q[1..], *k))
-            .collect();
+        let below: Vec<(&[Ident], usize)> =
+            paths.iter().filter(|(q, _)| q.len() > 1 && q[0] == *head).map(|(q, k)| (&q[1..], *k)).collect();
         if !below.is_empty() {
             done.push(name);
             let inner = fallback_tree(&below, depth + 1, marker, reporting, krate);
@@ -624,9 +561,7 @@ fn camel(s: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                .unwrap_or_default()
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
         })
         .collect()
 }
@@ -646,11 +581,7 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
             params: sig
                 .params
                 .iter()
-                .map(|p| EntityParam {
-                    ty: p.ty.clone(),
-                    class: p.class.clone(),
-                    active: p.active(),
-                })
+                .map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() })
                 .collect(),
             output: sig.output_type(),
             output_class: sig.output_class.clone(),
@@ -705,11 +636,7 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
                 params: sig
                     .params
                     .iter()
-                    .map(|p| EntityParam {
-                        ty: p.ty.clone(),
-                        class: p.class.clone(),
-                        active: p.active(),
-                    })
+                    .map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() })
                     .collect(),
                 output: sig.output_type(),
                 output_class: sig.output_class.clone(),
@@ -718,19 +645,10 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             order,
             depth: 0,
         };
-        let mut tower = Tower {
-            krate: &krate,
-            user: &f.sig.ident,
-            order,
-            cx: &mut cx,
-            callees: Vec::new(),
-        };
+        let mut tower = Tower { krate: &krate, user: &f.sig.ident, order, cx: &mut cx, callees: Vec::new() };
         if order >= 1 {
             let d1 = tower.derivative(&entity, &internal_grads(&entity.sig), Seed::Param, false, false);
-            let name = Ident::new(
-                &reverse::derivative_method(&f.sig.ident.to_string()),
-                f.sig.ident.span(),
-            );
+            let name = Ident::new(&reverse::derivative_method(&f.sig.ident.to_string()), f.sig.ident.span());
             let vis = if in_trait { TokenStream::new() } else { quote!(pub) };
             added.push(tower.method_tower(&d1, &name, &vis));
         }

@@ -49,10 +49,7 @@ pub enum Elem {
 impl Kind {
     /// Whether a value of this kind may carry a derivative.
     pub fn differentiable(self) -> bool {
-        matches!(
-            self,
-            Kind::Float | Kind::Unknown | Kind::Buffer(Elem::Float) | Kind::Buffer(Elem::Unknown)
-        )
+        matches!(self, Kind::Float | Kind::Unknown | Kind::Buffer(Elem::Float) | Kind::Buffer(Elem::Unknown))
     }
 
     pub fn is_buffer(self) -> bool {
@@ -109,24 +106,14 @@ pub struct Vars {
 
 impl Vars {
     pub fn add(&mut self, name: impl Into<String>, kind: Kind, role: Role, span: Span) -> Var {
-        self.infos.push(VarInfo {
-            name: name.into(),
-            kind,
-            role,
-            span,
-            scalar_ty: None,
-        });
+        self.infos.push(VarInfo { name: name.into(), kind, role, span, scalar_ty: None });
         Var(self.infos.len() as u32 - 1)
     }
 
     /// A new variable with the kind, type and span of `like`.
     pub fn add_like(&mut self, like: Var, name: impl Into<String>, role: Role) -> Var {
         let info = self.info(like).clone();
-        self.infos.push(VarInfo {
-            name: name.into(),
-            role,
-            ..info
-        });
+        self.infos.push(VarInfo { name: name.into(), role, ..info });
         Var(self.infos.len() as u32 - 1)
     }
 
@@ -144,11 +131,7 @@ impl Vars {
         match &self.info(v).scalar_ty {
             Some(t) => {
                 let c = syn::Ident::new(assoc, t.span());
-                Operand::Const(Const {
-                    tokens: quote::quote!(#t::#c),
-                    kind: Kind::Float,
-                    scalar_ty: Some(t.clone()),
-                })
+                Operand::Const(Const { tokens: quote::quote!(#t::#c), kind: Kind::Float, scalar_ty: Some(t.clone()) })
             }
             None => Operand::float(literal),
         }
@@ -203,11 +186,7 @@ impl Operand {
     }
 
     pub fn float(text: &str) -> Operand {
-        Operand::Const(Const {
-            tokens: text.parse().expect("float literal"),
-            kind: Kind::Float,
-            scalar_ty: None,
-        })
+        Operand::Const(Const { tokens: text.parse().expect("float literal"), kind: Kind::Float, scalar_ty: None })
     }
 }
 
@@ -262,10 +241,7 @@ pub enum BinOp {
 
 impl BinOp {
     pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
-        )
+        matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
     }
 }
 
@@ -299,12 +275,7 @@ pub enum Arg {
     /// a slice reference; an owned buffer is cloned so later code can still read it).
     Buffer { buf: Var, borrowed: bool },
     /// A sub-slice of a buffer: `&x[lo..hi]` (either bound may be absent).
-    Slice {
-        buf: Var,
-        lo: Option<Operand>,
-        hi: Option<Operand>,
-        inclusive: bool,
-    },
+    Slice { buf: Var, lo: Option<Operand>, hi: Option<Operand>, inclusive: bool },
     /// A tuple of arguments.
     Tuple(Vec<Arg>),
 }
@@ -409,12 +380,7 @@ impl Range {
         } else {
             adapters.push(Adapter::Rev);
         }
-        Range {
-            lo: self.lo.clone(),
-            hi: self.hi.clone(),
-            inclusive: self.inclusive,
-            adapters,
-        }
+        Range { lo: self.lo.clone(), hi: self.hi.clone(), inclusive: self.inclusive, adapters }
     }
 
     pub fn operands(&self) -> Vec<Operand> {
@@ -436,12 +402,7 @@ pub enum Place {
     /// One element of a buffer: `buf[index] += value`.
     Elem(Var, Operand),
     /// A range of a buffer, elementwise with a buffer value: `buf[lo..hi] += value`.
-    Slice {
-        buf: Var,
-        lo: Option<Operand>,
-        hi: Option<Operand>,
-        inclusive: bool,
-    },
+    Slice { buf: Var, lo: Option<Operand>, hi: Option<Operand>, inclusive: bool },
 }
 
 #[derive(Clone, Debug)]

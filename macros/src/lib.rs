@@ -54,9 +54,8 @@ pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
         return expand::differentiable_trait(args, t).into();
     }
     if let Ok(i) = syn::parse::<syn::ItemImpl>(item.clone()) {
-        let name = quote::ToTokens::to_token_stream(&i.trait_.as_ref().map(|t| t.1.clone()))
-            .to_string()
-            .replace(' ', "");
+        let name =
+            quote::ToTokens::to_token_stream(&i.trait_.as_ref().map(|t| t.1.clone())).to_string().replace(' ', "");
         let out = expand::differentiable_impl(args, i);
         if let Ok(dir) = std::env::var("ADJOINT_DUMP") {
             let _ = std::fs::write(format!("{dir}/impl_{name}.rs"), out.to_string());
@@ -74,11 +73,9 @@ pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         Err(_) => {
             let item2 = proc_macro2::TokenStream::from(item);
-            let err = syn::Error::new_spanned(
-                &item2,
-                "`#[differentiable]` applies to functions, traits and `impl` blocks",
-            )
-            .to_compile_error();
+            let err =
+                syn::Error::new_spanned(&item2, "`#[differentiable]` applies to functions, traits and `impl` blocks")
+                    .to_compile_error();
             quote!(#item2 #err).into()
         }
     }

@@ -119,10 +119,7 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
     }
     if scan.has_return {
         let flag = l.vars.add("returned", Kind::Bool, Role::Cell, body.span());
-        l.emit(Stmt::Cell {
-            var: flag,
-            init: Some(const_bool(false)),
-        });
+        l.emit(Stmt::Cell { var: flag, init: Some(const_bool(false)) });
         let value = l.result_cells("result", &sig.output_class, sig.output.as_ref(), body.span());
         l.ret = Some(ReturnFrame { flag, value });
     }
@@ -136,23 +133,11 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
     };
     let ret = l.value_tree(ret_value, body.span());
     let block = l.out.pop().expect("function block");
-    Lowered {
-        func: Func {
-            vars: l.vars,
-            params,
-            body: block,
-            ret,
-        },
-        nests_derivatives: l.nests,
-    }
+    Lowered { func: Func { vars: l.vars, params, body: block, ret }, nests_derivatives: l.nests }
 }
 
 fn const_bool(b: bool) -> Operand {
-    Operand::Const(Const {
-        tokens: if b { quote!(true) } else { quote!(false) },
-        kind: Kind::Bool,
-        scalar_ty: None,
-    })
+    Operand::Const(Const { tokens: if b { quote!(true) } else { quote!(false) }, kind: Kind::Bool, scalar_ty: None })
 }
 
 fn const_int(n: usize) -> Operand {
@@ -372,11 +357,7 @@ impl<'a> Lowerer<'a> {
         if kind == Kind::Float {
             self.vars.info_mut(v).scalar_ty = self.scalar_ty_of(&rv);
         }
-        self.emit(Stmt::Let {
-            dst: Tree::Leaf(v),
-            rv,
-            span,
-        });
+        self.emit(Stmt::Let { dst: Tree::Leaf(v), rv, span });
         Operand::Var(v)
     }
 
@@ -385,10 +366,7 @@ impl<'a> Lowerer<'a> {
         if let Rvalue::Cast(_, ty) = rv {
             return generic_float(ty, &self.sig.float_params);
         }
-        rv.operands()
-            .iter()
-            .filter_map(|o| o.var())
-            .find_map(|v| self.vars.info(v).scalar_ty.clone())
+        rv.operands().iter().filter_map(|o| o.var()).find_map(|v| self.vars.info(v).scalar_ty.clone())
     }
 
     fn bind(&mut self, name: &Ident, b: Binding) {
@@ -396,12 +374,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lookup(&self, name: &str) -> Option<&Binding> {
-        self.scopes
-            .iter()
-            .rev()
-            .flat_map(|s| s.iter().rev())
-            .find(|(n, _)| n == name)
-            .map(|(_, b)| b)
+        self.scopes.iter().rev().flat_map(|s| s.iter().rev()).find(|(n, _)| n == name).map(|(_, b)| b)
     }
 
     fn rebind(&mut self, name: &str, b: Binding) {
@@ -421,10 +394,8 @@ impl<'a> Lowerer<'a> {
     }
 
     fn unsupported(&mut self, tokens: impl ToTokens, what: &str, hint: &str) -> Value {
-        self.cx.error_spanned_by(
-            tokens,
-            format!("{what} is not supported inside a `#[differentiable]` function; {hint}"),
-        );
+        self.cx
+            .error_spanned_by(tokens, format!("{what} is not supported inside a `#[differentiable]` function; {hint}"));
         Value::Poison
     }
 
@@ -437,13 +408,8 @@ impl<'a> Lowerer<'a> {
                     Some(syn::Type::Tuple(tt)) => tt.elems.iter().map(Some).collect(),
                     _ => vec![None; items.len()],
                 };
-                let (trees, bindings): (Vec<_>, Vec<_>) = t
-                    .elems
-                    .iter()
-                    .zip(items)
-                    .zip(elem_tys)
-                    .map(|((p, c), t)| self.bind_param(p, c, t, span))
-                    .unzip();
+                let (trees, bindings): (Vec<_>, Vec<_>) =
+                    t.elems.iter().zip(items).zip(elem_tys).map(|((p, c), t)| self.bind_param(p, c, t, span)).unzip();
                 (Tree::Tuple(trees), Binding::Tuple(bindings))
             }
             (Pat::Ident(_) | Pat::Wild(_), Class::Tuple(items)) => {
@@ -459,9 +425,8 @@ impl<'a> Lowerer<'a> {
                 };
                 for (i, c) in items.iter().enumerate() {
                     let v = self.vars.add(format!("{name}_{i}"), c.kind(), Role::Param, span);
-                    self.vars.info_mut(v).scalar_ty = elem_tys[i]
-                        .as_ref()
-                        .and_then(|t| generic_float(t, &self.sig.float_params));
+                    self.vars.info_mut(v).scalar_ty =
+                        elem_tys[i].as_ref().and_then(|t| generic_float(t, &self.sig.float_params));
                     trees.push(Tree::Leaf(v));
                     bindings.push(if c.kind().is_buffer() {
                         Binding::Buffer(v)
@@ -478,11 +443,7 @@ impl<'a> Lowerer<'a> {
                 };
                 let v = self.vars.add(name, class.kind(), Role::Param, pat.span());
                 self.vars.info_mut(v).scalar_ty = ty.and_then(|t| generic_float(t, &self.sig.float_params));
-                let b = if class.kind().is_buffer() {
-                    Binding::Buffer(v)
-                } else {
-                    Binding::Value(Operand::Var(v))
-                };
+                let b = if class.kind().is_buffer() { Binding::Buffer(v) } else { Binding::Value(Operand::Var(v)) };
                 (Tree::Leaf(v), b)
             }
         }
@@ -558,11 +519,7 @@ impl<'a> Lowerer<'a> {
                 let rest = &stmts[i + 1..];
                 let mut value = Value::Unit;
                 let then_ = self.nested(|l| value = l.block_in(rest, ctx, span));
-                self.emit(Stmt::If {
-                    cond: go,
-                    then_,
-                    else_: Vec::new(),
-                });
+                self.emit(Stmt::If { cond: go, then_, else_: Vec::new() });
                 if !matches!(value, Value::Unit) {
                     self.cx.error_at(
                         span,
@@ -657,19 +614,12 @@ impl<'a> Lowerer<'a> {
                 self.unsupported(item, "a nested item", "define it outside the function");
             }
             syn::Stmt::Expr(e, _) => {
-                let inner_ctx = if ctx == BlockCtx::Value {
-                    BlockCtx::Value
-                } else {
-                    BlockCtx::Unit
-                };
+                let inner_ctx = if ctx == BlockCtx::Value { BlockCtx::Value } else { BlockCtx::Unit };
                 let _ = inner_ctx;
                 self.expr_stmt(e);
             }
             syn::Stmt::Macro(m) => {
-                let e = Expr::Macro(syn::ExprMacro {
-                    attrs: m.attrs.clone(),
-                    mac: m.mac.clone(),
-                });
+                let e = Expr::Macro(syn::ExprMacro { attrs: m.attrs.clone(), mac: m.mac.clone() });
                 self.expr_stmt(&e);
             }
         }
@@ -718,9 +668,7 @@ impl<'a> Lowerer<'a> {
             // `let x;` — a cell assigned later.
             match &local.pat {
                 Pat::Ident(p) => {
-                    let v = self
-                        .vars
-                        .add(p.ident.to_string(), Kind::Unknown, Role::Cell, p.ident.span());
+                    let v = self.vars.add(p.ident.to_string(), Kind::Unknown, Role::Cell, p.ident.span());
                     self.emit(Stmt::Cell { var: v, init: None });
                     self.bind(&p.ident, Binding::Cell(v));
                 }
@@ -728,10 +676,7 @@ impl<'a> Lowerer<'a> {
                     if let Pat::Ident(p) = &*pt.pat {
                         let kind = kind_of_type(&pt.ty, &self.sig.float_params);
                         let v = self.vars.add(p.ident.to_string(), kind, Role::Cell, p.ident.span());
-                        self.emit(Stmt::Cell {
-                            var: v,
-                            init: default_value(kind),
-                        });
+                        self.emit(Stmt::Cell { var: v, init: default_value(kind) });
                         self.bind(&p.ident, Binding::Cell(v));
                     } else {
                         self.unsupported(&local.pat, "this pattern", "bind a single name");
@@ -791,16 +736,8 @@ impl<'a> Lowerer<'a> {
                         let toks = &c.tokens;
                         let suffixed: TokenStream = format!("{}{}", toks, id).parse().unwrap_or_else(|_| toks.clone());
                         let kind = kind_of_type(ty, &self.sig.float_params);
-                        if toks
-                            .to_string()
-                            .chars()
-                            .all(|ch| ch.is_ascii_digit() || ch == '.' || ch == '_')
-                        {
-                            value = Value::Op(Operand::Const(Const {
-                                tokens: suffixed,
-                                kind,
-                                scalar_ty: None,
-                            }));
+                        if toks.to_string().chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == '_') {
+                            value = Value::Op(Operand::Const(Const { tokens: suffixed, kind, scalar_ty: None }));
                         }
                     }
                 }
@@ -817,10 +754,7 @@ impl<'a> Lowerer<'a> {
             if let Operand::Var(src) = &value {
                 self.vars.info_mut(v).scalar_ty = self.vars.info(*src).scalar_ty.clone();
             }
-            self.emit(Stmt::Cell {
-                var: v,
-                init: Some(value),
-            });
+            self.emit(Stmt::Cell { var: v, init: Some(value) });
             Binding::Cell(v)
         } else {
             if let Operand::Var(v) = &value {
@@ -874,10 +808,7 @@ impl<'a> Lowerer<'a> {
                 self.bind(&p.ident, Binding::Tuple(Vec::new()));
             }
             (Pat::Ident(_), Value::Slice { .. }) => {
-                self.cx.error_at(
-                    span,
-                    "a sub-slice can only be passed directly to a call: write `g(&x[a..b])`",
-                );
+                self.cx.error_at(span, "a sub-slice can only be passed directly to a call: write `g(&x[a..b])`");
             }
             (Pat::Type(pt), v) => self.bind_let(&pt.pat, v, Some(&pt.ty), span),
             (other, _) => {
@@ -931,10 +862,7 @@ impl<'a> Lowerer<'a> {
             },
             Expr::Repeat(r) => {
                 let value = self.operand(&r.expr);
-                BufferInit::Array {
-                    value,
-                    len: r.len.to_token_stream(),
-                }
+                BufferInit::Array { value, len: r.len.to_token_stream() }
             }
             Expr::Array(a) => {
                 let items = a.elems.iter().map(|i| self.operand(i)).collect();
@@ -969,9 +897,7 @@ impl<'a> Lowerer<'a> {
             Kind::Unknown => Elem::Unknown,
             _ => Elem::Float,
         };
-        let v = self
-            .vars
-            .add(name.to_string(), Kind::Buffer(elem), Role::Buffer, name.span());
+        let v = self.vars.add(name.to_string(), Kind::Buffer(elem), Role::Buffer, name.span());
         self.emit(Stmt::Buffer { var: v, init });
         Some(v)
     }
@@ -982,33 +908,15 @@ impl<'a> Lowerer<'a> {
         let len = self.temp("len", Kind::Int, Rvalue::Len(src), span);
         let kind = self.vars.kind(src);
         let v = self.vars.add(name.to_string(), kind, Role::Buffer, name.span());
-        self.emit(Stmt::Buffer {
-            var: v,
-            init: BufferInit::Empty {
-                capacity: Some(len.clone()),
-            },
-        });
+        self.emit(Stmt::Buffer { var: v, init: BufferInit::Empty { capacity: Some(len.clone()) } });
         let i = self.vars.add("i", Kind::Int, Role::Index, span);
         let body = self.nested(|l| {
-            let x = l.temp(
-                "elem",
-                kind.element(),
-                Rvalue::Index {
-                    buf: src,
-                    index: Operand::Var(i),
-                },
-                span,
-            );
+            let x = l.temp("elem", kind.element(), Rvalue::Index { buf: src, index: Operand::Var(i) }, span);
             l.emit(Stmt::Push { buf: v, value: x });
         });
         self.emit(Stmt::For {
             var: i,
-            range: Range {
-                lo: const_int(0),
-                hi: len,
-                inclusive: false,
-                adapters: Vec::new(),
-            },
+            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
             body,
         });
         v
@@ -1035,21 +943,13 @@ impl<'a> Lowerer<'a> {
         match self.expr(e) {
             Value::Op(o) => o,
             Value::Buffer(b) => Operand::Var(b),
-            Value::Unit | Value::Poison => Operand::Const(Const {
-                tokens: quote!(()),
-                kind: Kind::Unknown,
-                scalar_ty: None,
-            }),
+            Value::Unit | Value::Poison => {
+                Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })
+            }
             Value::Tuple(_) | Value::Slice { .. } => {
-                self.cx.error_spanned_by(
-                    e,
-                    "a tuple or a sub-slice cannot be used here; bind its parts to names first",
-                );
-                Operand::Const(Const {
-                    tokens: quote!(()),
-                    kind: Kind::Unknown,
-                    scalar_ty: None,
-                })
+                self.cx
+                    .error_spanned_by(e, "a tuple or a sub-slice cannot be used here; bind its parts to names first");
+                Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })
             }
         }
     }
@@ -1100,10 +1000,7 @@ impl<'a> Lowerer<'a> {
                 self.expr(&r.expr)
             }
             Expr::MethodCall(m) => self.method_call(m),
-            Expr::Call(c) => self
-                .call(c, None)
-                .map(|v| Value::Op(Operand::Var(v)))
-                .unwrap_or(Value::Poison),
+            Expr::Call(c) => self.call(c, None).map(|v| Value::Op(Operand::Var(v))).unwrap_or(Value::Poison),
             Expr::Index(ix) => {
                 if let Expr::Range(_) = &*ix.index {
                     return self.unsupported(
@@ -1186,31 +1083,20 @@ impl<'a> Lowerer<'a> {
             }
             Expr::Macro(m) => self.macro_expr(m),
             Expr::Return(r) => {
-                self.cx.error_spanned_by(
-                    r,
-                    "`return` inside an expression is not supported; use it as a statement",
-                );
+                self.cx.error_spanned_by(r, "`return` inside an expression is not supported; use it as a statement");
                 Value::Poison
             }
             Expr::Break(b) => {
-                self.cx.error_spanned_by(
-                    b,
-                    "`break` inside an expression is not supported; use it as a statement",
-                );
+                self.cx.error_spanned_by(b, "`break` inside an expression is not supported; use it as a statement");
                 Value::Poison
             }
             Expr::Continue(c) => {
-                self.cx.error_spanned_by(
-                    c,
-                    "`continue` inside an expression is not supported; use it as a statement",
-                );
+                self.cx.error_spanned_by(c, "`continue` inside an expression is not supported; use it as a statement");
                 Value::Poison
             }
-            Expr::Closure(c) => self.unsupported(
-                c,
-                "a closure",
-                "write a separate `#[differentiable]` function and call it",
-            ),
+            Expr::Closure(c) => {
+                self.unsupported(c, "a closure", "write a separate `#[differentiable]` function and call it")
+            }
             Expr::Async(a) => self.unsupported(a, "an `async` block", "compute the value synchronously"),
             Expr::Await(a) => self.unsupported(a, "`.await`", "compute the value synchronously"),
             Expr::Unsafe(u) => self.unsupported(
@@ -1218,36 +1104,26 @@ impl<'a> Lowerer<'a> {
                 "an `unsafe` block",
                 "move the unsafe code into a function outside the differentiated code",
             ),
-            Expr::Try(t) => self.unsupported(
-                t,
-                "the `?` operator",
-                "handle the error outside the differentiable function",
-            ),
+            Expr::Try(t) => {
+                self.unsupported(t, "the `?` operator", "handle the error outside the differentiable function")
+            }
             Expr::TryBlock(t) => self.unsupported(t, "a `try` block", "handle errors outside"),
-            Expr::Let(l) => self.unsupported(
-                l,
-                "`let` in a condition (`if let`/`while let`)",
-                "compare integers with `==` instead",
-            ),
-            Expr::Range(r) => self.unsupported(
-                r,
-                "a range outside a `for` loop or a slice argument",
-                "use it in `for i in a..b`",
-            ),
-            Expr::Struct(s) => self.unsupported(
-                s,
-                "a struct literal",
-                "build the struct outside and pass it as an argument",
-            ),
+            Expr::Let(l) => {
+                self.unsupported(l, "`let` in a condition (`if let`/`while let`)", "compare integers with `==` instead")
+            }
+            Expr::Range(r) => {
+                self.unsupported(r, "a range outside a `for` loop or a slice argument", "use it in `for i in a..b`")
+            }
+            Expr::Struct(s) => {
+                self.unsupported(s, "a struct literal", "build the struct outside and pass it as an argument")
+            }
             Expr::Yield(y) => self.unsupported(y, "`yield`", "remove it"),
             Expr::Const(c) => self.unsupported(c, "a `const` block", "use a `const` item"),
             Expr::RawAddr(r) => self.unsupported(r, "a raw pointer", "pass slices or values instead of raw pointers"),
             Expr::Infer(i) => self.unsupported(i, "`_` as an expression", "write a value"),
-            other => self.unsupported(
-                other,
-                "this expression",
-                "rewrite it with the supported subset (see the README)",
-            ),
+            other => {
+                self.unsupported(other, "this expression", "rewrite it with the supported subset (see the README)")
+            }
         }
     }
 
@@ -1265,16 +1141,8 @@ impl<'a> Lowerer<'a> {
         } else {
             Kind::Unknown
         };
-        let scalar_ty = if float_param {
-            Some(p.path.segments[0].ident.clone())
-        } else {
-            None
-        };
-        Value::Op(Operand::Const(Const {
-            tokens: p.to_token_stream(),
-            kind,
-            scalar_ty,
-        }))
+        let scalar_ty = if float_param { Some(p.path.segments[0].ident.clone()) } else { None };
+        Value::Op(Operand::Const(Const { tokens: p.to_token_stream(), kind, scalar_ty }))
     }
 
     fn read_binding(&mut self, b: &Binding, span: Span) -> Value {
@@ -1298,10 +1166,7 @@ impl<'a> Lowerer<'a> {
                 self.emit(Stmt::Assign { var: *c, value: o });
             }
             (Binding::Cell(c), Value::Buffer(b)) => {
-                self.emit(Stmt::Assign {
-                    var: *c,
-                    value: Operand::Var(b),
-                });
+                self.emit(Stmt::Assign { var: *c, value: Operand::Var(b) });
             }
             (Binding::Tuple(ts), Value::Tuple(vs)) if ts.len() == vs.len() => {
                 for (t, v) in ts.iter().zip(vs) {
@@ -1317,9 +1182,7 @@ impl<'a> Lowerer<'a> {
                 }
             }
             (Binding::Tuple(ts), Value::Unit) if ts.is_empty() => {}
-            _ => self
-                .cx
-                .error_at(span, "this value does not fit the variable it is assigned to"),
+            _ => self.cx.error_at(span, "this value does not fit the variable it is assigned to"),
         }
     }
 
@@ -1370,11 +1233,7 @@ impl<'a> Lowerer<'a> {
         };
         let l = self.operand(&b.left);
         let r = self.operand(&b.right);
-        let kind = if op.is_comparison() {
-            Kind::Bool
-        } else {
-            combine_kinds(self.kind_of(&l), self.kind_of(&r))
-        };
+        let kind = if op.is_comparison() { Kind::Bool } else { combine_kinds(self.kind_of(&l), self.kind_of(&r)) };
         let name = match op {
             BinOp::Add => "sum",
             BinOp::Sub => "diff",
@@ -1398,10 +1257,7 @@ impl<'a> Lowerer<'a> {
             return Value::Op(self.temp("cond", Kind::Bool, Rvalue::Binary(op, l, r), span));
         }
         let cell = self.vars.add("cond", Kind::Bool, Role::Cell, span);
-        self.emit(Stmt::Cell {
-            var: cell,
-            init: Some(l.clone()),
-        });
+        self.emit(Stmt::Cell { var: cell, init: Some(l.clone()) });
         let rhs = self.nested(|lw| {
             let r = lw.operand(&b.right);
             lw.emit(Stmt::Assign { var: cell, value: r });
@@ -1482,8 +1338,7 @@ impl<'a> Lowerer<'a> {
             }
             Expr::Index(ix) => {
                 let Some(buf) = self.buffer_of(&ix.expr) else {
-                    self.cx
-                        .error_spanned_by(&ix.expr, "only elements of local buffers (`v[i] = …`) can be assigned");
+                    self.cx.error_spanned_by(&ix.expr, "only elements of local buffers (`v[i] = …`) can be assigned");
                     return;
                 };
                 if self.vars.role(buf) == Role::Param {
@@ -1499,15 +1354,7 @@ impl<'a> Lowerer<'a> {
                     None => rhs,
                     Some(op) => {
                         let kind = self.vars.kind(buf).element();
-                        let old = self.temp(
-                            "old",
-                            kind,
-                            Rvalue::Index {
-                                buf,
-                                index: index.clone(),
-                            },
-                            span,
-                        );
+                        let old = self.temp("old", kind, Rvalue::Index { buf, index: index.clone() }, span);
                         self.temp(
                             "updated",
                             combine_kinds(kind, self.kind_of(&rhs)),
@@ -1519,21 +1366,14 @@ impl<'a> Lowerer<'a> {
                 self.emit(Stmt::Store { buf, index, value });
             }
             other => {
-                self.unsupported(
-                    other,
-                    "assignment to this place",
-                    "assign to a local variable or a buffer element",
-                );
+                self.unsupported(other, "assignment to this place", "assign to a local variable or a buffer element");
             }
         }
     }
 
     fn sub_slice(&mut self, base: &Expr, range: &syn::ExprRange) -> Value {
         let Some(buf) = self.buffer_of(base) else {
-            self.cx.error_spanned_by(
-                base,
-                "sub-slices are supported on slices, vectors and arrays bound to a name",
-            );
+            self.cx.error_spanned_by(base, "sub-slices are supported on slices, vectors and arrays bound to a name");
             return Value::Poison;
         };
         let lo = range.start.as_ref().map(|e| self.operand(e));
@@ -1593,16 +1433,14 @@ impl<'a> Lowerer<'a> {
             return Value::Poison;
         }
         if m.turbofish.is_some() {
-            self.cx
-                .error_spanned_by(&m.turbofish, "turbofish on a method is not supported here");
+            self.cx.error_spanned_by(&m.turbofish, "turbofish on a method is not supported here");
         }
         let recv = self.expr(&m.receiver);
         let recv = match recv {
             Value::Op(o) => o,
             Value::Poison => return Value::Poison,
             Value::Tuple(_) | Value::Slice { .. } | Value::Buffer(_) | Value::Unit => {
-                self.cx
-                    .error_spanned_by(&m.receiver, "this value has no supported methods here");
+                self.cx.error_spanned_by(&m.receiver, "this value has no supported methods here");
                 return Value::Poison;
             }
         };
@@ -1621,40 +1459,18 @@ impl<'a> Lowerer<'a> {
             None if recv_kind == Kind::Int => Kind::Int,
             None => Kind::Unknown,
         };
-        Value::Op(self.temp(
-            &name,
-            kind,
-            Rvalue::Method {
-                recv,
-                method: m.method.clone(),
-                args,
-            },
-            span,
-        ))
+        Value::Op(self.temp(&name, kind, Rvalue::Method { recv, method: m.method.clone(), args }, span))
     }
 
     /// `x.iter().sum()` / `.product()` as a loop.
     fn fold_buffer(&mut self, buf: Var, sum: bool, span: Span) -> Value {
         let kind = self.vars.kind(buf).element();
-        let acc = self
-            .vars
-            .add(if sum { "total" } else { "product" }, kind, Role::Cell, span);
-        self.emit(Stmt::Cell {
-            var: acc,
-            init: Some(Operand::float(if sum { "0.0" } else { "1.0" })),
-        });
+        let acc = self.vars.add(if sum { "total" } else { "product" }, kind, Role::Cell, span);
+        self.emit(Stmt::Cell { var: acc, init: Some(Operand::float(if sum { "0.0" } else { "1.0" })) });
         let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
         let i = self.vars.add("i", Kind::Int, Role::Index, span);
         let body = self.nested(|l| {
-            let x = l.temp(
-                "elem",
-                kind,
-                Rvalue::Index {
-                    buf,
-                    index: Operand::Var(i),
-                },
-                span,
-            );
+            let x = l.temp("elem", kind, Rvalue::Index { buf, index: Operand::Var(i) }, span);
             let cur = l.temp("acc", kind, Rvalue::Use(Operand::Var(acc)), span);
             let op = if sum { BinOp::Add } else { BinOp::Mul };
             let next = l.temp("acc", kind, Rvalue::Binary(op, cur, x), span);
@@ -1662,12 +1478,7 @@ impl<'a> Lowerer<'a> {
         });
         self.emit(Stmt::For {
             var: i,
-            range: Range {
-                lo: const_int(0),
-                hi: len,
-                inclusive: false,
-                adapters: Vec::new(),
-            },
+            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
             body,
         });
         Value::Op(self.temp("folded", kind, Rvalue::Use(Operand::Var(acc)), span))
@@ -1690,11 +1501,7 @@ impl<'a> Lowerer<'a> {
                     _ => self.kind_of(&recv),
                 };
                 let v = self.vars.add(method.to_string(), kind, Role::Temp, span);
-                self.emit(Stmt::Let {
-                    dst: Tree::Leaf(v),
-                    rv: Rvalue::Method { recv, method, args },
-                    span,
-                });
+                self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Method { recv, method, args }, span });
                 Some(v)
             }
             CalleeKind::Detach => {
@@ -1707,10 +1514,7 @@ impl<'a> Lowerer<'a> {
                 let v = self.vars.add("detached", kind, Role::Temp, span);
                 self.emit(Stmt::Let {
                     dst: Tree::Leaf(v),
-                    rv: Rvalue::Call {
-                        callee: Callee::Detach,
-                        args: vec![Arg::Value(a)],
-                    },
+                    rv: Rvalue::Call { callee: Callee::Detach, args: vec![Arg::Value(a)] },
                     span,
                 });
                 Some(v)
@@ -1725,10 +1529,7 @@ impl<'a> Lowerer<'a> {
                 let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
                 self.emit(Stmt::Let {
                     dst: Tree::Leaf(v),
-                    rv: Rvalue::Call {
-                        callee: Callee::Free { path },
-                        args,
-                    },
+                    rv: Rvalue::Call { callee: Callee::Free { path }, args },
                     span,
                 });
                 Some(v)
@@ -1754,23 +1555,11 @@ impl<'a> Lowerer<'a> {
             .iter()
             .map(|n| {
                 let name = n.as_ref().map(|i| i.to_string()).unwrap_or_else(|| "unused".into());
-                self.vars.add(
-                    name,
-                    Kind::Unknown,
-                    Role::Temp,
-                    n.as_ref().map(|i| i.span()).unwrap_or(span),
-                )
+                self.vars.add(name, Kind::Unknown, Role::Temp, n.as_ref().map(|i| i.span()).unwrap_or(span))
             })
             .collect();
         let dst = Tree::Tuple(vars.iter().map(|v| Tree::Leaf(*v)).collect());
-        self.emit(Stmt::Let {
-            dst,
-            rv: Rvalue::Call {
-                callee: Callee::Free { path },
-                args,
-            },
-            span,
-        });
+        self.emit(Stmt::Let { dst, rv: Rvalue::Call { callee: Callee::Free { path }, args }, span });
         Some(vars)
     }
 
@@ -1778,8 +1567,7 @@ impl<'a> Lowerer<'a> {
         match strip_parens(func) {
             Expr::Path(p) => {
                 if p.qself.is_some() {
-                    self.cx
-                        .error_spanned_by(p, "qualified paths (`<T as Trait>::f`) are not supported here");
+                    self.cx.error_spanned_by(p, "qualified paths (`<T as Trait>::f`) are not supported here");
                     return None;
                 }
                 let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
@@ -1794,12 +1582,8 @@ impl<'a> Lowerer<'a> {
                 if let Some(Binding::Poison) = p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
                     return None;
                 }
-                if p.path
-                    .get_ident()
-                    .is_some_and(|i| self.lookup(&i.to_string()).is_some())
-                {
-                    self.cx
-                        .error_spanned_by(p, "calling a local value is not supported; call a function by name");
+                if p.path.get_ident().is_some_and(|i| self.lookup(&i.to_string()).is_some()) {
+                    self.cx.error_spanned_by(p, "calling a local value is not supported; call a function by name");
                     return None;
                 }
                 Some((CalleeKind::Free(p.path.clone()), false))
@@ -1831,8 +1615,7 @@ impl<'a> Lowerer<'a> {
                 Some((CalleeKind::Free(names::entity_path(&path, entity)), true))
             }
             other => {
-                self.cx
-                    .error_spanned_by(other, "only functions called by name can be differentiated through");
+                self.cx.error_spanned_by(other, "only functions called by name can be differentiated through");
                 None
             }
         }
@@ -1858,21 +1641,14 @@ impl<'a> Lowerer<'a> {
                     Value::Op(o) => Arg::Ref(o),
                     Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
                     Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
-                    Value::Unit | Value::Poison => Arg::Value(Operand::Const(Const {
-                        tokens: quote!(()),
-                        kind: Kind::Unknown,
-                        scalar_ty: None,
-                    })),
+                    Value::Unit | Value::Poison => {
+                        Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
+                    }
                 }
             }
             Expr::Reference(r) => {
-                self.cx
-                    .error_spanned_by(r, "`&mut` arguments are not supported; return the result instead");
-                Arg::Value(Operand::Const(Const {
-                    tokens: quote!(()),
-                    kind: Kind::Unknown,
-                    scalar_ty: None,
-                }))
+                self.cx.error_spanned_by(r, "`&mut` arguments are not supported; return the result instead");
+                Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
             }
             _ => value_arg(self.expr(a)),
         }
@@ -1889,8 +1665,7 @@ impl<'a> Lowerer<'a> {
                 }
             }
             "grad" | "vjp" | "value_and_grad" => {
-                self.cx
-                    .error_spanned_by(m, format!("`{name}!(f)` must be called: `{name}!(f)(args…)`"));
+                self.cx.error_spanned_by(m, format!("`{name}!(f)` must be called: `{name}!(f)(args…)`"));
                 Value::Poison
             }
             _ => self.unsupported(
@@ -1955,8 +1730,7 @@ impl<'a> Lowerer<'a> {
                 Binding::Cell(c)
             }
             _ => {
-                self.cx
-                    .error_at(span, "a branch can only produce values and tuples of values");
+                self.cx.error_at(span, "a branch can only produce values and tuples of values");
                 Binding::Tuple(Vec::new())
             }
         }
@@ -1966,10 +1740,8 @@ impl<'a> Lowerer<'a> {
         let span = m.span();
         let scrutinee = self.operand(&m.expr);
         if self.kind_of(&scrutinee).differentiable() && self.kind_of(&scrutinee) != Kind::Unknown {
-            self.cx.error_spanned_by(
-                &m.expr,
-                "`match` is supported on integers and booleans; compare floats with `if`",
-            );
+            self.cx
+                .error_spanned_by(&m.expr, "`match` is supported on integers and booleans; compare floats with `if`");
             return Value::Poison;
         }
         let mut result: Option<Binding> = None;
@@ -1994,11 +1766,7 @@ impl<'a> Lowerer<'a> {
         };
         let last = rest.is_empty();
         // The last arm of an exhaustive match needs no test.
-        let test = if last && arm.guard.is_none() {
-            None
-        } else {
-            Some(self.arm_test(arm, s))
-        };
+        let test = if last && arm.guard.is_none() { None } else { Some(self.arm_test(arm, s)) };
         let mut arm_value = Value::Unit;
         let mut then_ = self.nested(|l| {
             l.bind_arm_pattern(&arm.pat, s);
@@ -2065,20 +1833,13 @@ impl<'a> Lowerer<'a> {
         };
         // Evaluate the guard only when the pattern matched.
         let cell = self.vars.add("arm_matches", Kind::Bool, Role::Cell, span);
-        self.emit(Stmt::Cell {
-            var: cell,
-            init: Some(const_bool(false)),
-        });
+        self.emit(Stmt::Cell { var: cell, init: Some(const_bool(false)) });
         let then_ = self.nested(|l| {
             l.bind_arm_pattern(&arm.pat, s);
             let g = l.operand(guard);
             l.emit(Stmt::Assign { var: cell, value: g });
         });
-        self.emit(Stmt::If {
-            cond: pat_test,
-            then_,
-            else_: Vec::new(),
-        });
+        self.emit(Stmt::If { cond: pat_test, then_, else_: Vec::new() });
         self.temp("arm_matches", Kind::Bool, Rvalue::Use(Operand::Var(cell)), span)
     }
 
@@ -2102,11 +1863,7 @@ impl<'a> Lowerer<'a> {
                 }
                 if let Some(hi) = &r.end {
                     let hi = self.operand(hi);
-                    let op = if matches!(r.limits, syn::RangeLimits::Closed(_)) {
-                        BinOp::Le
-                    } else {
-                        BinOp::Lt
-                    };
+                    let op = if matches!(r.limits, syn::RangeLimits::Closed(_)) { BinOp::Le } else { BinOp::Lt };
                     let t = self.temp("in_range", Kind::Bool, Rvalue::Binary(op, s.clone(), hi), span);
                     acc = Some(match acc {
                         Some(a) => self.temp("in_range", Kind::Bool, Rvalue::Binary(BinOp::BitAnd, a, t), span),
@@ -2129,11 +1886,7 @@ impl<'a> Lowerer<'a> {
             Pat::Paren(p) => self.pattern_test(&p.pat, s),
             Pat::Path(p) => {
                 // A constant pattern (`N`, `Self::N`).
-                let c = Operand::Const(Const {
-                    tokens: p.to_token_stream(),
-                    kind: Kind::Int,
-                    scalar_ty: None,
-                });
+                let c = Operand::Const(Const { tokens: p.to_token_stream(), kind: Kind::Int, scalar_ty: None });
                 self.temp("is", Kind::Bool, Rvalue::Binary(BinOp::Eq, s.clone(), c), span)
             }
             other => {
@@ -2151,20 +1904,14 @@ impl<'a> Lowerer<'a> {
     fn loop_frame(&mut self, exits: Exits, span: Span) -> LoopFrame {
         let brk = if exits.brk {
             let v = self.vars.add("broke", Kind::Bool, Role::Cell, span);
-            self.emit(Stmt::Cell {
-                var: v,
-                init: Some(const_bool(false)),
-            });
+            self.emit(Stmt::Cell { var: v, init: Some(const_bool(false)) });
             Some(v)
         } else {
             None
         };
         let cont = if exits.cont {
             let v = self.vars.add("continued", Kind::Bool, Role::Cell, span);
-            self.emit(Stmt::Cell {
-                var: v,
-                init: Some(const_bool(false)),
-            });
+            self.emit(Stmt::Cell { var: v, init: Some(const_bool(false)) });
             Some(v)
         } else {
             None
@@ -2199,10 +1946,7 @@ impl<'a> Lowerer<'a> {
         self.loops.push(frame);
         let block = self.nested(|l| {
             if let Some(c) = cont {
-                l.emit(Stmt::Assign {
-                    var: c,
-                    value: const_bool(false),
-                });
+                l.emit(Stmt::Assign { var: c, value: const_bool(false) });
             }
             bind(l);
             l.block_in(&body.stmts, BlockCtx::Unit, body.span());
@@ -2222,10 +1966,7 @@ impl<'a> Lowerer<'a> {
         // `break value` needs cells for the value.
         if let Some(kind) = break_value_kind(&lp.body) {
             let c = self.vars.add("loop_value", kind, Role::Cell, span);
-            self.emit(Stmt::Cell {
-                var: c,
-                init: default_value(kind),
-            });
+            self.emit(Stmt::Cell { var: c, init: default_value(kind) });
             frame.value = Some(Binding::Cell(c));
         }
         let brk = frame.brk;
@@ -2290,19 +2031,12 @@ impl<'a> Lowerer<'a> {
                 Some(go) => {
                     // `go && cond`, evaluating `cond` only while going on.
                     let cell = l.vars.add("go_on", Kind::Bool, Role::Cell, span);
-                    l.emit(Stmt::Cell {
-                        var: cell,
-                        init: Some(const_bool(false)),
-                    });
+                    l.emit(Stmt::Cell { var: cell, init: Some(const_bool(false)) });
                     let then_ = l.nested(|l2| {
                         let c = l2.operand(&w.cond);
                         l2.emit(Stmt::Assign { var: cell, value: c });
                     });
-                    l.emit(Stmt::If {
-                        cond: go,
-                        then_,
-                        else_: Vec::new(),
-                    });
+                    l.emit(Stmt::If { cond: go, then_, else_: Vec::new() });
                     l.temp("go_on", Kind::Bool, Rvalue::Use(Operand::Var(cell)), span)
                 }
             };
@@ -2330,11 +2064,7 @@ impl<'a> Lowerer<'a> {
             let i = self.vars.add(index_name, Kind::Int, Role::Index, span);
             let elems = spec.elements.clone();
             let (body, _) = self.loop_body(&f.body, frame, |l| l.bind_elements(&elems, Operand::Var(i), span));
-            self.emit(Stmt::For {
-                var: i,
-                range: spec.range,
-                body,
-            });
+            self.emit(Stmt::For { var: i, range: spec.range, body });
             return;
         }
         // A loop that may stop early walks its index space through a cell.
@@ -2347,10 +2077,7 @@ impl<'a> Lowerer<'a> {
             return;
         }
         let idx = self.vars.add(format!("next_{index_name}"), Kind::Int, Role::Cell, span);
-        self.emit(Stmt::Cell {
-            var: idx,
-            init: Some(spec.range.lo.clone()),
-        });
+        self.emit(Stmt::Cell { var: idx, init: Some(spec.range.lo.clone()) });
         let brk = frame.brk;
         let hi = spec.range.hi.clone();
         let inclusive = spec.range.inclusive;
@@ -2369,12 +2096,7 @@ impl<'a> Lowerer<'a> {
         let elems = spec.elements.clone();
         let (body, _) = self.loop_body(&f.body, frame, |l| {
             let i = l.temp(&index_name, Kind::Int, Rvalue::Use(Operand::Var(idx)), span);
-            let next = l.temp(
-                "next",
-                Kind::Int,
-                Rvalue::Binary(BinOp::Add, i.clone(), const_int(1)),
-                span,
-            );
+            let next = l.temp("next", Kind::Int, Rvalue::Binary(BinOp::Add, i.clone(), const_int(1)), span);
             l.emit(Stmt::Assign { var: idx, value: next });
             l.bind_elements(&elems, i, span);
         });
@@ -2391,15 +2113,7 @@ impl<'a> Lowerer<'a> {
                         Pat::Ident(p) => p.ident.to_string(),
                         _ => "elem".into(),
                     };
-                    Binding::Value(self.temp(
-                        &name,
-                        kind,
-                        Rvalue::Index {
-                            buf: *buf,
-                            index: index.clone(),
-                        },
-                        span,
-                    ))
+                    Binding::Value(self.temp(&name, kind, Rvalue::Index { buf: *buf, index: index.clone() }, span))
                 }
             };
             match pat {
@@ -2426,15 +2140,7 @@ impl<'a> Lowerer<'a> {
                 let lo = self.operand(lo);
                 let hi = self.operand(hi);
                 let inclusive = matches!(r.limits, syn::RangeLimits::Closed(_));
-                (
-                    Range {
-                        lo,
-                        hi,
-                        inclusive,
-                        adapters: Vec::new(),
-                    },
-                    None,
-                )
+                (Range { lo, hi, inclusive, adapters: Vec::new() }, None)
             }
             other => {
                 // Iteration over slices: `x`, `&x`, `x.iter()`, with `zip` inside the chain.
@@ -2447,15 +2153,7 @@ impl<'a> Lowerer<'a> {
                     return None;
                 };
                 let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
-                (
-                    Range {
-                        lo: const_int(0),
-                        hi: len,
-                        inclusive: false,
-                        adapters: Vec::new(),
-                    },
-                    Some(buf),
-                )
+                (Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() }, Some(buf))
             }
         };
         let mut range = range;
@@ -2469,11 +2167,7 @@ impl<'a> Lowerer<'a> {
                 Link::Rev => range.adapters.push(Adapter::Rev),
                 Link::StepBy(k) => {
                     if base_kind.is_some() {
-                        self.unsupported(
-                            iter,
-                            "`step_by` on a slice iterator",
-                            "loop over a stepped range and index",
-                        );
+                        self.unsupported(iter, "`step_by` on a slice iterator", "loop over a stepped range and index");
                         return None;
                     }
                     let k = self.operand(&k);
@@ -2507,11 +2201,7 @@ impl<'a> Lowerer<'a> {
                     let min = self.temp(
                         "len",
                         Kind::Int,
-                        Rvalue::Method {
-                            recv: range.hi.clone(),
-                            method: Ident::new("min", span),
-                            args: vec![len2],
-                        },
+                        Rvalue::Method { recv: range.hi.clone(), method: Ident::new("min", span), args: vec![len2] },
                         span,
                     );
                     range.hi = min;
@@ -2525,11 +2215,7 @@ impl<'a> Lowerer<'a> {
         let flat: Vec<ElementSource> = sources.iter().flatten().cloned().collect();
         let pats = loop_pattern(pat, flat.len());
         let Some(pats) = pats else {
-            self.unsupported(
-                pat,
-                "this loop pattern",
-                "bind the loop variable to a name, `&name` or a tuple of names",
-            );
+            self.unsupported(pat, "this loop pattern", "bind the loop variable to a name, `&name` or a tuple of names");
             return None;
         };
         let index_name = match (&base_kind, pats.first()) {
@@ -2551,11 +2237,7 @@ impl<'a> Lowerer<'a> {
         } else {
             elements
         };
-        Some(IterSpec {
-            range,
-            elements,
-            index_name,
-        })
+        Some(IterSpec { range, elements, index_name })
     }
 
     // ---------------------------------------------------------------- exits
@@ -2569,10 +2251,7 @@ impl<'a> Lowerer<'a> {
         let Some(frame) = &self.ret else { return };
         let (flag, target) = (frame.flag, frame.value.clone());
         self.assign_binding(&target, value, span);
-        self.emit(Stmt::Assign {
-            var: flag,
-            value: const_bool(true),
-        });
+        self.emit(Stmt::Assign { var: flag, value: const_bool(true) });
     }
 
     fn break_expr(&mut self, b: &syn::ExprBreak) {
@@ -2590,10 +2269,7 @@ impl<'a> Lowerer<'a> {
             self.assign_binding(&t, v, b.span());
         }
         if let Some(brk) = brk {
-            self.emit(Stmt::Assign {
-                var: brk,
-                value: const_bool(true),
-            });
+            self.emit(Stmt::Assign { var: brk, value: const_bool(true) });
         }
     }
 
@@ -2607,10 +2283,7 @@ impl<'a> Lowerer<'a> {
             return;
         };
         if let Some(cont) = frame.cont {
-            self.emit(Stmt::Assign {
-                var: cont,
-                value: const_bool(true),
-            });
+            self.emit(Stmt::Assign { var: cont, value: const_bool(true) });
         }
     }
 
@@ -2623,8 +2296,7 @@ impl<'a> Lowerer<'a> {
             Value::Tuple(items) => Tree::Tuple(items.into_iter().map(|i| self.value_tree(i, span)).collect()),
             Value::Unit | Value::Poison => Tree::Tuple(Vec::new()),
             Value::Slice { .. } => {
-                self.cx
-                    .error_at(span, "a sub-slice cannot be returned; return a `Vec` built from it");
+                self.cx.error_at(span, "a sub-slice cannot be returned; return a `Vec` built from it");
                 Tree::Tuple(Vec::new())
             }
         }
@@ -2738,17 +2410,12 @@ fn contains_cell(b: &Binding) -> bool {
 fn value_arg(v: Value) -> Arg {
     match v {
         Value::Op(o) => Arg::Value(o),
-        Value::Buffer(b) => Arg::Buffer {
-            buf: b,
-            borrowed: false,
-        },
+        Value::Buffer(b) => Arg::Buffer { buf: b, borrowed: false },
         Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
         Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
-        Value::Unit | Value::Poison => Arg::Value(Operand::Const(Const {
-            tokens: quote!(()),
-            kind: Kind::Unknown,
-            scalar_ty: None,
-        })),
+        Value::Unit | Value::Poison => {
+            Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
+        }
     }
 }
 
@@ -2786,21 +2453,9 @@ fn combine_kinds(a: Kind, b: Kind) -> Kind {
 /// A zero of the kind, for cells read before rustc can see them assigned.
 fn default_value(kind: Kind) -> Option<Operand> {
     Some(Operand::Const(match kind {
-        Kind::Float => Const {
-            tokens: quote!(0.0),
-            kind,
-            scalar_ty: None,
-        },
-        Kind::Int => Const {
-            tokens: quote!(0),
-            kind,
-            scalar_ty: None,
-        },
-        Kind::Bool => Const {
-            tokens: quote!(false),
-            kind,
-            scalar_ty: None,
-        },
+        Kind::Float => Const { tokens: quote!(0.0), kind, scalar_ty: None },
+        Kind::Int => Const { tokens: quote!(0), kind, scalar_ty: None },
+        Kind::Bool => Const { tokens: quote!(false), kind, scalar_ty: None },
         _ => return None,
     }))
 }
@@ -2842,11 +2497,7 @@ fn literal(lit: &syn::Lit) -> Const {
         syn::Lit::Bool(_) => Kind::Bool,
         _ => Kind::Unknown,
     };
-    Const {
-        tokens: lit.to_token_stream(),
-        kind,
-        scalar_ty: None,
-    }
+    Const { tokens: lit.to_token_stream(), kind, scalar_ty: None }
 }
 
 enum VecMacro {

@@ -22,11 +22,7 @@ pub const VJP: &str = "__adjoint_vjp";
 /// `path::entity` for a free function path.
 pub fn entity_path(path: &Path, entity: &str) -> Path {
     let mut out = path.clone();
-    let span = path
-        .segments
-        .last()
-        .map(|s| s.ident.span())
-        .unwrap_or_else(Span::call_site);
+    let span = path.segments.last().map(|s| s.ident.span()).unwrap_or_else(Span::call_site);
     out.segments.push(syn::PathSegment::from(Ident::new(entity, span)));
     // Generic arguments on the function (`f::<T>`) move to the generated function.
     let n = out.segments.len();

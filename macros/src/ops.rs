@@ -31,11 +31,7 @@ pub enum Contribution {
     /// Its negation (`-ȳ`).
     Negate,
     /// `rules::<trait_name>::<method>(&ȳ, needs…)`.
-    Rule {
-        trait_name: &'static str,
-        method: &'static str,
-        needs: &'static [Need],
-    },
+    Rule { trait_name: &'static str, method: &'static str, needs: &'static [Need] },
 }
 
 /// One operand's rule, in the all-scalar form and in the general form.
@@ -75,30 +71,15 @@ impl Prim {
 const NO_RULE: InputRule = same(Contribution::None);
 
 const fn prim1(name: &'static str, a: InputRule) -> Prim {
-    Prim {
-        name,
-        arity: 1,
-        rules: [a, NO_RULE, NO_RULE],
-        output: Output::Same,
-    }
+    Prim { name, arity: 1, rules: [a, NO_RULE, NO_RULE], output: Output::Same }
 }
 
 const fn prim2(name: &'static str, a: InputRule, b: InputRule) -> Prim {
-    Prim {
-        name,
-        arity: 2,
-        rules: [a, b, NO_RULE],
-        output: Output::Same,
-    }
+    Prim { name, arity: 2, rules: [a, b, NO_RULE], output: Output::Same }
 }
 
 const fn prim3(name: &'static str, a: InputRule, b: InputRule, c: InputRule) -> Prim {
-    Prim {
-        name,
-        arity: 3,
-        rules: [a, b, c],
-        output: Output::Same,
-    }
+    Prim { name, arity: 3, rules: [a, b, c], output: Output::Same }
 }
 
 const fn same(c: Contribution) -> InputRule {
@@ -106,11 +87,7 @@ const fn same(c: Contribution) -> InputRule {
 }
 
 const fn rule(trait_name: &'static str, method: &'static str, needs: &'static [Need]) -> Contribution {
-    Contribution::Rule {
-        trait_name,
-        method,
-        needs,
-    }
+    Contribution::Rule { trait_name, method, needs }
 }
 
 use Contribution::{Identity, Negate};
@@ -126,12 +103,7 @@ const fn unary(name: &'static str, trait_name: &'static str, method: &'static st
 }
 
 const fn constant(name: &'static str, arity: usize) -> Prim {
-    Prim {
-        name,
-        arity,
-        rules: [NO_RULE; 3],
-        output: Output::Constant,
-    }
+    Prim { name, arity, rules: [NO_RULE; 3], output: Output::Constant }
 }
 
 const fn predicate(name: &'static str, arity: usize) -> Prim {
@@ -174,34 +146,19 @@ pub const METHODS: &[Prim] = &[
         same(rule("Powf", "powf_base_adjoint", XY)),
         same(rule("Powf", "powf_exponent_adjoint", &[Op(0), Op(1), Out])),
     ),
-    prim2(
-        "atan2",
-        same(rule("Atan2", "atan2_lhs_adjoint", XY)),
-        same(rule("Atan2", "atan2_rhs_adjoint", XY)),
-    ),
+    prim2("atan2", same(rule("Atan2", "atan2_lhs_adjoint", XY)), same(rule("Atan2", "atan2_rhs_adjoint", XY))),
     prim2(
         "hypot",
         same(rule("Hypot", "hypot_lhs_adjoint", &[Op(0), Out])),
         same(rule("Hypot", "hypot_rhs_adjoint", &[Op(1), Out])),
     ),
-    prim2(
-        "max",
-        same(rule("Max", "max_lhs_adjoint", XY)),
-        same(rule("Max", "max_rhs_adjoint", XY)),
-    ),
-    prim2(
-        "min",
-        same(rule("Min", "min_lhs_adjoint", XY)),
-        same(rule("Min", "min_rhs_adjoint", XY)),
-    ),
+    prim2("max", same(rule("Max", "max_lhs_adjoint", XY)), same(rule("Max", "max_rhs_adjoint", XY))),
+    prim2("min", same(rule("Min", "min_lhs_adjoint", XY)), same(rule("Min", "min_rhs_adjoint", XY))),
     prim3(
         "mul_add",
         same(rule("MulAdd", "mul_add_self_adjoint", &[Op(1)])),
         same(rule("MulAdd", "mul_add_factor_adjoint", &[Op(0)])),
-        InputRule {
-            scalar: Identity,
-            general: rule("MulAdd", "mul_add_addend_adjoint", &[Op(2)]),
-        },
+        InputRule { scalar: Identity, general: rule("MulAdd", "mul_add_addend_adjoint", &[Op(2)]) },
     ),
     prim3(
         "clamp",
@@ -229,53 +186,27 @@ pub fn method(name: &str) -> Option<&'static Prim> {
 
 /// The names of the differentiable methods, for the "unknown method" hint.
 pub fn method_names() -> String {
-    METHODS
-        .iter()
-        .filter(|p| p.output == Output::Same)
-        .map(|p| p.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    METHODS.iter().filter(|p| p.output == Output::Same).map(|p| p.name).collect::<Vec<_>>().join(", ")
 }
 
 const ADD: Prim = prim2(
     "add",
-    InputRule {
-        scalar: Identity,
-        general: rule("Add", "add_lhs_adjoint", XY),
-    },
-    InputRule {
-        scalar: Identity,
-        general: rule("Add", "add_rhs_adjoint", XY),
-    },
+    InputRule { scalar: Identity, general: rule("Add", "add_lhs_adjoint", XY) },
+    InputRule { scalar: Identity, general: rule("Add", "add_rhs_adjoint", XY) },
 );
 const SUB: Prim = prim2(
     "sub",
-    InputRule {
-        scalar: Identity,
-        general: rule("Sub", "sub_lhs_adjoint", XY),
-    },
-    InputRule {
-        scalar: Negate,
-        general: rule("Sub", "sub_rhs_adjoint", XY),
-    },
+    InputRule { scalar: Identity, general: rule("Sub", "sub_lhs_adjoint", XY) },
+    InputRule { scalar: Negate, general: rule("Sub", "sub_rhs_adjoint", XY) },
 );
 const MUL: Prim = prim2(
     "mul",
-    InputRule {
-        scalar: rule("ScalarMul", "mul_adjoint", &[Op(1)]),
-        general: rule("Mul", "mul_lhs_adjoint", XY),
-    },
-    InputRule {
-        scalar: rule("ScalarMul", "mul_adjoint", &[Op(0)]),
-        general: rule("Mul", "mul_rhs_adjoint", XY),
-    },
+    InputRule { scalar: rule("ScalarMul", "mul_adjoint", &[Op(1)]), general: rule("Mul", "mul_lhs_adjoint", XY) },
+    InputRule { scalar: rule("ScalarMul", "mul_adjoint", &[Op(0)]), general: rule("Mul", "mul_rhs_adjoint", XY) },
 );
 const DIV: Prim = prim2(
     "div",
-    InputRule {
-        scalar: rule("ScalarDiv", "div_lhs_adjoint", &[Op(1)]),
-        general: rule("Div", "div_lhs_adjoint", XY),
-    },
+    InputRule { scalar: rule("ScalarDiv", "div_lhs_adjoint", &[Op(1)]), general: rule("Div", "div_lhs_adjoint", XY) },
     InputRule {
         scalar: rule("ScalarDiv", "div_rhs_adjoint", &[Op(1), Out]),
         general: rule("Div", "div_rhs_adjoint", XY),
@@ -283,10 +214,7 @@ const DIV: Prim = prim2(
 );
 const REM: Prim = prim2(
     "rem",
-    InputRule {
-        scalar: Identity,
-        general: rule("Rem", "rem_lhs_adjoint", XY),
-    },
+    InputRule { scalar: Identity, general: rule("Rem", "rem_lhs_adjoint", XY) },
     same(rule("Rem", "rem_rhs_adjoint", XY)),
 );
 const NEG: Prim = prim1("neg", same(Negate));

@@ -77,7 +77,11 @@ struct Region {
 enum AdjPlan {
     /// Exactly one contribution, in the defining region: `let v_bar = c;`.
     Single,
-    /// Accumulated in a cell declared at the start of the defining region's reverse.
+    /// Several contributions, all in the defining region: the first initialises the
+    /// accumulator (`let mut v_bar = c₁; v_bar += c₂;`), so no zero is ever built.
+    Chain,
+    /// Accumulated in a cell declared (as zero) at the start of the defining region's
+    /// reverse: contributions come from nested regions, or the value is a cell.
     Accumulator,
 }
 
@@ -116,6 +120,9 @@ struct Transform<'a> {
     trips: HashMap<*const Block, (Var, Var)>,
     /// Accumulator declarations per region, emitted at the start of its reverse.
     accumulators: HashMap<RegionId, Vec<Stmt>>,
+    /// The accumulator variable of each value with several contributions (made up
+    /// front; declared when first needed).
+    acc_vars: HashMap<Var, Var>,
     /// Values read from a cell at the end of its region's forward sweep (`final`,
     /// `cell`), saved so the reverse can shape the cell's zero adjoint.
     finals: HashMap<RegionId, Vec<(Var, Var)>>,
@@ -151,6 +158,7 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         store: HashMap::new(),
         trips: HashMap::new(),
         accumulators: HashMap::new(),
+        acc_vars: HashMap::new(),
         finals: HashMap::new(),
     };
     for p in &src.params {
@@ -214,23 +222,12 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
     body.extend(top_rev);
 
     let grads_tree = Tree::Tuple(grads);
-    let ret = if cfg.keep_value {
-        Tree::Tuple(vec![src.ret.clone(), grads_tree])
-    } else {
-        grads_tree
-    };
+    let ret = if cfg.keep_value { Tree::Tuple(vec![src.ret.clone(), grads_tree]) } else { grads_tree };
     let mut params = src.params.clone();
     if let Some(c) = &cotangent {
         params.push(Param { pat: c.clone() });
     }
-    Derivative {
-        func: Func {
-            vars: t.vars,
-            params,
-            body,
-            ret,
-        },
-    }
+    Derivative { func: Func { vars: t.vars, params, body, ret } }
 }
 
 impl<'a> Transform<'a> {
@@ -401,14 +398,35 @@ impl<'a> Transform<'a> {
 
     fn plan_adjoints(&mut self) {
         let mut plan = HashMap::new();
-        for (v, (count, regions)) in &self.contributions {
-            let def = self.def_region.get(v).copied().unwrap_or(0);
-            let single = *count == 1
-                && regions.len() == 1
+        let mut vars: Vec<Var> = self.contributions.keys().copied().collect();
+        vars.sort();
+        for v in vars {
+            let (count, regions) = &self.contributions[&v];
+            let def = self.def_region.get(&v).copied().unwrap_or(0);
+            let local = regions.len() == 1
                 && regions.contains(&def)
-                && matches!(self.vars.role(*v), Role::Temp | Role::Param)
-                && !self.vars.kind(*v).is_buffer();
-            plan.insert(*v, if single { AdjPlan::Single } else { AdjPlan::Accumulator });
+                && matches!(self.vars.role(v), Role::Temp | Role::Param)
+                && !self.vars.kind(v).is_buffer();
+            let p = match (local, *count) {
+                (true, 1) => AdjPlan::Single,
+                (true, _) => AdjPlan::Chain,
+                _ => AdjPlan::Accumulator,
+            };
+            if p != AdjPlan::Single {
+                // Accumulators are named before any contribution, so they get the plain
+                // `x_bar` name and contributions the numbered ones.
+                let role = match self.vars.role(v) {
+                    Role::Tape => Role::Tape,
+                    Role::Slot => Role::Slot,
+                    _ if self.vars.kind(v).is_buffer() && matches!(self.vars.role(v), Role::Buffer | Role::Param) => {
+                        Role::Buffer
+                    }
+                    _ => Role::Cell,
+                };
+                let a = self.vars.add_like(v, self.adj_name(v), role);
+                self.acc_vars.insert(v, a);
+            }
+            plan.insert(v, p);
         }
         self.plan = plan;
     }
@@ -432,37 +450,26 @@ impl<'a> Transform<'a> {
         }
         let info = self.vars.info(v).clone();
         let region = self.def_region.get(&v).copied().unwrap_or(0);
+        let premade = self.acc_vars.get(&v).copied();
         let (acc, decl) = match info.role {
             Role::Buffer | Role::Param if info.kind.is_buffer() => {
-                let a = self.vars.add_like(v, self.adj_name(v), Role::Buffer);
+                let a = premade.unwrap_or_else(|| self.vars.add_like(v, self.adj_name(v), Role::Buffer));
                 self.needs.push((v, region));
-                (
-                    a,
-                    Stmt::Buffer {
-                        var: a,
-                        init: BufferInit::ZerosLike(v),
-                    },
-                )
+                (a, Stmt::Buffer { var: a, init: BufferInit::ZerosLike(v) })
             }
             Role::Tape => {
-                let a = self.vars.add_like(v, self.adj_name(v), Role::Tape);
+                let a = premade.unwrap_or_else(|| self.vars.add_like(v, self.adj_name(v), Role::Tape));
                 (a, Stmt::Tape { var: a })
             }
             Role::Slot => {
-                let a = self.vars.add_like(v, self.adj_name(v), Role::Slot);
+                let a = premade.unwrap_or_else(|| self.vars.add_like(v, self.adj_name(v), Role::Slot));
                 (a, Stmt::Slot { var: a })
             }
             _ => {
-                let a = self.vars.add_like(v, self.adj_name(v), Role::Cell);
+                let a = premade.unwrap_or_else(|| self.vars.add_like(v, self.adj_name(v), Role::Cell));
                 let (prelude, init) = self.zero_of(v, region);
                 self.accumulators.entry(region).or_default().extend(prelude);
-                (
-                    a,
-                    Stmt::Cell {
-                        var: a,
-                        init: Some(init),
-                    },
-                )
+                (a, Stmt::Cell { var: a, init: Some(init) })
             }
         };
         self.accumulators.entry(region).or_default().push(decl);
@@ -500,17 +507,8 @@ impl<'a> Transform<'a> {
             self.needs.push((*l, region));
         }
         let span = self.vars.info(v).span;
-        let z = self
-            .vars
-            .add_like(v, format!("{}_zero", self.vars.info(v).name), Role::Temp);
-        (
-            Some(Stmt::Let {
-                dst: Tree::Leaf(z),
-                rv: Rvalue::Zero(like),
-                span,
-            }),
-            Operand::Var(z),
-        )
+        let z = self.vars.add_like(v, format!("{}_zero", self.vars.info(v).name), Role::Temp);
+        (Some(Stmt::Let { dst: Tree::Leaf(z), rv: Rvalue::Zero(like), span }), Operand::Var(z))
     }
 
     /// Add a contribution `c` to the adjoint of `o`, emitting into `out`.
@@ -521,34 +519,35 @@ impl<'a> Transform<'a> {
         }
         match self.plan.get(&v).copied().unwrap_or(AdjPlan::Accumulator) {
             AdjPlan::Single => {
-                // A temporary the transform just made becomes the adjoint itself.
+                // An immutable value is the adjoint itself (a fresh temporary of the
+                // transform also takes the adjoint's name); anything else is copied.
                 if let Operand::Var(t) = &c {
-                    if t.0 as usize >= self.src.vars.len()
-                        && self.vars.role(*t) == Role::Temp
-                        && !self.adj.values().any(|a| a == t)
-                    {
-                        self.vars.info_mut(*t).name = self.adj_name(v);
+                    if matches!(self.vars.role(*t), Role::Temp | Role::Param) {
+                        let fresh = t.0 as usize >= self.src.vars.len() && self.vars.role(*t) == Role::Temp;
+                        if fresh && !self.adj.values().any(|a| a == t) {
+                            self.vars.info_mut(*t).name = self.adj_name(v);
+                        }
                         self.adj.insert(v, *t);
                         return;
                     }
                 }
                 let a = self.vars.add_like(v, self.adj_name(v), Role::Temp);
-                out.push(Stmt::Let {
-                    dst: Tree::Leaf(a),
-                    rv: Rvalue::Use(c),
-                    span: self.vars.info(v).span,
-                });
+                out.push(Stmt::Let { dst: Tree::Leaf(a), rv: Rvalue::Use(c), span: self.vars.info(v).span });
                 self.adj.insert(v, a);
+            }
+            AdjPlan::Chain => {
+                if let Some(acc) = self.adj.get(&v).copied() {
+                    out.push(Stmt::Accumulate { place: Place::Cell(acc), value: c });
+                } else {
+                    let acc = self.acc_vars[&v];
+                    out.push(Stmt::Cell { var: acc, init: Some(c) });
+                    self.adj.insert(v, acc);
+                }
             }
             AdjPlan::Accumulator => {
                 let acc = self.accumulator(v);
                 let place = if self.vars.kind(v).is_buffer() {
-                    Place::Slice {
-                        buf: acc,
-                        lo: None,
-                        hi: None,
-                        inclusive: false,
-                    }
+                    Place::Slice { buf: acc, lo: None, hi: None, inclusive: false }
                 } else {
                     Place::Cell(acc)
                 };
@@ -578,18 +577,10 @@ impl<'a> Transform<'a> {
         let v = self.vars.add(name, kind, Role::Temp, span);
         // A scalar result has the generic type of its scalar operands, if any.
         if kind == Kind::Float {
-            let ty = rv
-                .operands()
-                .iter()
-                .filter_map(|o| o.var())
-                .find_map(|x| self.vars.info(x).scalar_ty.clone());
+            let ty = rv.operands().iter().filter_map(|o| o.var()).find_map(|x| self.vars.info(x).scalar_ty.clone());
             self.vars.info_mut(v).scalar_ty = ty;
         }
-        out.push(Stmt::Let {
-            dst: Tree::Leaf(v),
-            rv,
-            span,
-        });
+        out.push(Stmt::Let { dst: Tree::Leaf(v), rv, span });
         Operand::Var(v)
     }
 
@@ -613,13 +604,7 @@ impl<'a> Transform<'a> {
                         self.vars.one(v)
                     } else {
                         self.need(leaf, 0);
-                        self.temp(
-                            "seed",
-                            self.vars.kind(v),
-                            Rvalue::One(leaf.clone()),
-                            self.vars.info(v).span,
-                            out,
-                        )
+                        self.temp("seed", self.vars.kind(v), Rvalue::One(leaf.clone()), self.vars.info(v).span, out)
                     }
                 }
             };
@@ -653,11 +638,7 @@ impl<'a> Transform<'a> {
 
     fn rev_stmt(&mut self, s: &'a Stmt, region: RegionId, out: &mut Block) {
         match s {
-            Stmt::Let {
-                dst: Tree::Leaf(v),
-                rv,
-                span,
-            } => {
+            Stmt::Let { dst: Tree::Leaf(v), rv, span } => {
                 if !self.active(*v) {
                     return;
                 }
@@ -742,10 +723,7 @@ impl<'a> Transform<'a> {
                     let c = self.temp(
                         &self.adj_name(*buf),
                         elem,
-                        Rvalue::Index {
-                            buf: acc,
-                            index: index.clone(),
-                        },
+                        Rvalue::Index { buf: acc, index: index.clone() },
                         Span::call_site(),
                         out,
                     );
@@ -757,20 +735,13 @@ impl<'a> Transform<'a> {
                     let cur = self.temp(
                         "old_bar",
                         elem,
-                        Rvalue::Index {
-                            buf: acc,
-                            index: index.clone(),
-                        },
+                        Rvalue::Index { buf: acc, index: index.clone() },
                         Span::call_site(),
                         out,
                     );
                     self.temp("zero", elem, Rvalue::Zero(cur), Span::call_site(), out)
                 };
-                out.push(Stmt::Store {
-                    buf: acc,
-                    index: index.clone(),
-                    value: zero,
-                });
+                out.push(Stmt::Store { buf: acc, index: index.clone(), value: zero });
             }
             Stmt::Push { buf, value } => {
                 if !self.active(*buf) {
@@ -788,13 +759,7 @@ impl<'a> Transform<'a> {
                     return;
                 }
                 let acc = self.accumulator(*slot);
-                let c = self.temp(
-                    &self.adj_name(*slot),
-                    self.kind(value),
-                    Rvalue::Load(acc),
-                    Span::call_site(),
-                    out,
-                );
+                let c = self.temp(&self.adj_name(*slot), self.kind(value), Rvalue::Load(acc), Span::call_site(), out);
                 self.contribute(value, c, out);
             }
             Stmt::Buffer { var, init } => {
@@ -837,11 +802,7 @@ impl<'a> Transform<'a> {
                     return;
                 }
                 self.need(cond, region);
-                out.push(Stmt::If {
-                    cond: cond.clone(),
-                    then_: rt,
-                    else_: re,
-                });
+                out.push(Stmt::If { cond: cond.clone(), then_: rt, else_: re });
             }
             Stmt::For { var, range, body } => {
                 let rb = self.rev_block(body);
@@ -856,11 +817,7 @@ impl<'a> Transform<'a> {
                 let index = self.vars.add(info.name, info.kind, Role::Index, info.span);
                 let mut rb = rb;
                 rename_uses(&mut rb, &HashMap::from([(*var, index)]));
-                out.push(Stmt::For {
-                    var: index,
-                    range: range.reversed(),
-                    body: rb,
-                });
+                out.push(Stmt::For { var: index, range: range.reversed(), body: rb });
             }
             Stmt::While { header, body, .. } => {
                 if header
@@ -880,20 +837,12 @@ impl<'a> Transform<'a> {
                 self.need(&Operand::Var(trips), region);
                 let i = self.vars.add("_iteration", Kind::Int, Role::Index, Span::call_site());
                 let range = Range {
-                    lo: Operand::Const(Const {
-                        tokens: quote!(0),
-                        kind: Kind::Int,
-                        scalar_ty: None,
-                    }),
+                    lo: Operand::Const(Const { tokens: quote!(0), kind: Kind::Int, scalar_ty: None }),
                     hi: Operand::Var(trips),
                     inclusive: false,
                     adapters: Vec::new(),
                 };
-                out.push(Stmt::For {
-                    var: i,
-                    range,
-                    body: rb,
-                });
+                out.push(Stmt::For { var: i, range, body: rb });
             }
             Stmt::Tape { .. } | Stmt::Slot { .. } => {}
         }
@@ -905,26 +854,14 @@ impl<'a> Transform<'a> {
             return self.vars.zero(v);
         }
         self.need(&Operand::Var(v), region);
-        self.temp(
-            "zero",
-            self.vars.kind(v),
-            Rvalue::Zero(Operand::Var(v)),
-            Span::call_site(),
-            out,
-        )
+        self.temp("zero", self.vars.kind(v), Rvalue::Zero(Operand::Var(v)), Span::call_site(), out)
     }
 
     fn zero_for_reset(&mut self, v: Var, acc: Var, _region: RegionId, out: &mut Block) -> Operand {
         if self.vars.kind(v) == Kind::Float {
             return self.vars.zero(v);
         }
-        let cur = self.temp(
-            "bar",
-            self.vars.kind(v),
-            Rvalue::Use(Operand::Var(acc)),
-            Span::call_site(),
-            out,
-        );
+        let cur = self.temp("bar", self.vars.kind(v), Rvalue::Use(Operand::Var(acc)), Span::call_site(), out);
         self.temp("zero", self.vars.kind(v), Rvalue::Zero(cur), Span::call_site(), out)
     }
 
@@ -934,33 +871,14 @@ impl<'a> Transform<'a> {
             Place::Cell(_) => self.temp("bar", kind, Rvalue::Use(Operand::Var(acc)), Span::call_site(), out),
             Place::Elem(_, idx) => {
                 self.need(idx, region);
-                self.temp(
-                    "bar",
-                    kind.element(),
-                    Rvalue::Index {
-                        buf: acc,
-                        index: idx.clone(),
-                    },
-                    Span::call_site(),
-                    out,
-                )
+                self.temp("bar", kind.element(), Rvalue::Index { buf: acc, index: idx.clone() }, Span::call_site(), out)
             }
-            Place::Slice {
-                lo: None,
-                hi: None,
-                inclusive: false,
-                ..
-            } => Operand::Var(acc),
+            Place::Slice { lo: None, hi: None, inclusive: false, .. } => Operand::Var(acc),
             Place::Slice { lo, hi, inclusive, .. } => {
                 for o in lo.iter().chain(hi.iter()) {
                     self.need(o, region);
                 }
-                let rv = Rvalue::Slice {
-                    buf: acc,
-                    lo: lo.clone(),
-                    hi: hi.clone(),
-                    inclusive: *inclusive,
-                };
+                let rv = Rvalue::Slice { buf: acc, lo: lo.clone(), hi: hi.clone(), inclusive: *inclusive };
                 self.temp("bar", kind, rv, Span::call_site(), out)
             }
         }
@@ -972,10 +890,7 @@ impl<'a> Transform<'a> {
                 if let Some(src) = o.var() {
                     if self.vars.role(src) == Role::Cell && self.active(src) {
                         let acc = self.accumulator(src);
-                        out.push(Stmt::Accumulate {
-                            place: Place::Cell(acc),
-                            value: ybar,
-                        });
+                        out.push(Stmt::Accumulate { place: Place::Cell(acc), value: ybar });
                         return;
                     }
                 }
@@ -1010,10 +925,7 @@ impl<'a> Transform<'a> {
                 }
                 let acc = self.accumulator(*buf);
                 self.need(index, region);
-                out.push(Stmt::Accumulate {
-                    place: Place::Elem(acc, index.clone()),
-                    value: ybar,
-                });
+                out.push(Stmt::Accumulate { place: Place::Elem(acc, index.clone()), value: ybar });
             }
             Rvalue::Slice { buf, lo, hi, inclusive } => {
                 if !self.active(*buf) {
@@ -1024,12 +936,7 @@ impl<'a> Transform<'a> {
                     self.need(o, region);
                 }
                 out.push(Stmt::Accumulate {
-                    place: Place::Slice {
-                        buf: acc,
-                        lo: lo.clone(),
-                        hi: hi.clone(),
-                        inclusive: *inclusive,
-                    },
+                    place: Place::Slice { buf: acc, lo: lo.clone(), hi: hi.clone(), inclusive: *inclusive },
                     value: ybar,
                 });
             }
@@ -1042,10 +949,7 @@ impl<'a> Transform<'a> {
                     &self.adj_name(v),
                     self.kind(o),
                     Rvalue::Call {
-                        callee: Callee::Rule {
-                            trait_name: "Cast",
-                            method: "cast_adjoint".into(),
-                        },
+                        callee: Callee::Rule { trait_name: "Cast", method: "cast_adjoint".into() },
                         args: vec![Arg::Ref(ybar), Arg::Ref(o.clone())],
                     },
                     span,
@@ -1096,11 +1000,7 @@ impl<'a> Transform<'a> {
                 Contribution::None => continue,
                 Contribution::Identity => ybar.clone(),
                 Contribution::Negate => self.temp(&name, kind, Rvalue::Unary(UnOp::Neg, ybar.clone()), span, out),
-                Contribution::Rule {
-                    trait_name,
-                    method,
-                    needs,
-                } => {
+                Contribution::Rule { trait_name, method, needs } => {
                     let mut args = vec![Arg::Ref(ybar.clone())];
                     for n in needs {
                         let val = match n {
@@ -1113,13 +1013,7 @@ impl<'a> Transform<'a> {
                     self.temp(
                         &name,
                         kind,
-                        Rvalue::Call {
-                            callee: Callee::Rule {
-                                trait_name,
-                                method: method.into(),
-                            },
-                            args,
-                        },
+                        Rvalue::Call { callee: Callee::Rule { trait_name, method: method.into() }, args },
                         span,
                         out,
                     )
@@ -1160,23 +1054,11 @@ impl<'a> Transform<'a> {
         let mut call_args: Vec<Arg> = args.to_vec();
         call_args.extend(cot_args);
         let d1 = match callee {
-            Callee::Free { path } => Callee::Free {
-                path: crate::names::entity_path(path, crate::names::D1),
-            },
-            Callee::Rule { trait_name, method } => Callee::Rule {
-                trait_name,
-                method: derivative_method(method),
-            },
+            Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
+            Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
             Callee::Detach => unreachable!("handled above"),
         };
-        out.push(Stmt::Let {
-            dst: Tree::Tuple(grads.clone()),
-            rv: Rvalue::Call {
-                callee: d1,
-                args: call_args,
-            },
-            span,
-        });
+        out.push(Stmt::Let { dst: Tree::Tuple(grads.clone()), rv: Rvalue::Call { callee: d1, args: call_args }, span });
         for (a, g) in args.iter().zip(&grads) {
             self.accumulate_arg(a, g, out);
         }
@@ -1199,18 +1081,12 @@ impl<'a> Transform<'a> {
                 let v = o.var().expect("active operand");
                 let kind = self.vars.kind(v);
                 let _ = kind;
-                Tree::Leaf(
-                    self.vars
-                        .add_like(v, format!("{}_grad", self.vars.info(v).name), Role::Temp),
-                )
+                Tree::Leaf(self.vars.add_like(v, format!("{}_grad", self.vars.info(v).name), Role::Temp))
             }
             Arg::Buffer { buf: b, .. } | Arg::Slice { buf: b, .. } => {
                 let kind = self.vars.kind(*b);
                 let _ = kind;
-                Tree::Leaf(
-                    self.vars
-                        .add_like(*b, format!("{}_grad", self.vars.info(*b).name), Role::Temp),
-                )
+                Tree::Leaf(self.vars.add_like(*b, format!("{}_grad", self.vars.info(*b).name), Role::Temp))
             }
         }
     }
@@ -1228,24 +1104,14 @@ impl<'a> Transform<'a> {
             (Arg::Buffer { buf: b, .. }, Tree::Leaf(g)) if self.active(*b) => {
                 let acc = self.accumulator(*b);
                 out.push(Stmt::Accumulate {
-                    place: Place::Slice {
-                        buf: acc,
-                        lo: None,
-                        hi: None,
-                        inclusive: false,
-                    },
+                    place: Place::Slice { buf: acc, lo: None, hi: None, inclusive: false },
                     value: Operand::Var(*g),
                 });
             }
             (Arg::Slice { buf, lo, hi, inclusive }, Tree::Leaf(g)) if self.active(*buf) => {
                 let acc = self.accumulator(*buf);
                 out.push(Stmt::Accumulate {
-                    place: Place::Slice {
-                        buf: acc,
-                        lo: lo.clone(),
-                        hi: hi.clone(),
-                        inclusive: *inclusive,
-                    },
+                    place: Place::Slice { buf: acc, lo: lo.clone(), hi: hi.clone(), inclusive: *inclusive },
                     value: Operand::Var(*g),
                 });
             }
@@ -1259,8 +1125,9 @@ impl<'a> Transform<'a> {
             Tree::Tuple(items) => Tree::Tuple(items.iter().map(|i| self.grad_tree(i, out)).collect()),
             Tree::Leaf(v) => {
                 let v = *v;
-                if self.adj.contains_key(&v) {
-                    return Tree::Leaf(self.adj_value(v, out).expect("adjoint"));
+                if let Some(a) = self.adj.get(&v).copied() {
+                    // Nothing runs after the gradients are read: return the adjoint itself.
+                    return Tree::Leaf(Operand::Var(a));
                 }
                 // No gradient reached this parameter: a zero of its shape.
                 let kind = self.vars.kind(v);
@@ -1270,10 +1137,7 @@ impl<'a> Transform<'a> {
                     Kind::Buffer(_) => {
                         self.needs.push((v, 0));
                         let z = self.vars.add_like(v, self.adj_name(v), Role::Buffer);
-                        out.push(Stmt::Buffer {
-                            var: z,
-                            init: BufferInit::ZerosLike(v),
-                        });
+                        out.push(Stmt::Buffer { var: z, init: BufferInit::ZerosLike(v) });
                         Operand::Var(z)
                     }
                     _ => {
@@ -1302,11 +1166,7 @@ impl<'a> Transform<'a> {
             {
                 continue;
             }
-            let how = if self.recomputable(v) {
-                Materialize::Recompute
-            } else {
-                Materialize::Save
-            };
+            let how = if self.recomputable(v) { Materialize::Recompute } else { Materialize::Save };
             self.decided.insert(v, how);
             here.push(v);
             if how == Materialize::Recompute {
@@ -1320,11 +1180,7 @@ impl<'a> Transform<'a> {
                     }
                 }
             } else {
-                let role = if self.regions[region].in_loop {
-                    Role::Tape
-                } else {
-                    Role::Slot
-                };
+                let role = if self.regions[region].in_loop { Role::Tape } else { Role::Slot };
                 let kind = self.vars.kind(v);
                 let suffix = if role == Role::Tape { "tape" } else { "slot" };
                 let name = format!("{}_{suffix}", self.vars.info(v).name);
@@ -1343,27 +1199,15 @@ impl<'a> Transform<'a> {
         for v in &here {
             if self.decided[v] == Materialize::Save {
                 let st = self.store[v];
-                let rv = if self.vars.role(st) == Role::Tape {
-                    Rvalue::Pop(st)
-                } else {
-                    Rvalue::Load(st)
-                };
-                out.push(Stmt::Let {
-                    dst: Tree::Leaf(renames[v]),
-                    rv,
-                    span: self.vars.info(*v).span,
-                });
+                let rv = if self.vars.role(st) == Role::Tape { Rvalue::Pop(st) } else { Rvalue::Load(st) };
+                out.push(Stmt::Let { dst: Tree::Leaf(renames[v]), rv, span: self.vars.info(*v).span });
             }
         }
         let mut recomputed = Vec::new();
         for v in &here {
             if self.decided[v] == Materialize::Recompute {
                 if let Stmt::Let { rv, span, .. } = self.def_stmt[v] {
-                    recomputed.push(Stmt::Let {
-                        dst: Tree::Leaf(renames[v]),
-                        rv: rv.clone(),
-                        span: *span,
-                    });
+                    recomputed.push(Stmt::Let { dst: Tree::Leaf(renames[v]), rv: rv.clone(), span: *span });
                 }
             }
         }
@@ -1374,10 +1218,7 @@ impl<'a> Transform<'a> {
 
     /// A pure, cheap operation on scalars whose inputs never change.
     fn recomputable(&self, v: Var) -> bool {
-        let Some(Stmt::Let {
-            dst: Tree::Leaf(_), rv, ..
-        }) = self.def_stmt.get(&v).copied()
-        else {
+        let Some(Stmt::Let { dst: Tree::Leaf(_), rv, .. }) = self.def_stmt.get(&v).copied() else {
             return false;
         };
         let scalar = |o: &Operand| !matches!(self.kind(o), Kind::Unknown | Kind::Buffer(_));
@@ -1464,15 +1305,10 @@ impl<'a> Transform<'a> {
 
     fn stmt_kept(&self, s: &Stmt, needed: &HashSet<Var>) -> bool {
         let region_has_finals = |b: &Block| {
-            self.finals
-                .get(&self.region_of(b))
-                .is_some_and(|f| f.iter().any(|(fin, _)| self.store.contains_key(fin)))
+            self.finals.get(&self.region_of(b)).is_some_and(|f| f.iter().any(|(fin, _)| self.store.contains_key(fin)))
         };
         match s {
-            Stmt::Let { dst, .. } => dst
-                .leaves()
-                .iter()
-                .any(|v| needed.contains(v) || self.store.contains_key(v)),
+            Stmt::Let { dst, .. } => dst.leaves().iter().any(|v| needed.contains(v) || self.store.contains_key(v)),
             Stmt::Cell { var, .. } | Stmt::Buffer { var, .. } | Stmt::Tape { var } | Stmt::Slot { var } => {
                 needed.contains(var)
             }
@@ -1550,11 +1386,7 @@ impl<'a> Transform<'a> {
         for (fin, cell) in self.finals.get(&region).cloned().unwrap_or_default() {
             if let Some(st) = self.store.get(&fin).copied() {
                 let span = self.vars.info(fin).span;
-                out.push(Stmt::Let {
-                    dst: Tree::Leaf(fin),
-                    rv: Rvalue::Use(Operand::Var(cell)),
-                    span,
-                });
+                out.push(Stmt::Let { dst: Tree::Leaf(fin), rv: Rvalue::Use(Operand::Var(cell)), span });
                 out.push(save_stmt(&self.vars, st, fin));
             }
         }
@@ -1571,19 +1403,11 @@ impl<'a> Transform<'a> {
                 Stmt::If { cond, then_, else_ } => {
                     let t = self.emit_forward(then_, needed);
                     let e = self.emit_forward(else_, needed);
-                    out.push(Stmt::If {
-                        cond: cond.clone(),
-                        then_: t,
-                        else_: e,
-                    });
+                    out.push(Stmt::If { cond: cond.clone(), then_: t, else_: e });
                 }
                 Stmt::For { var, range, body } => {
                     let b = self.emit_forward(body, needed);
-                    out.push(Stmt::For {
-                        var: *var,
-                        range: range.clone(),
-                        body: b,
-                    });
+                    out.push(Stmt::For { var: *var, range: range.clone(), body: b });
                 }
                 Stmt::While { header, cond, body } => {
                     let h = self.emit_forward(header, needed);
@@ -1601,50 +1425,27 @@ impl<'a> Transform<'a> {
                         let cur = self.vars.add("trip", Kind::Int, Role::Temp, span);
                         let next = self.vars.add("trip", Kind::Int, Role::Temp, span);
                         let mut counted = vec![
-                            Stmt::Let {
-                                dst: Tree::Leaf(cur),
-                                rv: Rvalue::Use(Operand::Var(counter)),
-                                span,
-                            },
+                            Stmt::Let { dst: Tree::Leaf(cur), rv: Rvalue::Use(Operand::Var(counter)), span },
                             Stmt::Let {
                                 dst: Tree::Leaf(next),
                                 rv: Rvalue::Binary(
                                     BinOp::Add,
                                     Operand::Var(cur),
-                                    Operand::Const(Const {
-                                        tokens: quote!(1),
-                                        kind: Kind::Int,
-                                        scalar_ty: None,
-                                    }),
+                                    Operand::Const(Const { tokens: quote!(1), kind: Kind::Int, scalar_ty: None }),
                                 ),
                                 span,
                             },
-                            Stmt::Assign {
-                                var: counter,
-                                value: Operand::Var(next),
-                            },
+                            Stmt::Assign { var: counter, value: Operand::Var(next) },
                         ];
                         counted.append(&mut b);
                         b = counted;
-                        out.push(Stmt::While {
-                            header: h,
-                            cond: cond.clone(),
-                            body: b,
-                        });
-                        out.push(Stmt::Let {
-                            dst: Tree::Leaf(trips),
-                            rv: Rvalue::Use(Operand::Var(counter)),
-                            span,
-                        });
+                        out.push(Stmt::While { header: h, cond: cond.clone(), body: b });
+                        out.push(Stmt::Let { dst: Tree::Leaf(trips), rv: Rvalue::Use(Operand::Var(counter)), span });
                         if let Some(s) = self.store.get(&trips).copied() {
                             out.push(save_stmt(&self.vars, s, trips));
                         }
                     } else {
-                        out.push(Stmt::While {
-                            header: h,
-                            cond: cond.clone(),
-                            body: b,
-                        });
+                        out.push(Stmt::While { header: h, cond: cond.clone(), body: b });
                     }
                 }
                 Stmt::Let { dst, .. } => {
@@ -1664,14 +1465,8 @@ impl<'a> Transform<'a> {
 
 fn save_stmt(vars: &Vars, store: Var, v: Var) -> Stmt {
     match vars.role(store) {
-        Role::Tape => Stmt::Push {
-            buf: store,
-            value: Operand::Var(v),
-        },
-        _ => Stmt::Save {
-            slot: store,
-            value: Operand::Var(v),
-        },
+        Role::Tape => Stmt::Push { buf: store, value: Operand::Var(v) },
+        _ => Stmt::Save { slot: store, value: Operand::Var(v) },
     }
 }
 

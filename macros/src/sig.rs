@@ -261,9 +261,7 @@ pub fn float_type_params(generics: &syn::Generics) -> Vec<Ident> {
     out
 }
 
-const INT_TYPES: &[&str] = &[
-    "usize", "isize", "u8", "u16", "u32", "u64", "u128", "i8", "i16", "i32", "i64", "i128",
-];
+const INT_TYPES: &[&str] = &["usize", "isize", "u8", "u16", "u32", "u64", "u128", "i8", "i16", "i32", "i64", "i128"];
 const FLOAT_TYPES: &[&str] = &["f32", "f64"];
 /// Types of the runtime (and of nalgebra) whose values carry derivatives.
 const DIFFERENTIABLE_TYPES: &[&str] = &[
@@ -317,10 +315,7 @@ pub fn classify(ty: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
         Type::Tuple(t) if t.elems.is_empty() => Class::Inactive,
         Type::Tuple(t) => Class::Tuple(t.elems.iter().map(|e| classify(e, float_params, cx)).collect()),
         Type::Ptr(p) => {
-            cx.error_spanned_by(
-                p,
-                "raw pointers are not supported by `#[differentiable]`: pass a slice or a value",
-            );
+            cx.error_spanned_by(p, "raw pointers are not supported by `#[differentiable]`: pass a slice or a value");
             Class::Inactive
         }
         Type::Path(tp) if tp.qself.is_none() => {
@@ -432,10 +427,5 @@ pub fn buffer_elem(ty: &Type) -> Type {
 }
 
 pub fn type_string(ty: &Type) -> String {
-    ty.to_token_stream()
-        .to_string()
-        .replace(" < ", "<")
-        .replace(" >", ">")
-        .replace("& ", "&")
-        .replace(" ,", ",")
+    ty.to_token_stream().to_string().replace(" < ", "<").replace(" >", ">").replace("& ", "&").replace(" ,", ",")
 }
