@@ -1,0 +1,168 @@
+//! Lowering of buffers: `vec![…]`, arrays, `Vec::with_capacity` + `push`, copies, sub-slices and folds.
+
+use super::*;
+
+pub(super) enum VecMacro {
+    Repeat(Box<Expr>, Box<Expr>),
+    List(Vec<Expr>),
+}
+
+pub(super) fn parse_vec_macro(m: &syn::Macro) -> syn::Result<VecMacro> {
+    use syn::parse::Parser;
+    let parser = |input: syn::parse::ParseStream| -> syn::Result<VecMacro> {
+        if input.is_empty() {
+            return Ok(VecMacro::List(Vec::new()));
+        }
+        let first: Expr = input.parse()?;
+        if input.peek(syn::Token![;]) {
+            input.parse::<syn::Token![;]>()?;
+            let n: Expr = input.parse()?;
+            return Ok(VecMacro::Repeat(Box::new(first), Box::new(n)));
+        }
+        let mut items = vec![first];
+        while !input.is_empty() {
+            input.parse::<syn::Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            items.push(input.parse()?);
+        }
+        Ok(VecMacro::List(items))
+    };
+    parser.parse2(m.tokens.clone())
+}
+
+impl<'a> Lowerer<'a> {
+    /// `vec![…]`, `[…]`, `Vec::new()`, `Vec::with_capacity(n)`, `x.to_vec()`: a new buffer.
+    pub(super) fn buffer_constructor(&mut self, e: &Expr, name: &Ident) -> Option<Var> {
+        let span = e.span();
+        let init = match e {
+            Expr::Macro(m) if m.mac.path.is_ident("vec") => match parse_vec_macro(&m.mac) {
+                Ok(VecMacro::Repeat(v, n)) => {
+                    let value = self.operand(&v);
+                    let len = self.operand(&n);
+                    BufferInit::Repeat { value, len }
+                }
+                Ok(VecMacro::List(items)) => {
+                    let items = items.iter().map(|i| self.operand(i)).collect();
+                    BufferInit::List { items, array: false }
+                }
+                Err(err) => {
+                    self.cx.syn_error(err);
+                    return None;
+                }
+            },
+            Expr::Repeat(r) => {
+                let value = self.operand(&r.expr);
+                BufferInit::Array { value, len: r.len.to_token_stream() }
+            }
+            Expr::Array(a) => {
+                let items = a.elems.iter().map(|i| self.operand(i)).collect();
+                BufferInit::List { items, array: true }
+            }
+            Expr::Call(c) => {
+                let Expr::Path(p) = &*c.func else { return None };
+                let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+                let is_vec = segs.len() >= 2 && segs[segs.len() - 2] == "Vec";
+                match (is_vec, segs.last().map(String::as_str)) {
+                    (true, Some("new")) if c.args.is_empty() => BufferInit::Empty { capacity: None },
+                    (true, Some("with_capacity")) if c.args.len() == 1 => {
+                        let n = self.operand(&c.args[0]);
+                        BufferInit::Empty { capacity: Some(n) }
+                    }
+                    _ => return None,
+                }
+            }
+            Expr::MethodCall(m) if (m.method == "to_vec" || m.method == "clone") && m.args.is_empty() => {
+                let src = self.buffer_of(&m.receiver)?;
+                return Some(self.copy_buffer(src, name, span));
+            }
+            _ => return None,
+        };
+        let elem = match &init {
+            BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } => self.kind_of(value),
+            BufferInit::List { items, .. } => items.first().map(|i| self.kind_of(i)).unwrap_or(Kind::Float),
+            _ => Kind::Float,
+        };
+        let elem = match elem {
+            Kind::Int | Kind::Bool => Elem::Int,
+            Kind::Unknown => Elem::Unknown,
+            _ => Elem::Float,
+        };
+        let v = self.vars.add(name.to_string(), Kind::Buffer(elem), Role::Buffer, name.span());
+        self.emit(Stmt::Buffer { var: v, init });
+        Some(v)
+    }
+
+    /// `let v = x.to_vec();` as an explicit loop of pushes (each element keeps its
+    /// derivative without a dedicated rule).
+    pub(super) fn copy_buffer(&mut self, src: Var, name: &Ident, span: Span) -> Var {
+        let len = self.temp("len", Kind::Int, Rvalue::Len(src), span);
+        let kind = self.vars.kind(src);
+        let v = self.vars.add(name.to_string(), kind, Role::Buffer, name.span());
+        self.emit(Stmt::Buffer { var: v, init: BufferInit::Empty { capacity: Some(len.clone()) } });
+        let i = self.vars.add("i", Kind::Int, Role::Index, span);
+        let body = self.nested(|l| {
+            let x = l.temp("elem", kind.element(), Rvalue::Index { buf: src, index: Operand::Var(i) }, span);
+            l.emit(Stmt::Push { buf: v, value: x });
+        });
+        self.emit(Stmt::For {
+            var: i,
+            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
+            body,
+        });
+        v
+    }
+
+    pub(super) fn buffer_of(&mut self, e: &Expr) -> Option<Var> {
+        match e {
+            Expr::Path(p) => match p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
+                Some(Binding::Buffer(b)) => Some(*b),
+                _ => None,
+            },
+            Expr::Reference(r) if r.mutability.is_none() => self.buffer_of(&r.expr),
+            Expr::Paren(p) => self.buffer_of(&p.expr),
+            Expr::MethodCall(m) if m.args.is_empty() && (m.method == "iter" || m.method == "as_slice") => {
+                self.buffer_of(&m.receiver)
+            }
+            _ => None,
+        }
+    }
+
+    // ---------------------------------------------------------------- expressions
+
+    pub(super) fn sub_slice(&mut self, base: &Expr, range: &syn::ExprRange) -> Value {
+        let Some(buf) = self.buffer_of(base) else {
+            self.cx.error_spanned_by(base, "sub-slices are supported on slices, vectors and arrays bound to a name");
+            return Value::Poison;
+        };
+        let lo = range.start.as_ref().map(|e| self.operand(e));
+        let hi = range.end.as_ref().map(|e| self.operand(e));
+        let inclusive = matches!(range.limits, syn::RangeLimits::Closed(_));
+        Value::Slice { buf, lo, hi, inclusive }
+    }
+
+    // ---------------------------------------------------------------- calls
+
+    /// `x.iter().sum()` / `.product()` as a loop.
+    pub(super) fn fold_buffer(&mut self, buf: Var, sum: bool, span: Span) -> Value {
+        let kind = self.vars.kind(buf).element();
+        let acc = self.vars.add(if sum { "total" } else { "product" }, kind, Role::Cell, span);
+        self.emit(Stmt::Cell { var: acc, init: Some(Operand::float(if sum { "0.0" } else { "1.0" })) });
+        let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
+        let i = self.vars.add("i", Kind::Int, Role::Index, span);
+        let body = self.nested(|l| {
+            let x = l.temp("elem", kind, Rvalue::Index { buf, index: Operand::Var(i) }, span);
+            let cur = l.temp("acc", kind, Rvalue::Use(Operand::Var(acc)), span);
+            let op = if sum { BinOp::Add } else { BinOp::Mul };
+            let next = l.temp("acc", kind, Rvalue::Binary(op, cur, x), span);
+            l.emit(Stmt::Assign { var: acc, value: next });
+        });
+        self.emit(Stmt::For {
+            var: i,
+            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
+            body,
+        });
+        Value::Op(self.temp("folded", kind, Rvalue::Use(Operand::Var(acc)), span))
+    }
+}

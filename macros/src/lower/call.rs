@@ -1,0 +1,296 @@
+//! Lowering of calls: float methods, buffer methods, differentiable functions, nested `grad!`.
+
+use super::*;
+
+#[derive(Clone)]
+pub(super) enum CalleeKind {
+    Free(syn::Path),
+    FloatMethod(Ident),
+    Detach,
+}
+
+pub(super) fn value_arg(v: Value) -> Arg {
+    match v {
+        Value::Op(o) => Arg::Value(o),
+        Value::Buffer(b) => Arg::Buffer { buf: b, borrowed: false },
+        Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
+        Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
+        Value::Unit | Value::Poison => {
+            Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
+        }
+    }
+}
+
+impl<'a> Lowerer<'a> {
+    pub(super) fn method_call(&mut self, m: &syn::ExprMethodCall) -> Value {
+        let span = m.span();
+        let name = m.method.to_string();
+        // Methods of buffers.
+        if let Some(buf) = self.buffer_of(&m.receiver) {
+            if !matches!(&*m.receiver, Expr::MethodCall(_)) || name == "sum" || name == "product" {
+                match name.as_str() {
+                    "len" if m.args.is_empty() => {
+                        return Value::Op(self.temp("len", Kind::Int, Rvalue::Len(buf), span))
+                    }
+                    "push" if m.args.len() == 1 => {
+                        if self.vars.role(buf) == Role::Param {
+                            self.cx.error_spanned_by(
+                                &m.receiver,
+                                "an argument cannot be modified; copy it into a local buffer first",
+                            );
+                            return Value::Poison;
+                        }
+                        let v = self.operand(&m.args[0]);
+                        self.emit(Stmt::Push { buf, value: v });
+                        return Value::Unit;
+                    }
+                    "sum" | "product" if m.args.is_empty() => return self.fold_buffer(buf, name == "sum", span),
+                    "is_empty" if m.args.is_empty() => {
+                        let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
+                        return Value::Op(self.temp(
+                            "empty",
+                            Kind::Bool,
+                            Rvalue::Binary(BinOp::Eq, len, const_int(0)),
+                            span,
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            if name == "to_vec" || name == "clone" {
+                let id = Ident::new("copy", span);
+                return Value::Buffer(self.copy_buffer(buf, &id, span));
+            }
+            if name == "iter" || name == "as_slice" {
+                return Value::Buffer(buf);
+            }
+            self.cx.error_spanned_by(
+                &m.method,
+                format!("`.{name}()` on a slice is not supported here; use indexing, `.len()`, `.push()`, `.iter().sum()` or a `for` loop"),
+            );
+            return Value::Poison;
+        }
+        if m.turbofish.is_some() {
+            self.cx.error_spanned_by(&m.turbofish, "turbofish on a method is not supported here");
+        }
+        let recv = self.expr(&m.receiver);
+        let recv = match recv {
+            Value::Op(o) => o,
+            Value::Poison => return Value::Poison,
+            Value::Tuple(_) | Value::Slice { .. } | Value::Buffer(_) | Value::Unit => {
+                self.cx.error_spanned_by(&m.receiver, "this value has no supported methods here");
+                return Value::Poison;
+            }
+        };
+        if name == "clone" && m.args.is_empty() {
+            return Value::Op(recv);
+        }
+        let args: Vec<Operand> = m.args.iter().map(|a| self.operand(a)).collect();
+        let recv_kind = self.kind_of(&recv);
+        let kind = match ops::method(&name) {
+            Some(p) => match p.output {
+                ops::Output::Bool => Kind::Bool,
+                _ => recv_kind,
+            },
+            None if name == "len" || name.starts_with("count") => Kind::Int,
+            None if name.starts_with("is_") => Kind::Bool,
+            None if recv_kind == Kind::Int => Kind::Int,
+            None => Kind::Unknown,
+        };
+        Value::Op(self.temp(&name, kind, Rvalue::Method { recv, method: m.method.clone(), args }, span))
+    }
+
+    /// A call expression. Returns the variable holding its result.
+    pub(super) fn call(&mut self, c: &syn::ExprCall, _hint: Option<usize>) -> Option<Var> {
+        let span = c.span();
+        let (callee, nested) = self.callee(&c.func)?;
+        match callee {
+            CalleeKind::FloatMethod(method) => {
+                if c.args.is_empty() {
+                    self.cx.error_spanned_by(c, "this function needs an argument");
+                    return None;
+                }
+                let recv = self.operand(&c.args[0]);
+                let args: Vec<Operand> = c.args.iter().skip(1).map(|a| self.operand(a)).collect();
+                let kind = match ops::method(&method.to_string()).map(|p| p.output) {
+                    Some(ops::Output::Bool) => Kind::Bool,
+                    _ => self.kind_of(&recv),
+                };
+                let v = self.vars.add(method.to_string(), kind, Role::Temp, span);
+                self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Method { recv, method, args }, span });
+                Some(v)
+            }
+            CalleeKind::Detach => {
+                if c.args.len() != 1 {
+                    self.cx.error_spanned_by(c, "`detach` takes one argument");
+                    return None;
+                }
+                let a = self.operand(&c.args[0]);
+                let kind = self.kind_of(&a);
+                let v = self.vars.add("detached", kind, Role::Temp, span);
+                self.emit(Stmt::Let {
+                    dst: Tree::Leaf(v),
+                    rv: Rvalue::Call { callee: Callee::Detach, args: vec![Arg::Value(a)] },
+                    span,
+                });
+                Some(v)
+            }
+            CalleeKind::Free(path) => {
+                if nested {
+                    self.nests = true;
+                }
+                let args: Vec<Arg> = c.args.iter().map(|a| self.arg(a)).collect();
+                let name = path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+                let name = name.trim_start_matches("__adjoint_").to_string();
+                let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
+                self.emit(Stmt::Let {
+                    dst: Tree::Leaf(v),
+                    rv: Rvalue::Call { callee: Callee::Free { path }, args },
+                    span,
+                });
+                Some(v)
+            }
+        }
+    }
+
+    /// `let (a, b) = g(x);`: a call whose result is destructured.
+    pub(super) fn call_with_tuple_result(&mut self, e: &Expr, names: &[Option<Ident>]) -> Option<Vec<Var>> {
+        let Expr::Call(c) = strip_parens(e) else {
+            return None;
+        };
+        let span = c.span();
+        let (callee, nested) = self.callee(&c.func)?;
+        let CalleeKind::Free(path) = callee else {
+            return None;
+        };
+        if nested {
+            self.nests = true;
+        }
+        let args: Vec<Arg> = c.args.iter().map(|a| self.arg(a)).collect();
+        let vars: Vec<Var> = names
+            .iter()
+            .map(|n| {
+                let name = n.as_ref().map(|i| i.to_string()).unwrap_or_else(|| "unused".into());
+                self.vars.add(name, Kind::Unknown, Role::Temp, n.as_ref().map(|i| i.span()).unwrap_or(span))
+            })
+            .collect();
+        let dst = Tree::Tuple(vars.iter().map(|v| Tree::Leaf(*v)).collect());
+        self.emit(Stmt::Let { dst, rv: Rvalue::Call { callee: Callee::Free { path }, args }, span });
+        Some(vars)
+    }
+
+    pub(super) fn callee(&mut self, func: &Expr) -> Option<(CalleeKind, bool)> {
+        match strip_parens(func) {
+            Expr::Path(p) => {
+                if p.qself.is_some() {
+                    self.cx.error_spanned_by(p, "qualified paths (`<T as Trait>::f`) are not supported here");
+                    return None;
+                }
+                let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+                let last = segs.last().cloned().unwrap_or_default();
+                if last == "detach" {
+                    return Some((CalleeKind::Detach, false));
+                }
+                if segs.len() >= 2 && sig::is_float_name(&segs[segs.len() - 2]) {
+                    let method = p.path.segments.last().expect("segment").ident.clone();
+                    return Some((CalleeKind::FloatMethod(method), false));
+                }
+                if let Some(Binding::Poison) = p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
+                    return None;
+                }
+                if p.path.get_ident().is_some_and(|i| self.lookup(&i.to_string()).is_some()) {
+                    self.cx.error_spanned_by(p, "calling a local value is not supported; call a function by name");
+                    return None;
+                }
+                Some((CalleeKind::Free(p.path.clone()), false))
+            }
+            Expr::Macro(m) => {
+                let which = m.mac.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+                let entity = match which.as_str() {
+                    "grad" => names::GRAD,
+                    "value_and_grad" => names::VALUE_AND_GRAD,
+                    "vjp" => names::VJP,
+                    _ => {
+                        self.cx.error_spanned_by(
+                            &m.mac.path,
+                            "only `grad!`, `value_and_grad!` and `vjp!` can be called here",
+                        );
+                        return None;
+                    }
+                };
+                let path: syn::Path = match m.mac.parse_body() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        self.cx.error_spanned_by(
+                            &m.mac.tokens,
+                            format!("`{which}!` takes the path of a `#[differentiable]` function"),
+                        );
+                        return None;
+                    }
+                };
+                Some((CalleeKind::Free(names::entity_path(&path, entity)), true))
+            }
+            other => {
+                self.cx.error_spanned_by(other, "only functions called by name can be differentiated through");
+                None
+            }
+        }
+    }
+
+    pub(super) fn arg(&mut self, a: &Expr) -> Arg {
+        match a {
+            Expr::Reference(r) if r.mutability.is_none() => {
+                if let Expr::Index(ix) = &*r.expr {
+                    if let Expr::Range(range) = &*ix.index {
+                        if let Value::Slice { buf, lo, hi, inclusive } = self.sub_slice(&ix.expr, range) {
+                            return Arg::Slice { buf, lo, hi, inclusive };
+                        }
+                        return Arg::Value(Operand::Const(Const {
+                            tokens: quote!(()),
+                            kind: Kind::Unknown,
+                            scalar_ty: None,
+                        }));
+                    }
+                }
+                match self.expr(&r.expr) {
+                    Value::Buffer(b) => Arg::Buffer { buf: b, borrowed: true },
+                    Value::Op(o) => Arg::Ref(o),
+                    Value::Tuple(items) => Arg::Tuple(items.into_iter().map(value_arg).collect()),
+                    Value::Slice { buf, lo, hi, inclusive } => Arg::Slice { buf, lo, hi, inclusive },
+                    Value::Unit | Value::Poison => {
+                        Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
+                    }
+                }
+            }
+            Expr::Reference(r) => {
+                self.cx.error_spanned_by(r, "`&mut` arguments are not supported; return the result instead");
+                Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
+            }
+            _ => value_arg(self.expr(a)),
+        }
+    }
+
+    pub(super) fn macro_expr(&mut self, m: &syn::ExprMacro) -> Value {
+        let name = m.mac.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        match name.as_str() {
+            "vec" => {
+                let id = Ident::new("values", m.span());
+                match self.buffer_constructor(&Expr::Macro(m.clone()), &id) {
+                    Some(b) => Value::Buffer(b),
+                    None => Value::Unit,
+                }
+            }
+            "grad" | "vjp" | "value_and_grad" => {
+                self.cx.error_spanned_by(m, format!("`{name}!(f)` must be called: `{name}!(f)(args…)`"));
+                Value::Poison
+            }
+            _ => self.unsupported(
+                &m.mac.path,
+                &format!("the macro `{name}!`"),
+                "only `vec!`, `grad!`, `value_and_grad!` and `vjp!` are understood",
+            ),
+        }
+    }
+
+    // ---------------------------------------------------------------- branches
+}

@@ -1,0 +1,365 @@
+//! Lowering of expressions: literals, paths, operators, assignments.
+
+use super::*;
+
+impl<'a> Lowerer<'a> {
+    pub(super) fn expr(&mut self, e: &Expr) -> Value {
+        let span = e.span();
+        match e {
+            Expr::Lit(l) => Value::Op(Operand::Const(literal(&l.lit))),
+            Expr::Path(p) => self.path_expr(p),
+            Expr::Paren(p) => self.expr(&p.expr),
+            Expr::Group(g) => self.expr(&g.expr),
+            Expr::Binary(b) => self.binary(b),
+            Expr::Unary(u) => match u.op {
+                syn::UnOp::Neg(_) => {
+                    let a = self.operand(&u.expr);
+                    if let Operand::Const(c) = &a {
+                        let toks = &c.tokens;
+                        return Value::Op(Operand::Const(Const {
+                            tokens: quote_spanned!(span=> (-#toks)),
+                            kind: c.kind,
+                            scalar_ty: None,
+                        }));
+                    }
+                    let kind = self.kind_of(&a);
+                    Value::Op(self.temp("neg", kind, Rvalue::Unary(UnOp::Neg, a), span))
+                }
+                syn::UnOp::Not(_) => {
+                    let a = self.operand(&u.expr);
+                    let kind = self.kind_of(&a);
+                    Value::Op(self.temp("not", kind, Rvalue::Unary(UnOp::Not, a), span))
+                }
+                syn::UnOp::Deref(_) => self.expr(&u.expr),
+                _ => self.unsupported(u, "this unary operator", "use `-`, `!` or `*`"),
+            },
+            Expr::Reference(r) => {
+                if r.mutability.is_some() {
+                    return self.unsupported(
+                        r,
+                        "a `&mut` borrow",
+                        "assign the result instead of mutating through a reference",
+                    );
+                }
+                if let Expr::Index(ix) = &*r.expr {
+                    if let Expr::Range(range) = &*ix.index {
+                        return self.sub_slice(&ix.expr, range);
+                    }
+                }
+                self.expr(&r.expr)
+            }
+            Expr::MethodCall(m) => self.method_call(m),
+            Expr::Call(c) => self.call(c, None).map(|v| Value::Op(Operand::Var(v))).unwrap_or(Value::Poison),
+            Expr::Index(ix) => {
+                if let Expr::Range(_) = &*ix.index {
+                    return self.unsupported(
+                        ix,
+                        "a sub-slice outside a call argument",
+                        "pass it directly: `g(&x[a..b])`",
+                    );
+                }
+                let Some(buf) = self.buffer_of(&ix.expr) else {
+                    self.cx.error_spanned_by(
+                        &ix.expr,
+                        "indexing is supported on slices, vectors and arrays bound to a name (`x[i]`)",
+                    );
+                    return Value::Poison;
+                };
+                let index = self.operand(&ix.index);
+                let kind = self.vars.kind(buf).element();
+                let name = format!("{}_i", self.vars.info(buf).name);
+                Value::Op(self.temp(&name, kind, Rvalue::Index { buf, index }, span))
+            }
+            Expr::Field(f) => {
+                let base = self.expr(&f.base);
+                match (base, &f.member) {
+                    (Value::Tuple(items), syn::Member::Unnamed(idx)) => {
+                        items.get(idx.index as usize).cloned().unwrap_or_else(|| {
+                            self.cx.error_spanned_by(f, "no such tuple field");
+                            Value::Poison
+                        })
+                    }
+                    (Value::Op(o), member) => {
+                        Value::Op(self.temp("field", Kind::Unknown, Rvalue::Field(o, member.clone()), span))
+                    }
+                    _ => self.unsupported(f, "this field access", "bind the value to a name first"),
+                }
+            }
+            Expr::Cast(c) => {
+                let a = self.operand(&c.expr);
+                let kind = kind_of_type(&c.ty, &self.sig.float_params);
+                Value::Op(self.temp("cast", kind, Rvalue::Cast(a, (*c.ty).clone()), span))
+            }
+            Expr::Tuple(t) => {
+                if t.elems.is_empty() {
+                    return Value::Unit;
+                }
+                Value::Tuple(t.elems.iter().map(|e| self.expr(e)).collect())
+            }
+            Expr::Array(_) | Expr::Repeat(_) => {
+                let name = Ident::new("array", span);
+                match self.buffer_constructor(e, &name) {
+                    Some(b) => Value::Buffer(b),
+                    None => Value::Unit,
+                }
+            }
+            Expr::Block(b) => {
+                if b.label.is_some() {
+                    return self.unsupported(b, "a labeled block", "remove the label");
+                }
+                if let Some(u) = b.attrs.first() {
+                    return self.unsupported(u, "an attribute on a block", "remove it");
+                }
+                let mut v = Value::Unit;
+                let block = self.nested(|l| v = l.block_in(&b.block.stmts, BlockCtx::Value, b.span()));
+                self.out.last_mut().expect("block").extend(block);
+                v
+            }
+            Expr::If(i) => self.if_expr(i, BlockCtx::Value),
+            Expr::Match(m) => self.match_expr(m, BlockCtx::Value),
+            Expr::ForLoop(f) => {
+                self.for_loop(f);
+                Value::Unit
+            }
+            Expr::While(w) => {
+                self.while_loop(w);
+                Value::Unit
+            }
+            Expr::Loop(lp) => self.loop_expr(lp),
+            Expr::Assign(a) => {
+                self.assign(&a.left, None, &a.right, span);
+                Value::Unit
+            }
+            Expr::Macro(m) => self.macro_expr(m),
+            Expr::Return(r) => {
+                self.cx.error_spanned_by(r, "`return` inside an expression is not supported; use it as a statement");
+                Value::Poison
+            }
+            Expr::Break(b) => {
+                self.cx.error_spanned_by(b, "`break` inside an expression is not supported; use it as a statement");
+                Value::Poison
+            }
+            Expr::Continue(c) => {
+                self.cx.error_spanned_by(c, "`continue` inside an expression is not supported; use it as a statement");
+                Value::Poison
+            }
+            Expr::Closure(c) => {
+                self.unsupported(c, "a closure", "write a separate `#[differentiable]` function and call it")
+            }
+            Expr::Async(a) => self.unsupported(a, "an `async` block", "compute the value synchronously"),
+            Expr::Await(a) => self.unsupported(a, "`.await`", "compute the value synchronously"),
+            Expr::Unsafe(u) => self.unsupported(
+                u,
+                "an `unsafe` block",
+                "move the unsafe code into a function outside the differentiated code",
+            ),
+            Expr::Try(t) => {
+                self.unsupported(t, "the `?` operator", "handle the error outside the differentiable function")
+            }
+            Expr::TryBlock(t) => self.unsupported(t, "a `try` block", "handle errors outside"),
+            Expr::Let(l) => {
+                self.unsupported(l, "`let` in a condition (`if let`/`while let`)", "compare integers with `==` instead")
+            }
+            Expr::Range(r) => {
+                self.unsupported(r, "a range outside a `for` loop or a slice argument", "use it in `for i in a..b`")
+            }
+            Expr::Struct(s) => {
+                self.unsupported(s, "a struct literal", "build the struct outside and pass it as an argument")
+            }
+            Expr::Yield(y) => self.unsupported(y, "`yield`", "remove it"),
+            Expr::Const(c) => self.unsupported(c, "a `const` block", "use a `const` item"),
+            Expr::RawAddr(r) => self.unsupported(r, "a raw pointer", "pass slices or values instead of raw pointers"),
+            Expr::Infer(i) => self.unsupported(i, "`_` as an expression", "write a value"),
+            other => {
+                self.unsupported(other, "this expression", "rewrite it with the supported subset (see the README)")
+            }
+        }
+    }
+
+    pub(super) fn path_expr(&mut self, p: &syn::ExprPath) -> Value {
+        if let Some(id) = p.path.get_ident() {
+            if let Some(b) = self.lookup(&id.to_string()).cloned() {
+                return self.read_binding(&b, id.span());
+            }
+        }
+        // A constant (`PI`, `f64::EPSILON`, a `const` item).
+        let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let float_param = segs.len() == 2 && self.sig.float_params.iter().any(|f| *f == segs[0]);
+        let kind = if float_param || segs.iter().any(|s| s == "f64" || s == "f32" || s == "consts") {
+            Kind::Float
+        } else {
+            Kind::Unknown
+        };
+        let scalar_ty = if float_param { Some(p.path.segments[0].ident.clone()) } else { None };
+        Value::Op(Operand::Const(Const { tokens: p.to_token_stream(), kind, scalar_ty }))
+    }
+
+    pub(super) fn binary(&mut self, b: &syn::ExprBinary) -> Value {
+        let span = b.span();
+        if let Some(op) = compound_op(&b.op) {
+            self.assign(&b.left, Some(op), &b.right, span);
+            return Value::Unit;
+        }
+        match b.op {
+            syn::BinOp::And(_) | syn::BinOp::Or(_) => return self.short_circuit(b),
+            _ => {}
+        }
+        let op = match b.op {
+            syn::BinOp::Add(_) => BinOp::Add,
+            syn::BinOp::Sub(_) => BinOp::Sub,
+            syn::BinOp::Mul(_) => BinOp::Mul,
+            syn::BinOp::Div(_) => BinOp::Div,
+            syn::BinOp::Rem(_) => BinOp::Rem,
+            syn::BinOp::Eq(_) => BinOp::Eq,
+            syn::BinOp::Ne(_) => BinOp::Ne,
+            syn::BinOp::Lt(_) => BinOp::Lt,
+            syn::BinOp::Le(_) => BinOp::Le,
+            syn::BinOp::Gt(_) => BinOp::Gt,
+            syn::BinOp::Ge(_) => BinOp::Ge,
+            syn::BinOp::BitAnd(_) => BinOp::BitAnd,
+            syn::BinOp::BitOr(_) => BinOp::BitOr,
+            syn::BinOp::BitXor(_) => BinOp::BitXor,
+            syn::BinOp::Shl(_) => BinOp::Shl,
+            syn::BinOp::Shr(_) => BinOp::Shr,
+            _ => return self.unsupported(b.op, "this operator", "use arithmetic or comparison operators"),
+        };
+        let l = self.operand(&b.left);
+        let r = self.operand(&b.right);
+        let kind = if op.is_comparison() { Kind::Bool } else { combine_kinds(self.kind_of(&l), self.kind_of(&r)) };
+        let name = match op {
+            BinOp::Add => "sum",
+            BinOp::Sub => "diff",
+            BinOp::Mul => "prod",
+            BinOp::Div => "quot",
+            BinOp::Rem => "rem",
+            _ if op.is_comparison() => "cmp",
+            _ => "bits",
+        };
+        Value::Op(self.temp(name, kind, Rvalue::Binary(op, l, r), span))
+    }
+
+    /// `a && b` / `a || b`: `b` is evaluated only when needed.
+    pub(super) fn short_circuit(&mut self, b: &syn::ExprBinary) -> Value {
+        let span = b.span();
+        let is_and = matches!(b.op, syn::BinOp::And(_));
+        let l = self.operand(&b.left);
+        if !has_effects(&b.right) {
+            let r = self.operand(&b.right);
+            let op = if is_and { BinOp::BitAnd } else { BinOp::BitOr };
+            return Value::Op(self.temp("cond", Kind::Bool, Rvalue::Binary(op, l, r), span));
+        }
+        let cell = self.vars.add("cond", Kind::Bool, Role::Cell, span);
+        self.emit(Stmt::Cell { var: cell, init: Some(l.clone()) });
+        let rhs = self.nested(|lw| {
+            let r = lw.operand(&b.right);
+            lw.emit(Stmt::Assign { var: cell, value: r });
+        });
+        let (then_, else_) = if is_and { (rhs, Vec::new()) } else { (Vec::new(), rhs) };
+        self.emit(Stmt::If { cond: l, then_, else_ });
+        Value::Op(self.temp("cond", Kind::Bool, Rvalue::Use(Operand::Var(cell)), span))
+    }
+
+    /// `place = value` or `place op= value`.
+    pub(super) fn assign(&mut self, left: &Expr, op: Option<BinOp>, right: &Expr, span: Span) {
+        match left {
+            Expr::Paren(p) => self.assign(&p.expr, op, right, span),
+            Expr::Path(p) if p.path.get_ident().is_some() => {
+                let id = p.path.get_ident().expect("ident");
+                let name = id.to_string();
+                let Some(binding) = self.lookup(&name).cloned() else {
+                    self.cx.error_spanned_by(
+                        p,
+                        format!("cannot assign to `{name}`: only local variables can be assigned"),
+                    );
+                    return;
+                };
+                let rhs = self.expr(right);
+                let value = match op {
+                    None => rhs,
+                    Some(op) => {
+                        let cur = self.read_binding(&binding, id.span());
+                        match (cur, rhs) {
+                            (Value::Op(a), Value::Op(b)) => {
+                                let kind = combine_kinds(self.kind_of(&a), self.kind_of(&b));
+                                Value::Op(self.temp(&name, kind, Rvalue::Binary(op, a, b), span))
+                            }
+                            _ => {
+                                self.cx
+                                    .error_spanned_by(left, "compound assignment needs a single value on both sides");
+                                return;
+                            }
+                        }
+                    }
+                };
+                match &binding {
+                    Binding::Poison => {}
+                    Binding::Cell(_) | Binding::Tuple(_)
+                        if matches!(binding, Binding::Cell(_)) || contains_cell(&binding) =>
+                    {
+                        self.assign_binding(&binding, value, span)
+                    }
+                    Binding::Value(_) | Binding::Tuple(_) => {
+                        // Straight-line reassignment: the name now denotes the new value.
+                        let nb = match value {
+                            Value::Op(o) => {
+                                if let Operand::Var(v) = &o {
+                                    let info = self.vars.info_mut(*v);
+                                    if info.role == Role::Temp && is_generated_name(&info.name) {
+                                        info.name = name.clone();
+                                    }
+                                }
+                                Binding::Value(o)
+                            }
+                            Value::Tuple(items) => self.tuple_binding(items, false, id, span),
+                            Value::Buffer(b) => Binding::Buffer(b),
+                            _ => {
+                                self.cx.error_spanned_by(right, "this value cannot be assigned here");
+                                return;
+                            }
+                        };
+                        self.rebind(&name, nb);
+                    }
+                    Binding::Buffer(_) => {
+                        self.cx.error_spanned_by(
+                            left,
+                            "reassigning a whole buffer is not supported; write its elements (`v[i] = …`) or use a new name",
+                        );
+                    }
+                    Binding::Cell(_) => unreachable!("handled above"),
+                }
+            }
+            Expr::Index(ix) => {
+                let Some(buf) = self.buffer_of(&ix.expr) else {
+                    self.cx.error_spanned_by(&ix.expr, "only elements of local buffers (`v[i] = …`) can be assigned");
+                    return;
+                };
+                if self.vars.role(buf) == Role::Param {
+                    self.cx.error_spanned_by(
+                        &ix.expr,
+                        "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
+                    );
+                    return;
+                }
+                let index = self.operand(&ix.index);
+                let rhs = self.operand(right);
+                let value = match op {
+                    None => rhs,
+                    Some(op) => {
+                        let kind = self.vars.kind(buf).element();
+                        let old = self.temp("old", kind, Rvalue::Index { buf, index: index.clone() }, span);
+                        self.temp(
+                            "updated",
+                            combine_kinds(kind, self.kind_of(&rhs)),
+                            Rvalue::Binary(op, old, rhs),
+                            span,
+                        )
+                    }
+                };
+                self.emit(Stmt::Store { buf, index, value });
+            }
+            other => {
+                self.unsupported(other, "assignment to this place", "assign to a local variable or a buffer element");
+            }
+        }
+    }
+}

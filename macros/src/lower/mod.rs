@@ -1,0 +1,509 @@
+//! Lowering: the body of a `#[differentiable]` function → the IR.
+//!
+//! Every expression is flattened into single-operation statements over fresh
+//! temporaries. A `let mut` that is only reassigned in straight-line code is renamed
+//! (each assignment makes a new value); one that is assigned inside an `if`, a `match`
+//! or a loop becomes a cell. Indexable float containers become buffers.
+//!
+//! Control flow is reduced to `If`, counted `For` loops and `While` loops:
+//! `match` on integers becomes an `if` chain; `return`, `break` and `continue` set flags
+//! and the statements after them are guarded by those flags; a `for` loop that may exit
+//! early becomes a `While` over an index cell; `for` over slice iterators becomes a loop
+//! over indices. Anything outside the supported subset is reported with its name.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{Expr, Ident, Pat};
+
+use crate::ctxt::Ctxt;
+use crate::ir::*;
+use crate::names;
+use crate::ops;
+use crate::sig::{self, Class, Signature};
+
+mod branch;
+mod buffers;
+mod call;
+mod expr;
+mod loops;
+mod scan;
+mod stmt;
+
+use scan::*;
+
+/// The result of lowering one function body.
+pub struct Lowered {
+    pub func: Func,
+    /// The body takes `grad!`, `vjp!` or `value_and_grad!` of another function.
+    pub nests_derivatives: bool,
+}
+
+/// How a name in scope is bound.
+#[derive(Clone, Debug)]
+enum Binding {
+    Value(Operand),
+    Cell(Var),
+    Buffer(Var),
+    Tuple(Vec<Binding>),
+    /// A name whose initialiser had an error.
+    Poison,
+}
+
+/// The value of a lowered expression.
+#[derive(Clone, Debug)]
+enum Value {
+    Op(Operand),
+    Buffer(Var),
+    Slice {
+        buf: Var,
+        lo: Option<Operand>,
+        hi: Option<Operand>,
+        inclusive: bool,
+    },
+    Tuple(Vec<Value>),
+    Unit,
+    /// The result of an expression already reported as an error: using it reports
+    /// nothing more, so one mistake gives one message.
+    Poison,
+}
+
+/// Where a block sits, which decides what an early exit inside it may do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BlockCtx {
+    /// A statement-level block whose value is `()`: exits are allowed.
+    Unit,
+    /// A block whose value is used: exits are not supported inside it.
+    Value,
+    /// The function body (or one of its tail positions): its value is the result.
+    FnBody,
+}
+
+struct LoopFrame {
+    brk: Option<Var>,
+    cont: Option<Var>,
+    /// Cells receiving the value of `break value`.
+    value: Option<Binding>,
+}
+
+struct ReturnFrame {
+    flag: Var,
+    value: Binding,
+}
+
+struct Lowerer<'a> {
+    cx: &'a mut Ctxt,
+    sig: &'a Signature,
+    vars: Vars,
+    scopes: Vec<Vec<(String, Binding)>>,
+    out: Vec<Block>,
+    loops: Vec<LoopFrame>,
+    ret: Option<ReturnFrame>,
+    /// Names of `let mut` bindings assigned inside nested control flow.
+    cell_names: HashSet<String>,
+    nests: bool,
+}
+
+pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
+    let mut scan = Scan::default();
+    scan.visit_block(body);
+    let mut l = Lowerer {
+        cx,
+        sig,
+        vars: Vars::default(),
+        scopes: vec![Vec::new()],
+        out: vec![Vec::new()],
+        loops: Vec::new(),
+        ret: None,
+        cell_names: scan.assigned_in_control,
+        nests: false,
+    };
+    let mut params = Vec::new();
+    for p in &sig.params {
+        let (tree, binding) = l.bind_param(&p.pat, &p.class, Some(&p.ty), p.span);
+        params.push(Param { pat: tree });
+        l.bind_pattern_names(&p.pat, binding);
+    }
+    if scan.has_return {
+        let flag = l.vars.add("returned", Kind::Bool, Role::Cell, body.span());
+        l.emit(Stmt::Cell { var: flag, init: Some(const_bool(false)) });
+        let value = l.result_cells("result", &sig.output_class, sig.output.as_ref(), body.span());
+        l.ret = Some(ReturnFrame { flag, value });
+    }
+    let tail = l.block_in(&body.stmts, BlockCtx::FnBody, body.span());
+    let ret_value = match &l.ret {
+        Some(frame) => {
+            let b = frame.value.clone();
+            l.read_binding(&b, body.span())
+        }
+        None => tail,
+    };
+    let ret = l.value_tree(ret_value, body.span());
+    let block = l.out.pop().expect("function block");
+    Lowered { func: Func { vars: l.vars, params, body: block, ret }, nests_derivatives: l.nests }
+}
+
+fn const_bool(b: bool) -> Operand {
+    Operand::Const(Const { tokens: if b { quote!(true) } else { quote!(false) }, kind: Kind::Bool, scalar_ty: None })
+}
+
+fn const_int(n: usize) -> Operand {
+    Operand::Const(Const {
+        tokens: proc_macro2::Literal::usize_unsuffixed(n).into_token_stream(),
+        kind: Kind::Int,
+        scalar_ty: None,
+    })
+}
+
+impl<'a> Lowerer<'a> {
+    // ---------------------------------------------------------------- plumbing
+
+    pub(super) fn emit(&mut self, s: Stmt) {
+        self.out.last_mut().expect("open block").push(s);
+    }
+
+    pub(super) fn nested(&mut self, f: impl FnOnce(&mut Self)) -> Block {
+        self.out.push(Vec::new());
+        self.scopes.push(Vec::new());
+        f(self);
+        self.scopes.pop();
+        self.out.pop().expect("nested block")
+    }
+
+    pub(super) fn temp(&mut self, name: &str, kind: Kind, rv: Rvalue, span: Span) -> Operand {
+        let v = self.vars.add(name, kind, Role::Temp, span);
+        if kind == Kind::Float {
+            self.vars.info_mut(v).scalar_ty = self.scalar_ty_of(&rv);
+        }
+        self.emit(Stmt::Let { dst: Tree::Leaf(v), rv, span });
+        Operand::Var(v)
+    }
+
+    /// The generic float type of the result of `rv`, when its operands have one.
+    pub(super) fn scalar_ty_of(&self, rv: &Rvalue) -> Option<Ident> {
+        if let Rvalue::Cast(_, ty) = rv {
+            return generic_float(ty, &self.sig.float_params);
+        }
+        rv.operands().iter().filter_map(|o| o.var()).find_map(|v| self.vars.info(v).scalar_ty.clone())
+    }
+
+    pub(super) fn bind(&mut self, name: &Ident, b: Binding) {
+        self.scopes.last_mut().expect("scope").push((name.to_string(), b));
+    }
+
+    pub(super) fn lookup(&self, name: &str) -> Option<&Binding> {
+        self.scopes.iter().rev().flat_map(|s| s.iter().rev()).find(|(n, _)| n == name).map(|(_, b)| b)
+    }
+
+    pub(super) fn rebind(&mut self, name: &str, b: Binding) {
+        for scope in self.scopes.iter_mut().rev() {
+            if let Some(slot) = scope.iter_mut().rev().find(|(n, _)| n == name) {
+                slot.1 = b;
+                return;
+            }
+        }
+    }
+
+    pub(super) fn kind_of(&self, o: &Operand) -> Kind {
+        match o {
+            Operand::Var(v) => self.vars.kind(*v),
+            Operand::Const(c) => c.kind,
+        }
+    }
+
+    pub(super) fn unsupported(&mut self, tokens: impl ToTokens, what: &str, hint: &str) -> Value {
+        self.cx
+            .error_spanned_by(tokens, format!("{what} is not supported inside a `#[differentiable]` function; {hint}"));
+        Value::Poison
+    }
+
+    // ---------------------------------------------------------------- parameters
+
+    pub(super) fn bind_param(
+        &mut self,
+        pat: &Pat,
+        class: &Class,
+        ty: Option<&syn::Type>,
+        span: Span,
+    ) -> (Tree<Var>, Binding) {
+        match (pat, class) {
+            (Pat::Tuple(t), Class::Tuple(items)) if t.elems.len() == items.len() => {
+                let elem_tys: Vec<Option<&syn::Type>> = match ty.map(sig::strip_ref) {
+                    Some(syn::Type::Tuple(tt)) => tt.elems.iter().map(Some).collect(),
+                    _ => vec![None; items.len()],
+                };
+                let (trees, bindings): (Vec<_>, Vec<_>) =
+                    t.elems.iter().zip(items).zip(elem_tys).map(|((p, c), t)| self.bind_param(p, c, t, span)).unzip();
+                (Tree::Tuple(trees), Binding::Tuple(bindings))
+            }
+            (Pat::Ident(_) | Pat::Wild(_), Class::Tuple(items)) => {
+                let name = match pat {
+                    Pat::Ident(p) => p.ident.to_string(),
+                    _ => "arg".to_string(),
+                };
+                let mut trees = Vec::new();
+                let mut bindings = Vec::new();
+                let elem_tys: Vec<Option<syn::Type>> = match ty.map(sig::strip_ref) {
+                    Some(syn::Type::Tuple(tt)) => tt.elems.iter().cloned().map(Some).collect(),
+                    _ => vec![None; items.len()],
+                };
+                for (i, c) in items.iter().enumerate() {
+                    let v = self.vars.add(format!("{name}_{i}"), c.kind(), Role::Param, span);
+                    self.vars.info_mut(v).scalar_ty =
+                        elem_tys[i].as_ref().and_then(|t| generic_float(t, &self.sig.float_params));
+                    trees.push(Tree::Leaf(v));
+                    bindings.push(if c.kind().is_buffer() {
+                        Binding::Buffer(v)
+                    } else {
+                        Binding::Value(Operand::Var(v))
+                    });
+                }
+                (Tree::Tuple(trees), Binding::Tuple(bindings))
+            }
+            _ => {
+                let name = match pat {
+                    Pat::Ident(p) => p.ident.to_string(),
+                    _ => "arg".to_string(),
+                };
+                let v = self.vars.add(name, class.kind(), Role::Param, pat.span());
+                self.vars.info_mut(v).scalar_ty = ty.and_then(|t| generic_float(t, &self.sig.float_params));
+                let b = if class.kind().is_buffer() { Binding::Buffer(v) } else { Binding::Value(Operand::Var(v)) };
+                (Tree::Leaf(v), b)
+            }
+        }
+    }
+
+    pub(super) fn bind_pattern_names(&mut self, pat: &Pat, b: Binding) {
+        match (pat, b) {
+            (Pat::Ident(p), b) => self.bind(&p.ident, b),
+            (Pat::Tuple(t), Binding::Tuple(items)) => {
+                for (p, b) in t.elems.iter().zip(items) {
+                    self.bind_pattern_names(p, b);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Cells that receive a result of the given class (tuples get one cell per field).
+    pub(super) fn result_cells(&mut self, name: &str, class: &Class, ty: Option<&syn::Type>, span: Span) -> Binding {
+        match class {
+            Class::Tuple(items) => {
+                let elem_tys: Vec<Option<syn::Type>> = match ty.map(sig::strip_ref) {
+                    Some(syn::Type::Tuple(t)) => t.elems.iter().cloned().map(Some).collect(),
+                    _ => vec![None; items.len()],
+                };
+                Binding::Tuple(
+                    items
+                        .iter()
+                        .zip(elem_tys)
+                        .enumerate()
+                        .map(|(i, (c, t))| self.result_cells(&format!("{name}_{i}"), c, t.as_ref(), span))
+                        .collect(),
+                )
+            }
+            _ => {
+                let kind = class.kind();
+                let v = self.vars.add(name, kind, Role::Cell, span);
+                self.vars.info_mut(v).scalar_ty = ty.and_then(|t| generic_float(t, &self.sig.float_params));
+                let init = match &self.vars.info(v).scalar_ty {
+                    Some(_) => Some(self.vars.zero(v)),
+                    None => default_value(kind),
+                };
+                self.emit(Stmt::Cell { var: v, init });
+                Binding::Cell(v)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- blocks
+
+    pub(super) fn operand(&mut self, e: &Expr) -> Operand {
+        match self.expr(e) {
+            Value::Op(o) => o,
+            Value::Buffer(b) => Operand::Var(b),
+            Value::Unit | Value::Poison => {
+                Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })
+            }
+            Value::Tuple(_) | Value::Slice { .. } => {
+                self.cx
+                    .error_spanned_by(e, "a tuple or a sub-slice cannot be used here; bind its parts to names first");
+                Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None })
+            }
+        }
+    }
+
+    pub(super) fn read_binding(&mut self, b: &Binding, span: Span) -> Value {
+        match b {
+            Binding::Value(o) => Value::Op(o.clone()),
+            Binding::Buffer(v) => Value::Buffer(*v),
+            Binding::Cell(c) => {
+                let kind = self.vars.kind(*c);
+                let name = self.vars.info(*c).name.clone();
+                Value::Op(self.temp(&name, kind, Rvalue::Use(Operand::Var(*c)), span))
+            }
+            Binding::Tuple(items) => Value::Tuple(items.iter().map(|b| self.read_binding(b, span)).collect()),
+            Binding::Poison => Value::Poison,
+        }
+    }
+
+    pub(super) fn assign_binding(&mut self, target: &Binding, v: Value, span: Span) {
+        match (target, v) {
+            (Binding::Cell(c), Value::Op(o)) => {
+                self.refine_kind(*c, &o);
+                self.emit(Stmt::Assign { var: *c, value: o });
+            }
+            (Binding::Cell(c), Value::Buffer(b)) => {
+                self.emit(Stmt::Assign { var: *c, value: Operand::Var(b) });
+            }
+            (Binding::Tuple(ts), Value::Tuple(vs)) if ts.len() == vs.len() => {
+                for (t, v) in ts.iter().zip(vs) {
+                    self.assign_binding(t, v, span);
+                }
+            }
+            (Binding::Tuple(ts), Value::Op(o)) if !ts.is_empty() => {
+                // A tuple produced by a call: take its fields.
+                for (i, t) in ts.iter().enumerate() {
+                    let member = syn::Member::Unnamed(syn::Index { index: i as u32, span });
+                    let f = self.temp("field", Kind::Unknown, Rvalue::Field(o.clone(), member), span);
+                    self.assign_binding(t, Value::Op(f), span);
+                }
+            }
+            (Binding::Tuple(ts), Value::Unit) if ts.is_empty() => {}
+            _ => self.cx.error_at(span, "this value does not fit the variable it is assigned to"),
+        }
+    }
+
+    pub(super) fn refine_kind(&mut self, cell: Var, o: &Operand) {
+        if self.vars.kind(cell) == Kind::Unknown {
+            let k = self.kind_of(o);
+            if k != Kind::Unknown {
+                self.vars.info_mut(cell).kind = k;
+            }
+        }
+        if self.vars.info(cell).scalar_ty.is_none() {
+            let ty = match o {
+                Operand::Var(v) => self.vars.info(*v).scalar_ty.clone(),
+                Operand::Const(c) => c.scalar_ty.clone(),
+            };
+            self.vars.info_mut(cell).scalar_ty = ty;
+        }
+    }
+
+    pub(super) fn value_tree(&mut self, v: Value, span: Span) -> Tree<Operand> {
+        match v {
+            Value::Op(o) => Tree::Leaf(o),
+            Value::Buffer(b) => Tree::Leaf(Operand::Var(b)),
+            Value::Tuple(items) => Tree::Tuple(items.into_iter().map(|i| self.value_tree(i, span)).collect()),
+            Value::Unit | Value::Poison => Tree::Tuple(Vec::new()),
+            Value::Slice { .. } => {
+                self.cx.error_at(span, "a sub-slice cannot be returned; return a `Vec` built from it");
+                Tree::Tuple(Vec::new())
+            }
+        }
+    }
+}
+
+fn strip_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => strip_parens(&p.expr),
+        Expr::Group(g) => strip_parens(&g.expr),
+        other => other,
+    }
+}
+
+fn is_call_like(e: &Expr) -> bool {
+    matches!(strip_parens(e), Expr::Call(_))
+}
+
+fn contains_cell(b: &Binding) -> bool {
+    match b {
+        Binding::Cell(_) => true,
+        Binding::Tuple(items) => items.iter().any(contains_cell),
+        _ => false,
+    }
+}
+
+/// Names the lowering invents for temporaries (renamed after user bindings when bound).
+fn is_generated_name(name: &str) -> bool {
+    matches!(
+        name,
+        "sum"
+            | "diff"
+            | "prod"
+            | "quot"
+            | "rem"
+            | "cmp"
+            | "bits"
+            | "neg"
+            | "not"
+            | "cast"
+            | "field"
+            | "folded"
+            | "elem"
+    ) || name.ends_with("_i")
+        || crate::ops::method(name).is_some()
+}
+
+fn combine_kinds(a: Kind, b: Kind) -> Kind {
+    match (a, b) {
+        (Kind::Unknown, _) | (_, Kind::Unknown) => Kind::Unknown,
+        (Kind::Float, _) | (_, Kind::Float) => Kind::Float,
+        (Kind::Bool, Kind::Bool) => Kind::Bool,
+        (Kind::Int, _) | (_, Kind::Int) => Kind::Int,
+        _ => Kind::Unknown,
+    }
+}
+
+/// A zero of the kind, for cells read before rustc can see them assigned.
+fn default_value(kind: Kind) -> Option<Operand> {
+    Some(Operand::Const(match kind {
+        Kind::Float => Const { tokens: quote!(0.0), kind, scalar_ty: None },
+        Kind::Int => Const { tokens: quote!(0), kind, scalar_ty: None },
+        Kind::Bool => Const { tokens: quote!(false), kind, scalar_ty: None },
+        _ => return None,
+    }))
+}
+
+/// The generic float parameter a type names (`T`, `&T`, `[T]`, `Vec<T>`), if any.
+fn generic_float(ty: &syn::Type, float_params: &[Ident]) -> Option<Ident> {
+    let t = match sig::strip_ref(ty) {
+        syn::Type::Slice(s) => (*s.elem).clone(),
+        syn::Type::Array(a) => (*a.elem).clone(),
+        other => other.clone(),
+    };
+    let t = if let syn::Type::Path(tp) = &t {
+        if tp.path.segments.last().is_some_and(|s| s.ident == "Vec") {
+            sig::buffer_elem(&t)
+        } else {
+            t
+        }
+    } else {
+        t
+    };
+    match t {
+        syn::Type::Path(tp) => tp.path.get_ident().filter(|i| float_params.contains(i)).cloned(),
+        _ => None,
+    }
+}
+
+pub fn kind_of_type(ty: &syn::Type, float_params: &[Ident]) -> Kind {
+    let mut cx = Ctxt::new();
+    sig::classify(ty, float_params, &mut cx).kind()
+}
+
+fn literal(lit: &syn::Lit) -> Const {
+    let kind = match lit {
+        syn::Lit::Float(_) => Kind::Float,
+        syn::Lit::Int(i) => match i.suffix() {
+            "f32" | "f64" => Kind::Float,
+            _ => Kind::Int,
+        },
+        syn::Lit::Bool(_) => Kind::Bool,
+        _ => Kind::Unknown,
+    };
+    Const { tokens: lit.to_token_stream(), kind, scalar_ty: None }
+}

@@ -1,0 +1,352 @@
+//! Lowering of blocks, statements and `let` bindings (cells, renamed values, tuples).
+
+use super::*;
+
+impl<'a> Lowerer<'a> {
+    /// Lower statements; the value of the block is returned (in `FnBody` context with a
+    /// return frame, the value has already been assigned to the result cells).
+    pub(super) fn block_in(&mut self, stmts: &[syn::Stmt], ctx: BlockCtx, span: Span) -> Value {
+        for (i, stmt) in stmts.iter().enumerate() {
+            let last = i + 1 == stmts.len();
+            if last {
+                if let syn::Stmt::Expr(e, None) = stmt {
+                    return self.tail(e, ctx);
+                }
+            }
+            self.stmt(stmt, ctx);
+            let exits = exits_of_stmt(stmt);
+            if exits.any() && !last {
+                if ctx == BlockCtx::Value {
+                    self.cx.error_spanned_by(
+                        stmt,
+                        "an early exit (`return`, `break`, `continue`) inside a block whose value is used is not supported; \
+                         move the exit to statement level",
+                    );
+                    return Value::Poison;
+                }
+                let go = self.guard(exits, stmt.span());
+                let rest = &stmts[i + 1..];
+                let mut value = Value::Unit;
+                let then_ = self.nested(|l| value = l.block_in(rest, ctx, span));
+                self.emit(Stmt::If { cond: go, then_, else_: Vec::new() });
+                if !matches!(value, Value::Unit) {
+                    self.cx.error_at(
+                        span,
+                        "a value computed after an early exit must be assigned to a variable declared before it",
+                    );
+                }
+                return Value::Unit;
+            }
+        }
+        if ctx == BlockCtx::FnBody {
+            if let Some(frame) = &self.ret {
+                // A body ending in a statement: the result is `()`.
+                let _ = frame;
+            }
+        }
+        Value::Unit
+    }
+
+    /// A condition that is true while none of the given exits has been taken.
+    pub(super) fn guard(&mut self, exits: Exits, span: Span) -> Operand {
+        let mut flags = Vec::new();
+        if exits.ret {
+            if let Some(f) = &self.ret {
+                flags.push(f.flag);
+            }
+        }
+        if let Some(frame) = self.loops.last() {
+            if exits.brk {
+                flags.extend(frame.brk);
+            }
+            if exits.cont {
+                flags.extend(frame.cont);
+            }
+        }
+        let mut acc: Option<Operand> = None;
+        for f in flags {
+            let read = self.temp("exited", Kind::Bool, Rvalue::Use(Operand::Var(f)), span);
+            acc = Some(match acc {
+                None => read,
+                Some(a) => self.temp("exited", Kind::Bool, Rvalue::Binary(BinOp::BitOr, a, read), span),
+            });
+        }
+        match acc {
+            Some(a) => self.temp("go_on", Kind::Bool, Rvalue::Unary(UnOp::Not, a), span),
+            None => const_bool(true),
+        }
+    }
+
+    /// The tail expression of a block.
+    pub(super) fn tail(&mut self, e: &Expr, ctx: BlockCtx) -> Value {
+        if ctx == BlockCtx::FnBody && self.ret.is_some() {
+            match e {
+                Expr::If(i) => return self.if_expr(i, BlockCtx::FnBody),
+                Expr::Match(m) => return self.match_expr(m, BlockCtx::FnBody),
+                Expr::Block(b) if b.label.is_none() => {
+                    let mut v = Value::Unit;
+                    let block = self.nested(|l| v = l.block_in(&b.block.stmts, BlockCtx::FnBody, b.span()));
+                    self.out.last_mut().expect("block").extend(block);
+                    return v;
+                }
+                Expr::Return(r) => {
+                    self.return_expr(r);
+                    return Value::Unit;
+                }
+                _ => {}
+            }
+            let v = self.expr(e);
+            self.assign_result(v, e.span());
+            return Value::Unit;
+        }
+        match ctx {
+            BlockCtx::Unit => {
+                let v = self.expr_stmt(e);
+                let _ = v;
+                Value::Unit
+            }
+            _ => self.expr(e),
+        }
+    }
+
+    pub(super) fn assign_result(&mut self, v: Value, span: Span) {
+        if let Some(frame) = &self.ret {
+            let target = frame.value.clone();
+            self.assign_binding(&target, v, span);
+        }
+    }
+
+    pub(super) fn stmt(&mut self, s: &syn::Stmt, ctx: BlockCtx) {
+        match s {
+            syn::Stmt::Local(local) => self.local(local),
+            syn::Stmt::Item(item) => {
+                self.unsupported(item, "a nested item", "define it outside the function");
+            }
+            syn::Stmt::Expr(e, _) => {
+                let inner_ctx = if ctx == BlockCtx::Value { BlockCtx::Value } else { BlockCtx::Unit };
+                let _ = inner_ctx;
+                self.expr_stmt(e);
+            }
+            syn::Stmt::Macro(m) => {
+                let e = Expr::Macro(syn::ExprMacro { attrs: m.attrs.clone(), mac: m.mac.clone() });
+                self.expr_stmt(&e);
+            }
+        }
+    }
+
+    /// An expression in statement position: control flow lowers its blocks as `Unit`.
+    pub(super) fn expr_stmt(&mut self, e: &Expr) -> Value {
+        match e {
+            Expr::If(i) => self.if_expr(i, BlockCtx::Unit),
+            Expr::Match(m) => self.match_expr(m, BlockCtx::Unit),
+            Expr::Block(b) if b.label.is_none() && b.attrs.is_empty() => {
+                let block = self.nested(|l| {
+                    l.block_in(&b.block.stmts, BlockCtx::Unit, b.span());
+                });
+                self.out.last_mut().expect("block").extend(block);
+                Value::Unit
+            }
+            Expr::Return(r) => {
+                self.return_expr(r);
+                Value::Unit
+            }
+            Expr::Break(b) => {
+                self.break_expr(b);
+                Value::Unit
+            }
+            Expr::Continue(c) => {
+                self.continue_expr(c);
+                Value::Unit
+            }
+            _ => {
+                let v = self.expr(e);
+                if let Value::Op(Operand::Var(var)) = &v {
+                    // A value computed for nothing: keep it only if it may have an effect.
+                    let _ = var;
+                }
+                v
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- let
+
+    pub(super) fn local(&mut self, local: &syn::Local) {
+        let span = local.span();
+        let Some(init) = &local.init else {
+            // `let x;` — a cell assigned later.
+            match &local.pat {
+                Pat::Ident(p) => {
+                    let v = self.vars.add(p.ident.to_string(), Kind::Unknown, Role::Cell, p.ident.span());
+                    self.emit(Stmt::Cell { var: v, init: None });
+                    self.bind(&p.ident, Binding::Cell(v));
+                }
+                Pat::Type(pt) => {
+                    if let Pat::Ident(p) = &*pt.pat {
+                        let kind = kind_of_type(&pt.ty, &self.sig.float_params);
+                        let v = self.vars.add(p.ident.to_string(), kind, Role::Cell, p.ident.span());
+                        self.emit(Stmt::Cell { var: v, init: default_value(kind) });
+                        self.bind(&p.ident, Binding::Cell(v));
+                    } else {
+                        self.unsupported(&local.pat, "this pattern", "bind a single name");
+                    }
+                }
+                other => {
+                    self.unsupported(other, "this pattern", "bind a single name");
+                }
+            }
+            return;
+        };
+        if let Some((_, diverge)) = &init.diverge {
+            self.unsupported(diverge, "`let … else`", "use `if`/`match` on an integer");
+            return;
+        }
+        let (pat, ty) = match &local.pat {
+            Pat::Type(pt) => (&*pt.pat, Some(&*pt.ty)),
+            p => (p, None),
+        };
+        // Buffers start from a constructor.
+        if let Pat::Ident(p) = pat {
+            if let Some(buf) = self.buffer_constructor(&init.expr, &p.ident) {
+                self.bind(&p.ident, Binding::Buffer(buf));
+                return;
+            }
+        }
+        // A tuple pattern over a call destructures the call's result.
+        if let Pat::Tuple(t) = pat {
+            if is_call_like(&init.expr) {
+                let names: Vec<Option<Ident>> = t
+                    .elems
+                    .iter()
+                    .map(|p| match p {
+                        Pat::Ident(pi) => Some(pi.ident.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if t.elems.iter().all(|p| matches!(p, Pat::Ident(_) | Pat::Wild(_))) {
+                    if let Some(vars) = self.call_with_tuple_result(&init.expr, &names) {
+                        for (p, v) in t.elems.iter().zip(vars) {
+                            if let Pat::Ident(pi) = p {
+                                let b = self.maybe_cell(pi, Operand::Var(v), span);
+                                self.bind(&pi.ident, b);
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        let mut value = self.expr(&init.expr);
+        if let (Some(ty), Value::Op(Operand::Const(c))) = (ty, &value) {
+            // `let c: f32 = 2.0;` keeps the literal's type.
+            if let syn::Type::Path(tp) = ty {
+                if let Some(id) = tp.path.get_ident() {
+                    if sig::is_float_name(&id.to_string()) || sig::is_int_name(&id.to_string()) {
+                        let toks = &c.tokens;
+                        let suffixed: TokenStream = format!("{}{}", toks, id).parse().unwrap_or_else(|_| toks.clone());
+                        let kind = kind_of_type(ty, &self.sig.float_params);
+                        if toks.to_string().chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == '_') {
+                            value = Value::Op(Operand::Const(Const { tokens: suffixed, kind, scalar_ty: None }));
+                        }
+                    }
+                }
+            }
+        }
+        self.bind_let(pat, value, ty, span);
+    }
+
+    /// A cell for a `let mut` that is assigned inside control flow, a plain value otherwise.
+    pub(super) fn maybe_cell(&mut self, p: &syn::PatIdent, value: Operand, _span: Span) -> Binding {
+        if p.mutability.is_some() && self.cell_names.contains(&p.ident.to_string()) {
+            let kind = self.kind_of(&value);
+            let v = self.vars.add(p.ident.to_string(), kind, Role::Cell, p.ident.span());
+            if let Operand::Var(src) = &value {
+                self.vars.info_mut(v).scalar_ty = self.vars.info(*src).scalar_ty.clone();
+            }
+            self.emit(Stmt::Cell { var: v, init: Some(value) });
+            Binding::Cell(v)
+        } else {
+            if let Operand::Var(v) = &value {
+                // Name the temporary after the user's binding when it is fresh.
+                let info = self.vars.info_mut(*v);
+                if info.role == Role::Temp && !info.name.starts_with(char::is_alphabetic)
+                    || is_generated_name(&info.name)
+                {
+                    info.name = p.ident.to_string();
+                    info.span = p.ident.span();
+                }
+            }
+            Binding::Value(value)
+        }
+    }
+
+    pub(super) fn bind_let(&mut self, pat: &Pat, value: Value, ty: Option<&syn::Type>, span: Span) {
+        match (pat, value) {
+            (Pat::Wild(_), _) => {}
+            (Pat::Ident(p), Value::Poison) => self.bind(&p.ident, Binding::Poison),
+            (Pat::Tuple(t), Value::Poison) => {
+                for p in &t.elems {
+                    self.bind_let(p, Value::Poison, None, span);
+                }
+            }
+            (Pat::Ident(p), Value::Op(o)) => {
+                let o = match (ty, &o) {
+                    (Some(t), Operand::Var(v)) if self.vars.kind(*v) == Kind::Unknown => {
+                        let k = kind_of_type(t, &self.sig.float_params);
+                        if k != Kind::Unknown && self.vars.role(*v) == Role::Temp {
+                            self.vars.info_mut(*v).kind = k;
+                        }
+                        o
+                    }
+                    _ => o,
+                };
+                let b = self.maybe_cell(p, o, span);
+                self.bind(&p.ident, b);
+            }
+            (Pat::Ident(p), Value::Buffer(b)) => self.bind(&p.ident, Binding::Buffer(b)),
+            (Pat::Ident(p), Value::Tuple(items)) => {
+                let b = self.tuple_binding(items, p.mutability.is_some(), &p.ident, span);
+                self.bind(&p.ident, b);
+            }
+            (Pat::Tuple(t), Value::Tuple(items)) if t.elems.len() == items.len() => {
+                for (p, v) in t.elems.iter().zip(items) {
+                    self.bind_let(p, v, None, span);
+                }
+            }
+            (Pat::Ident(p), Value::Unit) => {
+                self.bind(&p.ident, Binding::Tuple(Vec::new()));
+            }
+            (Pat::Ident(_), Value::Slice { .. }) => {
+                self.cx.error_at(span, "a sub-slice can only be passed directly to a call: write `g(&x[a..b])`");
+            }
+            (Pat::Type(pt), v) => self.bind_let(&pt.pat, v, Some(&pt.ty), span),
+            (other, _) => {
+                self.unsupported(other, "this pattern", "bind a name or a tuple of names");
+            }
+        }
+    }
+
+    pub(super) fn tuple_binding(&mut self, items: Vec<Value>, mutable: bool, ident: &Ident, span: Span) -> Binding {
+        Binding::Tuple(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::Op(o) => {
+                        if mutable && self.cell_names.contains(&ident.to_string()) {
+                            let kind = self.kind_of(&o);
+                            let c = self.vars.add(format!("{ident}_{i}"), kind, Role::Cell, span);
+                            self.emit(Stmt::Cell { var: c, init: Some(o) });
+                            Binding::Cell(c)
+                        } else {
+                            Binding::Value(o)
+                        }
+                    }
+                    Value::Buffer(b) => Binding::Buffer(b),
+                    Value::Tuple(inner) => self.tuple_binding(inner, mutable, ident, span),
+                    _ => Binding::Tuple(Vec::new()),
+                })
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,252 @@
+//! The reverse-mode transform: `Func` → `Func`.
+//!
+//! Given a function and the parameters whose gradients are wanted, build a function
+//! that runs a *forward sweep* (the primal code, pruned to what the reverse sweep needs)
+//! and then a *reverse sweep* (adjoint statements in reverse order), and returns the
+//! gradients (and optionally the value).
+//!
+//! What the reverse sweep reads is decided here (Tapenade's model):
+//! - values defined at the top level of the function are still in scope: nothing to do;
+//! - a value defined inside a loop body or a branch is *recomputed* at the start of the
+//!   matching reverse region when it is a cheap pure function of values available there
+//!   (loop indices, unchanging inputs, other recomputed values), and *saved* otherwise:
+//!   pushed on a tape inside loops, kept in a one-value slot in branches outside loops;
+//! - branch decisions and loop bounds are values like any other; `while` loops count
+//!   their iterations.
+//!
+//! Straight-line code therefore needs no tape at all, and a loop whose body only reads
+//! unchanging inputs (such as Rosenbrock's) needs none either.
+//!
+//! The output uses only IR constructs, each of which has a reverse rule here, so the
+//! transform can be applied to its own output (higher-order derivatives).
+
+use std::collections::{HashMap, HashSet};
+
+use proc_macro2::Span;
+use quote::quote;
+
+use crate::activity::{self, Activity};
+use crate::ctxt::Ctxt;
+use crate::ir::*;
+use crate::ops::{self, Contribution, Need};
+
+mod adjoints;
+mod analysis;
+mod forward;
+mod materialize;
+mod sweep;
+
+/// Which gradient a parameter contributes to the result.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GradOut {
+    /// The gradient is returned.
+    Yes,
+    /// A `()` placeholder is returned (the parameter is not differentiable).
+    Unit,
+    /// Nothing is returned for this parameter.
+    Omit,
+}
+
+/// Where the cotangent of the output comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Seed {
+    /// A parameter appended to the signature.
+    Param,
+    /// One (the gradient of a scalar output).
+    One,
+}
+
+pub struct Config {
+    pub grads: Vec<GradOut>,
+    pub keep_value: bool,
+    pub seed: Seed,
+}
+
+/// The result of the transform. The function's `ret` is the tuple
+/// `(value, (grads…))` when the value is kept, `(grads…)` otherwise; `grads` has one
+/// entry per parameter that is not `Omit`. The cotangent, with `Seed::Param`, is the
+/// last parameter.
+pub struct Derivative {
+    pub func: Func,
+}
+
+type RegionId = usize;
+
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    /// Inside a loop body (at any depth): saved values go on a tape.
+    in_loop: bool,
+}
+
+/// How the adjoint of a value is held.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum AdjPlan {
+    /// Exactly one contribution, in the defining region: `let v_bar = c;`.
+    Single,
+    /// Several contributions, all in the defining region: the first initialises the
+    /// accumulator (`let mut v_bar = c₁; v_bar += c₂;`), so no zero is ever built.
+    Chain,
+    /// Accumulated in a cell declared (as zero) at the start of the defining region's
+    /// reverse: contributions come from nested regions, or the value is a cell.
+    Accumulator,
+}
+
+/// How a value needed by the reverse sweep is made available.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Materialize {
+    Recompute,
+    Save,
+}
+
+struct Transform<'a> {
+    cx: &'a mut Ctxt,
+    src: &'a Func,
+    act: Activity,
+    vars: Vars,
+    regions: Vec<Region>,
+    block_region: HashMap<*const Block, RegionId>,
+    def_region: HashMap<Var, RegionId>,
+    def_stmt: HashMap<Var, &'a Stmt>,
+    /// Position of each definition in program order (recomputation replays this order).
+    def_order: HashMap<Var, usize>,
+    /// Buffers written after their declaration.
+    mutated: HashSet<Var>,
+    /// Contributions per active value: (count, regions).
+    contributions: HashMap<Var, (usize, HashSet<RegionId>)>,
+    plan: HashMap<Var, AdjPlan>,
+    /// The adjoint variable of each active value (a temp, a cell, a buffer or a tape).
+    adj: HashMap<Var, Var>,
+    /// Values the reverse sweep reads, by the region reading them.
+    needs: Vec<(Var, RegionId)>,
+    /// How each value defined outside the top level is made available to the reverse sweep.
+    decided: HashMap<Var, Materialize>,
+    /// The tape or slot of each saved value.
+    store: HashMap<Var, Var>,
+    /// Trip counters of `while` loops (per loop body block).
+    trips: HashMap<*const Block, (Var, Var)>,
+    /// Accumulator declarations per region, emitted at the start of its reverse.
+    accumulators: HashMap<RegionId, Vec<Stmt>>,
+    /// The accumulator variable of each value with several contributions (made up
+    /// front; declared when first needed).
+    acc_vars: HashMap<Var, Var>,
+    /// Values read from a cell at the end of its region's forward sweep (`final`,
+    /// `cell`), saved so the reverse can shape the cell's zero adjoint.
+    finals: HashMap<RegionId, Vec<(Var, Var)>>,
+}
+
+/// Build the derivative of `src`.
+pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
+    let inputs: Vec<Var> = src
+        .params
+        .iter()
+        .zip(&cfg.grads)
+        .filter(|(_, g)| **g == GradOut::Yes)
+        .flat_map(|(p, _)| p.pat.leaves().into_iter().copied().collect::<Vec<_>>())
+        .collect();
+    let outputs: Vec<Var> = src.ret.leaves().iter().filter_map(|o| o.var()).collect();
+    let act = activity::analyze(src, &inputs, &outputs);
+    let mut t = Transform {
+        cx,
+        src,
+        act,
+        vars: src.vars.clone(),
+        regions: vec![Region { in_loop: false }],
+        block_region: HashMap::new(),
+        def_region: HashMap::new(),
+        def_stmt: HashMap::new(),
+        def_order: HashMap::new(),
+        mutated: HashSet::new(),
+        contributions: HashMap::new(),
+        plan: HashMap::new(),
+        adj: HashMap::new(),
+        needs: Vec::new(),
+        decided: HashMap::new(),
+        store: HashMap::new(),
+        trips: HashMap::new(),
+        accumulators: HashMap::new(),
+        acc_vars: HashMap::new(),
+        finals: HashMap::new(),
+    };
+    for p in &src.params {
+        for v in p.pat.leaves() {
+            t.def_region.insert(*v, 0);
+        }
+    }
+    t.block_region.insert(&src.body as *const Block, 0);
+    t.scan_regions(&src.body, 0);
+    t.count_contributions(&src.body, 0);
+    t.check_active(&src.body);
+    t.plan_adjoints();
+
+    // The cotangent of the result.
+    let cotangent = match cfg.seed {
+        Seed::Param => Some(src.ret.map(&mut |o| match o {
+            Operand::Var(v) => t.vars.add_like(*v, "cotangent", Role::Param),
+            Operand::Const(c) => {
+                let v = t.vars.add("cotangent", c.kind, Role::Param, Span::call_site());
+                t.vars.info_mut(v).scalar_ty = c.scalar_ty.clone();
+                v
+            }
+        })),
+        Seed::One => None,
+    };
+
+    // Reverse sweep first: it tells what the forward sweep must keep.
+    let mut top_rev = Vec::new();
+    t.seed(&mut top_rev, &cotangent);
+    let body_rev = t.rev_block(&src.body);
+    top_rev.extend(body_rev);
+    let grads: Vec<Tree<Operand>> = src
+        .params
+        .iter()
+        .zip(&cfg.grads)
+        .filter(|(_, g)| **g != GradOut::Omit)
+        .map(|(p, g)| match g {
+            GradOut::Yes => {
+                let pat = p.pat.clone();
+                t.grad_tree(&pat, &mut top_rev)
+            }
+            _ => Tree::Tuple(Vec::new()),
+        })
+        .collect();
+
+    let forward = t.forward_sweep(cfg.keep_value);
+
+    // Assemble: tapes and slots, forward sweep, top-level accumulators, reverse sweep.
+    let mut body = Vec::new();
+    let mut stores: Vec<(Var, Var)> = t.store.iter().map(|(a, b)| (*a, *b)).collect();
+    stores.sort();
+    for (_, s) in stores {
+        body.push(match t.vars.role(s) {
+            Role::Tape => Stmt::Tape { var: s },
+            _ => Stmt::Slot { var: s },
+        });
+    }
+    body.extend(forward);
+    let accs = t.accumulators.remove(&0).unwrap_or_default();
+    body.extend(accs);
+    body.extend(top_rev);
+
+    let grads_tree = Tree::Tuple(grads);
+    let ret = if cfg.keep_value { Tree::Tuple(vec![src.ret.clone(), grads_tree]) } else { grads_tree };
+    let mut params = src.params.clone();
+    if let Some(c) = &cotangent {
+        params.push(Param { pat: c.clone() });
+    }
+    Derivative { func: Func { vars: t.vars, params, body, ret } }
+}
+
+impl<'a> Transform<'a> {}
+
+/// The derivative companion of a rule method: `m` → `__adjoint_d1_m`; a companion's
+/// own companion counts up: `__adjoint_d1_m` → `__adjoint_d2_m`.
+pub fn derivative_method(method: &str) -> String {
+    if let Some(rest) = method.strip_prefix("__adjoint_d") {
+        if let Some((n, base)) = rest.split_once('_') {
+            if let Ok(k) = n.parse::<u32>() {
+                return format!("__adjoint_d{}_{}", k + 1, base);
+            }
+        }
+    }
+    format!("__adjoint_d1_{method}")
+}

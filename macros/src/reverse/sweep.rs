@@ -1,0 +1,547 @@
+//! The reverse sweep: the adjoint statements of every construct, in reverse order.
+
+use super::*;
+
+pub(super) fn tree_arg(t: &Tree<Operand>) -> Arg {
+    match t {
+        Tree::Leaf(o) => Arg::Value(o.clone()),
+        Tree::Tuple(items) => Arg::Tuple(items.iter().map(tree_arg).collect()),
+    }
+}
+
+impl<'a> Transform<'a> {
+    pub(super) fn seed(&mut self, out: &mut Block, cotangent: &Option<Tree<Var>>) {
+        let leaves: Vec<Operand> = self.src.ret.leaves().into_iter().cloned().collect();
+        let cots: Vec<Option<Var>> = match cotangent {
+            Some(c) => c.leaves().into_iter().map(|v| Some(*v)).collect(),
+            None => vec![None; leaves.len()],
+        };
+        for (leaf, cot) in leaves.iter().zip(cots) {
+            let Some(v) = leaf.var() else { continue };
+            if !self.active(v) {
+                continue;
+            }
+            let seed = match cot {
+                Some(c) => Operand::Var(c),
+                None => {
+                    if self.vars.kind(v) == Kind::Float {
+                        self.vars.one(v)
+                    } else {
+                        self.need(leaf, 0);
+                        self.temp("seed", self.vars.kind(v), Rvalue::One(leaf.clone()), self.vars.info(v).span, out)
+                    }
+                }
+            };
+            self.contribute(leaf, seed, out);
+        }
+    }
+
+    /// The reverse of a block. For a nested region, the result starts with the values
+    /// its statements read (popped or recomputed) and its accumulators: once the body is
+    /// built, every use of a value defined in this region has been seen.
+    pub(super) fn rev_block(&mut self, block: &'a Block) -> Block {
+        let region = self.region_of(block);
+        let mut body = Vec::new();
+        for s in block.iter().rev() {
+            self.rev_stmt(s, region, &mut body);
+        }
+        if region == 0 {
+            return body;
+        }
+        let accumulators = self.accumulators.remove(&region).unwrap_or_default();
+        if body.is_empty() && accumulators.is_empty() {
+            return body;
+        }
+        let (mut out, renames) = self.materialize_region(region);
+        let mut rest = accumulators;
+        rest.extend(body);
+        rename_uses(&mut rest, &renames);
+        out.extend(rest);
+        out
+    }
+
+    pub(super) fn rev_stmt(&mut self, s: &'a Stmt, region: RegionId, out: &mut Block) {
+        match s {
+            Stmt::Let { dst: Tree::Leaf(v), rv, span } => {
+                if !self.active(*v) {
+                    return;
+                }
+                let Some(ybar) = self.adj_value(*v, out) else {
+                    return;
+                };
+                self.rev_rvalue(*v, rv, ybar, *span, region, out);
+            }
+            Stmt::Let { dst, rv, span } => {
+                // A call returning a tuple.
+                if !dst.leaves().iter().any(|v| self.active(**v)) {
+                    return;
+                }
+                let mut cot_leaves = Vec::new();
+                for v in dst.leaves() {
+                    let c = match self.adj_value(*v, out) {
+                        Some(c) => c,
+                        None => self.zero_now(*v, region, out),
+                    };
+                    cot_leaves.push(c);
+                }
+                let mut it = cot_leaves.into_iter();
+                let cot = dst.map(&mut |_| it.next().expect("cotangent leaf"));
+                if let Rvalue::Call { callee, args } = rv {
+                    self.rev_call(callee, args, cot, *span, region, out);
+                }
+            }
+            Stmt::Cell { var, init } => {
+                if !self.active(*var) {
+                    return;
+                }
+                if let Some(o) = init {
+                    if self.op_active(o) {
+                        let acc = self.accumulator(*var);
+                        let c = self.temp(
+                            &self.adj_name(*var),
+                            self.vars.kind(*var),
+                            Rvalue::Use(Operand::Var(acc)),
+                            Span::call_site(),
+                            out,
+                        );
+                        self.contribute(o, c, out);
+                    }
+                }
+            }
+            Stmt::Assign { var, value } => {
+                if !self.active(*var) {
+                    return;
+                }
+                let acc = self.accumulator(*var);
+                if self.op_active(value) {
+                    let c = self.temp(
+                        &self.adj_name(*var),
+                        self.vars.kind(*var),
+                        Rvalue::Use(Operand::Var(acc)),
+                        Span::call_site(),
+                        out,
+                    );
+                    self.contribute(value, c, out);
+                }
+                // The value the cell held before this write receives nothing from here on.
+                let zero = self.zero_for_reset(*var, acc, region, out);
+                out.push(Stmt::Assign { var: acc, value: zero });
+            }
+            Stmt::Accumulate { place, value } => {
+                let target = place.target();
+                if !self.active(target) || !self.op_active(value) {
+                    return;
+                }
+                let acc = self.accumulator(target);
+                let c = self.read_place(place, acc, region, out);
+                self.contribute(value, c, out);
+            }
+            Stmt::Store { buf, index, value } => {
+                if !self.active(*buf) {
+                    return;
+                }
+                let acc = self.accumulator(*buf);
+                self.need(index, region);
+                let elem = self.vars.kind(*buf).element();
+                if self.op_active(value) {
+                    let c = self.temp(
+                        &self.adj_name(*buf),
+                        elem,
+                        Rvalue::Index { buf: acc, index: index.clone() },
+                        Span::call_site(),
+                        out,
+                    );
+                    self.contribute(value, c, out);
+                }
+                let zero = if elem == Kind::Float {
+                    self.vars.zero(*buf)
+                } else {
+                    let cur = self.temp(
+                        "old_bar",
+                        elem,
+                        Rvalue::Index { buf: acc, index: index.clone() },
+                        Span::call_site(),
+                        out,
+                    );
+                    self.temp("zero", elem, Rvalue::Zero(cur), Span::call_site(), out)
+                };
+                out.push(Stmt::Store { buf: acc, index: index.clone(), value: zero });
+            }
+            Stmt::Push { buf, value } => {
+                if !self.active(*buf) {
+                    return;
+                }
+                let acc = self.accumulator(*buf);
+                let elem = self.vars.kind(*buf).element();
+                let c = self.temp(&self.adj_name(*buf), elem, Rvalue::Pop(acc), Span::call_site(), out);
+                if self.op_active(value) {
+                    self.contribute(value, c, out);
+                }
+            }
+            Stmt::Save { slot, value } => {
+                if !self.active(*slot) || !self.op_active(value) {
+                    return;
+                }
+                let acc = self.accumulator(*slot);
+                let c = self.temp(&self.adj_name(*slot), self.kind(value), Rvalue::Load(acc), Span::call_site(), out);
+                self.contribute(value, c, out);
+            }
+            Stmt::Buffer { var, init } => {
+                if !self.active(*var) {
+                    return;
+                }
+                let acc = self.accumulator(*var);
+                match init {
+                    BufferInit::List { items, .. } => {
+                        for (k, item) in items.iter().enumerate() {
+                            if self.op_active(item) {
+                                let idx = Operand::Const(Const {
+                                    tokens: quote::ToTokens::to_token_stream(&proc_macro2::Literal::usize_unsuffixed(
+                                        k,
+                                    )),
+                                    kind: Kind::Int,
+                                    scalar_ty: None,
+                                });
+                                let c = self.temp(
+                                    &self.adj_name(*var),
+                                    self.kind(item),
+                                    Rvalue::Index { buf: acc, index: idx },
+                                    Span::call_site(),
+                                    out,
+                                );
+                                self.contribute(item, c, out);
+                            }
+                        }
+                    }
+                    BufferInit::Repeat { value, .. } | BufferInit::Array { value, .. } if self.op_active(value) => {
+                        self.cx.error_at(self.vars.info(*var).span, "a buffer filled with a value that carries a derivative is not supported: fill it with a constant and write the value in a loop");
+                    }
+                    _ => {}
+                }
+            }
+            Stmt::If { cond, then_, else_ } => {
+                let rt = self.rev_block(then_);
+                let re = self.rev_block(else_);
+                if rt.is_empty() && re.is_empty() {
+                    return;
+                }
+                self.need(cond, region);
+                out.push(Stmt::If { cond: cond.clone(), then_: rt, else_: re });
+            }
+            Stmt::For { var, range, body } => {
+                let rb = self.rev_block(body);
+                if rb.is_empty() {
+                    return;
+                }
+                for o in range.operands() {
+                    self.need(&o, region);
+                }
+                // The reverse loop binds its own index variable (one definition per variable).
+                let info = self.vars.info(*var).clone();
+                let index = self.vars.add(info.name, info.kind, Role::Index, info.span);
+                let mut rb = rb;
+                rename_uses(&mut rb, &HashMap::from([(*var, index)]));
+                out.push(Stmt::For { var: index, range: range.reversed(), body: rb });
+            }
+            Stmt::While { header, body, .. } => {
+                if header
+                    .iter()
+                    .any(|h| matches!(h, Stmt::Let { dst, .. } if dst.leaves().iter().any(|v| self.active(**v))))
+                {
+                    self.cx.error_at(Span::call_site(), "a loop condition that computes a value carrying a derivative is not supported; compute it in the loop body");
+                }
+                let rb = self.rev_block(body);
+                if rb.is_empty() {
+                    return;
+                }
+                let counter = self.vars.add("trip", Kind::Int, Role::Cell, Span::call_site());
+                let trips = self.vars.add("trips", Kind::Int, Role::Temp, Span::call_site());
+                self.def_region.insert(trips, region);
+                self.trips.insert(body as *const Block, (counter, trips));
+                self.need(&Operand::Var(trips), region);
+                let i = self.vars.add("_iteration", Kind::Int, Role::Index, Span::call_site());
+                let range = Range {
+                    lo: Operand::Const(Const { tokens: quote!(0), kind: Kind::Int, scalar_ty: None }),
+                    hi: Operand::Var(trips),
+                    inclusive: false,
+                    adapters: Vec::new(),
+                };
+                out.push(Stmt::For { var: i, range, body: rb });
+            }
+            Stmt::Tape { .. } | Stmt::Slot { .. } => {}
+        }
+    }
+
+    pub(super) fn rev_rvalue(
+        &mut self,
+        v: Var,
+        rv: &Rvalue,
+        ybar: Operand,
+        span: Span,
+        region: RegionId,
+        out: &mut Block,
+    ) {
+        match rv {
+            Rvalue::Use(o) => {
+                if let Some(src) = o.var() {
+                    if self.vars.role(src) == Role::Cell && self.active(src) {
+                        let acc = self.accumulator(src);
+                        out.push(Stmt::Accumulate { place: Place::Cell(acc), value: ybar });
+                        return;
+                    }
+                }
+                self.contribute(o, ybar, out);
+            }
+            Rvalue::Binary(op, a, b) => {
+                let Some(prim) = ops::binary(*op) else { return };
+                let operands = [a.clone(), b.clone()];
+                self.apply_prim(prim, &operands, v, ybar, span, region, out);
+            }
+            Rvalue::Unary(UnOp::Neg, a) => {
+                self.apply_prim(ops::neg(), std::slice::from_ref(a), v, ybar, span, region, out);
+            }
+            Rvalue::Unary(UnOp::Not, _) => {}
+            Rvalue::Method { recv, method, args } => {
+                let Some(prim) = ops::method(&method.to_string()) else {
+                    return;
+                };
+                if prim.output != ops::Output::Same {
+                    return;
+                }
+                let mut operands = vec![recv.clone()];
+                operands.extend(args.iter().cloned());
+                self.apply_prim(prim, &operands, v, ybar, span, region, out);
+            }
+            Rvalue::Call { callee, args } => {
+                self.rev_call(callee, args, Tree::Leaf(ybar), span, region, out);
+            }
+            Rvalue::Index { buf, index } => {
+                if !self.active(*buf) {
+                    return;
+                }
+                let acc = self.accumulator(*buf);
+                self.need(index, region);
+                out.push(Stmt::Accumulate { place: Place::Elem(acc, index.clone()), value: ybar });
+            }
+            Rvalue::Slice { buf, lo, hi, inclusive } => {
+                if !self.active(*buf) {
+                    return;
+                }
+                let acc = self.accumulator(*buf);
+                for o in lo.iter().chain(hi.iter()) {
+                    self.need(o, region);
+                }
+                out.push(Stmt::Accumulate {
+                    place: Place::Slice { buf: acc, lo: lo.clone(), hi: hi.clone(), inclusive: *inclusive },
+                    value: ybar,
+                });
+            }
+            Rvalue::Cast(o, _) => {
+                if !self.op_active(o) {
+                    return;
+                }
+                self.need(o, region);
+                let c = self.temp(
+                    &self.adj_name(v),
+                    self.kind(o),
+                    Rvalue::Call {
+                        callee: Callee::Rule { trait_name: "Cast", method: "cast_adjoint".into() },
+                        args: vec![Arg::Ref(ybar), Arg::Ref(o.clone())],
+                    },
+                    span,
+                    out,
+                );
+                self.contribute(o, c, out);
+            }
+            Rvalue::Pop(tape) => {
+                if !self.active(*tape) {
+                    return;
+                }
+                let acc = self.accumulator(*tape);
+                out.push(Stmt::Push { buf: acc, value: ybar });
+            }
+            Rvalue::Load(slot) => {
+                if !self.active(*slot) {
+                    return;
+                }
+                let acc = self.accumulator(*slot);
+                out.push(Stmt::Save { slot: acc, value: ybar });
+            }
+            Rvalue::Field(..) | Rvalue::Len(_) | Rvalue::Zero(_) | Rvalue::One(_) => {}
+        }
+    }
+
+    /// Apply a primitive's rules: one contribution per active operand.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn apply_prim(
+        &mut self,
+        prim: &ops::Prim,
+        operands: &[Operand],
+        result: Var,
+        ybar: Operand,
+        span: Span,
+        region: RegionId,
+        out: &mut Block,
+    ) {
+        let scalar = operands.iter().all(|o| self.kind(o) != Kind::Unknown) && self.vars.kind(result) == Kind::Float;
+        for (i, o) in operands.iter().enumerate() {
+            if !self.op_active(o) {
+                continue;
+            }
+            let rule = prim.inputs()[i];
+            let form = if scalar { rule.scalar } else { rule.general };
+            let kind = self.kind(o);
+            let name = self.adj_name(o.var().expect("active operand"));
+            let c = match form {
+                Contribution::None => continue,
+                Contribution::Identity => ybar.clone(),
+                Contribution::Negate => self.temp(&name, kind, Rvalue::Unary(UnOp::Neg, ybar.clone()), span, out),
+                Contribution::Rule { trait_name, method, needs } => {
+                    let mut args = vec![Arg::Ref(ybar.clone())];
+                    for n in needs {
+                        let val = match n {
+                            Need::Operand(k) => operands[*k].clone(),
+                            Need::Output => Operand::Var(result),
+                        };
+                        self.need(&val, region);
+                        args.push(Arg::Ref(val));
+                    }
+                    self.temp(
+                        &name,
+                        kind,
+                        Rvalue::Call { callee: Callee::Rule { trait_name, method: method.into() }, args },
+                        span,
+                        out,
+                    )
+                }
+            };
+            self.contribute(o, c, out);
+        }
+    }
+
+    /// The reverse of a call: the callee's derivative companion gives one gradient per
+    /// argument, each added to the argument's adjoint.
+    pub(super) fn rev_call(
+        &mut self,
+        callee: &Callee,
+        args: &[Arg],
+        cot: Tree<Operand>,
+        span: Span,
+        region: RegionId,
+        out: &mut Block,
+    ) {
+        if matches!(callee, Callee::Detach) {
+            return;
+        }
+        if !args.iter().any(|a| self.arg_active(a)) {
+            return;
+        }
+        // The companion needs every argument as it was at the call.
+        let mut all = Vec::new();
+        args.iter().for_each(|a| a.operands(&mut all));
+        for o in &all {
+            self.need(o, region);
+        }
+        let grads: Vec<Tree<Var>> = args.iter().map(|a| self.grad_pattern(a, span)).collect();
+        let cot_args = match cot {
+            Tree::Leaf(o) => vec![Arg::Value(o)],
+            tree => vec![tree_arg(&tree)],
+        };
+        let mut call_args: Vec<Arg> = args.to_vec();
+        call_args.extend(cot_args);
+        let d1 = match callee {
+            Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
+            Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
+            Callee::Detach => unreachable!("handled above"),
+        };
+        out.push(Stmt::Let { dst: Tree::Tuple(grads.clone()), rv: Rvalue::Call { callee: d1, args: call_args }, span });
+        for (a, g) in args.iter().zip(&grads) {
+            self.accumulate_arg(a, g, out);
+        }
+    }
+
+    pub(super) fn arg_active(&self, a: &Arg) -> bool {
+        match a {
+            Arg::Value(o) | Arg::Ref(o) => self.op_active(o),
+            Arg::Buffer { buf: b, .. } | Arg::Slice { buf: b, .. } => self.active(*b),
+            Arg::Tuple(items) => items.iter().any(|i| self.arg_active(i)),
+        }
+    }
+
+    /// The pattern that receives the gradient of one argument (`_` when inactive).
+    pub(super) fn grad_pattern(&mut self, a: &Arg, span: Span) -> Tree<Var> {
+        match a {
+            Arg::Tuple(items) => Tree::Tuple(items.iter().map(|i| self.grad_pattern(i, span)).collect()),
+            _ if !self.arg_active(a) => Tree::Leaf(self.vars.add("_unused_grad", Kind::Unknown, Role::Temp, span)),
+            Arg::Value(o) | Arg::Ref(o) => {
+                let v = o.var().expect("active operand");
+                let kind = self.vars.kind(v);
+                let _ = kind;
+                Tree::Leaf(self.vars.add_like(v, format!("{}_grad", self.vars.info(v).name), Role::Temp))
+            }
+            Arg::Buffer { buf: b, .. } | Arg::Slice { buf: b, .. } => {
+                let kind = self.vars.kind(*b);
+                let _ = kind;
+                Tree::Leaf(self.vars.add_like(*b, format!("{}_grad", self.vars.info(*b).name), Role::Temp))
+            }
+        }
+    }
+
+    pub(super) fn accumulate_arg(&mut self, a: &Arg, g: &Tree<Var>, out: &mut Block) {
+        match (a, g) {
+            (Arg::Tuple(items), Tree::Tuple(gs)) => {
+                for (i, g) in items.iter().zip(gs) {
+                    self.accumulate_arg(i, g, out);
+                }
+            }
+            (Arg::Value(o) | Arg::Ref(o), Tree::Leaf(g)) if self.op_active(o) => {
+                self.contribute(o, Operand::Var(*g), out);
+            }
+            (Arg::Buffer { buf: b, .. }, Tree::Leaf(g)) if self.active(*b) => {
+                let acc = self.accumulator(*b);
+                out.push(Stmt::Accumulate {
+                    place: Place::Slice { buf: acc, lo: None, hi: None, inclusive: false },
+                    value: Operand::Var(*g),
+                });
+            }
+            (Arg::Slice { buf, lo, hi, inclusive }, Tree::Leaf(g)) if self.active(*buf) => {
+                let acc = self.accumulator(*buf);
+                out.push(Stmt::Accumulate {
+                    place: Place::Slice { buf: acc, lo: lo.clone(), hi: hi.clone(), inclusive: *inclusive },
+                    value: Operand::Var(*g),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The gradient returned for a parameter.
+    pub(super) fn grad_tree(&mut self, pat: &Tree<Var>, out: &mut Block) -> Tree<Operand> {
+        match pat {
+            Tree::Tuple(items) => Tree::Tuple(items.iter().map(|i| self.grad_tree(i, out)).collect()),
+            Tree::Leaf(v) => {
+                let v = *v;
+                if let Some(a) = self.adj.get(&v).copied() {
+                    // Nothing runs after the gradients are read: return the adjoint itself.
+                    return Tree::Leaf(Operand::Var(a));
+                }
+                // No gradient reached this parameter: a zero of its shape.
+                let kind = self.vars.kind(v);
+                let span = self.vars.info(v).span;
+                Tree::Leaf(match kind {
+                    Kind::Float => self.vars.zero(v),
+                    Kind::Buffer(_) => {
+                        self.needs.push((v, 0));
+                        let z = self.vars.add_like(v, self.adj_name(v), Role::Buffer);
+                        out.push(Stmt::Buffer { var: z, init: BufferInit::ZerosLike(v) });
+                        Operand::Var(z)
+                    }
+                    _ => {
+                        self.needs.push((v, 0));
+                        self.temp(&self.adj_name(v), kind, Rvalue::Zero(Operand::Var(v)), span, out)
+                    }
+                })
+            }
+        }
+    }
+}
