@@ -209,6 +209,10 @@ impl<'a> Emitter<'a> {
                 let id = self.ident(*var);
                 quote!(let mut #id = #p::Slot::new();)
             }
+            Stmt::Reserve { tape, range } => {
+                let (t, r) = (self.ident(*tape), self.range(range));
+                quote!(#t.reserve(::core::iter::Iterator::size_hint(&(#r)).0);)
+            }
             Stmt::Save { slot, value } => {
                 let (s, v) = (self.ident(*slot), self.by_value(value));
                 quote!(#s.save(#v);)

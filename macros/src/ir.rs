@@ -457,6 +457,11 @@ pub enum Stmt {
         slot: Var,
         value: Operand,
     },
+    /// `tape.reserve(trip count of range)` before a loop that pushes once per iteration.
+    Reserve {
+        tape: Var,
+        range: Range,
+    },
     If {
         cond: Operand,
         then_: Block,
@@ -632,6 +637,15 @@ pub fn rename_uses(block: &mut Block, map: &std::collections::HashMap<Var, Var>)
             }
             Stmt::Push { value, .. } | Stmt::Save { value, .. } => ro(value),
             Stmt::Tape { .. } | Stmt::Slot { .. } => {}
+            Stmt::Reserve { range, .. } => {
+                ro(&mut range.lo);
+                ro(&mut range.hi);
+                for a in &mut range.adapters {
+                    if let Adapter::StepBy(k) = a {
+                        ro(k);
+                    }
+                }
+            }
             Stmt::If { cond, then_, else_ } => {
                 ro(cond);
                 rename_uses(then_, map);

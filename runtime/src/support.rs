@@ -24,6 +24,12 @@ impl<T> Tape<T> {
         self.values.push(value);
     }
 
+    /// Make room for `additional` more values (called before a loop of known length).
+    #[inline]
+    pub fn reserve(&mut self, additional: usize) {
+        self.values.reserve(additional);
+    }
+
     #[inline]
     pub fn pop(&mut self) -> T {
         match self.values.pop() {

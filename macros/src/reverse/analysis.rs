@@ -49,7 +49,7 @@ impl<'a> Transform<'a> {
                     let r = self.new_region(region, true, body);
                     self.scan_regions(body, r);
                 }
-                Stmt::Assign { .. } | Stmt::Save { .. } => {}
+                Stmt::Assign { .. } | Stmt::Save { .. } | Stmt::Reserve { .. } => {}
             }
         }
     }

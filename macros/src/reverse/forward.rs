@@ -81,6 +81,7 @@ impl<'a> Transform<'a> {
             Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => needed.contains(buf),
             Stmt::Accumulate { place, .. } => needed.contains(&place.target()),
             Stmt::Save { slot, .. } => needed.contains(slot),
+            Stmt::Reserve { tape, .. } => needed.contains(tape) || self.store.values().any(|t| t == tape),
             Stmt::If { then_, else_, .. } => {
                 self.block_kept(then_, needed)
                     || self.block_kept(else_, needed)
@@ -140,6 +141,7 @@ impl<'a> Transform<'a> {
                     self.close_needed(header, needed);
                     self.close_needed(body, needed);
                 }
+                Stmt::Reserve { range, .. } => add(range.operands(), needed),
                 Stmt::Cell { init: None, .. } | Stmt::Tape { .. } | Stmt::Slot { .. } => {}
             }
         }
@@ -172,6 +174,15 @@ impl<'a> Transform<'a> {
                 }
                 Stmt::For { var, range, body } => {
                     let b = self.emit_forward(body, needed);
+                    // A tape pushed once per iteration gets its capacity up front: one
+                    // allocation per loop instead of one per doubling.
+                    for s in &b {
+                        if let Stmt::Push { buf, .. } = s {
+                            if self.vars.role(*buf) == Role::Tape {
+                                out.push(Stmt::Reserve { tape: *buf, range: range.clone() });
+                            }
+                        }
+                    }
                     out.push(Stmt::For { var: *var, range: range.clone(), body: b });
                 }
                 Stmt::While { header, cond, body } => {

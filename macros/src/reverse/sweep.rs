@@ -268,7 +268,7 @@ impl<'a> Transform<'a> {
                 };
                 out.push(Stmt::For { var: i, range, body: rb });
             }
-            Stmt::Tape { .. } | Stmt::Slot { .. } => {}
+            Stmt::Tape { .. } | Stmt::Slot { .. } | Stmt::Reserve { .. } => {}
         }
     }
 
