@@ -361,6 +361,15 @@ impl<'a> Emitter<'a> {
                 let o = self.operand(o);
                 quote!((#o as #ty))
             }
+            Rvalue::Insert { base, index, value } => {
+                let (b, v) = (self.by_value(base), self.by_value(value));
+                let i = syn::Index::from(*index as usize);
+                quote!({
+                    let mut tuple = #b;
+                    tuple.#i = #v;
+                    tuple
+                })
+            }
             Rvalue::Field(o, m) => {
                 let o = self.operand(o);
                 quote!(#o.#m)

@@ -323,6 +323,13 @@ pub enum Rvalue {
     Cast(Operand, syn::Type),
     /// A field of a value (`value.field`), never differentiated.
     Field(Operand, syn::Member),
+    /// A copy of a tuple with one field replaced: `{ let mut t = base; t.index = value; t }`
+    /// (the adjoint of a field projection, and the reverse of itself).
+    Insert {
+        base: Operand,
+        index: u32,
+        value: Operand,
+    },
     /// Pop the most recent value from a tape.
     Pop(Var),
     /// Take the value out of a save slot.
@@ -529,7 +536,7 @@ impl Rvalue {
             | Rvalue::One(o) => {
                 vec![o.clone()]
             }
-            Rvalue::Binary(_, a, b) => vec![a.clone(), b.clone()],
+            Rvalue::Binary(_, a, b) | Rvalue::Insert { base: a, value: b, .. } => vec![a.clone(), b.clone()],
             Rvalue::Method { recv, args, .. } => {
                 let mut out = vec![recv.clone()];
                 out.extend(args.iter().cloned());
@@ -712,7 +719,7 @@ fn rename_rvalue(rv: &mut Rvalue, map: &std::collections::HashMap<Var, Var>) {
         | Rvalue::Field(o, _)
         | Rvalue::Zero(o)
         | Rvalue::One(o) => ro(o),
-        Rvalue::Binary(_, a, b) => {
+        Rvalue::Binary(_, a, b) | Rvalue::Insert { base: a, value: b, .. } => {
             ro(a);
             ro(b);
         }

@@ -138,7 +138,7 @@ impl<'a> Transform<'a> {
     /// Report active values that reach an operation without a derivative rule.
     pub(super) fn check_active(&mut self, block: &'a Block) {
         walk_stmts(block, &mut |s| {
-            if let Stmt::Let { dst, rv, span } = s {
+            if let Stmt::Let { dst, rv, .. } = s {
                 if !dst.leaves().iter().any(|v| self.active(**v)) {
                     return;
                 }
@@ -157,8 +157,11 @@ impl<'a> Transform<'a> {
                             );
                         }
                     }
-                    Rvalue::Field(o, _) if self.op_active(o) => {
-                        self.cx.error_at(*span, "a field of a value that carries a derivative cannot be read here; destructure the tuple with `let (a, b) = …`");
+                    Rvalue::Field(o, syn::Member::Named(m)) if self.op_active(o) => {
+                        self.cx.error_spanned_by(
+                            m,
+                            "a named field of a value that carries a derivative cannot be read here; pass the field as its own argument",
+                        );
                     }
                     _ => {}
                 }

@@ -367,6 +367,42 @@ impl<'a> Transform<'a> {
                 let acc = self.accumulator(*slot);
                 out.push(Stmt::Save { slot: acc, value: ybar });
             }
+            Rvalue::Field(o, syn::Member::Unnamed(i)) => {
+                // The tuple's adjoint: zero everywhere but the projected field.
+                if !self.op_active(o) {
+                    return;
+                }
+                self.need(o, region);
+                let kind = self.kind(o);
+                let zero = self.temp("zero", kind, Rvalue::Zero(o.clone()), span, out);
+                let c =
+                    self.temp("tuple_bar", kind, Rvalue::Insert { base: zero, index: i.index, value: ybar }, span, out);
+                self.contribute(o, c, out);
+            }
+            Rvalue::Insert { base, index, value } => {
+                if self.op_active(value) {
+                    let c = self.temp(
+                        "field_bar",
+                        self.kind(value),
+                        Rvalue::Field(ybar.clone(), syn::Member::Unnamed(syn::Index { index: *index, span })),
+                        span,
+                        out,
+                    );
+                    self.contribute(value, c, out);
+                }
+                if self.op_active(base) {
+                    self.need(value, region);
+                    let zero = self.temp("zero", self.kind(value), Rvalue::Zero(value.clone()), span, out);
+                    let c = self.temp(
+                        "tuple_bar",
+                        self.kind(base),
+                        Rvalue::Insert { base: ybar, index: *index, value: zero },
+                        span,
+                        out,
+                    );
+                    self.contribute(base, c, out);
+                }
+            }
             Rvalue::Field(..) | Rvalue::Len(_) | Rvalue::Zero(_) | Rvalue::One(_) => {}
         }
     }
