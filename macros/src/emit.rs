@@ -19,6 +19,9 @@ pub struct Emitter<'a> {
     func: &'a Func,
     krate: &'a syn::Path,
     names: HashMap<Var, syn::Ident>,
+    /// How many times each variable is read (a read inside a loop counts as many):
+    /// a value of unknown type read once is moved, otherwise cloned.
+    uses: HashMap<Var, usize>,
 }
 
 const KEYWORDS: &[&str] = &[
@@ -50,7 +53,18 @@ impl<'a> Emitter<'a> {
             let span = Span::mixed_site().located_at(info.span);
             names.insert(v, syn::Ident::new(&name, span));
         }
-        Emitter { func, krate, names }
+        let mut uses = HashMap::new();
+        count_uses(&func.body, false, &mut uses);
+        for o in func.ret.leaves() {
+            if let Some(v) = o.var() {
+                *uses.entry(v).or_insert(0) += 1;
+            }
+        }
+        Emitter { func, krate, names, uses }
+    }
+
+    fn read_once(&self, v: Var) -> bool {
+        self.uses.get(&v).copied().unwrap_or(0) <= 1
     }
 
     pub fn ident(&self, v: Var) -> &syn::Ident {
@@ -83,7 +97,9 @@ impl<'a> Emitter<'a> {
     /// type the macro cannot see are cloned, because the derivative code reads them again.
     fn by_value(&self, o: &Operand) -> TokenStream {
         match o {
-            Operand::Var(v) if self.func.vars.kind(*v) == Kind::Unknown => {
+            Operand::Var(v)
+                if matches!(self.func.vars.kind(*v), Kind::Unknown | Kind::Buffer(_)) && !self.read_once(*v) =>
+            {
                 let id = self.ident(*v);
                 quote!(::core::clone::Clone::clone(&#id))
             }
@@ -297,7 +313,11 @@ impl<'a> Emitter<'a> {
             }
             Arg::Buffer { buf, borrowed: false } => {
                 let b = self.ident(*buf);
-                quote!(::core::clone::Clone::clone(&#b))
+                if self.read_once(*buf) {
+                    quote!(#b)
+                } else {
+                    quote!(::core::clone::Clone::clone(&#b))
+                }
             }
             Arg::Slice { buf, lo, hi, inclusive } => {
                 let b = self.ident(*buf);
@@ -453,4 +473,47 @@ fn sanitize(name: &str) -> String {
         out = format!("t{out}");
     }
     out
+}
+
+/// Count the reads of every variable; reads inside a loop body count twice, since the
+/// body runs more than once.
+fn count_uses(block: &Block, in_loop: bool, uses: &mut HashMap<Var, usize>) {
+    let weight = if in_loop { 2 } else { 1 };
+    let add = |o: &Operand, uses: &mut HashMap<Var, usize>| {
+        if let Some(v) = o.var() {
+            *uses.entry(v).or_insert(0) += weight;
+        }
+    };
+    for s in block {
+        match s {
+            Stmt::Let { rv, .. } => rv.operands().iter().for_each(|o| add(o, uses)),
+            Stmt::Cell { init, .. } => init.iter().for_each(|o| add(o, uses)),
+            Stmt::Assign { value, .. } | Stmt::Push { value, .. } | Stmt::Save { value, .. } => add(value, uses),
+            Stmt::Accumulate { place, value } => {
+                place.operands().iter().for_each(|o| add(o, uses));
+                add(value, uses);
+            }
+            Stmt::Buffer { init, .. } => init.operands().iter().for_each(|o| add(o, uses)),
+            Stmt::Store { index, value, .. } => {
+                add(index, uses);
+                add(value, uses);
+            }
+            Stmt::Reserve { range, .. } => range.operands().iter().for_each(|o| add(o, uses)),
+            Stmt::Tape { .. } | Stmt::Slot { .. } => {}
+            Stmt::If { cond, then_, else_ } => {
+                add(cond, uses);
+                count_uses(then_, in_loop, uses);
+                count_uses(else_, in_loop, uses);
+            }
+            Stmt::For { range, body, .. } => {
+                range.operands().iter().for_each(|o| add(o, uses));
+                count_uses(body, true, uses);
+            }
+            Stmt::While { header, cond, body } => {
+                add(cond, uses);
+                count_uses(header, true, uses);
+                count_uses(body, true, uses);
+            }
+        }
+    }
 }

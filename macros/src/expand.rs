@@ -18,7 +18,7 @@ use syn::{Ident, Type};
 use crate::attr::Args;
 use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
-use crate::ir::{Func, Tree};
+use crate::ir::{Arg, Callee, Const, Func, Kind, Operand, Param, Role, Rvalue, Stmt, Tree, Var};
 use crate::lower;
 use crate::names;
 use crate::reverse::{self, Config, GradOut, Seed};
@@ -218,10 +218,17 @@ impl<'a> Tower<'a> {
         // The user-facing entities.
         let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
         let scalar = matches!(user.sig.output_class, Class::Float | Class::Opaque);
+        // Without `wrt`, `grad!` and `vjp!` ask for exactly what `__adjoint_d1` computes:
+        // they call it (a thin wrapper) instead of carrying a copy of the derivative.
+        let all = wrt.iter().zip(&user.sig.params).all(|(w, p)| *w == p.active);
         let grad_name = Ident::new(names::GRAD, Span::call_site());
         let vag_name = Ident::new(names::VALUE_AND_GRAD, Span::call_site());
         if scalar {
-            let g = self.derivative(user, &facing, Seed::One, false, true);
+            let g = if all && user.sig.output_class == Class::Float {
+                self.thin_wrapper(user, Seed::One, &facing)
+            } else {
+                self.derivative(user, &facing, Seed::One, false, true)
+            };
             out.extend(self.entity(&g, &grad_name));
             let vg = self.derivative(user, &facing, Seed::One, true, true);
             out.extend(self.entity(&vg, &vag_name));
@@ -229,9 +236,83 @@ impl<'a> Tower<'a> {
             out.extend(self.non_scalar_stub(&grad_name, "grad", sig));
             out.extend(self.non_scalar_stub(&vag_name, "value_and_grad", sig));
         }
-        let v = self.derivative(user, &facing, Seed::Param, false, true);
+        let v = if all {
+            self.thin_wrapper(user, Seed::Param, &facing)
+        } else {
+            self.derivative(user, &facing, Seed::Param, false, true)
+        };
         out.extend(self.entity(&v, &Ident::new(names::VJP, Span::call_site())));
         out
+    }
+
+    /// `grad!`/`vjp!` as a call of the user function's `__adjoint_d1` (with a unit seed
+    /// for `grad!`), keeping the requested gradients.
+    fn thin_wrapper(&mut self, user: &Entity, seed: Seed, grads: &[GradOut]) -> Entity {
+        let sig = derivative_sig(&user.sig, grads, seed, false, true);
+        let mut vars = user.func.vars.clone();
+        let mut params = user.func.params.clone();
+        let span = self.user.span();
+        let mut args: Vec<Arg> =
+            params.iter().zip(&user.sig.params).map(|(p, ep)| param_arg(&p.pat, ep, &vars)).collect();
+        match seed {
+            Seed::Param => {
+                let cot = user.func.ret.map(&mut |o| match o {
+                    Operand::Var(v) => vars.add_like(*v, "cotangent", Role::Param),
+                    Operand::Const(c) => {
+                        let v = vars.add("cotangent", c.kind, Role::Param, span);
+                        vars.info_mut(v).scalar_ty = c.scalar_ty.clone();
+                        v
+                    }
+                });
+                args.push(tree_arg(&cot.map(&mut |v| Operand::Var(*v))));
+                params.push(Param { pat: cot });
+            }
+            Seed::One => {
+                let one = match user.func.ret.leaves().first() {
+                    Some(Operand::Var(v)) => vars.one(*v),
+                    Some(Operand::Const(Const { scalar_ty: Some(t), .. })) => {
+                        Operand::Const(Const { tokens: quote!(#t::ONE), kind: Kind::Float, scalar_ty: Some(t.clone()) })
+                    }
+                    _ => Operand::float("1.0"),
+                };
+                args.push(Arg::Value(one));
+            }
+        }
+        let mut requested = Vec::new();
+        let dst = Tree::Tuple(
+            params
+                .iter()
+                .take(user.sig.params.len())
+                .zip(&user.sig.params)
+                .zip(grads)
+                .map(|((p, ep), g)| {
+                    if ep.active {
+                        let t = p.pat.map(&mut |v| {
+                            let name = format!("{}_grad", vars.info(*v).name);
+                            vars.add_like(*v, name, Role::Temp)
+                        });
+                        if *g == GradOut::Yes {
+                            requested.push(t.map(&mut |v| Operand::Var(*v)));
+                        }
+                        t
+                    } else {
+                        Tree::Leaf(vars.add("_unused_grad", Kind::Unknown, Role::Temp, span))
+                    }
+                })
+                .collect(),
+        );
+        let path: syn::Path = {
+            let user = self.user;
+            syn::parse_quote!(#user)
+        };
+        let call = Rvalue::Call { callee: Callee::Free { path: names::entity_path(&path, names::D1) }, args };
+        let ret = if requested.len() == 1 { requested.pop().expect("one gradient") } else { Tree::Tuple(requested) };
+        Entity {
+            sig,
+            func: Func { vars, params, body: vec![Stmt::Let { dst, rv: call, span }], ret },
+            order: user.order - 1,
+            depth: user.depth + 1,
+        }
     }
 
     /// The derivative of an entity under a configuration, as an entity one order lower.
@@ -313,7 +394,9 @@ impl<'a> Tower<'a> {
         let where_clause = &e.sig.generics.where_clause;
         let body = emitter.block(&e.func.body);
         let ret = emitter.tree(&e.func.ret);
-        let callees = emitter.generated_callees();
+        // The tower's own companions always exist: no fallback for them.
+        let callees: Vec<(Vec<Ident>, usize)> =
+            emitter.generated_callees().into_iter().filter(|(p, _)| p[0] != *self.user).collect();
         let body = if callees.is_empty() {
             quote!(#body #ret)
         } else {
@@ -440,6 +523,22 @@ fn derivative_sig(sig: &EntitySig, grads: &[GradOut], seed: Seed, keep_value: bo
 /// The internal derivative of an entity: one gradient per parameter.
 fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
     sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect()
+}
+
+/// A parameter passed on as it was received.
+fn param_arg(pat: &Tree<Var>, p: &EntityParam, vars: &crate::ir::Vars) -> Arg {
+    match pat {
+        Tree::Tuple(items) => Arg::Tuple(items.iter().map(|t| param_arg(t, p, vars)).collect()),
+        Tree::Leaf(v) if vars.kind(*v).is_buffer() => Arg::Buffer { buf: *v, borrowed: false },
+        Tree::Leaf(v) => Arg::Value(Operand::Var(*v)),
+    }
+}
+
+fn tree_arg(t: &Tree<Operand>) -> Arg {
+    match t {
+        Tree::Leaf(o) => Arg::Value(o.clone()),
+        Tree::Tuple(items) => Arg::Tuple(items.iter().map(tree_arg).collect()),
+    }
 }
 
 /// The class of a gradient of a value of this class.
