@@ -526,9 +526,9 @@ fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
 }
 
 /// A parameter passed on as it was received.
-fn param_arg(pat: &Tree<Var>, p: &EntityParam, vars: &crate::ir::Vars) -> Arg {
+fn param_arg(pat: &Tree<Var>, vars: &crate::ir::Vars) -> Arg {
     match pat {
-        Tree::Tuple(items) => Arg::Tuple(items.iter().map(|t| param_arg(t, p, vars)).collect()),
+        Tree::Tuple(items) => Arg::Tuple(items.iter().map(|t| param_arg(t, vars)).collect()),
         Tree::Leaf(v) if vars.kind(*v).is_buffer() => Arg::Buffer { buf: *v, borrowed: false },
         Tree::Leaf(v) => Arg::Value(Operand::Var(*v)),
     }
