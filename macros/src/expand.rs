@@ -252,8 +252,7 @@ impl<'a> Tower<'a> {
         let mut vars = user.func.vars.clone();
         let mut params = user.func.params.clone();
         let span = self.user.span();
-        let mut args: Vec<Arg> =
-            params.iter().zip(&user.sig.params).map(|(p, ep)| param_arg(&p.pat, ep, &vars)).collect();
+        let mut args: Vec<Arg> = params.iter().map(|p| param_arg(&p.pat, &vars)).collect();
         match seed {
             Seed::Param => {
                 let cot = user.func.ret.map(&mut |o| match o {
