@@ -1,1 +1,10 @@
-fn main() {}
+//! Criterion entry point: `cargo bench --bench bench_main`.
+
+use criterion::criterion_main;
+
+mod benchmarks;
+
+criterion_main! {
+    benchmarks::rosenbrock::rosenbrock_n,
+    benchmarks::rosenbrock::rosenbrock_2d,
+}
