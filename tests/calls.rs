@@ -541,11 +541,9 @@ fn buffer_passed_by_reference_then_pushed() {
     assert_close("pushed after the call", grad!(buffer_pushed_after_call)(2.0), 4.0, EXACT);
 }
 
-/// Reproductions of bugs that make the generated code fail to compile. They are left out
-/// of the build unless `--cfg adjoint_known_bugs` is given:
-/// `RUSTFLAGS="--cfg adjoint_known_bugs" cargo test --test calls -- --ignored`.
-#[cfg(adjoint_known_bugs)]
-mod known_bugs {
+/// Paths relative to the caller's module, `#[no_grad]` parameters of callees, and
+/// buffers returned by callees.
+mod module_paths_and_callee_results {
     use super::*;
 
     mod outer {
@@ -590,13 +588,11 @@ mod known_bugs {
     }
 
     #[test]
-    #[ignore = "bug: `super::g(x)` in a differentiable body does not resolve in the generated module"]
     fn super_path() {
         assert_close("super::g", grad!(outer::inner::f)(1.5), 6.0, EXACT);
     }
 
     #[test]
-    #[ignore = "bug: calling a function with a `#[no_grad]` float parameter does not compile"]
     fn no_grad_callee() {
         let (gx, gy) = grad!(calls_no_grad)(2.0, 3.0);
         assert_close("d/dx", gx, 9.0, EXACT);
@@ -604,7 +600,6 @@ mod known_bugs {
     }
 
     #[test]
-    #[ignore = "bug: a `Vec` returned by a differentiable callee cannot be indexed"]
     fn vec_result_indexed() {
         let x = [0.5, -1.0, 2.0];
         let want: Vec<f64> = x.iter().map(|v| 3.0 * v * v).collect();

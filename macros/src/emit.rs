@@ -22,6 +22,9 @@ pub struct Emitter<'a> {
     /// How many times each variable is read (a read inside a loop counts as many):
     /// a value of unknown type read once is moved, otherwise cloned.
     uses: HashMap<Var, usize>,
+    /// How many modules below the user's module the code is emitted (the companion
+    /// module of `f` is 1): paths the user wrote relative to their module are rebased.
+    depth: usize,
 }
 
 const KEYWORDS: &[&str] = &[
@@ -32,7 +35,7 @@ const KEYWORDS: &[&str] = &[
 ];
 
 impl<'a> Emitter<'a> {
-    pub fn new(func: &'a Func, krate: &'a syn::Path) -> Self {
+    pub fn new(func: &'a Func, krate: &'a syn::Path, depth: usize) -> Self {
         let mut names = HashMap::new();
         let mut taken: HashSet<String> = HashSet::new();
         for v in func.vars.all() {
@@ -60,7 +63,7 @@ impl<'a> Emitter<'a> {
                 *uses.entry(v).or_insert(0) += 1;
             }
         }
-        Emitter { func, krate, names, uses }
+        Emitter { func, krate, names, uses, depth }
     }
 
     fn read_once(&self, v: Var) -> bool {
@@ -89,7 +92,11 @@ impl<'a> Emitter<'a> {
     pub fn operand(&self, o: &Operand) -> TokenStream {
         match o {
             Operand::Var(v) => self.ident(*v).to_token_stream(),
-            Operand::Const(c) => c.tokens.clone(),
+            Operand::Const(c) => match syn::parse2::<syn::Path>(c.tokens.clone()) {
+                // A constant named by a path the user wrote relative to their module.
+                Ok(p) if self.depth > 0 => rebase(&p, self.depth).to_token_stream(),
+                _ => c.tokens.clone(),
+            },
         }
     }
 
@@ -356,7 +363,17 @@ impl<'a> Emitter<'a> {
             Rvalue::Call { callee, args } => {
                 let args: Vec<TokenStream> = args.iter().map(|a| self.arg(a)).collect();
                 match callee {
-                    Callee::Free { path } => quote_spanned!(span=> #path(#(#args),*)),
+                    Callee::Free { path } => {
+                        let path = rebase(path, self.depth);
+                        quote_spanned!(span=> #path(#(#args),*))
+                    }
+                    Callee::Tower { path } => {
+                        let up: Vec<TokenStream> = match self.depth {
+                            0 | 1 => vec![quote!(self)],
+                            d => (0..d - 1).map(|_| quote!(super)).collect(),
+                        };
+                        quote_spanned!(span=> #(#up::)* #path(#(#args),*))
+                    }
                     Callee::Rule { trait_name, method } => {
                         let t = format_ident!("{}", trait_name, span = span);
                         let m = format_ident!("{}", method, span = span);
@@ -379,6 +396,7 @@ impl<'a> Emitter<'a> {
             }
             Rvalue::Cast(o, ty) => {
                 let o = self.operand(o);
+                let ty = rebase_type(ty, self.depth);
                 quote!((#o as #ty))
             }
             Rvalue::Insert { base, index, value } => {
@@ -490,7 +508,8 @@ fn count_uses(block: &Block, in_loop: bool, uses: &mut HashMap<Var, usize>) {
             Stmt::Cell { init, .. } => init.iter().for_each(|o| add(o, uses)),
             Stmt::Assign { value, .. } | Stmt::Push { value, .. } | Stmt::Save { value, .. } => add(value, uses),
             Stmt::Accumulate { place, value } => {
-                place.operands().iter().for_each(|o| add(o, uses));
+                // The target is written, not read: only its index bounds count.
+                place.operands().iter().skip(1).for_each(|o| add(o, uses));
                 add(value, uses);
             }
             Stmt::Buffer { init, .. } => init.operands().iter().for_each(|o| add(o, uses)),
@@ -516,4 +535,41 @@ fn count_uses(block: &Block, in_loop: bool, uses: &mut HashMap<Var, usize>) {
             }
         }
     }
+}
+
+/// A path the user wrote relative to their module, as seen from `depth` modules below
+/// it: `self::x` becomes `super::x`, `super::x` becomes `super::super::x`, and so on.
+pub fn rebase(path: &syn::Path, depth: usize) -> syn::Path {
+    let Some(first) = path.segments.first() else { return path.clone() };
+    if depth == 0 || path.leading_colon.is_some() || (first.ident != "self" && first.ident != "super") {
+        return path.clone();
+    }
+    let mut out = path.clone();
+    let span = first.ident.span();
+    let mut segments: syn::punctuated::Punctuated<syn::PathSegment, syn::Token![::]> = syn::punctuated::Punctuated::new();
+    let ups = if first.ident == "self" { depth } else { depth + 1 };
+    for _ in 0..ups {
+        segments.push(syn::PathSegment::from(syn::Ident::new("super", span)));
+    }
+    for s in path.segments.iter().skip(1) {
+        segments.push(s.clone());
+    }
+    out.segments = segments;
+    out
+}
+
+/// [`rebase`] applied to every path in a type.
+pub fn rebase_type(ty: &syn::Type, depth: usize) -> syn::Type {
+    struct Rebase(usize);
+    impl syn::visit_mut::VisitMut for Rebase {
+        fn visit_path_mut(&mut self, p: &mut syn::Path) {
+            *p = rebase(p, self.0);
+            syn::visit_mut::visit_path_mut(self, p);
+        }
+    }
+    let mut t = ty.clone();
+    if depth > 0 {
+        syn::visit_mut::VisitMut::visit_type_mut(&mut Rebase(depth), &mut t);
+    }
+    t
 }

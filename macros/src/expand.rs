@@ -53,6 +53,8 @@ struct Entity {
     order: u32,
     /// How many derivatives of the user's function this entity already is.
     depth: u32,
+    /// How many modules below the user's module this entity is emitted.
+    module_depth: usize,
 }
 
 /// The context shared by the whole expansion.
@@ -96,7 +98,7 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
         output: sig.output_type(),
         output_class: sig.output_class.clone(),
     };
-    let user = Entity { sig: user_sig, func: lowered.func, order, depth: 0 };
+    let user = Entity { sig: user_sig, func: lowered.func, order, depth: 0, module_depth: 0 };
     let mut tower = Tower { krate: &krate, user: &sig.ident, order, cx: &mut cx, callees: Vec::new() };
     let mut companions = tower.user_companions(&user, &sig, &wrt);
     companions.extend(fallback_module(&tower.callees, &krate));
@@ -300,17 +302,14 @@ impl<'a> Tower<'a> {
                 })
                 .collect(),
         );
-        let path: syn::Path = {
-            let user = self.user;
-            syn::parse_quote!(#user)
-        };
-        let call = Rvalue::Call { callee: Callee::Free { path: names::entity_path(&path, names::D1) }, args };
+        let call = Rvalue::Call { callee: Callee::Tower { path: syn::parse_quote!(__adjoint_d1) }, args };
         let ret = if requested.len() == 1 { requested.pop().expect("one gradient") } else { Tree::Tuple(requested) };
         Entity {
             sig,
             func: Func { vars, params, body: vec![Stmt::Let { dst, rv: call, span }], ret },
             order: user.order - 1,
             depth: user.depth + 1,
+            module_depth: 1,
         }
     }
 
@@ -335,7 +334,7 @@ impl<'a> Tower<'a> {
                 other => other,
             };
         }
-        Entity { sig, func: d.func, order: e.order - 1, depth: e.depth + 1 }
+        Entity { sig, func: d.func, order: e.order - 1, depth: e.depth + 1, module_depth: e.module_depth + 1 }
     }
 
     /// A generated function and the module of its own derivative.
@@ -363,7 +362,9 @@ impl<'a> Tower<'a> {
     fn method_tower(&mut self, e: &Entity, name: &Ident, vis: &TokenStream) -> TokenStream {
         let mut out = self.function(e, name, vis);
         if e.order >= 1 {
-            let d1 = self.derivative(e, &internal_grads(&e.sig), Seed::Param, false, false);
+            let mut d1 = self.derivative(e, &internal_grads(&e.sig), Seed::Param, false, false);
+            // Sibling methods stay in the `impl`'s module.
+            d1.module_depth = e.module_depth;
             let d1_name = Ident::new(&reverse::derivative_method(&name.to_string()), name.span());
             out.extend(self.method_tower(&d1, &d1_name, vis));
         }
@@ -371,7 +372,7 @@ impl<'a> Tower<'a> {
     }
 
     fn function(&mut self, e: &Entity, name: &Ident, vis: &TokenStream) -> TokenStream {
-        let emitter = Emitter::new(&e.func, self.krate);
+        let emitter = Emitter::new(&e.func, self.krate, e.module_depth);
         let params: Vec<TokenStream> = e
             .func
             .params
@@ -379,7 +380,7 @@ impl<'a> Tower<'a> {
             .zip(&e.sig.params)
             .map(|(p, ep)| {
                 let pat = emitter.pattern(&p.pat);
-                let ty = &ep.ty;
+                let ty = &crate::emit::rebase_type(&ep.ty, e.module_depth);
                 // A scalar taken by reference is bound by value (`&x: &f64`).
                 if matches!(ep.class, Class::Float | Class::Int | Class::Bool) && matches!(ty, Type::Reference(_)) {
                     quote!(&#pat: #ty)
@@ -388,7 +389,7 @@ impl<'a> Tower<'a> {
                 }
             })
             .collect();
-        let output = &e.sig.output;
+        let output = &crate::emit::rebase_type(&e.sig.output, e.module_depth);
         let generics = &e.sig.generics;
         let where_clause = &e.sig.generics.where_clause;
         let body = emitter.block(&e.func.body);
@@ -490,14 +491,14 @@ fn derivative_sig(sig: &EntitySig, grads: &[GradOut], seed: Seed, keep_value: bo
     let grad_tys: Vec<Type> = requested
         .iter()
         .map(|i| match grads[*i] {
-            GradOut::Yes => sig::grad_type(&sig.params[*i].ty, &sig.params[*i].class),
+            GradOut::Yes | GradOut::Zero => sig::grad_type(&sig.params[*i].ty, &sig.params[*i].class),
             _ => syn::parse_quote!(()),
         })
         .collect();
     let grad_classes: Vec<Class> = requested
         .iter()
         .map(|i| match grads[*i] {
-            GradOut::Yes => grad_class(&sig.params[*i].class),
+            GradOut::Yes | GradOut::Zero => grad_class(&sig.params[*i].class),
             _ => Class::Inactive,
         })
         .collect();
@@ -521,7 +522,14 @@ fn derivative_sig(sig: &EntitySig, grads: &[GradOut], seed: Seed, keep_value: bo
 
 /// The internal derivative of an entity: one gradient per parameter.
 fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
-    sig.params.iter().map(|p| if p.active { GradOut::Yes } else { GradOut::Unit }).collect()
+    sig.params
+        .iter()
+        .map(|p| match (p.active, p.class.differentiable()) {
+            (true, _) => GradOut::Yes,
+            (false, true) => GradOut::Zero,
+            (false, false) => GradOut::Unit,
+        })
+        .collect()
 }
 
 /// A parameter passed on as it was received.
@@ -742,10 +750,12 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             func: lowered.func,
             order,
             depth: 0,
+            module_depth: 0,
         };
         let mut tower = Tower { krate: &krate, user: &f.sig.ident, order, cx: &mut cx, callees: Vec::new() };
         if order >= 1 {
-            let d1 = tower.derivative(&entity, &internal_grads(&entity.sig), Seed::Param, false, false);
+            let mut d1 = tower.derivative(&entity, &internal_grads(&entity.sig), Seed::Param, false, false);
+            d1.module_depth = 0;
             let name = Ident::new(&reverse::derivative_method(&f.sig.ident.to_string()), f.sig.ident.span());
             let vis = if in_trait { TokenStream::new() } else { quote!(pub) };
             added.push(tower.method_tower(&d1, &name, &vis));

@@ -260,6 +260,10 @@ pub enum Callee {
     /// A derivative rule of the runtime: `rules::Trait::method(&args)`. Its derivative
     /// companions are sibling methods of the trait: `rules::Trait::__adjoint_d1_method`.
     Rule { trait_name: &'static str, method: String },
+    /// A function of the derivative tower being generated, by a path relative to the
+    /// tower's module (`f` for `#[differentiable] fn f`): `__adjoint_d1` is `f`'s
+    /// derivative companion wherever the caller is emitted.
+    Tower { path: syn::Path },
     /// The identity that cuts the gradient (`detach`).
     Detach,
 }

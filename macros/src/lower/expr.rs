@@ -58,7 +58,7 @@ impl<'a> Lowerer<'a> {
                         "pass it directly: `g(&x[a..b])`",
                     );
                 }
-                let Some(buf) = self.buffer_of(&ix.expr) else {
+                let Some(buf) = self.indexed_buffer(&ix.expr) else {
                     self.cx.error_spanned_by(
                         &ix.expr,
                         "indexing is supported on slices, vectors and arrays bound to a name (`x[i]`)",
@@ -66,9 +66,7 @@ impl<'a> Lowerer<'a> {
                     return Value::Poison;
                 };
                 let index = self.operand(&ix.index);
-                let kind = self.vars.kind(buf).element();
-                let name = format!("{}_i", self.vars.info(buf).name);
-                Value::Op(self.temp(&name, kind, Rvalue::Index { buf, index }, span))
+                Value::Op(self.element(buf, index, span))
             }
             Expr::Field(f) => {
                 let base = self.expr(&f.base);

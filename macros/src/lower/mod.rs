@@ -99,6 +99,10 @@ struct Lowerer<'a> {
     sig: &'a Signature,
     vars: Vars,
     scopes: Vec<Vec<(String, Binding)>>,
+    /// Elements already read from argument buffers in the blocks being built (one list
+    /// per open block): `x[i]` read twice with the same index is one value, so its
+    /// adjoint is summed in a register and added to `x_bar[i]` once.
+    element_reads: Vec<Vec<((Var, String), Operand)>>,
     out: Vec<Block>,
     loops: Vec<LoopFrame>,
     ret: Option<ReturnFrame>,
@@ -115,6 +119,7 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
         sig,
         vars: Vars::default(),
         scopes: vec![Vec::new()],
+        element_reads: vec![Vec::new()],
         out: vec![Vec::new()],
         loops: Vec::new(),
         ret: None,
@@ -168,9 +173,33 @@ impl<'a> Lowerer<'a> {
     pub(super) fn nested(&mut self, f: impl FnOnce(&mut Self)) -> Block {
         self.out.push(Vec::new());
         self.scopes.push(Vec::new());
+        self.element_reads.push(Vec::new());
         f(self);
+        self.element_reads.pop();
         self.scopes.pop();
         self.out.pop().expect("nested block")
+    }
+
+    /// `buf[index]`, reusing an earlier read of the same element of an argument (which
+    /// never changes) in an enclosing block.
+    pub(super) fn element(&mut self, buf: Var, index: Operand, span: Span) -> Operand {
+        let key = (buf, match &index {
+            Operand::Var(v) => format!("v{}", v.0),
+            Operand::Const(c) => c.tokens.to_string(),
+        });
+        let reusable = self.vars.role(buf) == Role::Param;
+        if reusable {
+            if let Some(o) = self.element_reads.iter().rev().flatten().find(|(k, _)| *k == key).map(|(_, o)| o.clone()) {
+                return o;
+            }
+        }
+        let kind = self.vars.kind(buf).element();
+        let name = format!("{}_i", self.vars.info(buf).name);
+        let o = self.temp(&name, kind, Rvalue::Index { buf, index }, span);
+        if reusable {
+            self.element_reads.last_mut().expect("open block").push((key, o.clone()));
+        }
+        o
     }
 
     pub(super) fn temp(&mut self, name: &str, kind: Kind, rv: Rvalue, span: Span) -> Operand {

@@ -5,7 +5,7 @@ use super::*;
 impl<'a> Transform<'a> {
     pub(super) fn new_region(&mut self, parent: RegionId, in_loop: bool, block: &'a Block) -> RegionId {
         let in_loop = in_loop || self.regions[parent].in_loop;
-        self.regions.push(Region { in_loop });
+        self.regions.push(Region { parent: Some(parent), in_loop });
         let id = self.regions.len() - 1;
         self.block_region.insert(block as *const Block, id);
         id
@@ -50,6 +50,19 @@ impl<'a> Transform<'a> {
                     self.scan_regions(body, r);
                 }
                 Stmt::Assign { .. } | Stmt::Save { .. } | Stmt::Reserve { .. } => {}
+            }
+        }
+    }
+
+    /// Whether `inner` is `outer` or nested inside it.
+    pub(super) fn within(&self, mut inner: RegionId, outer: RegionId) -> bool {
+        loop {
+            if inner == outer {
+                return true;
+            }
+            match self.regions[inner].parent {
+                Some(p) => inner = p,
+                None => return false,
             }
         }
     }

@@ -41,6 +41,9 @@ mod sweep;
 pub enum GradOut {
     /// The gradient is returned.
     Yes,
+    /// A zero of the parameter's gradient type is returned: the parameter is
+    /// differentiable but excluded (`#[no_grad]`), so no gradient flows through it.
+    Zero,
     /// A `()` placeholder is returned (the parameter is not differentiable).
     Unit,
     /// Nothing is returned for this parameter.
@@ -74,6 +77,7 @@ type RegionId = usize;
 
 #[derive(Clone, Copy, Debug)]
 struct Region {
+    parent: Option<RegionId>,
     /// Inside a loop body (at any depth): saved values go on a tape.
     in_loop: bool,
 }
@@ -150,7 +154,7 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         src,
         act,
         vars: src.vars.clone(),
-        regions: vec![Region { in_loop: false }],
+        regions: vec![Region { parent: None, in_loop: false }],
         block_region: HashMap::new(),
         def_region: HashMap::new(),
         def_stmt: HashMap::new(),
@@ -202,7 +206,7 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         .zip(&cfg.grads)
         .filter(|(_, g)| **g != GradOut::Omit)
         .map(|(p, g)| match g {
-            GradOut::Yes => {
+            GradOut::Yes | GradOut::Zero => {
                 let pat = p.pat.clone();
                 t.grad_tree(&pat, &mut top_rev)
             }

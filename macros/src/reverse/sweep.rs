@@ -241,7 +241,11 @@ impl<'a> Transform<'a> {
                 let index = self.vars.add(info.name, info.kind, Role::Index, info.span);
                 let mut rb = rb;
                 rename_uses(&mut rb, &HashMap::from([(*var, index)]));
-                out.push(Stmt::For { var: index, range: range.reversed(), body: rb });
+                // When the reverse iterations commute, run them in the forward order: it is
+                // the order memory prefers, and it keeps neighbouring iterations'
+                // accumulations into one buffer from forming a dependency chain.
+                let range = if self.iterations_commute(body) { range.clone() } else { range.reversed() };
+                out.push(Stmt::For { var: index, range, body: rb });
             }
             Stmt::While { header, body, .. } => {
                 if header
@@ -487,6 +491,7 @@ impl<'a> Transform<'a> {
         call_args.extend(cot_args);
         let d1 = match callee {
             Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
+            Callee::Tower { path } => Callee::Tower { path: crate::names::entity_path(path, crate::names::D1) },
             Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
             Callee::Detach => unreachable!("handled above"),
         };
@@ -578,6 +583,95 @@ impl<'a> Transform<'a> {
                     }
                 })
             }
+        }
+    }
+}
+
+impl<'a> Transform<'a> {
+    /// Whether the reverse of a loop's iterations may run in any order: nothing the loop
+    /// computes is saved (so nothing is popped in reverse order), it writes no buffer
+    /// that carries a derivative, and every active cell it assigns is only ever
+    /// increased, `c = c ± e`, so the cell's adjoint is the same in every iteration.
+    /// The reverse iterations then only add into accumulators, which commutes (up to
+    /// rounding).
+    pub(super) fn iterations_commute(&self, body: &'a Block) -> bool {
+        let region = self.region_of(body);
+        let saves_inside = self.decided.iter().any(|(v, how)| {
+            *how == Materialize::Save && self.within(self.def_region.get(v).copied().unwrap_or(0), region)
+        });
+        if saves_inside {
+            return false;
+        }
+        // How often each value is read in the body (an increment's read of the cell must
+        // feed nothing but the sum).
+        let mut read_count: HashMap<Var, usize> = HashMap::new();
+        walk_stmts(body, &mut |s| {
+            let ops: Vec<Operand> = match s {
+                Stmt::Let { rv, .. } => rv.operands(),
+                Stmt::Cell { init, .. } => init.iter().cloned().collect(),
+                Stmt::Assign { value, .. } | Stmt::Push { value, .. } | Stmt::Save { value, .. } => vec![value.clone()],
+                Stmt::Accumulate { place, value } => {
+                    let mut o = place.operands();
+                    o.push(value.clone());
+                    o
+                }
+                Stmt::Store { index, value, .. } => vec![index.clone(), value.clone()],
+                Stmt::Buffer { init, .. } => init.operands(),
+                Stmt::If { cond, .. } => vec![cond.clone()],
+                Stmt::While { cond, .. } => vec![cond.clone()],
+                Stmt::For { range, .. } | Stmt::Reserve { range, .. } => range.operands(),
+                Stmt::Tape { .. } | Stmt::Slot { .. } => Vec::new(),
+            };
+            for o in ops {
+                if let Some(v) = o.var() {
+                    *read_count.entry(v).or_insert(0) += 1;
+                }
+            }
+        });
+        let mut ok = true;
+        let mut increments: HashMap<Var, usize> = HashMap::new();
+        let mut reads: HashMap<Var, usize> = HashMap::new();
+        walk_stmts(body, &mut |s| match s {
+            Stmt::Store { buf, .. } | Stmt::Push { buf, .. } if self.active(*buf) => ok = false,
+            Stmt::Accumulate { place, .. } if self.active(place.target()) => ok = false,
+            Stmt::Save { slot, .. } if self.active(*slot) => ok = false,
+            Stmt::Assign { var, value } if self.active(*var) => {
+                if self.is_increment(*var, value, &read_count) {
+                    *increments.entry(*var).or_insert(0) += 1;
+                } else {
+                    ok = false;
+                }
+            }
+            Stmt::Let { rv: Rvalue::Use(Operand::Var(c)), .. } if self.vars.role(*c) == Role::Cell && self.active(*c) => {
+                *reads.entry(*c).or_insert(0) += 1;
+            }
+            Stmt::Let { rv: Rvalue::Pop(_) | Rvalue::Load(_), dst, .. } if dst.leaves().iter().any(|v| self.active(**v)) => {
+                ok = false
+            }
+            _ => {}
+        });
+        // An incremented cell may be read only by its increments.
+        ok && reads.iter().all(|(c, n)| increments.get(c) == Some(n))
+    }
+
+    /// `value` is `c + e`, `e + c` or `c − e` where the read of `c` feeds only this sum
+    /// (and, so, `e` does not depend on that read).
+    fn is_increment(&self, cell: Var, value: &Operand, read_count: &HashMap<Var, usize>) -> bool {
+        let Some(Stmt::Let { rv: Rvalue::Binary(op, a, b), .. }) = value.var().and_then(|t| self.def_stmt.get(&t).copied())
+        else {
+            return false;
+        };
+        let reads_cell = |o: &Operand| {
+            o.var().is_some_and(|r| {
+                read_count.get(&r) == Some(&1)
+                    && matches!(self.def_stmt.get(&r).copied(),
+                        Some(Stmt::Let { rv: Rvalue::Use(Operand::Var(c)), .. }) if *c == cell)
+            })
+        };
+        match op {
+            BinOp::Add => reads_cell(a) != reads_cell(b),
+            BinOp::Sub => reads_cell(a) && !reads_cell(b),
+            _ => false,
         }
     }
 }
