@@ -546,7 +546,8 @@ pub fn rebase(path: &syn::Path, depth: usize) -> syn::Path {
     }
     let mut out = path.clone();
     let span = first.ident.span();
-    let mut segments: syn::punctuated::Punctuated<syn::PathSegment, syn::Token![::]> = syn::punctuated::Punctuated::new();
+    let mut segments: syn::punctuated::Punctuated<syn::PathSegment, syn::Token![::]> =
+        syn::punctuated::Punctuated::new();
     let ups = if first.ident == "self" { depth } else { depth + 1 };
     for _ in 0..ups {
         segments.push(syn::PathSegment::from(syn::Ident::new("super", span)));

@@ -147,7 +147,6 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-
     pub(super) fn sub_slice(&mut self, base: &Expr, range: &syn::ExprRange) -> Value {
         let Some(buf) = self.buffer_of(base) else {
             self.cx.error_spanned_by(base, "sub-slices are supported on slices, vectors and arrays bound to a name");

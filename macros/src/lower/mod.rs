@@ -183,13 +183,17 @@ impl<'a> Lowerer<'a> {
     /// `buf[index]`, reusing an earlier read of the same element of an argument (which
     /// never changes) in an enclosing block.
     pub(super) fn element(&mut self, buf: Var, index: Operand, span: Span) -> Operand {
-        let key = (buf, match &index {
-            Operand::Var(v) => format!("v{}", v.0),
-            Operand::Const(c) => c.tokens.to_string(),
-        });
+        let key = (
+            buf,
+            match &index {
+                Operand::Var(v) => format!("v{}", v.0),
+                Operand::Const(c) => c.tokens.to_string(),
+            },
+        );
         let reusable = self.vars.role(buf) == Role::Param;
         if reusable {
-            if let Some(o) = self.element_reads.iter().rev().flatten().find(|(k, _)| *k == key).map(|(_, o)| o.clone()) {
+            if let Some(o) = self.element_reads.iter().rev().flatten().find(|(k, _)| *k == key).map(|(_, o)| o.clone())
+            {
                 return o;
             }
         }

@@ -223,3 +223,32 @@ impl<'a> Transform<'a> {
         }
     }
 }
+
+impl<'a> Transform<'a> {
+    /// Number statements in program order, recording buffer writes and loop extents.
+    pub(super) fn number_statements(&mut self, block: &'a Block, next: &mut usize) {
+        for s in block {
+            let at = *next;
+            *next += 1;
+            match s {
+                Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => self.writes.entry(*buf).or_default().push(at),
+                Stmt::Accumulate { place, .. } => self.writes.entry(place.target()).or_default().push(at),
+                Stmt::If { then_, else_, .. } => {
+                    self.number_statements(then_, next);
+                    self.number_statements(else_, next);
+                }
+                Stmt::For { body, .. } => self.number_statements(body, next),
+                Stmt::While { header, body, .. } => {
+                    self.number_statements(header, next);
+                    self.number_statements(body, next);
+                }
+                _ => {}
+            }
+            let last = *next - 1;
+            self.positions.insert(s as *const Stmt, (at, last));
+            if matches!(s, Stmt::For { .. } | Stmt::While { .. }) {
+                self.loop_spans.push((at, last));
+            }
+        }
+    }
+}

@@ -50,6 +50,12 @@ impl<'a> Transform<'a> {
                 needed.insert(*cell);
             }
         }
+        for (snap, rv) in self.snapshots.values().flatten() {
+            if needed.contains(snap) || self.store.contains_key(snap) {
+                needed.insert(*snap);
+                needed.extend(rv.operands().iter().filter_map(|o| o.var()));
+            }
+        }
         // Close over data and control dependencies.
         loop {
             let before = needed.len();
@@ -163,6 +169,15 @@ impl<'a> Transform<'a> {
     pub(super) fn emit_forward_stmts(&mut self, block: &'a Block, needed: &HashSet<Var>) -> Block {
         let mut out = Vec::new();
         for s in block {
+            for (snap, rv) in self.snapshots.get(&(s as *const Stmt)).cloned().unwrap_or_default() {
+                if needed.contains(&snap) {
+                    let span = self.vars.info(snap).span;
+                    out.push(Stmt::Let { dst: Tree::Leaf(snap), rv, span });
+                    if let Some(st) = self.store.get(&snap).copied() {
+                        out.push(save_stmt(&self.vars, st, snap));
+                    }
+                }
+            }
             if !self.stmt_kept(s, needed) {
                 continue;
             }

@@ -136,6 +136,18 @@ struct Transform<'a> {
     /// Values read from a cell at the end of its region's forward sweep (`final`,
     /// `cell`), saved so the reverse can shape the cell's zero adjoint.
     finals: HashMap<RegionId, Vec<(Var, Var)>>,
+    /// Copies of buffers taken in the forward sweep just before a call (keyed by the
+    /// call statement): the buffer is written later, and the callee's derivative must
+    /// see it as it was at the call.
+    snapshots: HashMap<*const Stmt, Vec<(Var, Rvalue)>>,
+    /// The statement being reversed.
+    current: *const Stmt,
+    /// Program-order position of every statement (and the last position inside it).
+    positions: HashMap<*const Stmt, (usize, usize)>,
+    /// Positions of the statements writing each buffer.
+    writes: HashMap<Var, Vec<usize>>,
+    /// The position ranges of loop statements.
+    loop_spans: Vec<(usize, usize)>,
 }
 
 /// Build the derivative of `src`.
@@ -170,6 +182,11 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         accumulators: HashMap::new(),
         acc_vars: HashMap::new(),
         finals: HashMap::new(),
+        snapshots: HashMap::new(),
+        current: std::ptr::null(),
+        positions: HashMap::new(),
+        writes: HashMap::new(),
+        loop_spans: Vec::new(),
     };
     for p in &src.params {
         for v in p.pat.leaves() {
@@ -178,6 +195,8 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
     }
     t.block_region.insert(&src.body as *const Block, 0);
     t.scan_regions(&src.body, 0);
+    let mut next = 0;
+    t.number_statements(&src.body, &mut next);
     t.count_contributions(&src.body, 0);
     t.check_active(&src.body);
     t.plan_adjoints();

@@ -61,6 +61,7 @@ impl<'a> Transform<'a> {
     }
 
     pub(super) fn rev_stmt(&mut self, s: &'a Stmt, region: RegionId, out: &mut Block) {
+        self.current = s;
         match s {
             Stmt::Let { dst: Tree::Leaf(v), rv, span } => {
                 if !self.active(*v) {
@@ -476,9 +477,11 @@ impl<'a> Transform<'a> {
         if !args.iter().any(|a| self.arg_active(a)) {
             return;
         }
-        // The companion needs every argument as it was at the call.
+        // The companion needs every argument as it was at the call: a buffer written
+        // after the call is passed as a copy taken at the call.
+        let args_then: Vec<Arg> = args.iter().map(|a| self.as_at_call(a, region)).collect();
         let mut all = Vec::new();
-        args.iter().for_each(|a| a.operands(&mut all));
+        args_then.iter().for_each(|a| a.operands(&mut all));
         for o in &all {
             self.need(o, region);
         }
@@ -487,7 +490,7 @@ impl<'a> Transform<'a> {
             Tree::Leaf(o) => vec![Arg::Value(o)],
             tree => vec![tree_arg(&tree)],
         };
-        let mut call_args: Vec<Arg> = args.to_vec();
+        let mut call_args: Vec<Arg> = args_then;
         call_args.extend(cot_args);
         let d1 = match callee {
             Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
@@ -642,10 +645,14 @@ impl<'a> Transform<'a> {
                     ok = false;
                 }
             }
-            Stmt::Let { rv: Rvalue::Use(Operand::Var(c)), .. } if self.vars.role(*c) == Role::Cell && self.active(*c) => {
+            Stmt::Let { rv: Rvalue::Use(Operand::Var(c)), .. }
+                if self.vars.role(*c) == Role::Cell && self.active(*c) =>
+            {
                 *reads.entry(*c).or_insert(0) += 1;
             }
-            Stmt::Let { rv: Rvalue::Pop(_) | Rvalue::Load(_), dst, .. } if dst.leaves().iter().any(|v| self.active(**v)) => {
+            Stmt::Let { rv: Rvalue::Pop(_) | Rvalue::Load(_), dst, .. }
+                if dst.leaves().iter().any(|v| self.active(**v)) =>
+            {
                 ok = false
             }
             _ => {}
@@ -657,7 +664,8 @@ impl<'a> Transform<'a> {
     /// `value` is `c + e`, `e + c` or `c − e` where the read of `c` feeds only this sum
     /// (and, so, `e` does not depend on that read).
     fn is_increment(&self, cell: Var, value: &Operand, read_count: &HashMap<Var, usize>) -> bool {
-        let Some(Stmt::Let { rv: Rvalue::Binary(op, a, b), .. }) = value.var().and_then(|t| self.def_stmt.get(&t).copied())
+        let Some(Stmt::Let { rv: Rvalue::Binary(op, a, b), .. }) =
+            value.var().and_then(|t| self.def_stmt.get(&t).copied())
         else {
             return false;
         };
@@ -673,5 +681,43 @@ impl<'a> Transform<'a> {
             BinOp::Sub => reads_cell(a) && !reads_cell(b),
             _ => false,
         }
+    }
+}
+
+impl<'a> Transform<'a> {
+    /// An argument as the callee saw it: a buffer that the function writes anywhere is
+    /// copied in the forward sweep just before the call (the copy is a value like any
+    /// other: saved on a tape inside loops).
+    fn as_at_call(&mut self, a: &Arg, region: RegionId) -> Arg {
+        match a {
+            Arg::Tuple(items) => Arg::Tuple(items.iter().map(|i| self.as_at_call(i, region)).collect()),
+            Arg::Buffer { buf, borrowed } if self.written_after_current(*buf) => {
+                let rv = Rvalue::Slice { buf: *buf, lo: None, hi: None, inclusive: false };
+                Arg::Buffer { buf: self.snapshot(*buf, rv, region), borrowed: *borrowed }
+            }
+            Arg::Slice { buf, lo, hi, inclusive } if self.written_after_current(*buf) => {
+                let rv = Rvalue::Slice { buf: *buf, lo: lo.clone(), hi: hi.clone(), inclusive: *inclusive };
+                Arg::Buffer { buf: self.snapshot(*buf, rv, region), borrowed: true }
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// Whether `buf` is written after the statement being reversed: later in program
+    /// order, or anywhere in a loop that contains that statement (a later iteration).
+    fn written_after_current(&self, buf: Var) -> bool {
+        let Some(&(at, _)) = self.positions.get(&self.current) else { return true };
+        self.writes.get(&buf).is_some_and(|ws| {
+            ws.iter()
+                .any(|&w| w > at || self.loop_spans.iter().any(|&(lo, hi)| lo <= at && at <= hi && lo <= w && w <= hi))
+        })
+    }
+
+    fn snapshot(&mut self, buf: Var, rv: Rvalue, region: RegionId) -> Var {
+        let name = format!("{}_at_call", self.vars.info(buf).name);
+        let snap = self.vars.add_like(buf, name, Role::Temp);
+        self.def_region.insert(snap, region);
+        self.snapshots.entry(self.current).or_default().push((snap, rv));
+        snap
     }
 }
