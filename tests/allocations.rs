@@ -5,6 +5,22 @@
 //! a loop may record values on a tape, but the number of allocations must not grow
 //! with the trip count beyond the amortised growth of a `Vec`.
 
+// The functions under test are written the way users write numeric code (index loops,
+// `x = x + …`), since those are the constructs the transform must handle.
+#![allow(
+    clippy::needless_range_loop,
+    clippy::assign_op_pattern,
+    clippy::manual_swap,
+    clippy::useless_vec,
+    clippy::let_and_return,
+    clippy::neg_cmp_op_on_partial_ord,
+    clippy::unusual_byte_groupings,
+    clippy::eq_op,
+    clippy::too_many_arguments,
+    clippy::unnecessary_cast,
+    clippy::needless_late_init
+)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;

@@ -3,6 +3,21 @@
 //! through; `f32`; arrays, vectors and tuples as arguments and outputs; and functions
 //! generic over `T: Float`.
 
+// The functions under test are written the way users write numeric code (index loops,
+// `x = x + …`), since those are the constructs the transform must handle.
+#![allow(
+    clippy::needless_range_loop,
+    clippy::assign_op_pattern,
+    clippy::manual_swap,
+    clippy::useless_vec,
+    clippy::let_and_return,
+    clippy::neg_cmp_op_on_partial_ord,
+    clippy::unusual_byte_groupings,
+    clippy::eq_op,
+    clippy::too_many_arguments,
+    clippy::unnecessary_cast,
+    clippy::needless_late_init
+)]
 #![allow(unexpected_cfgs)]
 
 mod common;
@@ -44,8 +59,8 @@ fn vec_and_array(v: Vec<f64>, a: [f64; 2]) -> f64 {
     t
 }
 
-/// Tuples as arguments: the gradient has the same tuple shape. (The nested tuple is
-/// destructured in the parameter: see `known_bugs::nested_tuple_let`.)
+/// Tuples as arguments: the gradient has the same tuple shape. (A nested tuple bound to
+/// one name is destructured with `let`: see `nested_tuples`.)
 #[differentiable]
 fn tuple_args(p: (f64, f64), x: f64, (c, (d, e)): (f64, (f64, f64))) -> f64 {
     let (a, b) = p;
@@ -460,10 +475,7 @@ proptest! {
     }
 }
 
-/// Reproductions of bugs that make the generated code fail to compile, left out of the
-/// build unless `--cfg adjoint_known_bugs` is given.
-#[cfg(adjoint_known_bugs)]
-mod known_bugs {
+mod nested_tuples {
     use super::*;
 
     /// The inner tuple of a tuple parameter cannot be reached: `let (c, (d, e)) = q`
@@ -476,7 +488,6 @@ mod known_bugs {
     }
 
     #[test]
-    #[ignore = "bug: nested tuples inside a tuple parameter cannot be destructured with `let`"]
     fn nested_tuple_parameter() {
         let (gc, (gd, ge)) = grad!(nested_tuple_let)((1.0, (2.0, 3.0)));
         assert_eq!((gc, gd, ge), (2.0, 1.0, -1.0));

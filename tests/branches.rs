@@ -3,6 +3,21 @@
 //! integers with literals, ranges, `|`, `_`, bindings and guards. Inputs are kept away
 //! from the branch boundaries so that finite differences are meaningful.
 
+// The functions under test are written the way users write numeric code (index loops,
+// `x = x + …`), since those are the constructs the transform must handle.
+#![allow(
+    clippy::needless_range_loop,
+    clippy::assign_op_pattern,
+    clippy::manual_swap,
+    clippy::useless_vec,
+    clippy::let_and_return,
+    clippy::neg_cmp_op_on_partial_ord,
+    clippy::unusual_byte_groupings,
+    clippy::eq_op,
+    clippy::too_many_arguments,
+    clippy::unnecessary_cast,
+    clippy::needless_late_init
+)]
 #![allow(unexpected_cfgs)]
 
 mod common;
@@ -422,7 +437,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "bug: a bare constant pattern (`LIMIT =>`) is lowered as a catch-all binding"]
     fn match_const_name_matches(x in -2.0..2.0f64, k in 0i32..10) {
         let g: f64 = grad!(match_const_name)(x, k);
         let want = if k == LIMIT { 2.0 * x } else { 1.0 };
@@ -463,10 +477,7 @@ proptest! {
     }
 }
 
-/// Reproductions of bugs that make the generated code fail to compile, left out of the
-/// build unless `--cfg adjoint_known_bugs` is given.
-#[cfg(adjoint_known_bugs)]
-mod known_bugs {
+mod mutable_parameters {
     use super::*;
 
     /// A `mut` parameter reassigned inside a branch: the generated code refers to
@@ -480,7 +491,6 @@ mod known_bugs {
     }
 
     #[test]
-    #[ignore = "bug: a `mut` parameter assigned inside a branch does not compile"]
     fn mut_parameter_assigned_in_branch() {
         let (gx, gy) = grad!(mut_parameter_in_branch)(0.5, 2.0);
         assert_close("d/dx", gx, 0.5f64.cos() * 2.0, EXACT);

@@ -3,6 +3,21 @@
 //! (`g(&x[a..b])`), local buffers and arrays as arguments, functions returning tuples
 //! and vectors, and callees with `wrt(…)` or `#[no_grad]`.
 
+// The functions under test are written the way users write numeric code (index loops,
+// `x = x + …`), since those are the constructs the transform must handle.
+#![allow(
+    clippy::needless_range_loop,
+    clippy::assign_op_pattern,
+    clippy::manual_swap,
+    clippy::useless_vec,
+    clippy::let_and_return,
+    clippy::neg_cmp_op_on_partial_ord,
+    clippy::unusual_byte_groupings,
+    clippy::eq_op,
+    clippy::too_many_arguments,
+    clippy::unnecessary_cast,
+    clippy::needless_late_init
+)]
 #![allow(unexpected_cfgs)]
 
 mod common;
@@ -231,8 +246,8 @@ fn squares(x: &[f64]) -> Vec<f64> {
     out
 }
 
-/// A callee returning a `Vec`, passed on to another callee. (Indexing the result is
-/// rejected: see `known_bugs::index_vec_result`.)
+/// A callee returning a `Vec`, passed on to another callee. (Indexing the result: see
+/// `module_paths_and_callee_results::index_vec_result`.)
 #[differentiable]
 fn uses_vec_result(x: &[f64]) -> f64 {
     let sq = squares(x);
@@ -399,7 +414,7 @@ proptest! {
     #[test]
     fn constant_and_inactive_arguments(x in -2.0..2.0f64) {
         let g: f64 = grad!(passes_constants)(x);
-        let want = 3.0 * 2.0 + (-1.0) * 2.0 * x + 2.0 * x.cos();
+        let want = 3.0 * 2.0 - 2.0 * x + 2.0 * x.cos();
         check("constants passed to callees", g, want, EXACT)?;
     }
 

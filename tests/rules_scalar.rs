@@ -6,6 +6,22 @@
 //! Each primitive gets a module holding `f` (the primitive alone), `d` (its derivative,
 //! itself differentiable), `single` (the `f32` version) and one property test.
 
+// The functions under test are written the way users write numeric code (index loops,
+// `x = x + …`), since those are the constructs the transform must handle.
+#![allow(
+    clippy::needless_range_loop,
+    clippy::assign_op_pattern,
+    clippy::manual_swap,
+    clippy::useless_vec,
+    clippy::let_and_return,
+    clippy::neg_cmp_op_on_partial_ord,
+    clippy::unusual_byte_groupings,
+    clippy::eq_op,
+    clippy::too_many_arguments,
+    clippy::unnecessary_cast,
+    clippy::needless_late_init
+)]
+
 mod common;
 
 use adjoint::prelude::*;

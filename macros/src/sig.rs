@@ -66,6 +66,8 @@ pub struct ParamSig {
     pub class: Class,
     /// `#[no_grad]` was written on the parameter.
     pub no_grad: bool,
+    /// Written `mut x` (the body may reassign it).
+    pub mutable: bool,
     /// The span of the whole parameter, for errors.
     pub span: Span,
 }
@@ -164,7 +166,9 @@ impl Signature {
                     if opaque_by_default && class == Class::Inactive {
                         class = Class::Opaque;
                     }
+                    let mutable = matches!(&*pt.pat, Pat::Ident(p) if p.mutability.is_some());
                     params.push(ParamSig {
+                        mutable,
                         pat: strip_mut((*pt.pat).clone()),
                         ty: (*pt.ty).clone(),
                         class,

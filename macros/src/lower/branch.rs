@@ -134,6 +134,7 @@ impl<'a> Lowerer<'a> {
 
     pub(super) fn bind_arm_pattern(&mut self, pat: &Pat, s: &Operand) {
         match pat {
+            Pat::Ident(p) if is_constant_name(&p.ident) && p.subpat.is_none() => {}
             Pat::Ident(p) => {
                 if let Some((_, sub)) = &p.subpat {
                     self.bind_arm_pattern(sub, s);
@@ -172,6 +173,11 @@ impl<'a> Lowerer<'a> {
         let span = pat.span();
         match pat {
             Pat::Wild(_) => const_bool(true),
+            // A bare upper-case name is a constant (as rustc resolves it, by convention).
+            Pat::Ident(p) if is_constant_name(&p.ident) && p.subpat.is_none() => {
+                let c = Operand::Const(Const { tokens: p.ident.to_token_stream(), kind: Kind::Int, scalar_ty: None });
+                self.temp("is", Kind::Bool, Rvalue::Binary(BinOp::Eq, s.clone(), c), span)
+            }
             Pat::Ident(p) => match &p.subpat {
                 Some((_, sub)) => self.pattern_test(sub, s),
                 None => const_bool(true),
@@ -225,4 +231,12 @@ impl<'a> Lowerer<'a> {
     }
 
     // ---------------------------------------------------------------- loops
+}
+
+/// `LIMIT`, `N`, `MAX_2`: a name written in upper case, which in a pattern names a
+/// constant rather than binding a variable.
+fn is_constant_name(id: &Ident) -> bool {
+    let s = id.to_string();
+    s.chars().any(|c| c.is_ascii_uppercase())
+        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }

@@ -148,10 +148,16 @@ impl<'a> Lowerer<'a> {
         exits.brk = true;
         let mut frame = self.loop_frame(exits, span);
         // `break value` needs cells for the value.
-        if let Some(kind) = break_value_kind(&lp.body) {
-            let c = self.vars.add("loop_value", kind, Role::Cell, span);
-            self.emit(Stmt::Cell { var: c, init: default_value(kind) });
-            frame.value = Some(Binding::Cell(c));
+        if let Some(shape) = break_value_shape(&lp.body) {
+            let mut cells: Vec<Binding> = shape
+                .iter()
+                .map(|kind| {
+                    let c = self.vars.add("loop_value", *kind, Role::Cell, span);
+                    self.emit(Stmt::Cell { var: c, init: default_value(*kind) });
+                    Binding::Cell(c)
+                })
+                .collect();
+            frame.value = Some(if cells.len() == 1 { cells.pop().expect("one cell") } else { Binding::Tuple(cells) });
         }
         let brk = frame.brk;
         let header = self.nested(|l| {
@@ -170,18 +176,27 @@ impl<'a> Lowerer<'a> {
         };
         let (body, frame) = self.loop_body(&lp.body, frame, |_| {});
         self.emit(Stmt::While { header, cond, body });
-        // The value cell's kind is known now that the `break`s are lowered: give it an
-        // initial value so rustc sees it initialised after the loop.
-        if let Some(Binding::Cell(c)) = &frame.value {
-            let init = match self.vars.info(*c).scalar_ty {
-                Some(_) => Some(self.vars.zero(*c)),
-                None => default_value(self.vars.kind(*c)),
+        // The value cells' kinds are known now that the `break`s are lowered: give them
+        // an initial value so rustc sees them initialised after the loop.
+        let mut cells = Vec::new();
+        match &frame.value {
+            Some(Binding::Cell(c)) => cells.push(*c),
+            Some(Binding::Tuple(items)) => cells.extend(items.iter().filter_map(|b| match b {
+                Binding::Cell(c) => Some(*c),
+                _ => None,
+            })),
+            _ => {}
+        }
+        for c in cells {
+            let init = match self.vars.info(c).scalar_ty {
+                Some(_) => Some(self.vars.zero(c)),
+                None => default_value(self.vars.kind(c)),
             };
             for s in self.out.last_mut().expect("block").iter_mut().rev() {
                 if let Stmt::Cell { var, init: slot } = s {
-                    if var == c {
+                    if *var == c {
                         if slot.is_none() {
-                            *slot = init;
+                            *slot = init.clone();
                         }
                         break;
                     }

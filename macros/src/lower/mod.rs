@@ -129,8 +129,16 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
     let mut params = Vec::new();
     for p in &sig.params {
         let (tree, binding) = l.bind_param(&p.pat, &p.class, Some(&p.ty), p.span);
-        params.push(Param { pat: tree });
+        params.push(Param { pat: tree.clone() });
         l.bind_pattern_names(&p.pat, binding);
+        // `mut x` reassigned inside control flow lives in a cell, like a `let mut`.
+        if let (true, Some(id), Tree::Leaf(v)) = (p.mutable, p.ident(), &tree) {
+            if l.cell_names.contains(&id.to_string()) && !l.vars.kind(*v).is_buffer() {
+                let cell = l.vars.add_like(*v, id.to_string(), Role::Cell);
+                l.emit(Stmt::Cell { var: cell, init: Some(Operand::Var(*v)) });
+                l.bind(id, Binding::Cell(cell));
+            }
+        }
     }
     if scan.has_return {
         let flag = l.vars.add("returned", Kind::Bool, Role::Cell, body.span());
@@ -255,6 +263,30 @@ impl<'a> Lowerer<'a> {
 
     // ---------------------------------------------------------------- parameters
 
+    /// A tuple parameter bound to one name: one variable per field, recursively.
+    fn tuple_param(&mut self, name: &str, items: &[Class], ty: Option<&syn::Type>, span: Span) -> (Tree<Var>, Binding) {
+        let elem_tys: Vec<Option<&syn::Type>> = match ty.map(sig::strip_ref) {
+            Some(syn::Type::Tuple(tt)) => tt.elems.iter().map(Some).collect(),
+            _ => vec![None; items.len()],
+        };
+        let mut trees = Vec::new();
+        let mut bindings = Vec::new();
+        for (i, (c, t)) in items.iter().zip(elem_tys).enumerate() {
+            let field = format!("{name}_{i}");
+            if let Class::Tuple(inner) = c {
+                let (tree, binding) = self.tuple_param(&field, inner, t, span);
+                trees.push(tree);
+                bindings.push(binding);
+                continue;
+            }
+            let v = self.vars.add(field, c.kind(), Role::Param, span);
+            self.vars.info_mut(v).scalar_ty = t.and_then(|t| generic_float(t, &self.sig.float_params));
+            trees.push(Tree::Leaf(v));
+            bindings.push(if c.kind().is_buffer() { Binding::Buffer(v) } else { Binding::Value(Operand::Var(v)) });
+        }
+        (Tree::Tuple(trees), Binding::Tuple(bindings))
+    }
+
     pub(super) fn bind_param(
         &mut self,
         pat: &Pat,
@@ -277,24 +309,7 @@ impl<'a> Lowerer<'a> {
                     Pat::Ident(p) => p.ident.to_string(),
                     _ => "arg".to_string(),
                 };
-                let mut trees = Vec::new();
-                let mut bindings = Vec::new();
-                let elem_tys: Vec<Option<syn::Type>> = match ty.map(sig::strip_ref) {
-                    Some(syn::Type::Tuple(tt)) => tt.elems.iter().cloned().map(Some).collect(),
-                    _ => vec![None; items.len()],
-                };
-                for (i, c) in items.iter().enumerate() {
-                    let v = self.vars.add(format!("{name}_{i}"), c.kind(), Role::Param, span);
-                    self.vars.info_mut(v).scalar_ty =
-                        elem_tys[i].as_ref().and_then(|t| generic_float(t, &self.sig.float_params));
-                    trees.push(Tree::Leaf(v));
-                    bindings.push(if c.kind().is_buffer() {
-                        Binding::Buffer(v)
-                    } else {
-                        Binding::Value(Operand::Var(v))
-                    });
-                }
-                (Tree::Tuple(trees), Binding::Tuple(bindings))
+                self.tuple_param(&name, items, ty, span)
             }
             _ => {
                 let name = match pat {

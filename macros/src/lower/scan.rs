@@ -191,16 +191,25 @@ pub(super) fn has_effects(e: &Expr) -> bool {
     v.0
 }
 
-/// The kind of the value given to `break value` in a loop body, if any.
-pub(super) fn break_value_kind(body: &syn::Block) -> Option<Kind> {
-    struct V(Option<Kind>, usize);
+/// The shape of the value a loop `break`s with: one kind per tuple field (a single kind
+/// for a value that is not a tuple literal).
+pub(super) fn break_value_shape(body: &syn::Block) -> Option<Vec<Kind>> {
+    fn kind(e: &Expr) -> Kind {
+        match e {
+            Expr::Lit(l) => literal(&l.lit).kind,
+            _ => Kind::Unknown,
+        }
+    }
+    struct V(Option<Vec<Kind>>, usize);
     impl<'ast> Visit<'ast> for V {
         fn visit_expr_break(&mut self, b: &'ast syn::ExprBreak) {
-            if self.1 == 0 && b.expr.is_some() && self.0.is_none() {
-                self.0 = Some(match b.expr.as_deref() {
-                    Some(Expr::Lit(l)) => literal(&l.lit).kind,
-                    _ => Kind::Unknown,
-                });
+            if self.1 == 0 && self.0.is_none() {
+                if let Some(e) = b.expr.as_deref() {
+                    self.0 = Some(match e {
+                        Expr::Tuple(t) if !t.elems.is_empty() => t.elems.iter().map(kind).collect(),
+                        other => vec![kind(other)],
+                    });
+                }
             }
         }
         fn visit_expr_loop(&mut self, e: &'ast syn::ExprLoop) {
