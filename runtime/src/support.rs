@@ -106,6 +106,11 @@ pub trait Adjoint: Sized {
     fn zero_like(&self) -> Self;
     /// `self += other`; panics with both shapes if they differ.
     fn accumulate(&mut self, other: Self);
+
+    /// Zeros shaped like each element of `values`.
+    fn zeros_like_each(values: &[Self]) -> Vec<Self> {
+        values.iter().map(Adjoint::zero_like).collect()
+    }
 }
 
 impl<F: Float> Adjoint for F {
@@ -117,11 +122,17 @@ impl<F: Float> Adjoint for F {
     fn accumulate(&mut self, other: Self) {
         *self += other;
     }
+
+    /// `vec![0.0; n]` is zeroed memory from the allocator: no pass over the buffer.
+    #[inline]
+    fn zeros_like_each(values: &[Self]) -> Vec<Self> {
+        vec![F::ZERO; values.len()]
+    }
 }
 
 impl<T: Adjoint + Clone> Adjoint for Vec<T> {
     fn zero_like(&self) -> Self {
-        self.iter().map(Adjoint::zero_like).collect()
+        T::zeros_like_each(self)
     }
     fn accumulate(&mut self, other: Self) {
         accumulate_slice(self, &other);
@@ -218,15 +229,17 @@ pub trait ZerosLike {
 
 impl<T: Adjoint + Clone> ZerosLike for [T] {
     type Buffer = Vec<T>;
+    #[inline]
     fn zeros_like(&self) -> Vec<T> {
-        self.iter().map(Adjoint::zero_like).collect()
+        T::zeros_like_each(self)
     }
 }
 
 impl<T: Adjoint + Clone> ZerosLike for Vec<T> {
     type Buffer = Vec<T>;
+    #[inline]
     fn zeros_like(&self) -> Vec<T> {
-        self.iter().map(Adjoint::zero_like).collect()
+        self.as_slice().zeros_like()
     }
 }
 
