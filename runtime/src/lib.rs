@@ -7,8 +7,11 @@
 mod float;
 
 pub use adjoint_macros::differentiable;
+mod kernels;
+pub mod random;
 pub mod rules;
 mod support;
+pub mod tensor;
 
 pub use float::Float;
 pub use support::{Adjoint, Seed, Tangent, Tape};

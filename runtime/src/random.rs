@@ -1,0 +1,1 @@
+//! A small seedable random number generator (being written).

@@ -1,0 +1,1 @@
+//! Tensors: n-dimensional arrays with shared storage (being written).
