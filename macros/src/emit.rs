@@ -360,12 +360,25 @@ impl<'a> Emitter<'a> {
                 let args = args.iter().map(|a| self.by_value(a));
                 quote!(#r.#method(#(#args),*))
             }
-            Rvalue::Call { callee, args } => {
-                let args: Vec<TokenStream> = args.iter().map(|a| self.arg(a)).collect();
+            Rvalue::Call { callee, args: call_args } => {
+                let args: Vec<TokenStream> = call_args.iter().map(|a| self.arg(a)).collect();
                 match callee {
                     Callee::Free { path } => {
                         let path = rebase(path, self.depth);
                         quote_spanned!(span=> #path(#(#args),*))
+                    }
+                    Callee::Assoc { path } => {
+                        let path = rebase(path, self.depth);
+                        quote_spanned!(span=> #path(#(#args),*))
+                    }
+                    Callee::Method { name } => {
+                        // The receiver is borrowed by the method call itself, never cloned.
+                        let recv = match &call_args[0] {
+                            Arg::Value(o) | Arg::Ref(o) => self.operand(o),
+                            other => self.arg(other),
+                        };
+                        let rest = &args[1..];
+                        quote_spanned!(span=> #recv.#name(#(#rest),*))
                     }
                     Callee::Tower { path } => {
                         let up: Vec<TokenStream> = match self.depth {

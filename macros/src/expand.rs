@@ -43,6 +43,15 @@ struct EntityParam {
     class: Class,
     /// Differentiated when the entity itself is differentiated.
     active: bool,
+    /// The method receiver (`&self`), bound to `this` in generated bodies.
+    receiver: Option<syn::Receiver>,
+}
+
+fn entity_params(sig: &Signature) -> Vec<EntityParam> {
+    sig.params
+        .iter()
+        .map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active(), receiver: p.receiver.clone() })
+        .collect()
 }
 
 /// A function in the derivative tower.
@@ -68,6 +77,11 @@ struct Tower<'a> {
     /// Generated paths of single-identifier callees used by any entity of the tower,
     /// for the shared "not differentiable" fallback.
     callees: Vec<(Vec<Ident>, usize)>,
+    /// How gradient types of values the macro cannot see are written: through their
+    /// `Tangent` implementation (user code), or as the type itself (the runtime's rules).
+    tangent: Option<syn::Path>,
+    /// The companions are sibling methods (of an `impl`), not items of a module.
+    methods: bool,
 }
 
 pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
@@ -90,16 +104,29 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     });
     let user_sig = EntitySig {
         generics: sig.generics.clone(),
-        params: sig
-            .params
-            .iter()
-            .map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() })
-            .collect(),
+        params: entity_params(&sig),
         output: sig.output_type(),
         output_class: sig.output_class.clone(),
     };
     let user = Entity { sig: user_sig, func: lowered.func, order, depth: 0, module_depth: 0 };
-    let mut tower = Tower { krate: &krate, user: &sig.ident, order, cx: &mut cx, callees: Vec::new() };
+    let methods = sig.params.first().is_some_and(|p| p.receiver.is_some());
+    let mut tower = Tower {
+        krate: &krate,
+        user: &sig.ident,
+        order,
+        cx: &mut cx,
+        callees: Vec::new(),
+        tangent: Some(krate.clone()),
+        methods,
+    };
+    if methods {
+        // A method: the companions are sibling methods in the same `impl`.
+        let companions = tower.method_companions(&user, &sig, &wrt);
+        if cx.has_errors() {
+            return with_errors(primal, &sig, cx);
+        }
+        return quote!(#primal #companions);
+    }
     let mut companions = tower.user_companions(&user, &sig, &wrt);
     companions.extend(fallback_module(&tower.callees, &krate));
     if cx.has_errors() {
@@ -247,10 +274,49 @@ impl<'a> Tower<'a> {
         out
     }
 
+    /// The companions of a method, as sibling methods: `__adjoint_d1_m` (and its tower),
+    /// `__adjoint_grad_m`, `__adjoint_value_and_grad_m`, `__adjoint_vjp_m`.
+    fn method_companions(&mut self, user: &Entity, sig: &Signature, wrt: &[bool]) -> TokenStream {
+        let mut out = TokenStream::new();
+        if user.order == 0 {
+            return out;
+        }
+        let vis = &sig.vis;
+        let vis = quote!(#vis);
+        let name = sig.ident.to_string();
+        let id = |entity: &str| Ident::new(&names::method_companion(entity, &name), sig.ident.span());
+        let mut d1 = self.derivative(user, &internal_grads(&user.sig), Seed::Param, false, false);
+        d1.module_depth = 0;
+        out.extend(self.method_tower(&d1, &id(names::D1), &vis));
+        let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
+        let all = wrt.iter().zip(&user.sig.params).all(|(w, p)| *w == p.active);
+        let scalar = matches!(user.sig.output_class, Class::Float | Class::Opaque);
+        if scalar {
+            let mut g = if all && user.sig.output_class == Class::Float {
+                self.thin_wrapper(user, Seed::One, &facing)
+            } else {
+                self.derivative(user, &facing, Seed::One, false, true)
+            };
+            g.module_depth = 0;
+            out.extend(self.method_tower(&g, &id(names::GRAD), &vis));
+            let mut vg = self.derivative(user, &facing, Seed::One, true, true);
+            vg.module_depth = 0;
+            out.extend(self.method_tower(&vg, &id(names::VALUE_AND_GRAD), &vis));
+        } else {
+            out.extend(self.non_scalar_stub(&id(names::GRAD), "grad", sig));
+            out.extend(self.non_scalar_stub(&id(names::VALUE_AND_GRAD), "value_and_grad", sig));
+        }
+        let mut v =
+            if all { self.thin_wrapper(user, Seed::Param, &facing) } else { self.derivative(user, &facing, Seed::Param, false, true) };
+        v.module_depth = 0;
+        out.extend(self.method_tower(&v, &id(names::VJP), &vis));
+        out
+    }
+
     /// `grad!`/`vjp!` as a call of the user function's `__adjoint_d1` (with a unit seed
     /// for `grad!`), keeping the requested gradients.
     fn thin_wrapper(&mut self, user: &Entity, seed: Seed, grads: &[GradOut]) -> Entity {
-        let sig = derivative_sig(&user.sig, grads, seed, false, true);
+        let sig = derivative_sig(&user.sig, grads, seed, false, true, self.tangent.as_ref());
         let mut vars = user.func.vars.clone();
         let mut params = user.func.params.clone();
         let span = self.user.span();
@@ -302,7 +368,13 @@ impl<'a> Tower<'a> {
                 })
                 .collect(),
         );
-        let call = Rvalue::Call { callee: Callee::Tower { path: syn::parse_quote!(__adjoint_d1) }, args };
+        let callee = if self.methods {
+            let name = Ident::new(&names::method_companion(names::D1, &self.user.to_string()), self.user.span());
+            Callee::Assoc { path: syn::parse_quote!(Self::#name) }
+        } else {
+            Callee::Tower { path: syn::parse_quote!(__adjoint_d1) }
+        };
+        let call = Rvalue::Call { callee, args };
         let ret = if requested.len() == 1 { requested.pop().expect("one gradient") } else { Tree::Tuple(requested) };
         Entity {
             sig,
@@ -319,7 +391,7 @@ impl<'a> Tower<'a> {
     fn derivative(&mut self, e: &Entity, grads: &[GradOut], seed: Seed, keep_value: bool, facing: bool) -> Entity {
         let cfg = Config { grads: grads.to_vec(), keep_value, seed };
         let mut d = reverse::vjp(&e.func, &cfg, self.cx);
-        let sig = derivative_sig(&e.sig, grads, seed, keep_value, facing);
+        let sig = derivative_sig(&e.sig, grads, seed, keep_value, facing, self.tangent.as_ref());
         if facing && grads.iter().filter(|g| **g != GradOut::Omit).count() == 1 {
             d.func.ret = match std::mem::replace(&mut d.func.ret, Tree::Tuple(Vec::new())) {
                 Tree::Tuple(mut items) if keep_value => {
@@ -379,6 +451,10 @@ impl<'a> Tower<'a> {
             .iter()
             .zip(&e.sig.params)
             .map(|(p, ep)| {
+                if let Some(r) = &ep.receiver {
+                    let (and, lt) = (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
+                    return quote!(#and #lt self);
+                }
                 let pat = emitter.pattern(&p.pat);
                 let ty = &crate::emit::rebase_type(&ep.ty, e.module_depth);
                 // A scalar taken by reference is bound by value (`&x: &f64`).
@@ -392,7 +468,12 @@ impl<'a> Tower<'a> {
         let output = &crate::emit::rebase_type(&e.sig.output, e.module_depth);
         let generics = &e.sig.generics;
         let where_clause = &e.sig.generics.where_clause;
-        let body = emitter.block(&e.func.body);
+        let mut body = emitter.block(&e.func.body);
+        if let (Some(_), Some(p)) = (e.sig.params.first().and_then(|p| p.receiver.as_ref()), e.func.params.first()) {
+            // The receiver is used under the name the IR gave it.
+            let this = emitter.pattern(&p.pat);
+            body = quote!(let #this = self; #body);
+        }
         let ret = emitter.tree(&e.func.ret);
         // The tower's own companions always exist: no fallback for them.
         let callees: Vec<(Vec<Ident>, usize)> =
@@ -486,12 +567,19 @@ impl<'a> Tower<'a> {
 }
 
 /// The signature of the derivative of a function with signature `sig`.
-fn derivative_sig(sig: &EntitySig, grads: &[GradOut], seed: Seed, keep_value: bool, facing: bool) -> EntitySig {
+fn derivative_sig(
+    sig: &EntitySig,
+    grads: &[GradOut],
+    seed: Seed,
+    keep_value: bool,
+    facing: bool,
+    tangent: Option<&syn::Path>,
+) -> EntitySig {
     let requested: Vec<usize> = (0..grads.len()).filter(|i| grads[*i] != GradOut::Omit).collect();
     let grad_tys: Vec<Type> = requested
         .iter()
         .map(|i| match grads[*i] {
-            GradOut::Yes | GradOut::Zero => sig::grad_type(&sig.params[*i].ty, &sig.params[*i].class),
+            GradOut::Yes | GradOut::Zero => sig::grad_type(&sig.params[*i].ty, &sig.params[*i].class, tangent),
             _ => syn::parse_quote!(()),
         })
         .collect();
@@ -515,7 +603,7 @@ fn derivative_sig(sig: &EntitySig, grads: &[GradOut], seed: Seed, keep_value: bo
     };
     let mut params = sig.params.clone();
     if seed == Seed::Param {
-        params.push(EntityParam { ty: sig.output.clone(), class: sig.output_class.clone(), active: true });
+        params.push(EntityParam { ty: sig.output.clone(), class: sig.output_class.clone(), active: true, receiver: None });
     }
     EntitySig { generics: sig.generics.clone(), params, output, output_class }
 }
@@ -687,14 +775,19 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
             params: sig
                 .params
                 .iter()
-                .map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() })
+                .map(|p| EntityParam {
+                    ty: p.ty.clone(),
+                    class: p.class.clone(),
+                    active: p.active(),
+                    receiver: p.receiver.clone(),
+                })
                 .collect(),
             output: sig.output_type(),
             output_class: sig.output_class.clone(),
         };
         let mut name = f.sig.ident.to_string();
         for _ in 0..order {
-            cur = derivative_sig(&cur, &internal_grads(&cur), Seed::Param, false, false);
+            cur = derivative_sig(&cur, &internal_grads(&cur), Seed::Param, false, false, None);
             name = reverse::derivative_method(&name);
             let id = Ident::new(&name, f.sig.ident.span());
             let params = cur.params.iter().enumerate().map(|(i, p)| {
@@ -742,7 +835,12 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
                 params: sig
                     .params
                     .iter()
-                    .map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active() })
+                    .map(|p| EntityParam {
+                    ty: p.ty.clone(),
+                    class: p.class.clone(),
+                    active: p.active(),
+                    receiver: p.receiver.clone(),
+                })
                     .collect(),
                 output: sig.output_type(),
                 output_class: sig.output_class.clone(),
@@ -752,7 +850,15 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             depth: 0,
             module_depth: 0,
         };
-        let mut tower = Tower { krate: &krate, user: &f.sig.ident, order, cx: &mut cx, callees: Vec::new() };
+        let mut tower = Tower {
+            krate: &krate,
+            user: &f.sig.ident,
+            order,
+            cx: &mut cx,
+            callees: Vec::new(),
+            tangent: None,
+            methods: true,
+        };
         if order >= 1 {
             let mut d1 = tower.derivative(&entity, &internal_grads(&entity.sig), Seed::Param, false, false);
             d1.module_depth = 0;

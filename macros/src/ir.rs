@@ -260,6 +260,12 @@ pub enum Callee {
     /// A derivative rule of the runtime: `rules::Trait::method(&args)`. Its derivative
     /// companions are sibling methods of the trait: `rules::Trait::__adjoint_d1_method`.
     Rule { trait_name: &'static str, method: String },
+    /// An associated function, `Type::f(args)` or `Self::f(args)`. Its derivative
+    /// companions are sibling associated functions: `Type::__adjoint_d1_f`.
+    Assoc { path: syn::Path },
+    /// A method, `args[0].name(args[1..])`; the receiver's gradient comes first. Its
+    /// derivative companions are sibling methods: `recv.__adjoint_d1_name(…)`.
+    Method { name: syn::Ident },
     /// A function of the derivative tower being generated, by a path relative to the
     /// tower's module (`f` for `#[differentiable] fn f`): `__adjoint_d1` is `f`'s
     /// derivative companion wherever the caller is emitted.

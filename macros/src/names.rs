@@ -19,8 +19,41 @@ pub const VALUE_AND_GRAD: &str = "__adjoint_value_and_grad";
 /// `vjp!(f)`: gradients of the active arguments for a given output cotangent.
 pub const VJP: &str = "__adjoint_vjp";
 
-/// `path::entity` for a free function path.
+/// Whether a path names an associated function of a type (`Type::f`, `Self::f`,
+/// `m::Type::f`): its second-to-last segment is `Self` or starts with an upper-case letter.
+pub fn is_type_path(path: &Path) -> bool {
+    let n = path.segments.len();
+    n >= 2 && {
+        let s = path.segments[n - 2].ident.to_string();
+        s == "Self" || s.starts_with(|c: char| c.is_ascii_uppercase())
+    }
+}
+
+/// The name of a method-style companion: `forward` → `__adjoint_grad_forward`; the
+/// derivative companion of a companion counts up (`__adjoint_d1_f` → `__adjoint_d2_f`).
+pub fn method_companion(entity: &str, name: &str) -> String {
+    if entity == D1 {
+        if let Some(rest) = name.strip_prefix("__adjoint_d") {
+            if let Some((n, base)) = rest.split_once('_') {
+                if let Ok(k) = n.parse::<u32>() {
+                    return format!("__adjoint_d{}_{}", k + 1, base);
+                }
+            }
+        }
+    }
+    format!("{entity}_{name}")
+}
+
+/// The companion `entity` of the function `path` names: `path::entity` for a free
+/// function (its companions live in the module of the same name), `Type::entity_f` for
+/// an associated function.
 pub fn entity_path(path: &Path, entity: &str) -> Path {
+    if is_type_path(path) {
+        let mut out = path.clone();
+        let last = out.segments.last_mut().expect("non-empty path");
+        last.ident = Ident::new(&method_companion(entity, &last.ident.to_string()), last.ident.span());
+        return out;
+    }
     let mut out = path.clone();
     let span = path.segments.last().map(|s| s.ident.span()).unwrap_or_else(Span::call_site);
     out.segments.push(syn::PathSegment::from(Ident::new(entity, span)));

@@ -68,6 +68,8 @@ pub struct ParamSig {
     pub no_grad: bool,
     /// Written `mut x` (the body may reassign it).
     pub mutable: bool,
+    /// The parameter is the method receiver (`&self`, `self`); in the IR it is `this`.
+    pub receiver: Option<syn::Receiver>,
     /// The span of the whole parameter, for errors.
     pub span: Span,
 }
@@ -146,10 +148,22 @@ impl Signature {
         for input in &sig.inputs {
             match input {
                 FnArg::Receiver(r) => {
-                    cx.error_spanned_by(
-                        r,
-                        "methods are not differentiable yet: write a free function taking the value as an argument",
-                    );
+                    if let Some(m) = &r.mutability {
+                        cx.error_spanned_by(m, "a `&mut self` method cannot be differentiable: take `&self` and return the result");
+                    }
+                    let ty: Type = match &r.reference {
+                        Some(_) => syn::parse_quote_spanned!(r.self_token.span=> &Self),
+                        None => syn::parse_quote_spanned!(r.self_token.span=> Self),
+                    };
+                    params.push(ParamSig {
+                        pat: syn::parse_quote_spanned!(r.self_token.span=> this),
+                        ty,
+                        class: Class::Opaque,
+                        no_grad: false,
+                        mutable: false,
+                        receiver: Some(r.clone()),
+                        span: r.span(),
+                    });
                 }
                 FnArg::Typed(pt) => {
                     let no_grad = pt.attrs.iter().any(|a| a.path().is_ident(NO_GRAD));
@@ -169,6 +183,7 @@ impl Signature {
                     let mutable = matches!(&*pt.pat, Pat::Ident(p) if p.mutability.is_some());
                     params.push(ParamSig {
                         mutable,
+                        receiver: None,
                         pat: strip_mut((*pt.pat).clone()),
                         ty: (*pt.ty).clone(),
                         class,
@@ -382,10 +397,20 @@ fn buffer_of(elem: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
     }
 }
 
-/// The type of the gradient of a value of type `ty` (`()` when it has none).
-pub fn grad_type(ty: &Type, class: &Class) -> Type {
+/// The type of the gradient of a value of type `ty` (`()` when it has none). With
+/// `tangent`, a value of a type the macro cannot see has the gradient type its
+/// `Tangent` implementation names (a struct's gradient is its generated tangent struct);
+/// without it (inside the runtime's rule traits), it is the type itself.
+pub fn grad_type(ty: &Type, class: &Class, tangent: Option<&syn::Path>) -> Type {
     match class {
-        Class::Float | Class::Opaque => strip_ref(ty).clone(),
+        Class::Opaque => {
+            let t = strip_ref(ty);
+            match tangent {
+                Some(krate) if !is_own_tangent(t) => syn::parse_quote!(<#t as #krate::__private::Tangent>::Tangent),
+                _ => t.clone(),
+            }
+        }
+        Class::Float => strip_ref(ty).clone(),
         Class::FloatBuffer => {
             let elem = buffer_elem(ty);
             match strip_ref(ty) {
@@ -397,7 +422,7 @@ pub fn grad_type(ty: &Type, class: &Class) -> Type {
             let Type::Tuple(t) = strip_ref(ty) else {
                 return syn::parse_quote!(());
             };
-            let elems = t.elems.iter().zip(items).map(|(t, c)| grad_type(t, c));
+            let elems = t.elems.iter().zip(items).map(|(t, c)| grad_type(t, c, tangent));
             syn::parse_quote!((#(#elems,)*))
         }
         _ => syn::parse_quote!(()),
@@ -432,4 +457,15 @@ pub fn buffer_elem(ty: &Type) -> Type {
 
 pub fn type_string(ty: &Type) -> String {
     ty.to_token_stream().to_string().replace(" < ", "<").replace(" >", ">").replace("& ", "&").replace(" ,", ",")
+}
+
+/// Types whose gradient has their own type (tensors, matrices), written as such.
+fn is_own_tangent(ty: &Type) -> bool {
+    match ty {
+        Type::Path(tp) => tp.path.segments.last().is_some_and(|s| {
+            let n = s.ident.to_string();
+            n != "Param" && n != "Self" && DIFFERENTIABLE_TYPES.contains(&n.as_str())
+        }),
+        _ => false,
+    }
 }

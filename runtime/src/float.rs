@@ -9,6 +9,7 @@ use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, Sub, S
 /// A scalar floating-point type (`f32` or `f64`).
 pub trait Float:
     crate::Tangent<Tangent = Self>
+    + crate::ZeroTangent
     + Copy
     + Debug
     + Display

@@ -8,13 +8,15 @@ mod float;
 
 pub use adjoint_macros::differentiable;
 mod kernels;
+mod param;
 pub mod random;
 pub mod rules;
 mod support;
 pub mod tensor;
 
 pub use float::Float;
-pub use support::{Adjoint, Seed, Tangent, Tape};
+pub use param::{join_path, Differentiable, Param};
+pub use support::{Adjoint, Seed, Tangent, Tape, ZeroTangent};
 
 /// The identity in the primal computation; no gradient flows through its result.
 ///

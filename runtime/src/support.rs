@@ -201,10 +201,76 @@ fn length_mismatch(dst: usize, src: usize) -> ! {
     panic!("adjoint: a gradient of length {src} was returned for a slice of length {dst}")
 }
 
-/// A zero with the shape of `x`.
+/// Values with a zero gradient of the right shape: `zero_tangent(&x)` has the type of
+/// `x`'s gradient (for a tensor, a tensor of zeros; for a parameter, a zero of its
+/// value's gradient; for a `#[derive(Differentiable)]` struct, its tangent struct).
+pub trait ZeroTangent: Tangent {
+    fn zero_tangent(&self) -> Self::Tangent;
+}
+
+impl ZeroTangent for f32 {
+    #[inline]
+    fn zero_tangent(&self) -> f32 {
+        0.0
+    }
+}
+
+impl ZeroTangent for f64 {
+    #[inline]
+    fn zero_tangent(&self) -> f64 {
+        0.0
+    }
+}
+
+impl<T: ZeroTangent> ZeroTangent for Vec<T> {
+    fn zero_tangent(&self) -> Vec<T::Tangent> {
+        self.iter().map(ZeroTangent::zero_tangent).collect()
+    }
+}
+
+impl<T: ZeroTangent> ZeroTangent for [T] {
+    fn zero_tangent(&self) -> Vec<T::Tangent> {
+        self.iter().map(ZeroTangent::zero_tangent).collect()
+    }
+}
+
+impl<T: ZeroTangent, const N: usize> ZeroTangent for [T; N] {
+    fn zero_tangent(&self) -> [T::Tangent; N] {
+        core::array::from_fn(|i| self[i].zero_tangent())
+    }
+}
+
+impl<T: ZeroTangent + ?Sized> ZeroTangent for &T {
+    #[inline]
+    fn zero_tangent(&self) -> T::Tangent {
+        (**self).zero_tangent()
+    }
+}
+
+impl ZeroTangent for () {
+    fn zero_tangent(&self) {}
+}
+
+macro_rules! tuple_zero_tangent {
+    ($($name:ident $idx:tt),*) => {
+        impl<$($name: ZeroTangent),*> ZeroTangent for ($($name,)*) {
+            fn zero_tangent(&self) -> Self::Tangent {
+                ($(self.$idx.zero_tangent(),)*)
+            }
+        }
+    };
+}
+tuple_zero_tangent!(A 0);
+tuple_zero_tangent!(A 0, B 1);
+tuple_zero_tangent!(A 0, B 1, C 2);
+tuple_zero_tangent!(A 0, B 1, C 2, D 3);
+tuple_zero_tangent!(A 0, B 1, C 2, D 3, E 4);
+tuple_zero_tangent!(A 0, B 1, C 2, D 3, E 4, G 5);
+
+/// A zero gradient shaped like `x`.
 #[inline]
-pub fn zero_like<T: Adjoint>(x: &T) -> T {
-    x.zero_like()
+pub fn zero_like<T: ZeroTangent>(x: &T) -> T::Tangent {
+    x.zero_tangent()
 }
 
 /// Values with a one of the same shape (the seed of a scalar output).

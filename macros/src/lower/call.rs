@@ -5,6 +5,7 @@ use super::*;
 #[derive(Clone)]
 pub(super) enum CalleeKind {
     Free(syn::Path),
+    Assoc(syn::Path),
     FloatMethod(Ident),
     Detach,
 }
@@ -85,8 +86,22 @@ impl<'a> Lowerer<'a> {
         if name == "clone" && m.args.is_empty() {
             return Value::Op(recv);
         }
-        let args: Vec<Operand> = m.args.iter().map(|a| self.operand(a)).collect();
         let recv_kind = self.kind_of(&recv);
+        if recv_kind == Kind::Unknown && ops::method(&name).is_none() {
+            // A method of a value the macro cannot see (a layer's `forward`, a tensor
+            // method): differentiated through its `__adjoint_d1_…` companion when a
+            // derivative flows through it.
+            let mut args = vec![Arg::Value(recv)];
+            args.extend(m.args.iter().map(|a| self.arg(a)));
+            let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
+            self.emit(Stmt::Let {
+                dst: Tree::Leaf(v),
+                rv: Rvalue::Call { callee: Callee::Method { name: m.method.clone() }, args },
+                span,
+            });
+            return Value::Op(Operand::Var(v));
+        }
+        let args: Vec<Operand> = m.args.iter().map(|a| self.operand(a)).collect();
         let kind = match ops::method(&name) {
             Some(p) => match p.output {
                 ops::Output::Bool => Kind::Bool,
@@ -135,7 +150,7 @@ impl<'a> Lowerer<'a> {
                 });
                 Some(v)
             }
-            CalleeKind::Free(path) => {
+            CalleeKind::Free(path) | CalleeKind::Assoc(path) => {
                 if nested {
                     self.nests = true;
                 }
@@ -143,11 +158,8 @@ impl<'a> Lowerer<'a> {
                 let name = path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
                 let name = name.trim_start_matches("__adjoint_").to_string();
                 let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
-                self.emit(Stmt::Let {
-                    dst: Tree::Leaf(v),
-                    rv: Rvalue::Call { callee: Callee::Free { path }, args },
-                    span,
-                });
+                let callee = if names::is_type_path(&path) { Callee::Assoc { path } } else { Callee::Free { path } };
+                self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Call { callee, args }, span });
                 Some(v)
             }
         }
@@ -160,7 +172,7 @@ impl<'a> Lowerer<'a> {
         };
         let span = c.span();
         let (callee, nested) = self.callee(&c.func)?;
-        let CalleeKind::Free(path) = callee else {
+        let (CalleeKind::Free(path) | CalleeKind::Assoc(path)) = callee else {
             return None;
         };
         if nested {
@@ -175,7 +187,7 @@ impl<'a> Lowerer<'a> {
             })
             .collect();
         let dst = Tree::Tuple(vars.iter().map(|v| Tree::Leaf(*v)).collect());
-        self.emit(Stmt::Let { dst, rv: Rvalue::Call { callee: Callee::Free { path }, args }, span });
+        self.emit(Stmt::Let { dst, rv: Rvalue::Call { callee: if names::is_type_path(&path) { Callee::Assoc { path } } else { Callee::Free { path } }, args }, span });
         Some(vars)
     }
 
@@ -201,6 +213,9 @@ impl<'a> Lowerer<'a> {
                 if p.path.get_ident().is_some_and(|i| self.lookup(&i.to_string()).is_some()) {
                     self.cx.error_spanned_by(p, "calling a local value is not supported; call a function by name");
                     return None;
+                }
+                if names::is_type_path(&p.path) {
+                    return Some((CalleeKind::Assoc(p.path.clone()), false));
                 }
                 Some((CalleeKind::Free(p.path.clone()), false))
             }

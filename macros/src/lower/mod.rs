@@ -130,6 +130,11 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
     for p in &sig.params {
         let (tree, binding) = l.bind_param(&p.pat, &p.class, Some(&p.ty), p.span);
         params.push(Param { pat: tree.clone() });
+        if p.receiver.is_some() {
+            // `self` in the body is the receiver parameter.
+            l.bind(&Ident::new("self", p.span), binding);
+            continue;
+        }
         l.bind_pattern_names(&p.pat, binding);
         // `mut x` reassigned inside control flow lives in a cell, like a `let mut`.
         if let (true, Some(id), Tree::Leaf(v)) = (p.mutable, p.ident(), &tree) {

@@ -264,12 +264,5 @@ impl<'a> Transform<'a> {}
 /// The derivative companion of a rule method: `m` → `__adjoint_d1_m`; a companion's
 /// own companion counts up: `__adjoint_d1_m` → `__adjoint_d2_m`.
 pub fn derivative_method(method: &str) -> String {
-    if let Some(rest) = method.strip_prefix("__adjoint_d") {
-        if let Some((n, base)) = rest.split_once('_') {
-            if let Ok(k) = n.parse::<u32>() {
-                return format!("__adjoint_d{}_{}", k + 1, base);
-            }
-        }
-    }
-    format!("__adjoint_d1_{method}")
+    crate::names::method_companion(crate::names::D1, method)
 }

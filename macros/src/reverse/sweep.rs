@@ -495,6 +495,8 @@ impl<'a> Transform<'a> {
         let d1 = match callee {
             Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
             Callee::Tower { path } => Callee::Tower { path: crate::names::entity_path(path, crate::names::D1) },
+            Callee::Assoc { path } => Callee::Assoc { path: crate::names::entity_path(path, crate::names::D1) },
+            Callee::Method { name } => Callee::Method { name: syn::Ident::new(&derivative_method(&name.to_string()), name.span()) },
             Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
             Callee::Detach => unreachable!("handled above"),
         };

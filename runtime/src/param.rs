@@ -1,0 +1,196 @@
+//! Leaves: parameters whose gradients accumulate, and the values that hold them.
+//!
+//! A [`Param`] is a shared handle to a value and its accumulated gradient, like a
+//! PyTorch tensor with `requires_grad`: clones share both, so a model and its optimizer
+//! see the same parameter. `backward!` adds the gradient of a function's output into
+//! every parameter among its arguments ([`Differentiable::deposit`]); gradients add up
+//! across calls until [`Param::zero_grad`]. Accumulation is behind a lock, so backward
+//! calls from several threads into the same parameters lose no update.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::support::{Adjoint, Tangent, ZeroTangent};
+
+struct ParamInner<T: Tangent> {
+    value: T,
+    grad: Mutex<Option<T::Tangent>>,
+}
+
+/// A parameter (a leaf): a value and the gradient accumulated into it.
+pub struct Param<T: Tangent> {
+    inner: Arc<ParamInner<T>>,
+}
+
+impl<T: Tangent> Clone for Param<T> {
+    /// Another handle to the same parameter.
+    fn clone(&self) -> Self {
+        Param { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<T: Tangent> Param<T> {
+    /// A new parameter with no gradient yet.
+    pub fn new(value: T) -> Self {
+        Param { inner: Arc::new(ParamInner { value, grad: Mutex::new(None) }) }
+    }
+
+    /// The parameter's value.
+    pub fn value(&self) -> &T {
+        &self.inner.value
+    }
+
+    fn grad_slot(&self) -> MutexGuard<'_, Option<T::Tangent>> {
+        // A panic while accumulating leaves a well-formed value behind.
+        self.inner.grad.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The accumulated gradient: `None` until the first backward pass, and after
+    /// [`zero_grad`](Self::zero_grad).
+    pub fn grad(&self) -> Option<T::Tangent>
+    where
+        T::Tangent: Clone,
+    {
+        self.grad_slot().clone()
+    }
+
+    /// Forget the accumulated gradient.
+    pub fn zero_grad(&self) {
+        *self.grad_slot() = None;
+    }
+
+    /// Add `g` to the accumulated gradient.
+    pub fn accumulate_grad(&self, g: T::Tangent)
+    where
+        T::Tangent: Adjoint,
+    {
+        let mut slot = self.grad_slot();
+        match slot.as_mut() {
+            Some(acc) => acc.accumulate(g),
+            None => *slot = Some(g),
+        }
+    }
+
+    /// Whether two handles are the same parameter.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl<T: Tangent> Deref for Param<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner.value
+    }
+}
+
+impl<T: Tangent + fmt::Debug> fmt::Debug for Param<T>
+where
+    T::Tangent: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Param").field("value", &self.inner.value).field("grad", &*self.grad_slot()).finish()
+    }
+}
+
+impl<T: Tangent> From<T> for Param<T> {
+    fn from(value: T) -> Self {
+        Param::new(value)
+    }
+}
+
+impl<T: Tangent> Tangent for Param<T> {
+    type Tangent = T::Tangent;
+}
+
+impl<T: ZeroTangent> ZeroTangent for Param<T> {
+    fn zero_tangent(&self) -> T::Tangent {
+        self.inner.value.zero_tangent()
+    }
+}
+
+/// Values that can be differentiated as a whole and may hold parameters: floats,
+/// tensors, [`Param`]s, vectors of those, and structs with `#[derive(Differentiable)]`.
+pub trait Differentiable: ZeroTangent {
+    /// The parameter type held inside (`Param<Tensor>` for a model of tensors).
+    type Param;
+
+    /// Append every parameter, with its dotted path below `prefix`, in field order.
+    fn collect_params(&self, prefix: &str, out: &mut Vec<(String, Self::Param)>);
+
+    /// Add a gradient of this value into the parameters it holds.
+    fn deposit(&self, grad: &Self::Tangent);
+
+    /// Every parameter, in field order.
+    fn parameters(&self) -> Vec<Self::Param> {
+        self.named_parameters().into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Every parameter with its dotted field path (`fc1.weight`), in field order.
+    fn named_parameters(&self) -> Vec<(String, Self::Param)> {
+        let mut out = Vec::new();
+        self.collect_params("", &mut out);
+        out
+    }
+}
+
+/// `prefix.name`, or `name` at the top.
+pub fn join_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+impl<T: ZeroTangent> Differentiable for Param<T>
+where
+    T::Tangent: Adjoint + Clone,
+{
+    type Param = Param<T>;
+    fn collect_params(&self, prefix: &str, out: &mut Vec<(String, Param<T>)>) {
+        out.push((prefix.to_string(), self.clone()));
+    }
+    fn deposit(&self, grad: &T::Tangent) {
+        self.accumulate_grad(grad.clone());
+    }
+}
+
+macro_rules! no_params {
+    ($($t:ty)*) => {$(
+        impl Differentiable for $t {
+            type Param = Param<$t>;
+            fn collect_params(&self, _: &str, _: &mut Vec<(String, Param<$t>)>) {}
+            fn deposit(&self, _: &$t) {}
+        }
+    )*};
+}
+no_params!(f32 f64);
+
+impl<T: Differentiable + Clone> Differentiable for Vec<T>
+where
+    T::Tangent: Adjoint + Clone,
+{
+    type Param = T::Param;
+    fn collect_params(&self, prefix: &str, out: &mut Vec<(String, T::Param)>) {
+        for (i, item) in self.iter().enumerate() {
+            item.collect_params(&join_path(prefix, &i.to_string()), out);
+        }
+    }
+    fn deposit(&self, grad: &Vec<T::Tangent>) {
+        for (item, g) in self.iter().zip(grad) {
+            item.deposit(g);
+        }
+    }
+}
+
+impl<T: Differentiable + ?Sized> Differentiable for &T {
+    type Param = T::Param;
+    fn collect_params(&self, prefix: &str, out: &mut Vec<(String, T::Param)>) {
+        (**self).collect_params(prefix, out)
+    }
+    fn deposit(&self, grad: &T::Tangent) {
+        (**self).deposit(grad)
+    }
+}
