@@ -7,4 +7,7 @@ mod benchmarks;
 criterion_main! {
     benchmarks::rosenbrock::rosenbrock_n,
     benchmarks::rosenbrock::rosenbrock_2d,
+    benchmarks::gemm::gemm,
+    benchmarks::gemm::gemm_large,
+    benchmarks::tensor::tensor,
 }

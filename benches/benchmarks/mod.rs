@@ -1,1 +1,3 @@
+pub mod gemm;
 pub mod rosenbrock;
+pub mod tensor;

@@ -58,8 +58,8 @@ pub fn differentiable_operands(rv: &Rvalue) -> Vec<Operand> {
             Some(_) => vec![a.clone(), b.clone()],
             None => Vec::new(),
         },
-        Rvalue::Method { recv, method, args } => match ops::method(&method.to_string()) {
-            Some(prim) if prim.output == ops::Output::Same => {
+        Rvalue::Method { recv, method, args, .. } => match ops::method(&method.to_string(), 1 + args.len()) {
+            Some(prim) if prim.output.differentiable() => {
                 let mut all = vec![recv.clone()];
                 all.extend(args.iter().cloned());
                 all.into_iter()

@@ -355,9 +355,15 @@ impl<'a> Emitter<'a> {
                 let a = self.operand(a);
                 quote_spanned!(span=> !#a)
             }
-            Rvalue::Method { recv, method, args } => {
+            Rvalue::Method { recv, method, args, by_ref } => {
                 let r = self.operand(recv);
-                let args = args.iter().map(|a| self.by_value(a));
+                let args = args.iter().zip(by_ref).map(|(a, by_ref)| match by_ref {
+                    true => {
+                        let a = self.operand(a);
+                        quote!(&#a)
+                    }
+                    false => self.by_value(a),
+                });
                 quote!(#r.#method(#(#args),*))
             }
             Rvalue::Call { callee, args: call_args } => {

@@ -50,7 +50,12 @@ struct EntityParam {
 fn entity_params(sig: &Signature) -> Vec<EntityParam> {
     sig.params
         .iter()
-        .map(|p| EntityParam { ty: p.ty.clone(), class: p.class.clone(), active: p.active(), receiver: p.receiver.clone() })
+        .map(|p| EntityParam {
+            ty: p.ty.clone(),
+            class: p.class.clone(),
+            active: p.active(),
+            receiver: p.receiver.clone(),
+        })
         .collect()
 }
 
@@ -306,8 +311,11 @@ impl<'a> Tower<'a> {
             out.extend(self.non_scalar_stub(&id(names::GRAD), "grad", sig));
             out.extend(self.non_scalar_stub(&id(names::VALUE_AND_GRAD), "value_and_grad", sig));
         }
-        let mut v =
-            if all { self.thin_wrapper(user, Seed::Param, &facing) } else { self.derivative(user, &facing, Seed::Param, false, true) };
+        let mut v = if all {
+            self.thin_wrapper(user, Seed::Param, &facing)
+        } else {
+            self.derivative(user, &facing, Seed::Param, false, true)
+        };
         v.module_depth = 0;
         out.extend(self.method_tower(&v, &id(names::VJP), &vis));
         out
@@ -452,7 +460,8 @@ impl<'a> Tower<'a> {
             .zip(&e.sig.params)
             .map(|(p, ep)| {
                 if let Some(r) = &ep.receiver {
-                    let (and, lt) = (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
+                    let (and, lt) =
+                        (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
                     return quote!(#and #lt self);
                 }
                 let pat = emitter.pattern(&p.pat);
@@ -603,7 +612,12 @@ fn derivative_sig(
     };
     let mut params = sig.params.clone();
     if seed == Seed::Param {
-        params.push(EntityParam { ty: sig.output.clone(), class: sig.output_class.clone(), active: true, receiver: None });
+        params.push(EntityParam {
+            ty: sig.output.clone(),
+            class: sig.output_class.clone(),
+            active: true,
+            receiver: None,
+        });
     }
     EntitySig { generics: sig.generics.clone(), params, output, output_class }
 }
@@ -836,11 +850,11 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
                     .params
                     .iter()
                     .map(|p| EntityParam {
-                    ty: p.ty.clone(),
-                    class: p.class.clone(),
-                    active: p.active(),
-                    receiver: p.receiver.clone(),
-                })
+                        ty: p.ty.clone(),
+                        class: p.class.clone(),
+                        active: p.active(),
+                        receiver: p.receiver.clone(),
+                    })
                     .collect(),
                 output: sig.output_type(),
                 output_class: sig.output_class.clone(),

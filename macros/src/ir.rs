@@ -317,6 +317,8 @@ pub enum Rvalue {
         recv: Operand,
         method: syn::Ident,
         args: Vec<Operand>,
+        /// Which arguments are passed by shared reference (`x.matmul(&w)`).
+        by_ref: Vec<bool>,
     },
     Call {
         callee: Callee,

@@ -46,10 +46,22 @@ pub struct InputRule {
 pub enum Output {
     /// A differentiable value of the receiver's (or left operand's) kind.
     Same,
-    /// A float whose derivative is zero almost everywhere (`floor`, `signum`): not active.
+    /// A differentiable scalar float taken out of a tensor (`item`).
+    Scalar,
+    /// A value whose derivative is zero almost everywhere (`floor`, `signum`, a
+    /// comparison mask, a shape): not active.
     Constant,
     /// A boolean.
     Bool,
+    /// An integer (`numel`, `nrows`).
+    Int,
+}
+
+impl Output {
+    /// Whether a derivative flows through the result.
+    pub fn differentiable(self) -> bool {
+        matches!(self, Output::Same | Output::Scalar)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +123,20 @@ const fn predicate(name: &'static str, arity: usize) -> Prim {
     p.output = Output::Bool;
     p
 }
+
+const fn integer(name: &'static str, arity: usize) -> Prim {
+    let mut p = constant(name, arity);
+    p.output = Output::Int;
+    p
+}
+
+/// A method of tensors and matrices whose operands' rules are all in the general form
+/// (scalars have no such method).
+const fn general(name: &'static str, arity: usize, rules: [Contribution; 3]) -> Prim {
+    Prim { name, arity, rules: [same(rules[0]), same(rules[1]), same(rules[2])], output: Output::Same }
+}
+
+const N: Contribution = Contribution::None;
 
 /// The float methods the transform differentiates, by name.
 pub const METHODS: &[Prim] = &[
@@ -179,14 +205,90 @@ pub const METHODS: &[Prim] = &[
     predicate("is_sign_negative", 1),
 ];
 
-/// Find a differentiable method by name.
-pub fn method(name: &str) -> Option<&'static Prim> {
-    METHODS.iter().find(|p| p.name == name)
+/// The methods of tensors (`adjoint_runtime::Tensor`) and nalgebra matrices. The
+/// elementwise float methods (`exp`, `tanh`, `powi`, …) apply to them too, through the
+/// same rule traits.
+pub const TENSOR_METHODS: &[Prim] = &[
+    general("t", 1, [rule("Transpose", "transpose_adjoint", &[]), N, N]),
+    general("transpose", 1, [rule("Transpose", "transpose_adjoint", &[]), N, N]),
+    general("transpose", 3, [rule("TransposeDims", "transpose_dims_adjoint", &[Op(1), Op(2)]), N, N]),
+    general("reshape", 2, [rule("Reshape", "reshape_adjoint", X), N, N]),
+    general("unsqueeze", 2, [rule("Unsqueeze", "unsqueeze_adjoint", &[Op(1)]), N, N]),
+    general("broadcast_to", 2, [rule("BroadcastTo", "broadcast_to_adjoint", X), N, N]),
+    general("sum_to_shape", 2, [rule("SumToShape", "sum_to_shape_adjoint", X), N, N]),
+    general("narrow", 4, [rule("Narrow", "narrow_adjoint", &[Op(0), Op(1), Op(2)]), N, N]),
+    general("select", 3, [rule("Select", "select_adjoint", &[Op(0), Op(1), Op(2)]), N, N]),
+    general("index_rows", 2, [rule("IndexRows", "index_rows_adjoint", XY), N, N]),
+    general("contiguous", 1, [Identity, N, N]),
+    general("value", 1, [Identity, N, N]),
+    general("matmul", 2, [rule("Matmul", "matmul_lhs_adjoint", XY), rule("Matmul", "matmul_rhs_adjoint", XY), N]),
+    general("dot", 2, [rule("Dot", "dot_lhs_adjoint", &[Op(1)]), rule("Dot", "dot_rhs_adjoint", &[Op(0)]), N]),
+    general(
+        "component_mul",
+        2,
+        [
+            rule("ComponentMul", "component_mul_lhs_adjoint", &[Op(1)]),
+            rule("ComponentMul", "component_mul_rhs_adjoint", &[Op(0)]),
+            N,
+        ],
+    ),
+    general(
+        "component_div",
+        2,
+        [
+            rule("ComponentDiv", "component_div_lhs_adjoint", &[Op(1)]),
+            rule("ComponentDiv", "component_div_rhs_adjoint", &[Op(1), Out]),
+            N,
+        ],
+    ),
+    general("sum", 1, [rule("Sum", "sum_adjoint", X), N, N]),
+    general("mean", 1, [rule("Mean", "mean_adjoint", X), N, N]),
+    general("sum_dim", 3, [rule("SumDim", "sum_dim_adjoint", &[Op(0), Op(1), Op(2)]), N, N]),
+    general("mean_dim", 3, [rule("MeanDim", "mean_dim_adjoint", &[Op(0), Op(1), Op(2)]), N, N]),
+    general("max_dim", 3, [rule("MaxDim", "max_dim_adjoint", &[Op(0), Out, Op(1), Op(2)]), N, N]),
+    general("norm", 1, [rule("Norm", "norm_adjoint", &[Op(0), Out]), N, N]),
+    general("norm_squared", 1, [rule("NormSquared", "norm_squared_adjoint", X), N, N]),
+    general("sigmoid", 1, [rule("Sigmoid", "sigmoid_adjoint", Y), N, N]),
+    general("relu", 1, [rule("Relu", "relu_adjoint", Y), N, N]),
+    general("softmax", 2, [rule("Softmax", "softmax_adjoint", &[Out, Op(1)]), N, N]),
+    general("log_softmax", 2, [rule("LogSoftmax", "log_softmax_adjoint", &[Out, Op(1)]), N, N]),
+    general(
+        "mse_loss",
+        2,
+        [rule("MseLoss", "mse_loss_lhs_adjoint", XY), rule("MseLoss", "mse_loss_rhs_adjoint", XY), N],
+    ),
+    general("cross_entropy", 2, [rule("CrossEntropy", "cross_entropy_adjoint", XY), N, N]),
+    Prim { output: Output::Scalar, ..general("item", 1, [rule("Item", "item_adjoint", X), N, N]) },
+    constant("shape", 1),
+    constant("argmax_dim", 2),
+    constant("gt", 2),
+    constant("lt", 2),
+    constant("ge", 2),
+    constant("le", 2),
+    constant("zeros_like", 1),
+    constant("ones_like", 1),
+    integer("numel", 1),
+    integer("ndim", 1),
+    integer("nrows", 1),
+    integer("ncols", 1),
+];
+
+/// Find a primitive method by name and number of operands (the receiver counts):
+/// `transpose()` of a matrix and `transpose(d0, d1)` of a tensor are different primitives.
+pub fn method(name: &str, arity: usize) -> Option<&'static Prim> {
+    METHODS.iter().chain(TENSOR_METHODS).find(|p| p.name == name && p.arity == arity)
+}
+
+/// Whether some primitive method has this name (whatever its arity).
+pub fn is_method_name(name: &str) -> bool {
+    METHODS.iter().chain(TENSOR_METHODS).any(|p| p.name == name)
 }
 
 /// The names of the differentiable methods, for the "unknown method" hint.
 pub fn method_names() -> String {
-    METHODS.iter().filter(|p| p.output == Output::Same).map(|p| p.name).collect::<Vec<_>>().join(", ")
+    let mut names: Vec<&str> = METHODS.iter().filter(|p| p.output.differentiable()).map(|p| p.name).collect();
+    names.dedup();
+    names.join(", ")
 }
 
 const ADD: Prim = prim2(

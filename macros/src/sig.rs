@@ -149,7 +149,10 @@ impl Signature {
             match input {
                 FnArg::Receiver(r) => {
                     if let Some(m) = &r.mutability {
-                        cx.error_spanned_by(m, "a `&mut self` method cannot be differentiable: take `&self` and return the result");
+                        cx.error_spanned_by(
+                            m,
+                            "a `&mut self` method cannot be differentiable: take `&self` and return the result",
+                        );
                     }
                     let ty: Type = match &r.reference {
                         Some(_) => syn::parse_quote_spanned!(r.self_token.span=> &Self),

@@ -37,6 +37,8 @@ pub trait Float:
     const LN_10: Self;
     /// π / 180.
     const DEG_PER_RAD: Self;
+    /// Significant bits of the type (24 for `f32`, 53 for `f64`).
+    const MANTISSA_DIGITS: u32;
 
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
@@ -80,6 +82,10 @@ pub trait Float:
     fn max(self, other: Self) -> Self;
     fn min(self, other: Self) -> Self;
     fn mul_add(self, a: Self, b: Self) -> Self;
+    /// `eˣ` within 1 ulp of [`Float::exp`] (same special values), by range reduction
+    /// and a polynomial with no branch or library call, so that loops over it
+    /// vectorise. The tensor kernels use it.
+    fn exp_vectorizable(self) -> Self;
     fn clamp(self, lo: Self, hi: Self) -> Self;
     fn is_nan(self) -> bool;
     fn is_finite(self) -> bool;
@@ -87,7 +93,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ident) => {
+    ($t:ident, $exp:ident) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -96,6 +102,7 @@ macro_rules! impl_float {
             const LN_2: Self = core::$t::consts::LN_2;
             const LN_10: Self = core::$t::consts::LN_10;
             const DEG_PER_RAD: Self = core::$t::consts::PI / 180.0;
+            const MANTISSA_DIGITS: u32 = $t::MANTISSA_DIGITS;
 
             #[inline]
             fn from_f64(x: f64) -> Self {
@@ -139,6 +146,10 @@ macro_rules! impl_float {
             fn mul_add(self, a: Self, b: Self) -> Self {
                 $t::mul_add(self, a, b)
             }
+            #[inline(always)]
+            fn exp_vectorizable(self) -> Self {
+                $exp(self)
+            }
             #[inline]
             fn clamp(self, lo: Self, hi: Self) -> Self {
                 $t::clamp(self, lo, hi)
@@ -167,5 +178,72 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32);
-impl_float!(f64);
+impl_float!(f32, exp_f32);
+impl_float!(f64, exp_f64);
+
+// `eˣ = 2ⁿ·eʳ` with `n = round(x·log₂e)` and `r = x − n·ln 2` (Cody–Waite: `ln 2` split in
+// a high part with trailing zeros, so `n·LN2_HI` is exact, and the low remainder). `eʳ`
+// with `|r| ≤ ln2/2` is its Taylor polynomial (truncation below 2⁻²⁶ in f32 and 2⁻⁵⁷ in
+// f64). `n` is rounded by adding and subtracting 1.5·2^(mantissa bits), and `2ⁿ` is built
+// from the exponent bits (`n` is read from the low mantissa bits of the rounding sum) in two halves so results that overflow become ∞ and those that
+// underflow become subnormals or 0, as `exp` does. The clamps pass NaN through (both
+// comparisons are false), and the polynomial of a NaN is NaN whatever the scale.
+
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = if x > 89.0 { 89.0 } else { x };
+    let x = if x < -104.0 { -104.0 } else { x };
+    let t = x * core::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    // `n` sits in the low mantissa bits of `t` (no float-to-int conversion).
+    let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
+    let n1 = ni >> 1;
+    let n2 = ni - n1;
+    p * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23)
+}
+
+#[inline(always)]
+fn exp_f64(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let x = if x > 710.0 { 710.0 } else { x };
+    let x = if x < -746.0 { -746.0 } else { x };
+    let t = x * core::f64::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 6_227_020_800.0;
+    for c in [
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    let ni = t.to_bits() as i64 - MAGIC.to_bits() as i64;
+    let n1 = ni >> 1;
+    let n2 = ni - n1;
+    p * f64::from_bits(((n1 + 1023) as u64) << 52) * f64::from_bits(((n2 + 1023) as u64) << 52)
+}

@@ -15,8 +15,12 @@ mod support;
 pub mod tensor;
 
 pub use float::Float;
+/// The nalgebra the tensor conversions are written against.
+pub use nalgebra;
 pub use param::{join_path, Differentiable, Param};
+pub use random::Rng;
 pub use support::{Adjoint, Seed, Tangent, Tape, ZeroTangent};
+pub use tensor::{cross_entropy, mse_loss, Tensor};
 
 /// The identity in the primal computation; no gradient flows through its result.
 ///

@@ -10,7 +10,7 @@ use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError};
 // ------------------------------------------------------------------ proptest setup
 
 /// The seed of every property test: the suite draws the same inputs on every run.
-pub const SEED: u64 = 0x0AD_501_4715;
+pub const SEED: u64 = 0x000A_D501_4715;
 
 /// The number of random inputs per property.
 pub const CASES: u32 = 64;

@@ -87,7 +87,7 @@ impl<'a> Lowerer<'a> {
             return Value::Op(recv);
         }
         let recv_kind = self.kind_of(&recv);
-        if recv_kind == Kind::Unknown && ops::method(&name).is_none() {
+        if recv_kind == Kind::Unknown && ops::method(&name, 1 + m.args.len()).is_none() {
             // A method of a value the macro cannot see (a layer's `forward`, a tensor
             // method): differentiated through its `__adjoint_d1_…` companion when a
             // derivative flows through it.
@@ -101,18 +101,25 @@ impl<'a> Lowerer<'a> {
             });
             return Value::Op(Operand::Var(v));
         }
-        let args: Vec<Operand> = m.args.iter().map(|a| self.operand(a)).collect();
-        let kind = match ops::method(&name) {
-            Some(p) => match p.output {
-                ops::Output::Bool => Kind::Bool,
-                _ => recv_kind,
-            },
+        // `x.matmul(&w)`: a shared borrow of an operand is kept as a borrow.
+        let by_ref: Vec<bool> =
+            m.args.iter().map(|a| matches!(a, syn::Expr::Reference(r) if r.mutability.is_none())).collect();
+        let args: Vec<Operand> = m
+            .args
+            .iter()
+            .map(|a| match a {
+                syn::Expr::Reference(r) if r.mutability.is_none() => self.operand(&r.expr),
+                a => self.operand(a),
+            })
+            .collect();
+        let kind = match ops::method(&name, 1 + args.len()) {
+            Some(p) => output_kind(p.output, recv_kind),
             None if name == "len" || name.starts_with("count") => Kind::Int,
             None if name.starts_with("is_") => Kind::Bool,
             None if recv_kind == Kind::Int => Kind::Int,
             None => Kind::Unknown,
         };
-        Value::Op(self.temp(&name, kind, Rvalue::Method { recv, method: m.method.clone(), args }, span))
+        Value::Op(self.temp(&name, kind, Rvalue::Method { recv, method: m.method.clone(), args, by_ref }, span))
     }
 
     /// A call expression. Returns the variable holding its result.
@@ -127,12 +134,14 @@ impl<'a> Lowerer<'a> {
                 }
                 let recv = self.operand(&c.args[0]);
                 let args: Vec<Operand> = c.args.iter().skip(1).map(|a| self.operand(a)).collect();
-                let kind = match ops::method(&method.to_string()).map(|p| p.output) {
-                    Some(ops::Output::Bool) => Kind::Bool,
-                    _ => self.kind_of(&recv),
+                let recv_kind = self.kind_of(&recv);
+                let kind = match ops::method(&method.to_string(), 1 + args.len()) {
+                    Some(p) => output_kind(p.output, recv_kind),
+                    None => recv_kind,
                 };
+                let by_ref = vec![false; args.len()];
                 let v = self.vars.add(method.to_string(), kind, Role::Temp, span);
-                self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Method { recv, method, args }, span });
+                self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Method { recv, method, args, by_ref }, span });
                 Some(v)
             }
             CalleeKind::Detach => {
@@ -187,7 +196,14 @@ impl<'a> Lowerer<'a> {
             })
             .collect();
         let dst = Tree::Tuple(vars.iter().map(|v| Tree::Leaf(*v)).collect());
-        self.emit(Stmt::Let { dst, rv: Rvalue::Call { callee: if names::is_type_path(&path) { Callee::Assoc { path } } else { Callee::Free { path } }, args }, span });
+        self.emit(Stmt::Let {
+            dst,
+            rv: Rvalue::Call {
+                callee: if names::is_type_path(&path) { Callee::Assoc { path } } else { Callee::Free { path } },
+                args,
+            },
+            span,
+        });
         Some(vars)
     }
 
@@ -308,4 +324,16 @@ impl<'a> Lowerer<'a> {
     }
 
     // ---------------------------------------------------------------- branches
+}
+
+/// The kind of a primitive method's result, given its receiver's kind.
+fn output_kind(output: ops::Output, recv: Kind) -> Kind {
+    match output {
+        ops::Output::Bool => Kind::Bool,
+        ops::Output::Int => Kind::Int,
+        // `t.item()` of a tensor: the macro does not know the element type; the
+        // value is a float, but an opaque one.
+        ops::Output::Scalar => Kind::Unknown,
+        ops::Output::Same | ops::Output::Constant => recv,
+    }
 }

@@ -400,7 +400,12 @@ impl<'a> Lowerer<'a> {
                     let min = self.temp(
                         "len",
                         Kind::Int,
-                        Rvalue::Method { recv: range.hi.clone(), method: Ident::new("min", span), args: vec![len2] },
+                        Rvalue::Method {
+                            recv: range.hi.clone(),
+                            method: Ident::new("min", span),
+                            args: vec![len2],
+                            by_ref: vec![false],
+                        },
                         span,
                     );
                     range.hi = min;

@@ -498,7 +498,7 @@ fn is_generated_name(name: &str) -> bool {
             | "folded"
             | "elem"
     ) || name.ends_with("_i")
-        || crate::ops::method(name).is_some()
+        || crate::ops::is_method_name(name)
 }
 
 fn combine_kinds(a: Kind, b: Kind) -> Kind {

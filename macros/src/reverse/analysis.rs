@@ -156,7 +156,9 @@ impl<'a> Transform<'a> {
                     return;
                 }
                 match rv {
-                    Rvalue::Method { recv, method, args } if ops::method(&method.to_string()).is_none() => {
+                    Rvalue::Method { recv, method, args, .. }
+                        if ops::method(&method.to_string(), 1 + args.len()).is_none() =>
+                    {
                         let active_operand = std::iter::once(recv).chain(args).any(|o| self.op_active(o));
                         if active_operand {
                             self.cx.error_spanned_by(

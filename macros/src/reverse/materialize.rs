@@ -82,8 +82,8 @@ impl<'a> Transform<'a> {
         match rv {
             Rvalue::Use(o) | Rvalue::Unary(_, o) | Rvalue::Cast(o, _) => ok(o),
             Rvalue::Binary(_, a, b) => ok(a) && ok(b),
-            Rvalue::Method { recv, method, args } => {
-                (ops::method(&method.to_string()).is_some() || self.kind(recv) == Kind::Int)
+            Rvalue::Method { recv, method, args, .. } => {
+                (ops::method(&method.to_string(), 1 + args.len()).is_some() || self.kind(recv) == Kind::Int)
                     && ok(recv)
                     && args.iter().all(ok)
             }

@@ -306,11 +306,11 @@ impl<'a> Transform<'a> {
                 self.apply_prim(ops::neg(), std::slice::from_ref(a), v, ybar, span, region, out);
             }
             Rvalue::Unary(UnOp::Not, _) => {}
-            Rvalue::Method { recv, method, args } => {
-                let Some(prim) = ops::method(&method.to_string()) else {
+            Rvalue::Method { recv, method, args, .. } => {
+                let Some(prim) = ops::method(&method.to_string(), 1 + args.len()) else {
                     return;
                 };
-                if prim.output != ops::Output::Same {
+                if !prim.output.differentiable() {
                     return;
                 }
                 let mut operands = vec![recv.clone()];
@@ -496,7 +496,9 @@ impl<'a> Transform<'a> {
             Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
             Callee::Tower { path } => Callee::Tower { path: crate::names::entity_path(path, crate::names::D1) },
             Callee::Assoc { path } => Callee::Assoc { path: crate::names::entity_path(path, crate::names::D1) },
-            Callee::Method { name } => Callee::Method { name: syn::Ident::new(&derivative_method(&name.to_string()), name.span()) },
+            Callee::Method { name } => {
+                Callee::Method { name: syn::Ident::new(&derivative_method(&name.to_string()), name.span()) }
+            }
             Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
             Callee::Detach => unreachable!("handled above"),
         };

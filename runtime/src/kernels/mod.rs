@@ -1,1 +1,28 @@
-//! Compute kernels of the tensors (being written).
+//! Compute kernels of the tensors.
+//!
+//! Kernels know nothing about differentiation, and nothing about [`Tensor`]: they take
+//! strided views of slices ([`layout::View`]), an explicit [`KernelParams`] (the
+//! parallelism policy and every size threshold), and write fresh row-major buffers.
+//!
+//! - [`params`]: [`Par`], [`KernelParams`] and how the ones in force are chosen.
+//! - [`layout`]: views, broadcasting, and the [`layout::Plan`] that walks strided
+//!   operands as contiguous runs.
+//! - [`unary`], [`binary`]: elementwise maps (fresh and in place).
+//! - [`reduce`]: full and axis reductions, argmax.
+//! - [`softmax`]: softmax, log-softmax and the fused cross-entropy.
+//! - [`simd`]: run-time dispatch of loops to AVX-512 / AVX2.
+//! - [`gemm`] (the contract with the GEMM crate) and [`matmul`] (batch dispatch).
+//!
+//! [`Tensor`]: crate::tensor::Tensor
+
+pub(crate) mod binary;
+pub(crate) mod gemm;
+pub(crate) mod layout;
+pub(crate) mod matmul;
+pub(crate) mod params;
+pub(crate) mod reduce;
+pub(crate) mod simd;
+pub(crate) mod softmax;
+pub(crate) mod unary;
+
+pub use params::{set_kernel_params, with_kernel_params, Cost, KernelParams, Par};

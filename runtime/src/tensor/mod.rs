@@ -1,1 +1,288 @@
-//! Tensors: n-dimensional arrays with shared storage (being written).
+//! Tensors: n-dimensional arrays of `f32` or `f64` with shared, copy-on-write storage.
+//!
+//! A [`Tensor`] is a strided view (shape, strides, offset) of a reference-counted buffer,
+//! so `clone`, [`Tensor::t`], [`Tensor::transpose`], [`Tensor::narrow`],
+//! [`Tensor::select`], [`Tensor::broadcast_to`] and the [`Tensor::reshape`] of a
+//! contiguous tensor copy no data. Every other operation returns a fresh, contiguous
+//! tensor, except the in-place operators (`+=` …) and the owning binary operators,
+//! which write into the left operand's buffer when nothing else shares it.
+//!
+//! The operations are grouped by family: [`shape`](self::shape) (views, joining,
+//! gathering), `ops` (operators and elementwise maps), `reduce`, `linalg` (matmul),
+//! `nn` (softmax and losses) and `convert` (nalgebra). The numeric work is done by the
+//! crate's kernels, whose parallelism is set by [`KernelParams`].
+//!
+//! ```
+//! use adjoint_runtime::tensor::Tensor;
+//! let x = Tensor::from_vec(vec![1.0_f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+//! let b = Tensor::from_vec(vec![10.0, 20.0, 30.0], &[3]);
+//! let y = &x + &b; // broadcast over the rows
+//! assert_eq!(y.to_vec(), vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+//! assert_eq!(y.sum().item(), 141.0);
+//! assert_eq!(x.matmul(&x.t()).shape(), &[2, 2]);
+//! ```
+
+mod convert;
+mod linalg;
+mod nn;
+mod ops;
+mod reduce;
+pub mod shape;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::kernels::layout::{contiguous_strides, is_contiguous, View};
+use crate::kernels::unary;
+use crate::kernels::Cost;
+pub use crate::kernels::{set_kernel_params, with_kernel_params, KernelParams, Par};
+use crate::random::Rng;
+use crate::support::{Adjoint, Seed, Tangent};
+use crate::Float;
+pub use nn::{cross_entropy, mse_loss};
+
+/// An n-dimensional array of `E` (`f32` by default).
+///
+/// Cloning is cheap (the storage is shared); the tensor is `Send + Sync`. Shape errors
+/// panic with a message that names the operation and the shapes.
+pub struct Tensor<E: Float = f32> {
+    storage: Arc<Vec<E>>,
+    shape: Vec<usize>,
+    strides: Vec<usize>,
+    offset: usize,
+}
+
+impl<E: Float> Clone for Tensor<E> {
+    fn clone(&self) -> Self {
+        Tensor {
+            storage: Arc::clone(&self.storage),
+            shape: self.shape.clone(),
+            strides: self.strides.clone(),
+            offset: self.offset,
+        }
+    }
+}
+
+/// `[a, b, c]` for messages.
+pub(crate) struct ShapeFmt<'a>(pub &'a [usize]);
+
+impl fmt::Display for ShapeFmt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl<E: Float> Tensor<E> {
+    /// A contiguous tensor owning `data` (row-major) with `shape`.
+    pub(crate) fn from_parts(data: Vec<E>, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        let strides = contiguous_strides(&shape);
+        Tensor { storage: Arc::new(data), shape, strides, offset: 0 }
+    }
+
+    /// A view of this tensor's storage with another layout.
+    pub(crate) fn with_layout(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
+        Tensor { storage: Arc::clone(&self.storage), shape, strides, offset }
+    }
+
+    /// The kernel view of this tensor.
+    pub(crate) fn view(&self) -> View<'_, E> {
+        View { data: &self.storage, shape: &self.shape, strides: &self.strides, offset: self.offset }
+    }
+
+    /// Whether the elements are laid out row-major without gaps.
+    pub fn is_contiguous(&self) -> bool {
+        is_contiguous(&self.shape, &self.strides)
+    }
+
+    /// The elements as a row-major slice, if the tensor is contiguous.
+    pub fn as_slice(&self) -> Option<&[E]> {
+        self.view().as_contiguous()
+    }
+
+    /// The elements as a mutable row-major slice, if the tensor is contiguous, spans its
+    /// whole buffer and shares it with no other tensor.
+    pub(crate) fn unique_slice_mut(&mut self) -> Option<&mut [E]> {
+        let n = self.numel();
+        if self.offset == 0 && self.storage.len() == n && self.is_contiguous() {
+            Arc::get_mut(&mut self.storage).map(|v| v.as_mut_slice())
+        } else {
+            None
+        }
+    }
+
+    /// This tensor, contiguous (itself if it already is, else a copy).
+    pub fn contiguous(&self) -> Self {
+        if self.is_contiguous() {
+            self.clone()
+        } else {
+            Tensor::from_parts(self.to_vec(), self.shape.clone())
+        }
+    }
+
+    /// A tensor of `shape` holding `data` in row-major order.
+    ///
+    /// Panics if `data.len()` is not the product of `shape`.
+    pub fn from_vec(data: Vec<E>, shape: &[usize]) -> Self {
+        let n: usize = shape.iter().product();
+        if data.len() != n {
+            panic!("adjoint: `from_vec` got {} values for shape {} ({} elements)", data.len(), ShapeFmt(shape), n);
+        }
+        Tensor::from_parts(data, shape.to_vec())
+    }
+
+    /// A tensor of `shape` with every element `value`.
+    pub fn full(shape: &[usize], value: E) -> Self {
+        let n = shape.iter().product();
+        // Written element by element (not calloc'd): an adjoint buffer is read before it
+        // is written, and fresh zero pages would then fault twice.
+        let mut data = Vec::with_capacity(n);
+        data.resize(n, value);
+        Tensor::from_parts(data, shape.to_vec())
+    }
+
+    /// Zeros of `shape`.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Tensor::full(shape, E::ZERO)
+    }
+
+    /// Ones of `shape`.
+    pub fn ones(shape: &[usize]) -> Self {
+        Tensor::full(shape, E::ONE)
+    }
+
+    /// A 0-d tensor holding `value`.
+    pub fn scalar(value: E) -> Self {
+        Tensor::from_parts(vec![value], Vec::new())
+    }
+
+    /// Standard normal samples of `shape`.
+    pub fn randn(shape: &[usize], rng: &mut Rng) -> Self {
+        let mut data = vec![E::ZERO; shape.iter().product()];
+        rng.fill_normal(&mut data);
+        Tensor::from_parts(data, shape.to_vec())
+    }
+
+    /// Uniform samples in `[0, 1)` of `shape`.
+    pub fn rand(shape: &[usize], rng: &mut Rng) -> Self {
+        Tensor::uniform(shape, E::ZERO, E::ONE, rng)
+    }
+
+    /// Uniform samples in `[lo, hi)` of `shape`.
+    pub fn uniform(shape: &[usize], lo: E, hi: E, rng: &mut Rng) -> Self {
+        let mut data = vec![E::ZERO; shape.iter().product()];
+        rng.fill_uniform(&mut data, lo, hi);
+        Tensor::from_parts(data, shape.to_vec())
+    }
+
+    /// The length of each dimension.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The elements in row-major order.
+    pub fn to_vec(&self) -> Vec<E> {
+        match self.as_slice() {
+            Some(s) => s.to_vec(),
+            None => unary::map(self.view(), |x| x, Cost::Cheap, &KernelParams::current()),
+        }
+    }
+
+    /// The single element of a tensor with one element (of any shape).
+    ///
+    /// Panics unless `numel() == 1`.
+    pub fn item(&self) -> E {
+        if self.numel() != 1 {
+            panic!("adjoint: `item` needs a tensor with one element, got shape {}", ShapeFmt(&self.shape));
+        }
+        self.storage[self.offset]
+    }
+
+    /// Zeros of this tensor's shape.
+    pub fn zeros_like(&self) -> Self {
+        Tensor::zeros(&self.shape)
+    }
+
+    /// Ones of this tensor's shape.
+    pub fn ones_like(&self) -> Self {
+        Tensor::ones(&self.shape)
+    }
+}
+
+impl<E: Float> fmt::Debug for Tensor<E> {
+    /// `Tensor([2, 3], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn nested<E: Float>(f: &mut fmt::Formatter<'_>, shape: &[usize], data: &[E]) -> fmt::Result {
+            match shape {
+                [] => write!(f, "{:?}", data[0]),
+                [n, rest @ ..] => {
+                    let step: usize = rest.iter().product();
+                    write!(f, "[")?;
+                    for i in 0..*n {
+                        if i > 0 {
+                            write!(f, ", ")?;
+                        }
+                        nested(f, rest, &data[i * step..(i + 1) * step])?;
+                    }
+                    write!(f, "]")
+                }
+            }
+        }
+        write!(f, "Tensor({:?}, ", self.shape)?;
+        nested(f, &self.shape, &self.to_vec())?;
+        write!(f, ")")
+    }
+}
+
+impl<E: Float> PartialEq for Tensor<E> {
+    /// Same shape and the same elements (so NaN ≠ NaN).
+    fn eq(&self, other: &Self) -> bool {
+        if self.shape != other.shape {
+            return false;
+        }
+        match (self.as_slice(), other.as_slice()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.to_vec() == other.to_vec(),
+        }
+    }
+}
+
+impl<E: Float> Tangent for Tensor<E> {
+    type Tangent = Tensor<E>;
+}
+
+impl<E: Float> Adjoint for Tensor<E> {
+    fn zero_like(&self) -> Self {
+        self.zeros_like()
+    }
+
+    /// `self += other`, in place when `self`'s storage is not shared (else into
+    /// `other`'s, or a fresh buffer). Panics with both shapes if they differ: gradients
+    /// are never broadcast silently.
+    fn accumulate(&mut self, other: Self) {
+        if self.shape != other.shape {
+            panic!(
+                "adjoint: cannot accumulate a gradient of shape {} into one of shape {}",
+                ShapeFmt(&other.shape),
+                ShapeFmt(&self.shape)
+            );
+        }
+        ops::add_assign_owned(self, other);
+    }
+}
+
+impl<E: Float> Seed for Tensor<E> {
+    fn one_like(&self) -> Self {
+        self.ones_like()
+    }
+}

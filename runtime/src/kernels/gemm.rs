@@ -1,0 +1,78 @@
+//! The GEMM contract: `dst = lhs · rhs` for one strided matrix pair, through the `gemm`
+//! crate (its packing and AVX-512/AVX2/FMA micro-kernels are the loop nest; its rayon
+//! backend is the parallelism).
+//!
+//! Any strides are accepted, so a transposed view is multiplied where it lies: the crate
+//! packs panels from either layout, and nothing is copied here.
+
+use core::mem::MaybeUninit;
+
+use crate::Float;
+
+/// A strided `rows × cols` matrix inside `data`: element `(i, j)` is at
+/// `data[offset + i·rs + j·cs]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MatRef<'a, E> {
+    pub data: &'a [E],
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<E> MatRef<'_, E> {
+    /// Panics unless every element lies inside `data` (keeps the raw-pointer call sound).
+    fn check(&self) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
+            assert!(last < self.data.len(), "adjoint: internal error: matrix view out of bounds");
+        }
+    }
+}
+
+/// Write `lhs · rhs` into `dst`, a row-major `lhs.rows × rhs.cols` buffer (its previous
+/// contents are never read), with up to `threads` rayon threads.
+pub(crate) fn gemm_into<E: Float>(dst: &mut [MaybeUninit<E>], lhs: MatRef<'_, E>, rhs: MatRef<'_, E>, threads: usize) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(rhs.rows == k && dst.len() == m * n, "adjoint: internal error: gemm shapes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for d in dst {
+            d.write(E::ZERO);
+        }
+        return;
+    }
+    lhs.check();
+    rhs.check();
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the operands were bounds-checked above and `dst` holds exactly `m·n`
+    // elements at row stride `n`. With `read_dst = false` the crate treats `alpha` as
+    // zero and only writes `dst` (its contract is `dst := alpha·dst + beta·lhs·rhs`).
+    // `E` is f32 or f64, which the crate dispatches on by `TypeId`.
+    unsafe {
+        gemm::gemm::<E>(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr() as *mut E,
+            1,
+            n as isize,
+            false,
+            lhs.data.as_ptr().add(lhs.offset),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(rhs.offset),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            E::ZERO,
+            E::ONE,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}

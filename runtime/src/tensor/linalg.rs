@@ -1,0 +1,84 @@
+//! Matrix products.
+
+use super::ops::broadcast_or_panic;
+use super::{ShapeFmt, Tensor};
+use crate::kernels::layout::broadcast_strides;
+use crate::kernels::matmul::{batched_matmul, Batched};
+use crate::kernels::KernelParams;
+use crate::Float;
+
+impl<E: Float> Tensor<E> {
+    /// The matrix product, with NumPy's `matmul` rules:
+    ///
+    /// - `[m, k] × [k, n] → [m, n]`;
+    /// - `[m, k] × [k] → [m]` and `[k] × [k, n] → [n]` (a 1-D operand is a column
+    ///   or row vector whose unit axis is then dropped); `[k] × [k] → []`;
+    /// - `[…, m, k] × […, k, n] → […, m, n]` with the batch axes broadcast, so
+    ///   `[b, m, k] × [k, n]` multiplies every matrix of the batch by one matrix.
+    ///
+    /// Strided operands (such as [`Tensor::t`]) are multiplied in place, without a copy.
+    ///
+    /// Panics if an operand is 0-d, the inner dimensions differ or the batch axes do not
+    /// broadcast.
+    pub fn matmul(&self, rhs: &Self) -> Self {
+        let (a, b) = (self, rhs);
+        if a.ndim() == 0 || b.ndim() == 0 {
+            panic!(
+                "adjoint: matmul of {} and {}: both operands need at least one dimension",
+                ShapeFmt(&a.shape),
+                ShapeFmt(&b.shape)
+            );
+        }
+        // A 1-D left operand is a row [1, k]; a 1-D right operand is a column [k, 1].
+        let (a_vec, b_vec) = (a.ndim() == 1, b.ndim() == 1);
+        let (a_shape, a_strides) = if a_vec {
+            (vec![1, a.shape[0]], vec![a.shape[0] * a.strides[0], a.strides[0]])
+        } else {
+            (a.shape.clone(), a.strides.clone())
+        };
+        let (b_shape, b_strides) =
+            if b_vec { (vec![b.shape[0], 1], vec![b.strides[0], 1]) } else { (b.shape.clone(), b.strides.clone()) };
+        let (na, nb) = (a_shape.len(), b_shape.len());
+        let (m, k) = (a_shape[na - 2], a_shape[na - 1]);
+        let (k2, n) = (b_shape[nb - 2], b_shape[nb - 1]);
+        if k != k2 {
+            panic!(
+                "adjoint: matmul of {} and {}: inner dimensions {} and {} differ",
+                ShapeFmt(&a.shape),
+                ShapeFmt(&b.shape),
+                k,
+                k2
+            );
+        }
+        let batch = broadcast_or_panic(&a_shape[..na - 2], &b_shape[..nb - 2], "matmul");
+        let a_bs = broadcast_strides(&a_shape[..na - 2], &a_strides[..na - 2], &batch).expect("broadcast");
+        let b_bs = broadcast_strides(&b_shape[..nb - 2], &b_strides[..nb - 2], &batch).expect("broadcast");
+        let data = batched_matmul(
+            &batch,
+            (m, k, n),
+            Batched {
+                data: &a.storage,
+                offset: a.offset,
+                batch_strides: &a_bs,
+                rs: a_strides[na - 2],
+                cs: a_strides[na - 1],
+            },
+            Batched {
+                data: &b.storage,
+                offset: b.offset,
+                batch_strides: &b_bs,
+                rs: b_strides[nb - 2],
+                cs: b_strides[nb - 1],
+            },
+            &KernelParams::current(),
+        );
+        let mut shape = batch;
+        if !a_vec {
+            shape.push(m);
+        }
+        if !b_vec {
+            shape.push(n);
+        }
+        Tensor::from_parts(data, shape)
+    }
+}
