@@ -19,12 +19,18 @@
 //! The derivative code is generated at compile time as ordinary Rust: no tape for
 //! straight-line code, and only the values a loop overwrites are recorded at run time.
 
-pub use adjoint_macros::{differentiable, grad, value_and_grad, vjp};
-pub use adjoint_runtime::{detach, rules, Adjoint, Float, Seed, Tape};
+pub use adjoint_macros::{backward, differentiable, grad, value_and_grad, vjp};
+pub use adjoint_runtime::{
+    cross_entropy, detach, join_path, mse_loss, nalgebra, rules, tensor, Adjoint, Differentiable, Float, Param, Primal,
+    Rng, Seed, Tangent, Tape, Tensor, ZeroTangent,
+};
 
 /// Everything needed to write and differentiate functions.
 pub mod prelude {
-    pub use crate::{detach, differentiable, grad, value_and_grad, vjp, Float};
+    pub use crate::{
+        backward, cross_entropy, detach, differentiable, grad, mse_loss, value_and_grad, vjp, Differentiable, Float,
+        Param, Rng, Tensor,
+    };
 }
 
 #[doc(hidden)]

@@ -19,6 +19,7 @@ pub const MAX_ORDER: u32 = 4;
 pub const WRT: &str = "wrt";
 pub const ORDER: &str = "order";
 pub const CRATE: &str = "crate";
+pub const HIGHER_ORDER: &str = "higher_order";
 
 #[derive(Default)]
 pub struct Args {
@@ -28,6 +29,11 @@ pub struct Args {
     pub order: Option<(u32, LitInt)>,
     /// `crate = path`: the path to the `adjoint` facade (or to the runtime crate).
     pub krate: Option<Path>,
+    /// `higher_order = Bound` (on a trait; used by the runtime's rule traits): the
+    /// derivative companions get a default body and `where Self: Bound`, so types whose
+    /// rules have no derivatives of their own (tensors) implement only the rule, and
+    /// differentiating through them is a type error at the use site.
+    pub higher_order: Option<Path>,
 }
 
 impl Parse for Args {
@@ -68,6 +74,9 @@ impl Parse for Args {
                     ));
                 }
                 args.order = Some((n, lit));
+            } else if key == HIGHER_ORDER {
+                input.parse::<Token![=]>()?;
+                args.higher_order = Some(input.parse()?);
             } else if key == CRATE {
                 input.parse::<Token![=]>()?;
                 args.krate = Some(if input.peek(Token![crate]) {

@@ -183,6 +183,10 @@ impl<'a> Emitter<'a> {
                         let range = self.range_index(lo, hi, *inclusive);
                         quote!(#p::accumulate_slice(&mut #id[#range], &#v);)
                     }
+                    Place::Field(acc, m) => {
+                        let id = self.ident(*acc);
+                        quote!(#p::accumulate(&mut #id.#m, #v);)
+                    }
                 }
             }
             Stmt::Buffer { var, init } => {
@@ -396,6 +400,16 @@ impl<'a> Emitter<'a> {
                     Callee::Rule { trait_name, method } => {
                         let t = format_ident!("{}", trait_name, span = span);
                         let m = format_ident!("{}", method, span = span);
+                        // The values a rule reads (all but the leading adjoint) are passed
+                        // through `primal` when the macro cannot see their type: a
+                        // `Param<Tensor>` field then dispatches to the tensor's rule.
+                        let args = call_args.iter().zip(args).enumerate().map(|(i, (a, tokens))| match a {
+                            Arg::Ref(o @ Operand::Var(v)) if i > 0 && self.func.vars.kind(*v) == Kind::Unknown => {
+                                let o = self.operand(o);
+                                quote!(#p::primal(&#o))
+                            }
+                            _ => tokens,
+                        });
                         quote_spanned!(span=> #p::rules::#t::#m(#(#args),*))
                     }
                     Callee::Detach => quote_spanned!(span=> #p::detach(#(#args),*)),
@@ -426,6 +440,12 @@ impl<'a> Emitter<'a> {
                     tuple.#i = #v;
                     tuple
                 })
+            }
+            Rvalue::Field(o, m @ syn::Member::Named(_)) => {
+                // A field of a borrowed struct (`self.fc1`) is read as a clone: a
+                // `Param` or tensor clone is a handle, not a copy of the data.
+                let o = self.operand(o);
+                quote!(::core::clone::Clone::clone(&#o.#m))
             }
             Rvalue::Field(o, m) => {
                 let o = self.operand(o);

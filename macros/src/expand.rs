@@ -16,6 +16,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::{Ident, Type};
 
 use crate::attr::Args;
+use crate::backward;
 use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
 use crate::ir::{Arg, Callee, Const, Func, Kind, Operand, Param, Role, Rvalue, Stmt, Tree, Var};
@@ -89,6 +90,20 @@ struct Tower<'a> {
     methods: bool,
 }
 
+/// The derivative order generated when `order = N` is not written: second derivatives
+/// of float code (one less when the body itself calls `grad!`); first derivatives only
+/// when a value the macro cannot see (a tensor, a matrix, a model) is differentiated,
+/// because the rules of those types are first-order.
+fn default_order(sig: &Signature, nests_derivatives: bool) -> u32 {
+    let opaque = sig.params.iter().any(|p| p.active() && p.class == sig::Class::Opaque)
+        || sig.output_class == sig::Class::Opaque;
+    match (opaque, nests_derivatives) {
+        (true, _) => 1,
+        (false, true) => DEFAULT_ORDER - 1,
+        (false, false) => DEFAULT_ORDER,
+    }
+}
+
 pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     let mut cx = Ctxt::new();
     let krate: syn::Path = args.krate.clone().unwrap_or_else(|| syn::parse_quote!(::adjoint));
@@ -102,11 +117,7 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     if cx.has_errors() {
         return with_errors(primal, &sig, cx);
     }
-    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(if lowered.nests_derivatives {
-        DEFAULT_ORDER - 1
-    } else {
-        DEFAULT_ORDER
-    });
+    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or_else(|| default_order(&sig, lowered.nests_derivatives));
     let user_sig = EntitySig {
         generics: sig.generics.clone(),
         params: entity_params(&sig),
@@ -227,13 +238,15 @@ fn with_errors(primal: syn::ItemFn, sig: &Signature, cx: Ctxt) -> TokenStream {
     };
     let (d1, grad, vag, vjp) =
         (stub(names::D1, 1), stub(names::GRAD, 0), stub(names::VALUE_AND_GRAD, 0), stub(names::VJP, 1));
+    let (vvjp, backward, backward_with) =
+        (stub(names::VALUE_AND_VJP, 1), stub(names::BACKWARD, 0), stub(names::BACKWARD_WITH, 1));
     quote! {
         #primal
         #err
         #[doc(hidden)]
         #[allow(non_snake_case, dead_code)]
         #vis mod #name {
-            #d1 #grad #vag #vjp
+            #d1 #grad #vag #vjp #vvjp #backward #backward_with
         }
     }
 }
@@ -276,6 +289,9 @@ impl<'a> Tower<'a> {
             self.derivative(user, &facing, Seed::Param, false, true)
         };
         out.extend(self.entity(&v, &Ident::new(names::VJP, Span::call_site())));
+        let vv = self.derivative(user, &facing, Seed::Param, true, true);
+        out.extend(self.entity(&vv, &Ident::new(names::VALUE_AND_VJP, Span::call_site())));
+        out.extend(backward::wrappers(sig, wrt, self.krate, backward::Place::Module, scalar));
         out
     }
 
@@ -318,6 +334,10 @@ impl<'a> Tower<'a> {
         };
         v.module_depth = 0;
         out.extend(self.method_tower(&v, &id(names::VJP), &vis));
+        let mut vv = self.derivative(user, &facing, Seed::Param, true, true);
+        vv.module_depth = 0;
+        out.extend(self.method_tower(&vv, &id(names::VALUE_AND_VJP), &vis));
+        out.extend(backward::wrappers(sig, wrt, self.krate, backward::Place::Method, scalar));
         out
     }
 
@@ -811,9 +831,23 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
             });
             let (generics, output) = (&cur.generics, &cur.output);
             let where_clause = &cur.generics.where_clause;
-            added.push(quote! {
-                #[doc(hidden)]
-                fn #id #generics (#(#params),*) -> #output #where_clause;
+            added.push(match &args.higher_order {
+                None => quote! {
+                    #[doc(hidden)]
+                    fn #id #generics (#(#params),*) -> #output #where_clause;
+                },
+                Some(bound) => {
+                    let mut where_clause = where_clause.clone().unwrap_or_else(|| syn::parse_quote!(where));
+                    where_clause.predicates.push(syn::parse_quote!(Self: #bound));
+                    quote! {
+                        #[doc(hidden)]
+                        #[allow(unused_variables)]
+                        fn #id #generics (#(#params),*) -> #output #where_clause {
+                            // Every type that satisfies the bound implements this method.
+                            ::core::unreachable!()
+                        }
+                    }
+                }
             });
         }
     }
@@ -829,7 +863,6 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
 pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
     let mut cx = Ctxt::new();
     let krate: syn::Path = args.krate.clone().unwrap_or_else(|| syn::parse_quote!(::adjoint));
-    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(DEFAULT_ORDER);
     let float_params = sig::float_type_params(&item.generics);
     let in_trait = item.trait_.is_some();
     let mut added = Vec::new();
@@ -843,6 +876,8 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
         if cx.has_errors() {
             continue;
         }
+        let order =
+            args.order.as_ref().map(|(n, _)| *n).unwrap_or_else(|| default_order(&sig, lowered.nests_derivatives));
         let entity = Entity {
             sig: EntitySig {
                 generics: sig.generics.clone(),
@@ -870,7 +905,9 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             order,
             cx: &mut cx,
             callees: Vec::new(),
-            tangent: None,
+            // A trait's companions are declared with the types themselves as gradient
+            // types (see `differentiable_trait`); an inherent method's use `Tangent`.
+            tangent: if in_trait { None } else { Some(krate.clone()) },
             methods: true,
         };
         if order >= 1 {

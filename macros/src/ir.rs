@@ -422,6 +422,9 @@ pub enum Place {
     Elem(Var, Operand),
     /// A range of a buffer, elementwise with a buffer value: `buf[lo..hi] += value`.
     Slice { buf: Var, lo: Option<Operand>, hi: Option<Operand>, inclusive: bool },
+    /// A named field of a struct's adjoint: `acc.field += value` (the gradient of a
+    /// model read as `self.fc1`).
+    Field(Var, syn::Ident),
 }
 
 #[derive(Clone, Debug)]
@@ -586,7 +589,7 @@ impl BufferInit {
 impl Place {
     pub fn operands(&self) -> Vec<Operand> {
         match self {
-            Place::Cell(v) => vec![Operand::Var(*v)],
+            Place::Cell(v) | Place::Field(v, _) => vec![Operand::Var(*v)],
             Place::Elem(b, i) => vec![Operand::Var(*b), i.clone()],
             Place::Slice { buf, lo, hi, .. } => {
                 let mut out = vec![Operand::Var(*buf)];
@@ -599,7 +602,7 @@ impl Place {
 
     pub fn target(&self) -> Var {
         match self {
-            Place::Cell(v) | Place::Elem(v, _) | Place::Slice { buf: v, .. } => *v,
+            Place::Cell(v) | Place::Elem(v, _) | Place::Slice { buf: v, .. } | Place::Field(v, _) => *v,
         }
     }
 }
@@ -698,7 +701,7 @@ fn rename_place(p: &mut Place, map: &std::collections::HashMap<Var, Var>) {
         }
     };
     match p {
-        Place::Cell(_) => {}
+        Place::Cell(_) | Place::Field(..) => {}
         Place::Elem(_, i) => ro(i),
         Place::Slice { lo, hi, .. } => {
             if let Some(o) = lo {

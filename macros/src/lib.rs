@@ -16,7 +16,9 @@
 
 mod activity;
 mod attr;
+mod backward;
 mod ctxt;
+mod derive;
 mod emit;
 mod expand;
 mod ir;
@@ -114,4 +116,55 @@ pub fn value_and_grad(input: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn vjp(input: TokenStream) -> TokenStream {
     entity(input, names::VJP, "vjp")
+}
+
+/// PyTorch's `loss.backward()`: `backward!(f(args…))` evaluates `f`, adds the gradient
+/// of its scalar output into every parameter held by the arguments passed by reference
+/// (`&Param<_>`, `&model`, the receiver of `backward!(model.loss(…))`), and returns the
+/// value. `backward!(f(args…), seed)` does the same for any output, with `seed` its
+/// cotangent.
+#[proc_macro]
+pub fn backward(input: TokenStream) -> TokenStream {
+    backward_call(input.into()).unwrap_or_else(|e| e.to_compile_error()).into()
+}
+
+fn backward_call(input: proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStream> {
+    use syn::punctuated::Punctuated;
+    let usage = "`backward!` takes a call of a `#[differentiable]` function: `backward!(f(args…))`, \
+                 `backward!(model.loss(args…))`, or with a seed `backward!(f(args…), seed)`";
+    let parts = syn::parse::Parser::parse2(Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated, input.clone())?;
+    let mut parts = parts.into_iter();
+    let (Some(call), seed, None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(syn::Error::new_spanned(input, usage));
+    };
+    let entity = if seed.is_some() { names::BACKWARD_WITH } else { names::BACKWARD };
+    let seed = seed.into_iter();
+    match call {
+        syn::Expr::Call(c) => {
+            let syn::Expr::Path(p) = &*c.func else {
+                return Err(syn::Error::new_spanned(&c.func, usage));
+            };
+            let path = names::entity_path(&p.path, entity);
+            let args = c.args.iter();
+            Ok(quote!(#path(#(#args,)* #(#seed)*)))
+        }
+        syn::Expr::MethodCall(m) => {
+            let recv = &m.receiver;
+            let name = syn::Ident::new(&names::method_companion(entity, &m.method.to_string()), m.method.span());
+            let args = m.args.iter();
+            Ok(quote!(#recv.#name(#(#args,)* #(#seed)*)))
+        }
+        other => Err(syn::Error::new_spanned(other, usage)),
+    }
+}
+
+/// Make a struct of parameters, tensors, floats and other such structs differentiable:
+/// its gradient is a struct of the same shape (`NameTangent`), and `parameters()` /
+/// `named_parameters()` walk its `Param`s in field order with dotted paths.
+#[proc_macro_derive(Differentiable, attributes(adjoint))]
+pub fn derive_differentiable(input: TokenStream) -> TokenStream {
+    match syn::parse::<syn::DeriveInput>(input) {
+        Ok(input) => derive::derive(input).unwrap_or_else(|e| e.to_compile_error()).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
 }

@@ -16,6 +16,12 @@ pub const D1: &str = "__adjoint_d1";
 pub const GRAD: &str = "__adjoint_grad";
 /// `value_and_grad!(f)`.
 pub const VALUE_AND_GRAD: &str = "__adjoint_value_and_grad";
+/// `value_and_vjp`: the value and the gradients for a given cotangent (the seeded `backward!`).
+pub const VALUE_AND_VJP: &str = "__adjoint_value_and_vjp";
+/// `backward!(f(args…))`: value and gradients deposited into the parameters.
+pub const BACKWARD: &str = "__adjoint_backward";
+/// `backward!(f(args…), seed)`.
+pub const BACKWARD_WITH: &str = "__adjoint_backward_with";
 /// `vjp!(f)`: gradients of the active arguments for a given output cotangent.
 pub const VJP: &str = "__adjoint_vjp";
 

@@ -286,6 +286,32 @@ pub fn float_type_params(generics: &syn::Generics) -> Vec<Ident> {
 const INT_TYPES: &[&str] = &["usize", "isize", "u8", "u16", "u32", "u64", "u128", "i8", "i16", "i32", "i64", "i128"];
 const FLOAT_TYPES: &[&str] = &["f32", "f64"];
 /// Types of the runtime (and of nalgebra) whose values carry derivatives.
+/// Standard and runtime types that never carry a derivative.
+const INACTIVE_TYPES: &[&str] = &[
+    "String",
+    "str",
+    "char",
+    "Option",
+    "Result",
+    "Box",
+    "Rc",
+    "Arc",
+    "HashMap",
+    "BTreeMap",
+    "HashSet",
+    "BTreeSet",
+    "Range",
+    "RangeInclusive",
+    "Duration",
+    "Instant",
+    "Path",
+    "PathBuf",
+    "Cow",
+    "Rng",
+    "Ordering",
+    "Formatter",
+];
+
 const DIFFERENTIABLE_TYPES: &[&str] = &[
     "Tensor",
     "Param",
@@ -373,7 +399,13 @@ pub fn classify(ty: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
             if tp.path.segments.len() == 1 && last.arguments.is_empty() && is_type_param_like(&name) {
                 return Class::Opaque;
             }
-            Class::Inactive
+            if INACTIVE_TYPES.contains(&name.as_str()) {
+                return Class::Inactive;
+            }
+            // Any other named type (a model with `#[derive(Differentiable)]`, a layer) is
+            // differentiated as a whole through its `Tangent` implementation; a type
+            // without one is a type error that `#[no_grad]` on the parameter fixes.
+            Class::Opaque
         }
         Type::ImplTrait(i) => {
             cx.error_spanned_by(

@@ -10,6 +10,8 @@ use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, Sub, S
 pub trait Float:
     crate::Tangent<Tangent = Self>
     + crate::ZeroTangent
+    + HigherOrder
+    + crate::Primal<Value = Self>
     + Copy
     + Debug
     + Display
@@ -247,3 +249,16 @@ fn exp_f64(x: f64) -> f64 {
     let n2 = ni - n1;
     p * f64::from_bits(((n1 + 1023) as u64) << 52) * f64::from_bits(((n2 + 1023) as u64) << 52)
 }
+
+/// Types whose derivative rules are themselves differentiable: second and higher
+/// derivatives (nested `grad!`) go through them. Scalars only; the rules of tensors and
+/// matrices are first-order.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "higher-order derivatives through `{Self}` are not supported",
+    label = "a nested `grad!` differentiates this rule again",
+    note = "tensors and matrices have first derivatives only: take `grad!`/`backward!` of the scalar function itself, or nest `grad!` over float code"
+)]
+pub trait HigherOrder {}
+impl HigherOrder for f32 {}
+impl HigherOrder for f64 {}

@@ -6,7 +6,7 @@
 
 mod float;
 
-pub use adjoint_macros::differentiable;
+pub use adjoint_macros::{differentiable, Differentiable};
 mod kernels;
 mod param;
 pub mod random;
@@ -14,12 +14,12 @@ pub mod rules;
 mod support;
 pub mod tensor;
 
-pub use float::Float;
+pub use float::{Float, HigherOrder};
 /// The nalgebra the tensor conversions are written against.
 pub use nalgebra;
 pub use param::{join_path, Differentiable, Param};
 pub use random::Rng;
-pub use support::{Adjoint, Seed, Tangent, Tape, ZeroTangent};
+pub use support::{Adjoint, Primal, Seed, Tangent, Tape, ZeroTangent};
 pub use tensor::{cross_entropy, mse_loss, Tensor};
 
 /// The identity in the primal computation; no gradient flows through its result.
@@ -38,5 +38,7 @@ pub fn detach<T>(x: T) -> T {
 pub mod __private {
     pub use crate::detach;
     pub use crate::rules;
-    pub use crate::support::{accumulate, accumulate_slice, one_like, pop, zero_like, zeros_like, Slot, Tangent, Tape};
+    pub use crate::support::{
+        accumulate, accumulate_slice, one_like, pop, primal, zero_like, zeros_like, Slot, Tangent, Tape,
+    };
 }

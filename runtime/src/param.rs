@@ -168,6 +168,12 @@ macro_rules! no_params {
 }
 no_params!(f32 f64);
 
+impl<E: crate::Float> Differentiable for crate::Tensor<E> {
+    type Param = Param<crate::Tensor<E>>;
+    fn collect_params(&self, _: &str, _: &mut Vec<(String, Self::Param)>) {}
+    fn deposit(&self, _: &Self) {}
+}
+
 impl<T: Differentiable + Clone> Differentiable for Vec<T>
 where
     T::Tangent: Adjoint + Clone,
@@ -192,5 +198,88 @@ impl<T: Differentiable + ?Sized> Differentiable for &T {
     }
     fn deposit(&self, grad: &T::Tangent) {
         (**self).deposit(grad)
+    }
+}
+
+impl<T: Tangent + crate::support::Primal> crate::support::Primal for Param<T> {
+    type Value = T::Value;
+    #[inline]
+    fn primal(&self) -> &T::Value {
+        self.inner.value.primal()
+    }
+}
+
+/// Operators on tensor parameters: a `Param<Tensor>` (or a reference to one) combines
+/// with tensors, other parameters and scalars as its value does, so model code reads
+/// `x.matmul(&self.weight) + &self.bias` without spelling out the dereference.
+mod operators {
+    use super::Param;
+    use crate::{Float, Tensor};
+    use std::ops::{Add, Div, Mul, Neg, Sub};
+
+    // How each operand is seen by the tensor operator (`&Tensor` or a scalar).
+    fn tensor<E: Float>(x: &Tensor<E>) -> &Tensor<E> {
+        x
+    }
+    fn tensor_ref<'a, E: Float>(x: &&'a Tensor<E>) -> &'a Tensor<E> {
+        x
+    }
+    fn param<E: Float>(x: &Param<Tensor<E>>) -> &Tensor<E> {
+        x
+    }
+    fn param_ref<'a, E: Float>(x: &&'a Param<Tensor<E>>) -> &'a Tensor<E> {
+        x
+    }
+    fn scalar<F: Float>(x: &F) -> F {
+        *x
+    }
+
+    macro_rules! param_operator {
+        ($Trait:ident, $method:ident) => {
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, Param<Tensor<E>>, Tensor<E>, param, tensor);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, Param<Tensor<E>>, &Tensor<E>, param, tensor_ref);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, &Param<Tensor<E>>, Tensor<E>, param_ref, tensor);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, &Param<Tensor<E>>, &Tensor<E>, param_ref, tensor_ref);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, Tensor<E>, Param<Tensor<E>>, tensor, param);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, &Tensor<E>, Param<Tensor<E>>, tensor_ref, param);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, Tensor<E>, &Param<Tensor<E>>, tensor, param_ref);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, &Tensor<E>, &Param<Tensor<E>>, tensor_ref, param_ref);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, Param<Tensor<E>>, Param<Tensor<E>>, param, param);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, &Param<Tensor<E>>, &Param<Tensor<E>>, param_ref, param_ref);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, Param<Tensor<E>>, E, param, scalar);
+            param_operator!(@pair $Trait, $method, [E: Float], Tensor<E>, &Param<Tensor<E>>, E, param_ref, scalar);
+            param_operator!(@pair $Trait, $method, [], Tensor<f32>, f32, Param<Tensor<f32>>, scalar, param);
+            param_operator!(@pair $Trait, $method, [], Tensor<f32>, f32, &Param<Tensor<f32>>, scalar, param_ref);
+            param_operator!(@pair $Trait, $method, [], Tensor<f64>, f64, Param<Tensor<f64>>, scalar, param);
+            param_operator!(@pair $Trait, $method, [], Tensor<f64>, f64, &Param<Tensor<f64>>, scalar, param_ref);
+        };
+        (@pair $Trait:ident, $method:ident, [$($g:tt)*], $Out:ty, $Lhs:ty, $Rhs:ty, $l:ident, $r:ident) => {
+            impl<$($g)*> $Trait<$Rhs> for $Lhs {
+                type Output = $Out;
+                #[inline]
+                fn $method(self, rhs: $Rhs) -> Self::Output {
+                    $Trait::$method($l(&self), $r(&rhs))
+                }
+            }
+        };
+    }
+
+    param_operator!(Add, add);
+    param_operator!(Sub, sub);
+    param_operator!(Mul, mul);
+    param_operator!(Div, div);
+
+    impl<E: Float> Neg for Param<Tensor<E>> {
+        type Output = Tensor<E>;
+        fn neg(self) -> Tensor<E> {
+            -&*self
+        }
+    }
+
+    impl<E: Float> Neg for &Param<Tensor<E>> {
+        type Output = Tensor<E>;
+        fn neg(self) -> Tensor<E> {
+            -&**self
+        }
     }
 }

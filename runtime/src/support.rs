@@ -398,3 +398,55 @@ tuple_tangent!(A, B, C);
 tuple_tangent!(A, B, C, D);
 tuple_tangent!(A, B, C, D, E);
 tuple_tangent!(A, B, C, D, E, G);
+
+/// The value a derivative rule reads, seen through handles: a [`Param`](crate::Param)
+/// or a reference gives its value, a tensor or a float itself. Generated code passes
+/// `primal(&x)` to a rule so that a field holding a `Param<Tensor>` dispatches to the
+/// tensor's rule.
+pub trait Primal {
+    type Value: ?Sized;
+    fn primal(&self) -> &Self::Value;
+}
+
+/// `x` seen as the value a rule reads.
+#[inline]
+pub fn primal<T: Primal + ?Sized>(x: &T) -> &T::Value {
+    x.primal()
+}
+
+impl<T: Primal + ?Sized> Primal for &T {
+    type Value = T::Value;
+    #[inline]
+    fn primal(&self) -> &T::Value {
+        (**self).primal()
+    }
+}
+
+macro_rules! primal_is_self {
+    ($($t:ty)*) => {$(
+        impl Primal for $t {
+            type Value = $t;
+            #[inline]
+            fn primal(&self) -> &$t {
+                self
+            }
+        }
+    )*};
+}
+primal_is_self!(f32 f64);
+
+impl<E: Float> Primal for crate::Tensor<E> {
+    type Value = crate::Tensor<E>;
+    #[inline]
+    fn primal(&self) -> &Self {
+        self
+    }
+}
+
+impl<T: nalgebra::Scalar, R: nalgebra::Dim, C: nalgebra::Dim, S> Primal for nalgebra::Matrix<T, R, C, S> {
+    type Value = Self;
+    #[inline]
+    fn primal(&self) -> &Self {
+        self
+    }
+}

@@ -174,6 +174,13 @@ impl<'a> Transform<'a> {
                 self.temp("bar", kind.element(), Rvalue::Index { buf: acc, index: idx.clone() }, Span::call_site(), out)
             }
             Place::Slice { lo: None, hi: None, inclusive: false, .. } => Operand::Var(acc),
+            Place::Field(_, m) => self.temp(
+                "bar",
+                Kind::Unknown,
+                Rvalue::Field(Operand::Var(acc), syn::Member::Named(m.clone())),
+                Span::call_site(),
+                out,
+            ),
             Place::Slice { lo, hi, inclusive, .. } => {
                 for o in lo.iter().chain(hi.iter()) {
                     self.need(o, region);

@@ -109,6 +109,11 @@ impl<'a> Transform<'a> {
                     for o in activity::differentiable_operands(rv) {
                         self.note_op(&o, region);
                     }
+                    // The adjoint of a struct whose fields are read is built field by
+                    // field, so it is always an accumulator.
+                    if let Rvalue::Field(Operand::Var(base), syn::Member::Named(_)) = rv {
+                        self.field_bases.insert(*base);
+                    }
                 }
                 Stmt::Cell { var, init: Some(o) } if self.active(*var) => self.note_op(o, region),
                 Stmt::Assign { var, value } if self.active(*var) => self.note_op(value, region),
@@ -172,12 +177,6 @@ impl<'a> Transform<'a> {
                             );
                         }
                     }
-                    Rvalue::Field(o, syn::Member::Named(m)) if self.op_active(o) => {
-                        self.cx.error_spanned_by(
-                            m,
-                            "a named field of a value that carries a derivative cannot be read here; pass the field as its own argument",
-                        );
-                    }
                     _ => {}
                 }
             }
@@ -195,7 +194,7 @@ impl<'a> Transform<'a> {
                 && regions.contains(&def)
                 && matches!(self.vars.role(v), Role::Temp | Role::Param)
                 && !self.vars.kind(v).is_buffer();
-            let p = match (local, *count) {
+            let p = match (local && !self.field_bases.contains(&v), *count) {
                 (true, 1) => AdjPlan::Single,
                 (true, _) => AdjPlan::Chain,
                 _ => AdjPlan::Accumulator,

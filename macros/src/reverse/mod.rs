@@ -133,6 +133,8 @@ struct Transform<'a> {
     /// The accumulator variable of each value with several contributions (made up
     /// front; declared when first needed).
     acc_vars: HashMap<Var, Var>,
+    /// Values whose named fields are read (their adjoints are accumulators).
+    field_bases: HashSet<Var>,
     /// Values read from a cell at the end of its region's forward sweep (`final`,
     /// `cell`), saved so the reverse can shape the cell's zero adjoint.
     finals: HashMap<RegionId, Vec<(Var, Var)>>,
@@ -181,6 +183,7 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         trips: HashMap::new(),
         accumulators: HashMap::new(),
         acc_vars: HashMap::new(),
+        field_bases: HashSet::new(),
         finals: HashMap::new(),
         snapshots: HashMap::new(),
         current: std::ptr::null(),

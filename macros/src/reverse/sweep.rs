@@ -372,6 +372,13 @@ impl<'a> Transform<'a> {
                 let acc = self.accumulator(*slot);
                 out.push(Stmt::Save { slot: acc, value: ybar });
             }
+            Rvalue::Field(Operand::Var(base), syn::Member::Named(m)) => {
+                if !self.active(*base) {
+                    return;
+                }
+                let acc = self.accumulator(*base);
+                out.push(Stmt::Accumulate { place: Place::Field(acc, m.clone()), value: ybar });
+            }
             Rvalue::Field(o, syn::Member::Unnamed(i)) => {
                 // The tuple's adjoint: zero everywhere but the projected field.
                 if !self.op_active(o) {

@@ -3,7 +3,7 @@
 use crate::{differentiable, Float};
 
 /// `y = a * b` on scalars: each factor's adjoint is `ȳ` times the other factor.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait ScalarMul: Sized {
     /// ∂(a·b)/∂a · ȳ = ȳ · b (called with `other = b`, and symmetrically for `b`).
     fn mul_adjoint(ybar: &Self, other: &Self) -> Self;
@@ -18,7 +18,7 @@ impl<F: Float> ScalarMul for F {
 }
 
 /// `y = a / b` on scalars.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait ScalarDiv: Sized {
     /// ∂(a/b)/∂a = 1/b.
     fn div_lhs_adjoint(ybar: &Self, b: &Self) -> Self;
@@ -39,7 +39,7 @@ impl<F: Float> ScalarDiv for F {
 }
 
 /// `y = a + b` in general (operands may have different shapes once tensors broadcast).
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Add<Rhs = Self>: Sized {
     type Output;
     /// ∂(a+b)/∂a = 1 (reduced to the shape of `a`).
@@ -49,7 +49,7 @@ pub trait Add<Rhs = Self>: Sized {
 }
 
 /// `y = a − b` in general.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Sub<Rhs = Self>: Sized {
     type Output;
     /// ∂(a−b)/∂a = 1.
@@ -59,7 +59,7 @@ pub trait Sub<Rhs = Self>: Sized {
 }
 
 /// `y = a · b` in general.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Mul<Rhs = Self>: Sized {
     type Output;
     /// ∂(a·b)/∂a · ȳ = ȳ · b.
@@ -69,7 +69,7 @@ pub trait Mul<Rhs = Self>: Sized {
 }
 
 /// `y = a / b` in general.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Div<Rhs = Self>: Sized {
     type Output;
     /// ∂(a/b)/∂a = 1/b.
@@ -79,7 +79,7 @@ pub trait Div<Rhs = Self>: Sized {
 }
 
 /// `y = a % b` (`a − b·trunc(a/b)`), differentiable where `a/b` is not an integer.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Rem<Rhs = Self>: Sized {
     type Output;
     /// ∂(a % b)/∂a = 1.

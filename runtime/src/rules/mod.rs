@@ -11,8 +11,10 @@
 
 mod binary;
 mod special;
+mod tensor;
 mod unary;
 
 pub use binary::*;
 pub use special::*;
+pub use tensor::*;
 pub use unary::*;

@@ -3,7 +3,7 @@
 use crate::{differentiable, Float};
 
 /// `y = xⁿ` with an integer exponent.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Powi: Sized {
     /// d xⁿ/dx = n·xⁿ⁻¹.
     fn powi_adjoint(ybar: &Self, x: &Self, n: &i32) -> Self;
@@ -23,12 +23,12 @@ impl<F: Float> Powi for F {
 }
 
 /// `y = xᵖ` with a float exponent.
-#[differentiable(crate = crate, order = 3)]
-pub trait Powf: Sized {
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+pub trait Powf<P = Self>: Sized {
     /// ∂xᵖ/∂x = p·xᵖ⁻¹.
-    fn powf_base_adjoint(ybar: &Self, x: &Self, p: &Self) -> Self;
+    fn powf_base_adjoint(ybar: &Self, x: &Self, p: &P) -> Self;
     /// ∂xᵖ/∂p = xᵖ·ln x = y·ln x (0 where y = 0, the limit for x → 0⁺ and p > 0).
-    fn powf_exponent_adjoint(ybar: &Self, x: &Self, p: &Self, y: &Self) -> Self;
+    fn powf_exponent_adjoint(ybar: &Self, x: &Self, p: &P, y: &Self) -> P;
 }
 
 #[differentiable(crate = crate, order = 3)]
@@ -48,7 +48,7 @@ impl<F: Float> Powf for F {
 }
 
 /// `y = atan2(a, b)` (the angle of the point `(b, a)`).
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Atan2: Sized {
     /// ∂atan2(a, b)/∂a = b/(a²+b²).
     fn atan2_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
@@ -69,7 +69,7 @@ impl<F: Float> Atan2 for F {
 }
 
 /// `y = √(a²+b²)`.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Hypot: Sized {
     /// ∂y/∂a = a/y.
     fn hypot_lhs_adjoint(ybar: &Self, a: &Self, y: &Self) -> Self;
@@ -90,7 +90,7 @@ impl<F: Float> Hypot for F {
 }
 
 /// `y = max(a, b)`: the gradient goes to the larger operand, split evenly on a tie.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Max: Sized {
     fn max_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
     fn max_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
@@ -121,7 +121,7 @@ impl<F: Float> Max for F {
 }
 
 /// `y = min(a, b)`: the gradient goes to the smaller operand, split evenly on a tie.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Min: Sized {
     fn min_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
     fn min_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
@@ -152,7 +152,7 @@ impl<F: Float> Min for F {
 }
 
 /// `y = x·a + b` (fused multiply-add).
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait MulAdd: Sized {
     /// ∂y/∂x = a.
     fn mul_add_self_adjoint(ybar: &Self, a: &Self) -> Self;
@@ -179,7 +179,7 @@ impl<F: Float> MulAdd for F {
 }
 
 /// `y = clamp(x, lo, hi)`: the gradient goes to whichever of the three is returned.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Clamp: Sized {
     fn clamp_value_adjoint(ybar: &Self, x: &Self, lo: &Self, hi: &Self) -> Self;
     fn clamp_min_adjoint(ybar: &Self, x: &Self, lo: &Self) -> Self;
@@ -215,7 +215,7 @@ impl<F: Float> Clamp for F {
 }
 
 /// `y = x as Y` between float types: the adjoint is cast back.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Cast<Y>: Sized {
     fn cast_adjoint(ybar: &Y, x: &Self) -> Self;
 }

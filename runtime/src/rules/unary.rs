@@ -8,7 +8,7 @@ use crate::{differentiable, Float};
 macro_rules! unary_rule {
     ($(#[doc = $doc:literal] $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
         #[doc = $doc]
-        #[differentiable(crate = crate, order = 3)]
+        #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
         pub trait $trait_: Sized {
             #[doc = $doc]
             fn $method($ybar: &Self, $arg: &Self) -> Self;
@@ -75,7 +75,7 @@ unary_rule! {
 }
 
 /// `y = x·180/π`: d y/dx = 180/π.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait ToDegrees: Sized {
     fn to_degrees_adjoint(ybar: &Self) -> Self;
 }
@@ -89,7 +89,7 @@ impl<F: Float> ToDegrees for F {
 }
 
 /// `y = x·π/180`: d y/dx = π/180.
-#[differentiable(crate = crate, order = 3)]
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait ToRadians: Sized {
     fn to_radians_adjoint(ybar: &Self) -> Self;
 }

@@ -53,18 +53,19 @@ impl<E: Float> Tensor<E> {
         let batch = broadcast_or_panic(&a_shape[..na - 2], &b_shape[..nb - 2], "matmul");
         let a_bs = broadcast_strides(&a_shape[..na - 2], &a_strides[..na - 2], &batch).expect("broadcast");
         let b_bs = broadcast_strides(&b_shape[..nb - 2], &b_strides[..nb - 2], &batch).expect("broadcast");
+        let (a_read, b_read) = (a.read(), b.read());
         let data = batched_matmul(
             &batch,
             (m, k, n),
             Batched {
-                data: &a.storage,
+                data: a_read.buffer(),
                 offset: a.offset,
                 batch_strides: &a_bs,
                 rs: a_strides[na - 2],
                 cs: a_strides[na - 1],
             },
             Batched {
-                data: &b.storage,
+                data: b_read.buffer(),
                 offset: b.offset,
                 batch_strides: &b_bs,
                 rs: b_strides[nb - 2],

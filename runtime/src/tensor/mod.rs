@@ -25,19 +25,19 @@
 mod convert;
 mod linalg;
 mod nn;
-mod ops;
+pub(crate) mod ops;
 mod reduce;
 pub mod shape;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::kernels::layout::{contiguous_strides, is_contiguous, View};
 use crate::kernels::unary;
 use crate::kernels::Cost;
 pub use crate::kernels::{set_kernel_params, with_kernel_params, KernelParams, Par};
 use crate::random::Rng;
-use crate::support::{Adjoint, Seed, Tangent};
+use crate::support::{Adjoint, Seed, Tangent, ZeroTangent};
 use crate::Float;
 pub use nn::{cross_entropy, mse_loss};
 
@@ -46,10 +46,58 @@ pub use nn::{cross_entropy, mse_loss};
 /// Cloning is cheap (the storage is shared); the tensor is `Send + Sync`. Shape errors
 /// panic with a message that names the operation and the shapes.
 pub struct Tensor<E: Float = f32> {
-    storage: Arc<Vec<E>>,
+    storage: Arc<Storage<E>>,
     shape: Vec<usize>,
     strides: Vec<usize>,
     offset: usize,
+}
+
+/// The buffer behind a tensor and its views.
+///
+/// Readers take a snapshot of the buffer (an `Arc` clone under a short lock) for the
+/// duration of one operation; [`Tensor::update`] replaces the buffer's contents for
+/// every handle that shares it, in place when no snapshot is outstanding. This is what
+/// lets a [`Param`](crate::Param) hand out `&Tensor` while an optimizer updates it.
+pub(crate) struct Storage<E> {
+    data: Mutex<Arc<Vec<E>>>,
+}
+
+impl<E> Storage<E> {
+    fn new(data: Vec<E>) -> Self {
+        Storage { data: Mutex::new(Arc::new(data)) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Arc<Vec<E>>> {
+        // The buffer is replaced whole, so a panic elsewhere never leaves it torn.
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn snapshot(&self) -> Arc<Vec<E>> {
+        Arc::clone(&self.lock())
+    }
+}
+
+/// A snapshot of a tensor's buffer, alive for one operation.
+pub(crate) struct Read<'t, E: Float> {
+    data: Arc<Vec<E>>,
+    tensor: &'t Tensor<E>,
+}
+
+impl<E: Float> Read<'_, E> {
+    /// The kernel view of the tensor.
+    pub(crate) fn view(&self) -> View<'_, E> {
+        View { data: &self.data, shape: &self.tensor.shape, strides: &self.tensor.strides, offset: self.tensor.offset }
+    }
+
+    /// The elements as a row-major slice, if the tensor is contiguous.
+    pub(crate) fn as_slice(&self) -> Option<&[E]> {
+        self.view().as_contiguous()
+    }
+
+    /// The whole buffer (indexed with the tensor's offset and strides).
+    pub(crate) fn buffer(&self) -> &[E] {
+        &self.data
+    }
 }
 
 impl<E: Float> Clone for Tensor<E> {
@@ -77,7 +125,7 @@ impl<E: Float> Tensor<E> {
     pub(crate) fn from_parts(data: Vec<E>, shape: Vec<usize>) -> Self {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         let strides = contiguous_strides(&shape);
-        Tensor { storage: Arc::new(data), shape, strides, offset: 0 }
+        Tensor { storage: Arc::new(Storage::new(data)), shape, strides, offset: 0 }
     }
 
     /// A view of this tensor's storage with another layout.
@@ -85,9 +133,9 @@ impl<E: Float> Tensor<E> {
         Tensor { storage: Arc::clone(&self.storage), shape, strides, offset }
     }
 
-    /// The kernel view of this tensor.
-    pub(crate) fn view(&self) -> View<'_, E> {
-        View { data: &self.storage, shape: &self.shape, strides: &self.strides, offset: self.offset }
+    /// A snapshot of this tensor's data for one operation: `t.read().view()`.
+    pub(crate) fn read(&self) -> Read<'_, E> {
+        Read { data: self.storage.snapshot(), tensor: self }
     }
 
     /// Whether the elements are laid out row-major without gaps.
@@ -95,20 +143,16 @@ impl<E: Float> Tensor<E> {
         is_contiguous(&self.shape, &self.strides)
     }
 
-    /// The elements as a row-major slice, if the tensor is contiguous.
-    pub fn as_slice(&self) -> Option<&[E]> {
-        self.view().as_contiguous()
-    }
-
     /// The elements as a mutable row-major slice, if the tensor is contiguous, spans its
     /// whole buffer and shares it with no other tensor.
     pub(crate) fn unique_slice_mut(&mut self) -> Option<&mut [E]> {
         let n = self.numel();
-        if self.offset == 0 && self.storage.len() == n && self.is_contiguous() {
-            Arc::get_mut(&mut self.storage).map(|v| v.as_mut_slice())
-        } else {
-            None
+        if self.offset != 0 || !self.is_contiguous() {
+            return None;
         }
+        let storage = Arc::get_mut(&mut self.storage)?;
+        let data = Arc::get_mut(storage.data.get_mut().unwrap_or_else(|e| e.into_inner()))?;
+        (data.len() == n).then_some(data.as_mut_slice())
     }
 
     /// This tensor, contiguous (itself if it already is, else a copy).
@@ -192,9 +236,10 @@ impl<E: Float> Tensor<E> {
 
     /// The elements in row-major order.
     pub fn to_vec(&self) -> Vec<E> {
-        match self.as_slice() {
+        let read = self.read();
+        match read.as_slice() {
             Some(s) => s.to_vec(),
-            None => unary::map(self.view(), |x| x, Cost::Cheap, &KernelParams::current()),
+            None => unary::map(read.view(), |x| x, Cost::Cheap, &KernelParams::current()),
         }
     }
 
@@ -205,7 +250,7 @@ impl<E: Float> Tensor<E> {
         if self.numel() != 1 {
             panic!("adjoint: `item` needs a tensor with one element, got shape {}", ShapeFmt(&self.shape));
         }
-        self.storage[self.offset]
+        self.read().buffer()[self.offset]
     }
 
     /// Zeros of this tensor's shape.
@@ -250,7 +295,7 @@ impl<E: Float> PartialEq for Tensor<E> {
         if self.shape != other.shape {
             return false;
         }
-        match (self.as_slice(), other.as_slice()) {
+        match (self.read().as_slice(), other.read().as_slice()) {
             (Some(a), Some(b)) => a == b,
             _ => self.to_vec() == other.to_vec(),
         }
@@ -281,8 +326,22 @@ impl<E: Float> Adjoint for Tensor<E> {
     }
 }
 
+impl<E: Float> ZeroTangent for Tensor<E> {
+    fn zero_tangent(&self) -> Self {
+        self.zeros_like()
+    }
+}
+
 impl<E: Float> Seed for Tensor<E> {
+    /// The seed of `grad!` for a tensor output: 1, for a one-element tensor only.
     fn one_like(&self) -> Self {
+        if self.numel() != 1 {
+            panic!(
+                "adjoint: `grad!` needs a scalar output, but the function returned a tensor of shape {}; \
+                 use `vjp!` (or `backward!(f(…), seed)`) with a cotangent of that shape",
+                ShapeFmt(&self.shape)
+            );
+        }
         self.ones_like()
     }
 }

@@ -25,14 +25,14 @@ impl<E: Float> Tensor<E> {
     /// `exp(x) / Σ exp(x)` along `axis`.
     pub fn softmax(&self, axis: usize) -> Self {
         let (x, dims) = self.around_axis(axis, "softmax");
-        let data = softmax::softmax(x.as_slice().expect("contiguous"), dims, false, &KernelParams::current());
+        let data = softmax::softmax(x.read().as_slice().expect("contiguous"), dims, false, &KernelParams::current());
         Tensor::from_parts(data, self.shape.clone())
     }
 
     /// `x − log Σ exp(x)` along `axis`.
     pub fn log_softmax(&self, axis: usize) -> Self {
         let (x, dims) = self.around_axis(axis, "log_softmax");
-        let data = softmax::softmax(x.as_slice().expect("contiguous"), dims, true, &KernelParams::current());
+        let data = softmax::softmax(x.read().as_slice().expect("contiguous"), dims, true, &KernelParams::current());
         Tensor::from_parts(data, self.shape.clone())
     }
 
@@ -59,8 +59,8 @@ pub fn mse_loss<E: Float>(pred: &Tensor<E>, target: &Tensor<E>) -> Tensor<E> {
     let n: usize = shape.iter().product();
     let s = zip_sum(
         &shape,
-        View { strides: &sp, ..pred.view() },
-        View { strides: &st, ..target.view() },
+        View { strides: &sp, ..pred.read().view() },
+        View { strides: &st, ..target.read().view() },
         |a, b| (a - b) * (a - b),
         &KernelParams::current(),
     );
@@ -87,6 +87,6 @@ pub fn cross_entropy<E: Float>(logits: &Tensor<E>, targets: &[usize]) -> Tensor<
         );
     }
     let x = logits.contiguous();
-    let s = softmax::cross_entropy_sum(x.as_slice().expect("contiguous"), c, targets, &KernelParams::current());
+    let s = softmax::cross_entropy_sum(x.read().as_slice().expect("contiguous"), c, targets, &KernelParams::current());
     Tensor::scalar(s / E::from_f64(targets.len() as f64))
 }

@@ -35,8 +35,8 @@ pub(crate) fn zip_new<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     let (sa, sb) = (strides_to(a, &shape), strides_to(b, &shape));
     let data = binary::zip(
         &shape,
-        View { strides: &sa, ..a.view() },
-        View { strides: &sb, ..b.view() },
+        View { strides: &sa, ..a.read().view() },
+        View { strides: &sb, ..b.read().view() },
         f,
         cost,
         &KernelParams::current(),
@@ -57,7 +57,8 @@ fn try_in_place<E: Float, F: Fn(E, E) -> E + Sync + Send>(
         return Err((dst, f));
     }
     let ss = strides_to(src, shape);
-    let src_view = View { strides: &ss, ..src.view() };
+    let src_read = src.read();
+    let src_view = View { strides: &ss, ..src_read.view() };
     match dst.unique_slice_mut() {
         Some(buf) => {
             binary::zip_in_place(buf, shape, src_view, f, cost, &KernelParams::current());
@@ -132,7 +133,8 @@ fn assign_op<E: Float, F: Fn(E, E) -> E + Sync + Send>(lhs: &mut Tensor<E>, rhs:
         );
     }
     let ss = strides_to(rhs, &shape);
-    let rhs_view = View { strides: &ss, ..rhs.view() };
+    let rhs_read = rhs.read();
+    let rhs_view = View { strides: &ss, ..rhs_read.view() };
     let params = KernelParams::current();
     match lhs.unique_slice_mut() {
         Some(buf) => binary::zip_in_place(buf, &shape, rhs_view, f, Cost::Cheap, &params),
@@ -152,7 +154,7 @@ pub(crate) fn add_assign_owned<E: Float>(lhs: &mut Tensor<E>, rhs: Tensor<E>) {
 impl<E: Float> Tensor<E> {
     /// `f` applied to every element, with the parallel threshold of `cost`.
     pub(crate) fn map_with_cost(&self, f: impl Fn(E) -> E + Sync + Send, cost: Cost) -> Self {
-        let data = unary::map(self.view(), f, cost, &KernelParams::current());
+        let data = unary::map(self.read().view(), f, cost, &KernelParams::current());
         Tensor::from_parts(data, self.shape.clone())
     }
 

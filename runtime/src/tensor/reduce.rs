@@ -31,12 +31,12 @@ impl<E: Float> Tensor<E> {
 
     /// The sum of all elements (0-d).
     pub fn sum(&self) -> Self {
-        Tensor::scalar(kr::sum_map(self.view(), |x| x, &KernelParams::current()))
+        Tensor::scalar(kr::sum_map(self.read().view(), |x| x, &KernelParams::current()))
     }
 
     /// The mean of all elements (0-d; NaN for an empty tensor).
     pub fn mean(&self) -> Self {
-        let s = kr::sum_map(self.view(), |x| x, &KernelParams::current());
+        let s = kr::sum_map(self.read().view(), |x| x, &KernelParams::current());
         Tensor::scalar(s / E::from_f64(self.numel() as f64))
     }
 
@@ -44,7 +44,7 @@ impl<E: Float> Tensor<E> {
     pub fn sum_dim(&self, axis: usize, keepdim: bool) -> Self {
         self.check_reduce_axis(axis, "sum_dim");
         let mask: Vec<bool> = (0..self.ndim()).map(|d| d == axis).collect();
-        let data = kr::reduce_axes::<E, Sum>(self.view(), &mask, &KernelParams::current());
+        let data = kr::reduce_axes::<E, Sum>(self.read().view(), &mask, &KernelParams::current());
         Tensor::from_parts(data, self.reduced_shape(axis, keepdim))
     }
 
@@ -64,7 +64,7 @@ impl<E: Float> Tensor<E> {
             panic!("adjoint: `max_dim` along axis {} of length 0 (shape {})", axis, ShapeFmt(&self.shape));
         }
         let mask: Vec<bool> = (0..self.ndim()).map(|d| d == axis).collect();
-        let data = kr::reduce_axes::<E, Max>(self.view(), &mask, &KernelParams::current());
+        let data = kr::reduce_axes::<E, Max>(self.read().view(), &mask, &KernelParams::current());
         Tensor::from_parts(data, self.reduced_shape(axis, keepdim))
     }
 
@@ -83,12 +83,12 @@ impl<E: Float> Tensor<E> {
         if self.shape[axis] == 0 {
             panic!("adjoint: `argmax_dim` along axis {} of length 0 (shape {})", axis, ShapeFmt(&self.shape));
         }
-        kr::argmax_axis(self.view(), axis, &KernelParams::current())
+        kr::argmax_axis(self.read().view(), axis, &KernelParams::current())
     }
 
     /// The L2 (Frobenius) norm of all elements (0-d).
     pub fn norm(&self) -> Self {
-        Tensor::scalar(kr::sum_map(self.view(), |x| x * x, &KernelParams::current()).sqrt())
+        Tensor::scalar(kr::sum_map(self.read().view(), |x| x * x, &KernelParams::current()).sqrt())
     }
 
     /// Sums over the broadcast axes so the result has `shape`: the inverse of
@@ -111,7 +111,7 @@ impl<E: Float> Tensor<E> {
         let lead = self.ndim() - shape.len();
         let mask: Vec<bool> =
             (0..self.ndim()).map(|d| d < lead || (shape[d - lead] == 1 && self.shape[d] != 1)).collect();
-        let data = kr::reduce_axes::<E, Sum>(self.view(), &mask, &KernelParams::current());
+        let data = kr::reduce_axes::<E, Sum>(self.read().view(), &mask, &KernelParams::current());
         Tensor::from_parts(data, shape.to_vec())
     }
 }

@@ -136,7 +136,8 @@ impl<E: Float> Tensor<E> {
         for t in tensors {
             let width = t.shape[axis] * inner;
             let src = t.contiguous();
-            let src = src.as_slice().expect("contiguous");
+            let src_read = src.read();
+            let src = src_read.as_slice().expect("contiguous");
             if width > 0 {
                 for (o, chunk) in src.chunks_exact(width).enumerate() {
                     data[o * row + col..o * row + col + width].copy_from_slice(chunk);
@@ -170,15 +171,17 @@ impl<E: Float> Tensor<E> {
         let (n, m) = (self.shape[0], self.shape[1]);
         let (rs, cs) = (self.strides[0], self.strides[1]);
         let mut data = Vec::with_capacity(rows.len() * m);
+        let read = self.read();
+        let buffer = read.buffer();
         for &r in rows {
             if r >= n {
                 panic!("adjoint: row {} is out of range in `index_rows` of shape {}", r, ShapeFmt(&self.shape));
             }
             let base = self.offset + r * rs;
             if cs == 1 {
-                data.extend_from_slice(&self.storage[base..base + m]);
+                data.extend_from_slice(&buffer[base..base + m]);
             } else {
-                data.extend((0..m).map(|j| self.storage[base + j * cs]));
+                data.extend((0..m).map(|j| buffer[base + j * cs]));
             }
         }
         Tensor::from_parts(data, vec![rows.len(), m])
