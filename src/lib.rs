@@ -21,8 +21,8 @@
 
 pub use adjoint_macros::{backward, differentiable, grad, value_and_grad, vjp};
 pub use adjoint_runtime::{
-    cross_entropy, detach, join_path, mse_loss, nalgebra, rules, tensor, Adjoint, Differentiable, Float, Param, Primal,
-    Rng, Seed, Tangent, Tape, Tensor, ZeroTangent,
+    cross_entropy, detach, join_path, mse_loss, nalgebra, nn, optim, relu, rules, tensor, Adam, Adjoint,
+    Differentiable, Float, Linear, Param, Primal, Rng, Seed, Sgd, Tangent, Tape, Tensor, UpdateInPlace, ZeroTangent,
 };
 
 /// Everything needed to write and differentiate functions.

@@ -8,6 +8,8 @@ mod float;
 
 pub use adjoint_macros::{differentiable, Differentiable};
 mod kernels;
+pub mod nn;
+pub mod optim;
 mod param;
 pub mod random;
 pub mod rules;
@@ -17,10 +19,12 @@ pub mod tensor;
 pub use float::{Float, HigherOrder};
 /// The nalgebra the tensor conversions are written against.
 pub use nalgebra;
-pub use param::{join_path, Differentiable, Param};
+pub use nn::{cross_entropy, mse_loss, relu, Linear};
+pub use optim::{Adam, Sgd};
+pub use param::{join_path, Differentiable, Param, UpdateInPlace};
 pub use random::Rng;
 pub use support::{Adjoint, Primal, Seed, Tangent, Tape, ZeroTangent};
-pub use tensor::{cross_entropy, mse_loss, Tensor};
+pub use tensor::Tensor;
 
 /// The identity in the primal computation; no gradient flows through its result.
 ///

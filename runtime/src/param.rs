@@ -72,6 +72,27 @@ impl<T: Tangent> Param<T> {
         }
     }
 
+    /// Update the value in place, for every handle: `f(value, grad)` with the
+    /// accumulated gradient (`None` before the first backward pass). Like PyTorch's
+    /// `with torch.no_grad(): w -= lr * w.grad`:
+    ///
+    /// ```
+    /// # use adjoint_runtime::{Param, Tensor};
+    /// let w = Param::new(Tensor::from_vec(vec![1.0_f32, 2.0], &[2]));
+    /// w.accumulate_grad(Tensor::from_vec(vec![10.0, 10.0], &[2]));
+    /// let alias = w.clone();
+    /// w.update(|value, grad| *value -= &(grad.unwrap() * 0.1));
+    /// assert_eq!(alias.value().to_vec(), vec![0.0, 1.0]);
+    /// ```
+    pub fn update(&self, f: impl FnOnce(&mut T, Option<&T::Tangent>))
+    where
+        T: UpdateInPlace,
+        T::Tangent: Clone,
+    {
+        let grad = self.grad();
+        self.inner.value.update_in_place(|value| f(value, grad.as_ref()));
+    }
+
     /// Whether two handles are the same parameter.
     pub fn ptr_eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -107,6 +128,18 @@ impl<T: Tangent> Tangent for Param<T> {
 impl<T: ZeroTangent> ZeroTangent for Param<T> {
     fn zero_tangent(&self) -> T::Tangent {
         self.inner.value.zero_tangent()
+    }
+}
+
+/// Values a [`Param`] can update in place while handing out `&Self` (their storage is
+/// shared and synchronised: tensors).
+pub trait UpdateInPlace {
+    fn update_in_place(&self, f: impl FnOnce(&mut Self));
+}
+
+impl<E: crate::Float> UpdateInPlace for crate::Tensor<E> {
+    fn update_in_place(&self, f: impl FnOnce(&mut Self)) {
+        self.update(f)
     }
 }
 

@@ -39,7 +39,6 @@ pub use crate::kernels::{set_kernel_params, with_kernel_params, KernelParams, Pa
 use crate::random::Rng;
 use crate::support::{Adjoint, Seed, Tangent, ZeroTangent};
 use crate::Float;
-pub use nn::{cross_entropy, mse_loss};
 
 /// An n-dimensional array of `E` (`f32` by default).
 ///
@@ -153,6 +152,64 @@ impl<E: Float> Tensor<E> {
         let storage = Arc::get_mut(&mut self.storage)?;
         let data = Arc::get_mut(storage.data.get_mut().unwrap_or_else(|e| e.into_inner()))?;
         (data.len() == n).then_some(data.as_mut_slice())
+    }
+
+    /// Change the elements of this tensor *for every handle that shares its storage*
+    /// (clones, views, the `Param` that holds it): `f` gets the tensor to modify and
+    /// must keep its shape. This is how optimizers update parameters in place: the
+    /// buffer is written where it is, unless a computation still reads it, in which
+    /// case that computation keeps the old values and the handles get a new buffer.
+    ///
+    /// Panics if the tensor is a view of part of a larger buffer, or if `f` changes the
+    /// shape. `f` must not read this tensor through another handle (it would wait for
+    /// the update to finish): use the tensor `f` receives.
+    pub fn update(&self, f: impl FnOnce(&mut Tensor<E>)) {
+        let n = self.numel();
+        let mut slot = self.storage.lock();
+        if self.offset != 0 || !self.is_contiguous() || slot.len() != n {
+            panic!(
+                "adjoint: `update` needs a tensor that owns its whole buffer, got a view of shape {}",
+                ShapeFmt(&self.shape)
+            );
+        }
+        let data = std::mem::take(&mut *slot);
+        let mut value = Tensor { storage: Arc::new(Storage { data: Mutex::new(data) }), ..self.clone_layout() };
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut value))) {
+            // Leave a buffer of the right length behind: the values `f` had written
+            // if it kept the layout, else NaNs, which no later computation mistakes
+            // for parameters.
+            *slot = match value.offset == 0 && value.is_contiguous() && value.numel() == n {
+                true => value.storage.snapshot(),
+                false => Arc::new(vec![E::from_f64(f64::NAN); n]),
+            };
+            std::panic::resume_unwind(panic);
+        }
+        if value.shape != self.shape {
+            panic!(
+                "adjoint: `update` changed the shape {} to {}; an update must keep the shape",
+                ShapeFmt(&self.shape),
+                ShapeFmt(&value.shape)
+            );
+        }
+        let value = value.contiguous();
+        let storage = Arc::try_unwrap(value.storage)
+            .map(|s| s.data.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_else(|shared| shared.snapshot());
+        *slot = if value.offset == 0 && storage.len() == n {
+            storage
+        } else {
+            Arc::new(storage[value.offset..value.offset + n].to_vec())
+        };
+    }
+
+    /// A tensor with this layout and an empty storage (filled by the caller).
+    fn clone_layout(&self) -> Self {
+        Tensor {
+            storage: Arc::new(Storage::new(Vec::new())),
+            shape: self.shape.clone(),
+            strides: self.strides.clone(),
+            offset: self.offset,
+        }
     }
 
     /// This tensor, contiguous (itself if it already is, else a copy).

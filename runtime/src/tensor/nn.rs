@@ -49,10 +49,23 @@ impl<E: Float> Tensor<E> {
         }
         Tensor::from_parts(data, vec![targets.len(), classes])
     }
+
+    /// The mean of `(self − target)²` (0-d), with both broadcast together. Fused: no
+    /// intermediate tensor. (The differentiable form is [`crate::nn::mse_loss`].)
+    pub fn mse_loss(&self, target: &Self) -> Self {
+        mse_loss(self, target)
+    }
+
+    /// The mean over the rows of `self` (`[n, classes]` logits) of
+    /// `−log_softmax(row)[target]` (0-d). (The differentiable form is
+    /// [`crate::nn::cross_entropy`].)
+    pub fn cross_entropy(&self, targets: &[usize]) -> Self {
+        cross_entropy(self, targets)
+    }
 }
 
 /// The mean of `(pred − target)²` (0-d), with `pred` and `target` broadcast together.
-pub fn mse_loss<E: Float>(pred: &Tensor<E>, target: &Tensor<E>) -> Tensor<E> {
+pub(crate) fn mse_loss<E: Float>(pred: &Tensor<E>, target: &Tensor<E>) -> Tensor<E> {
     let shape = broadcast_or_panic(&pred.shape, &target.shape, "mse_loss");
     let sp = broadcast_strides(&pred.shape, &pred.strides, &shape).expect("broadcast");
     let st = broadcast_strides(&target.shape, &target.strides, &shape).expect("broadcast");
@@ -70,7 +83,7 @@ pub fn mse_loss<E: Float>(pred: &Tensor<E>, target: &Tensor<E>) -> Tensor<E> {
 /// The mean over the rows of `logits` (`[n, c]`) of `−log_softmax(row)[target]` (0-d).
 ///
 /// Panics unless `logits` is 2-D with one row per target and every target is below `c`.
-pub fn cross_entropy<E: Float>(logits: &Tensor<E>, targets: &[usize]) -> Tensor<E> {
+pub(crate) fn cross_entropy<E: Float>(logits: &Tensor<E>, targets: &[usize]) -> Tensor<E> {
     if logits.ndim() != 2 || logits.shape[0] != targets.len() {
         panic!(
             "adjoint: `cross_entropy` needs logits of shape [n, classes] with n = {} targets, got {}",
