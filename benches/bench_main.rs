@@ -10,4 +10,5 @@ criterion_main! {
     benchmarks::gemm::gemm,
     benchmarks::gemm::gemm_large,
     benchmarks::tensor::tensor,
+    benchmarks::training::training,
 }

@@ -28,8 +28,8 @@ pub use adjoint_runtime::{
 /// Everything needed to write and differentiate functions.
 pub mod prelude {
     pub use crate::{
-        backward, cross_entropy, detach, differentiable, grad, mse_loss, value_and_grad, vjp, Differentiable, Float,
-        Param, Rng, Tensor,
+        backward, cross_entropy, detach, differentiable, grad, mse_loss, relu, value_and_grad, vjp, Adam,
+        Differentiable, Float, Linear, Param, Rng, Sgd, Tensor,
     };
 }
 

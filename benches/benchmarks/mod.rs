@@ -1,3 +1,4 @@
 pub mod gemm;
 pub mod rosenbrock;
 pub mod tensor;
+pub mod training;

@@ -507,7 +507,9 @@ impl<'a> Tower<'a> {
         // The tower's own companions always exist: no fallback for them.
         let callees: Vec<(Vec<Ident>, usize)> =
             emitter.generated_callees().into_iter().filter(|(p, _)| p[0] != *self.user).collect();
-        let body = if callees.is_empty() {
+        // Methods have no module for the fallback (an `impl` cannot hold one): their
+        // callees' companions are reached directly.
+        let body = if callees.is_empty() || self.methods {
             quote!(#body #ret)
         } else {
             for c in callees {

@@ -220,6 +220,7 @@ pub const TENSOR_METHODS: &[Prim] = &[
     general("select", 3, [rule("Select", "select_adjoint", &[Op(0), Op(1), Op(2)]), N, N]),
     general("index_rows", 2, [rule("IndexRows", "index_rows_adjoint", XY), N, N]),
     general("contiguous", 1, [Identity, N, N]),
+    general("clone", 1, [Identity, N, N]),
     general("value", 1, [Identity, N, N]),
     general("matmul", 2, [rule("Matmul", "matmul_lhs_adjoint", XY), rule("Matmul", "matmul_rhs_adjoint", XY), N]),
     general("dot", 2, [rule("Dot", "dot_lhs_adjoint", &[Op(1)]), rule("Dot", "dot_rhs_adjoint", &[Op(0)]), N]),

@@ -83,10 +83,12 @@ impl<'a> Lowerer<'a> {
                 return Value::Poison;
             }
         };
-        if name == "clone" && m.args.is_empty() {
+        let recv_kind = self.kind_of(&recv);
+        // A float or buffer clone is the value itself; a clone of a borrowed tensor or
+        // model is an owned value, so it stays a call (`clone` is in the table).
+        if name == "clone" && m.args.is_empty() && recv_kind != Kind::Unknown {
             return Value::Op(recv);
         }
-        let recv_kind = self.kind_of(&recv);
         if recv_kind == Kind::Unknown && ops::method(&name, 1 + m.args.len()).is_none() {
             // A method of a value the macro cannot see (a layer's `forward`, a tensor
             // method): differentiated through its `__adjoint_d1_…` companion when a
