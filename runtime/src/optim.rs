@@ -99,7 +99,9 @@ pub struct Adam<E: Float = f32> {
     betas: (E, E),
     eps: E,
     weight_decay: E,
-    steps: i32,
+    /// Steps taken by each parameter (counted per parameter, as PyTorch does: one
+    /// whose first gradient arrives late starts its bias correction at 1).
+    steps: Vec<i32>,
     /// First and second moments of each parameter.
     moments: Vec<[Vec<E>; 2]>,
 }
@@ -107,7 +109,7 @@ pub struct Adam<E: Float = f32> {
 impl<E: Float> Adam<E> {
     /// Adam over `params` with PyTorch's defaults.
     pub fn new(params: Vec<Param<Tensor<E>>>) -> Self {
-        let moments =
+        let moments: Vec<[Vec<E>; 2]> =
             params.iter().map(|p| [vec![E::ZERO; p.value().numel()], vec![E::ZERO; p.value().numel()]]).collect();
         Adam {
             params,
@@ -115,7 +117,7 @@ impl<E: Float> Adam<E> {
             betas: (E::from_f64(0.9), E::from_f64(0.999)),
             eps: E::from_f64(1e-8),
             weight_decay: E::ZERO,
-            steps: 0,
+            steps: vec![0; moments.len()],
             moments,
         }
     }
@@ -151,12 +153,15 @@ impl<E: Float> Adam<E> {
 
     /// One update of every parameter that has a gradient.
     pub fn step(&mut self) {
-        self.steps += 1;
         let (b1, b2) = self.betas;
         let (lr, eps, wd) = (self.lr, self.eps, self.weight_decay);
-        let c1 = E::ONE - b1.powi(self.steps);
-        let c2 = E::ONE - b2.powi(self.steps);
-        for (p, m) in self.params.iter().zip(&mut self.moments) {
+        for ((p, m), steps) in self.params.iter().zip(&mut self.moments).zip(&mut self.steps) {
+            if p.grad().is_none() {
+                continue;
+            }
+            *steps += 1;
+            let c1 = E::ONE - b1.powi(*steps);
+            let c2 = E::ONE - b2.powi(*steps);
             let [m1, m2] = m;
             update_with_grad(p, |w, g| {
                 for (((w, &g), m1), m2) in w.iter_mut().zip(g).zip(m1.iter_mut()).zip(m2.iter_mut()) {
