@@ -56,23 +56,10 @@ pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
         return expand::differentiable_trait(args, t).into();
     }
     if let Ok(i) = syn::parse::<syn::ItemImpl>(item.clone()) {
-        let name =
-            quote::ToTokens::to_token_stream(&i.trait_.as_ref().map(|t| t.1.clone())).to_string().replace(' ', "");
-        let out = expand::differentiable_impl(args, i);
-        if let Ok(dir) = std::env::var("ADJOINT_DUMP") {
-            let _ = std::fs::write(format!("{dir}/impl_{name}.rs"), out.to_string());
-        }
-        return out.into();
+        return expand::differentiable_impl(args, i).into();
     }
     match syn::parse::<syn::ItemFn>(item.clone()) {
-        Ok(f) => {
-            let name = f.sig.ident.to_string();
-            let out = expand::differentiable(args, f);
-            if let Ok(dir) = std::env::var("ADJOINT_DUMP") {
-                let _ = std::fs::write(format!("{dir}/{name}.rs"), out.to_string());
-            }
-            out.into()
-        }
+        Ok(f) => expand::differentiable(args, f).into(),
         Err(_) => {
             let item2 = proc_macro2::TokenStream::from(item);
             let err =
