@@ -437,21 +437,15 @@ pub trait MaxDim: Sized {
 
 impl<E: Float> MaxDim for Tensor<E> {
     fn max_dim_adjoint(ybar: &Self, x: &Self, _y: &Self, axis: &usize, _keepdim: &bool) -> Self {
-        let axis = *axis;
-        let shape = x.shape();
-        let outer: usize = shape[..axis].iter().product();
-        let r = shape[axis];
-        let inner: usize = shape[axis + 1..].iter().product();
-        let winners = x.argmax_dim(axis);
+        // `argmax_dim` gives, for each element of the result (row-major, whether or not
+        // the axis is kept), the row-major flat index into `x` of its maximum.
+        let winners = x.argmax_dim(*axis);
         let g = ybar.to_vec();
         let mut data = vec![E::ZERO; x.numel()];
-        for o in 0..outer {
-            for i in 0..inner {
-                let k = winners[o * inner + i];
-                data[(o * r + k) * inner + i] = g[o * inner + i];
-            }
+        for (&w, &g) in winners.iter().zip(&g) {
+            data[w] = g;
         }
-        Tensor::from_vec(data, shape)
+        Tensor::from_vec(data, x.shape())
     }
 }
 
