@@ -61,8 +61,8 @@ pub fn derive(input: DeriveInput) -> syn::Result<TokenStream> {
 
     let fields: Vec<(&Ident, &Type)> =
         named.named.iter().map(|f| (f.ident.as_ref().expect("named field"), &f.ty)).collect();
-    let tangent_fields = fields.iter().map(|(f, ty)| {
-        let fvis = &named.named.iter().find(|x| x.ident.as_ref() == Some(*f)).expect("field").vis;
+    let tangent_fields = named.named.iter().map(|field| {
+        let (fvis, f, ty) = (&field.vis, &field.ident, &field.ty);
         if is_discrete(ty) {
             quote!(#fvis #f: ())
         } else {

@@ -48,16 +48,23 @@ struct EntityParam {
     receiver: Option<syn::Receiver>,
 }
 
-fn entity_params(sig: &Signature) -> Vec<EntityParam> {
-    sig.params
-        .iter()
-        .map(|p| EntityParam {
-            ty: p.ty.clone(),
-            class: p.class.clone(),
-            active: p.active(),
-            receiver: p.receiver.clone(),
-        })
-        .collect()
+/// The signature of the user's function as the tower sees it.
+fn entity_sig(sig: &Signature) -> EntitySig {
+    EntitySig {
+        generics: sig.generics.clone(),
+        params: sig
+            .params
+            .iter()
+            .map(|p| EntityParam {
+                ty: p.ty.clone(),
+                class: p.class.clone(),
+                active: p.active(),
+                receiver: p.receiver.clone(),
+            })
+            .collect(),
+        output: sig.output_type(),
+        output_class: sig.output_class.clone(),
+    }
 }
 
 /// A function in the derivative tower.
@@ -118,13 +125,7 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
         return with_errors(primal, &sig, cx);
     }
     let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or_else(|| default_order(&sig, lowered.nests_derivatives));
-    let user_sig = EntitySig {
-        generics: sig.generics.clone(),
-        params: entity_params(&sig),
-        output: sig.output_type(),
-        output_class: sig.output_class.clone(),
-    };
-    let user = Entity { sig: user_sig, func: lowered.func, order, depth: 0, module_depth: 0 };
+    let user = Entity { sig: entity_sig(&sig), func: lowered.func, order, depth: 0, module_depth: 0 };
     let methods = sig.params.first().is_some_and(|p| p.receiver.is_some());
     let mut tower = Tower {
         krate: &krate,
@@ -806,21 +807,7 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
     for ti in &item.items {
         let syn::TraitItem::Fn(f) = ti else { continue };
         let sig = Signature::parse_in(&f.sig, &syn::Visibility::Inherited, &float_params, true, &mut cx);
-        let mut cur = EntitySig {
-            generics: sig.generics.clone(),
-            params: sig
-                .params
-                .iter()
-                .map(|p| EntityParam {
-                    ty: p.ty.clone(),
-                    class: p.class.clone(),
-                    active: p.active(),
-                    receiver: p.receiver.clone(),
-                })
-                .collect(),
-            output: sig.output_type(),
-            output_class: sig.output_class.clone(),
-        };
+        let mut cur = entity_sig(&sig);
         let mut name = f.sig.ident.to_string();
         for _ in 0..order {
             cur = derivative_sig(&cur, &internal_grads(&cur), Seed::Param, false, false, None);
@@ -880,27 +867,7 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
         }
         let order =
             args.order.as_ref().map(|(n, _)| *n).unwrap_or_else(|| default_order(&sig, lowered.nests_derivatives));
-        let entity = Entity {
-            sig: EntitySig {
-                generics: sig.generics.clone(),
-                params: sig
-                    .params
-                    .iter()
-                    .map(|p| EntityParam {
-                        ty: p.ty.clone(),
-                        class: p.class.clone(),
-                        active: p.active(),
-                        receiver: p.receiver.clone(),
-                    })
-                    .collect(),
-                output: sig.output_type(),
-                output_class: sig.output_class.clone(),
-            },
-            func: lowered.func,
-            order,
-            depth: 0,
-            module_depth: 0,
-        };
+        let entity = Entity { sig: entity_sig(&sig), func: lowered.func, order, depth: 0, module_depth: 0 };
         let mut tower = Tower {
             krate: &krate,
             user: &f.sig.ident,

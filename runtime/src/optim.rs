@@ -156,14 +156,12 @@ impl<E: Float> Adam<E> {
         let (b1, b2) = self.betas;
         let (lr, eps, wd) = (self.lr, self.eps, self.weight_decay);
         for ((p, m), steps) in self.params.iter().zip(&mut self.moments).zip(&mut self.steps) {
-            if p.grad().is_none() {
-                continue;
-            }
-            *steps += 1;
-            let c1 = E::ONE - b1.powi(*steps);
-            let c2 = E::ONE - b2.powi(*steps);
             let [m1, m2] = m;
+            // Runs only for a parameter that has a gradient: that is a step for it.
             update_with_grad(p, |w, g| {
+                *steps += 1;
+                let c1 = E::ONE - b1.powi(*steps);
+                let c2 = E::ONE - b2.powi(*steps);
                 for (((w, &g), m1), m2) in w.iter_mut().zip(g).zip(m1.iter_mut()).zip(m2.iter_mut()) {
                     let g = g + wd * *w;
                     *m1 = b1 * *m1 + (E::ONE - b1) * g;
