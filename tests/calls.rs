@@ -618,3 +618,38 @@ mod module_paths_and_callee_results {
         assert_vec_close("indexed Vec result", &grad!(index_vec_result)(&x), &want, EXACT);
     }
 }
+
+/// Items in scope named like a caller's parameters (`scale`, `cotangent`): the
+/// derivative code reaches callee companions through a glob import, which must not let
+/// these items stand in for the parameters.
+mod items_named_like_parameters {
+    use super::*;
+
+    #[allow(dead_code)]
+    fn scale() -> f64 {
+        1000.0
+    }
+
+    #[allow(dead_code)]
+    fn cotangent() -> f64 {
+        -1000.0
+    }
+
+    #[differentiable]
+    fn inner(a: f64) -> f64 {
+        a * a
+    }
+
+    #[differentiable]
+    pub fn outer(x: f64, scale: f64) -> f64 {
+        inner(x) * scale
+    }
+
+    #[test]
+    fn parameters_are_not_shadowed_by_items() {
+        let (gx, gs) = grad!(outer)(1.5, 2.0);
+        assert_eq!((gx, gs), (2.0 * 1.5 * 2.0, 1.5 * 1.5));
+        let (gx, gs) = vjp!(outer)(1.5, 2.0, 3.0);
+        assert_eq!((gx, gs), (3.0 * 2.0 * 1.5 * 2.0, 3.0 * 1.5 * 1.5));
+    }
+}

@@ -11,10 +11,6 @@
 //!
 //! `mse_loss`/`cross_entropy` are tested as free functions and as methods, against
 //! finite differences and against the same losses written out.
-//!
-//! `x.narrow(…)` cannot be used in `#[differentiable]` code yet (the macro panics on a
-//! method with four operands), so the `Narrow` rule is called directly here, and the
-//! test of `narrow` through `vjp!` is compiled only with `--cfg adjoint_narrow_fixed`.
 
 // The functions under test are written the way users write numeric code.
 #![allow(
@@ -26,7 +22,6 @@
     clippy::redundant_closure,
     clippy::neg_multiply
 )]
-#![allow(unexpected_cfgs)]
 
 mod common;
 
@@ -616,11 +611,7 @@ mod views {
         }
     }
 
-    /// `narrow` through `vjp!`. Expanding `#[differentiable]` on this function panics
-    /// today ("range end index 4 out of range for slice of length 3": `narrow` has four
-    /// operands and the macro's primitive table `Prim::rules` has room for three), so it
-    /// is compiled only with `RUSTFLAGS='--cfg adjoint_narrow_fixed'`.
-    #[cfg(adjoint_narrow_fixed)]
+    /// `narrow` (four operands) through `vjp!`.
     mod in_differentiable_code {
         use super::*;
 

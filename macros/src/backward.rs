@@ -5,8 +5,10 @@
 //! `backward!(f(args…), seed)`, `value_and_vjp`), then adds each gradient into the
 //! parameters held by the arguments it came from ([`Differentiable::deposit`]), and
 //! returns the value. Only arguments passed by shared reference whose type the macro
-//! cannot see (`&Param<Tensor>`, `&Model`, `&self`) can hold parameters; the gradients
-//! of the others (owned values, float data) are dropped.
+//! cannot see (`&Param<Tensor>`, `&Model`, `&self`) can hold parameters. The gradients
+//! of the others (owned values, float data, `&Tensor` inputs) would be dropped, so when
+//! there are such arguments the wrappers call a derivative that does not compute them
+//! (`__adjoint_params_value_and_grad`): a network's input batch costs no gradient.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
@@ -24,9 +26,32 @@ pub enum Place {
     Method,
 }
 
+/// Which arguments `backward!` deposits gradients into: those of `wrt` that can hold
+/// parameters.
+pub fn depositing(sig: &Signature, wrt: &[bool]) -> Vec<bool> {
+    (0..sig.params.len()).map(|i| wrt[i] && holds_params(sig, i)).collect()
+}
+
+/// Which derivatives the wrappers call.
+pub enum Source {
+    /// `__adjoint_value_and_grad` / `__adjoint_value_and_vjp`: every gradient they
+    /// compute is deposited.
+    Facing,
+    /// `__adjoint_params_value_and_*`: gradients of the depositing arguments only.
+    Params,
+}
+
 /// `__adjoint_backward` (when the output is scalar) and `__adjoint_backward_with`.
 pub fn wrappers(sig: &Signature, wrt: &[bool], krate: &syn::Path, place: Place, scalar: bool) -> TokenStream {
-    let facing: Vec<usize> = (0..sig.params.len()).filter(|&i| wrt[i]).collect();
+    let depositing = depositing(sig, wrt);
+    let source = source(wrt, &depositing);
+    // The arguments whose gradients the called derivative returns, in order.
+    let returned: Vec<usize> = match source {
+        Source::Facing => (0..sig.params.len()).filter(|&i| wrt[i]).collect(),
+        Source::Params => (0..sig.params.len()).filter(|&i| depositing[i]).collect(),
+    };
+    // User-facing derivatives return a single gradient as itself, internal ones a tuple.
+    let bare_single = matches!(source, Source::Facing) && returned.len() == 1;
     let depth = match place {
         Place::Module => 1,
         Place::Method => 0,
@@ -49,17 +74,16 @@ pub fn wrappers(sig: &Signature, wrt: &[bool], krate: &syn::Path, place: Place, 
             }
         }
     }
-    let deposits: Vec<TokenStream> = facing
+    let deposits: Vec<TokenStream> = returned
         .iter()
         .enumerate()
-        .filter(|(_, &i)| holds_params(sig, i))
+        .filter(|(_, &i)| depositing[i])
         .map(|(k, &i)| {
-            let grad = match facing.len() {
-                1 => quote!(grads),
-                _ => {
-                    let k = syn::Index::from(k);
-                    quote!(grads.#k)
-                }
+            let grad = if bare_single {
+                quote!(grads)
+            } else {
+                let k = syn::Index::from(k);
+                quote!(grads.#k)
             };
             let arg = &args[i];
             quote!(#krate::Differentiable::deposit(&#arg, &#grad);)
@@ -98,30 +122,50 @@ pub fn wrappers(sig: &Signature, wrt: &[bool], krate: &syn::Path, place: Place, 
     };
     let backward = name(names::BACKWARD);
     let backward_with = name(names::BACKWARD_WITH);
+    // `let (value, grads) = …;` and the deposits.
+    let body = |entity: &str, extra: Option<TokenStream>| {
+        let derivative = call(entity, extra);
+        quote! {
+            let (value, grads) = #derivative;
+            #(#deposits)*
+        }
+    };
+    let (vag, vvjp) = match source {
+        Source::Params => (names::PARAMS_VALUE_AND_GRAD, names::PARAMS_VALUE_AND_VJP),
+        Source::Facing => (names::VALUE_AND_GRAD, names::VALUE_AND_VJP),
+    };
     let unseeded = if scalar {
-        let vag = call(names::VALUE_AND_GRAD, None);
+        let body = body(vag, None);
         quote! {
             #[doc(hidden)]
             #[allow(clippy::too_many_arguments, unused_variables)]
             #vis fn #backward #generics (#(#params),*) -> #output #where_clause {
-                let (value, grads) = #vag;
-                #(#deposits)*
+                #body
                 value
             }
         }
     } else {
         TokenStream::new()
     };
-    let vvjp = call(names::VALUE_AND_VJP, Some(quote!(seed)));
+    let body = body(vvjp, Some(quote!(seed)));
     quote! {
         #unseeded
         #[doc(hidden)]
         #[allow(clippy::too_many_arguments, unused_variables)]
         #vis fn #backward_with #generics (#(#params,)* seed: <#output as #krate::__private::Tangent>::Tangent) -> #output #where_clause {
-            let (value, grads) = #vvjp;
-            #(#deposits)*
+            #body
             value
         }
+    }
+}
+
+/// Which derivative the wrappers call, given the arguments they deposit into. When
+/// nothing holds parameters, `backward!` is only a value: the facing derivative serves.
+pub fn source(wrt: &[bool], depositing: &[bool]) -> Source {
+    if depositing == wrt || !depositing.iter().any(|d| *d) {
+        Source::Facing
+    } else {
+        Source::Params
     }
 }
 
@@ -134,6 +178,18 @@ fn holds_params(sig: &Signature, i: usize) -> bool {
     }
     match &p.receiver {
         Some(r) => r.reference.is_some() && r.mutability.is_none(),
-        None => matches!(&p.ty, syn::Type::Reference(r) if r.mutability.is_none()),
+        None => matches!(&p.ty, syn::Type::Reference(r) if r.mutability.is_none() && !is_plain_data(&r.elem)),
+    }
+}
+
+/// Tensors and matrices: differentiable values that hold no parameter (their gradient
+/// is the caller's to ask for with `grad!`, never deposited).
+fn is_plain_data(ty: &syn::Type) -> bool {
+    const DATA: &[&str] = &["Tensor", "DMatrix", "DVector", "SMatrix", "SVector", "Matrix"];
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().is_some_and(|s| DATA.contains(&s.ident.to_string().as_str()))
+        }
+        _ => false,
     }
 }

@@ -292,6 +292,9 @@ impl<'a> Tower<'a> {
         out.extend(self.entity(&v, &Ident::new(names::VJP, Span::call_site())));
         let vv = self.derivative(user, &facing, Seed::Param, true, true);
         out.extend(self.entity(&vv, &Ident::new(names::VALUE_AND_VJP, Span::call_site())));
+        for (e, name) in self.params_derivatives(user, sig, wrt, scalar) {
+            out.extend(self.entity(&e, &Ident::new(name, Span::call_site())));
+        }
         out.extend(backward::wrappers(sig, wrt, self.krate, backward::Place::Module, scalar));
         out
     }
@@ -338,7 +341,33 @@ impl<'a> Tower<'a> {
         let mut vv = self.derivative(user, &facing, Seed::Param, true, true);
         vv.module_depth = 0;
         out.extend(self.method_tower(&vv, &id(names::VALUE_AND_VJP), &vis));
+        for (mut e, name) in self.params_derivatives(user, sig, wrt, scalar) {
+            e.module_depth = 0;
+            out.extend(self.method_tower(&e, &id(name), &vis));
+        }
         out.extend(backward::wrappers(sig, wrt, self.krate, backward::Place::Method, scalar));
+        out
+    }
+
+    /// The derivatives `backward!` calls when some requested arguments cannot hold
+    /// parameters: value and gradients of the others only (none otherwise).
+    fn params_derivatives(
+        &mut self,
+        user: &Entity,
+        sig: &Signature,
+        wrt: &[bool],
+        scalar: bool,
+    ) -> Vec<(Entity, &'static str)> {
+        let depositing = backward::depositing(sig, wrt);
+        if !matches!(backward::source(wrt, &depositing), backward::Source::Params) {
+            return Vec::new();
+        }
+        let grads: Vec<GradOut> = depositing.iter().map(|d| if *d { GradOut::Yes } else { GradOut::Omit }).collect();
+        let mut out = Vec::new();
+        if scalar {
+            out.push((self.derivative(user, &grads, Seed::One, true, false), names::PARAMS_VALUE_AND_GRAD));
+        }
+        out.push((self.derivative(user, &grads, Seed::Param, true, false), names::PARAMS_VALUE_AND_VJP));
         out
     }
 
@@ -474,27 +503,25 @@ impl<'a> Tower<'a> {
 
     fn function(&mut self, e: &Entity, name: &Ident, vis: &TokenStream) -> TokenStream {
         let emitter = Emitter::new(&e.func, self.krate, e.module_depth);
-        let params: Vec<TokenStream> = e
-            .func
-            .params
-            .iter()
-            .zip(&e.sig.params)
-            .map(|(p, ep)| {
-                if let Some(r) = &ep.receiver {
-                    let (and, lt) =
-                        (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
-                    return quote!(#and #lt self);
-                }
-                let pat = emitter.pattern(&p.pat);
-                let ty = &crate::emit::rebase_type(&ep.ty, e.module_depth);
-                // A scalar taken by reference is bound by value (`&x: &f64`).
-                if matches!(ep.class, Class::Float | Class::Int | Class::Bool) && matches!(ty, Type::Reference(_)) {
-                    quote!(&#pat: #ty)
-                } else {
-                    quote!(#pat: #ty)
-                }
-            })
-            .collect();
+        // Each parameter as written in the signature, and its binding pattern (`x`, or
+        // `&x` for a scalar taken by reference, which is bound by value).
+        let mut receiver = None;
+        let mut bound: Vec<(TokenStream, TokenStream)> = Vec::new();
+        for (p, ep) in e.func.params.iter().zip(&e.sig.params) {
+            if let Some(r) = &ep.receiver {
+                let (and, lt) =
+                    (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
+                receiver = Some(quote!(#and #lt self));
+                continue;
+            }
+            let pat = emitter.pattern(&p.pat);
+            let ty = crate::emit::rebase_type(&ep.ty, e.module_depth);
+            if matches!(ep.class, Class::Float | Class::Int | Class::Bool) && matches!(ty, Type::Reference(_)) {
+                bound.push((quote!(&#pat), quote!(#ty)));
+            } else {
+                bound.push((pat, quote!(#ty)));
+            }
+        }
         let output = &crate::emit::rebase_type(&e.sig.output, e.module_depth);
         let generics = &e.sig.generics;
         let where_clause = &e.sig.generics.where_clause;
@@ -510,8 +537,9 @@ impl<'a> Tower<'a> {
             emitter.generated_callees().into_iter().filter(|(p, _)| p[0] != *self.user).collect();
         // Methods have no module for the fallback (an `impl` cannot hold one): their
         // callees' companions are reached directly.
-        let body = if callees.is_empty() || self.methods {
-            quote!(#body #ret)
+        let (params, body) = if callees.is_empty() || self.methods {
+            let params = bound.iter().map(|(pat, ty)| quote!(#pat: #ty));
+            (receiver.into_iter().chain(params).collect::<Vec<_>>(), quote!(#body #ret))
         } else {
             for c in callees {
                 if !self.callees.iter().any(|(p, _)| *p == c.0) {
@@ -520,16 +548,24 @@ impl<'a> Tower<'a> {
             }
             // The companion of a callee is found through the inner `use self::*`, which
             // shadows the outer block; the fallback is only reached when it is missing.
-            quote! {
+            // The glob also shadows names bound outside the block, so the parameters
+            // are bound inside it: a user's `fn x` or `const x` in scope never stands
+            // in for the parameter `x`.
+            let args: Vec<Ident> = (0..bound.len()).map(|i| format_ident!("__adjoint_arg{}", i)).collect();
+            let params = args.iter().zip(&bound).map(|(a, (_, ty))| quote!(#a: #ty));
+            let pats = bound.iter().map(|(pat, _)| pat);
+            let body = quote! {
                 #[allow(unused_imports)]
                 use __adjoint_not_differentiable::*;
                 {
                     #[allow(unused_imports)]
                     use self::*;
+                    #(let #pats = #args;)*
                     #body
                     #ret
                 }
-            }
+            };
+            (receiver.into_iter().chain(params).collect::<Vec<_>>(), body)
         };
         quote! {
             #[doc(hidden)]

@@ -18,6 +18,11 @@ pub const GRAD: &str = "__adjoint_grad";
 pub const VALUE_AND_GRAD: &str = "__adjoint_value_and_grad";
 /// `value_and_vjp`: the value and the gradients for a given cotangent (the seeded `backward!`).
 pub const VALUE_AND_VJP: &str = "__adjoint_value_and_vjp";
+/// What `backward!` runs when some differentiable arguments cannot hold parameters
+/// (`&Tensor` data): the value and the gradients of the others only.
+pub const PARAMS_VALUE_AND_GRAD: &str = "__adjoint_params_value_and_grad";
+/// The seeded form of [`PARAMS_VALUE_AND_GRAD`].
+pub const PARAMS_VALUE_AND_VJP: &str = "__adjoint_params_value_and_vjp";
 /// `backward!(f(args…))`: value and gradients deposited into the parameters.
 pub const BACKWARD: &str = "__adjoint_backward";
 /// `backward!(f(args…), seed)`.

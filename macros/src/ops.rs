@@ -70,7 +70,7 @@ pub struct Prim {
     /// Number of operands (the receiver of a method counts).
     pub arity: usize,
     /// The rule of each operand; only the first `arity` entries are meaningful.
-    pub rules: [InputRule; 3],
+    pub rules: [InputRule; MAX_OPERANDS],
     pub output: Output,
 }
 
@@ -80,18 +80,21 @@ impl Prim {
     }
 }
 
+/// The most operands a primitive has (`x.narrow(axis, start, len)`).
+pub const MAX_OPERANDS: usize = 4;
+
 const NO_RULE: InputRule = same(Contribution::None);
 
 const fn prim1(name: &'static str, a: InputRule) -> Prim {
-    Prim { name, arity: 1, rules: [a, NO_RULE, NO_RULE], output: Output::Same }
+    Prim { name, arity: 1, rules: [a, NO_RULE, NO_RULE, NO_RULE], output: Output::Same }
 }
 
 const fn prim2(name: &'static str, a: InputRule, b: InputRule) -> Prim {
-    Prim { name, arity: 2, rules: [a, b, NO_RULE], output: Output::Same }
+    Prim { name, arity: 2, rules: [a, b, NO_RULE, NO_RULE], output: Output::Same }
 }
 
 const fn prim3(name: &'static str, a: InputRule, b: InputRule, c: InputRule) -> Prim {
-    Prim { name, arity: 3, rules: [a, b, c], output: Output::Same }
+    Prim { name, arity: 3, rules: [a, b, c, NO_RULE], output: Output::Same }
 }
 
 const fn same(c: Contribution) -> InputRule {
@@ -115,7 +118,7 @@ const fn unary(name: &'static str, trait_name: &'static str, method: &'static st
 }
 
 const fn constant(name: &'static str, arity: usize) -> Prim {
-    Prim { name, arity, rules: [NO_RULE; 3], output: Output::Constant }
+    Prim { name, arity, rules: [NO_RULE; MAX_OPERANDS], output: Output::Constant }
 }
 
 const fn predicate(name: &'static str, arity: usize) -> Prim {
@@ -131,9 +134,9 @@ const fn integer(name: &'static str, arity: usize) -> Prim {
 }
 
 /// A method of tensors and matrices whose operands' rules are all in the general form
-/// (scalars have no such method).
+/// (scalars have no such method). Operands past the third (indices) get no gradient.
 const fn general(name: &'static str, arity: usize, rules: [Contribution; 3]) -> Prim {
-    Prim { name, arity, rules: [same(rules[0]), same(rules[1]), same(rules[2])], output: Output::Same }
+    Prim { name, arity, rules: [same(rules[0]), same(rules[1]), same(rules[2]), NO_RULE], output: Output::Same }
 }
 
 const N: Contribution = Contribution::None;

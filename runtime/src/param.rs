@@ -65,6 +65,10 @@ impl<T: Tangent> Param<T> {
     where
         T::Tangent: Adjoint,
     {
+        if g.is_untouched_zero() {
+            // Nothing reached this leaf: like PyTorch, its gradient stays as it was.
+            return;
+        }
         let mut slot = self.grad_slot();
         match slot.as_mut() {
             Some(acc) => acc.accumulate(g),

@@ -107,6 +107,12 @@ pub trait Adjoint: Sized {
     /// `self += other`; panics with both shapes if they differ.
     fn accumulate(&mut self, other: Self);
 
+    /// Whether this is a zero made by `zero_like` that nothing has been added to: the
+    /// output did not depend on the value, so a leaf keeps no gradient for it.
+    fn is_untouched_zero(&self) -> bool {
+        false
+    }
+
     /// Zeros shaped like each element of `values`.
     fn zeros_like_each(values: &[Self]) -> Vec<Self> {
         values.iter().map(Adjoint::zero_like).collect()

@@ -120,11 +120,33 @@ impl<'a> Lowerer<'a> {
         if let Some(b) = self.buffer_of(e) {
             return Some(b);
         }
-        let Expr::Path(p) = e else { return None };
-        match p.path.get_ident().and_then(|i| self.lookup(&i.to_string())).cloned() {
-            Some(Binding::Value(Operand::Var(v)))
-                if self.vars.role(v) == Role::Temp && self.vars.kind(v) == Kind::Unknown =>
-            {
+        match strip_parens(e) {
+            Expr::Path(p) => match p.path.get_ident().and_then(|i| self.lookup(&i.to_string())).cloned() {
+                Some(Binding::Value(Operand::Var(v))) => self.as_unknown_buffer(v),
+                _ => None,
+            },
+            Expr::Reference(r) if r.mutability.is_none() => self.indexed_buffer(&r.expr),
+            Expr::MethodCall(m) if m.args.is_empty() && (m.method == "iter" || m.method == "as_slice") => {
+                self.indexed_buffer(&m.receiver)
+            }
+            // A field (`self.layers[i]`) or a call's result (`x.shape()[0]`): bound to a
+            // temporary first, as if the user had written `let layers = &self.layers;`.
+            e @ (Expr::Field(_) | Expr::MethodCall(_) | Expr::Call(_)) => match self.expr(e) {
+                Value::Op(Operand::Var(v)) => self.as_unknown_buffer(v),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A temporary of a type the macro cannot see, used as a buffer from here on
+    /// (its elements' type is not known either).
+    fn as_unknown_buffer(&mut self, v: Var) -> Option<Var> {
+        if self.vars.role(v) != Role::Temp {
+            return None;
+        }
+        match self.vars.kind(v) {
+            Kind::Unknown | Kind::Buffer(Elem::Unknown) => {
                 self.vars.info_mut(v).kind = Kind::Buffer(Elem::Unknown);
                 Some(v)
             }

@@ -342,8 +342,13 @@ impl<'a> Lowerer<'a> {
                 (Range { lo, hi, inclusive, adapters: Vec::new() }, None)
             }
             other => {
-                // Iteration over slices: `x`, `&x`, `x.iter()`, with `zip` inside the chain.
-                let Some(buf) = self.buffer_of(other) else {
+                // Iteration over slices: `x`, `&x`, `x.iter()`, with `zip` inside the chain;
+                // also over a field or a call's result (`&self.layers`).
+                let buf = match names_a_field(other) {
+                    true => self.indexed_buffer(other),
+                    false => self.buffer_of(other),
+                };
+                let Some(buf) = buf else {
                     self.unsupported(
                         iter,
                         "this iterator",
@@ -492,4 +497,14 @@ impl<'a> Lowerer<'a> {
     }
 
     // ---------------------------------------------------------------- results
+}
+
+/// `self.layers`, `&self.layers`, `self.layers.iter()`: a field iterated in place.
+fn names_a_field(e: &Expr) -> bool {
+    match strip_parens(e) {
+        Expr::Field(_) => true,
+        Expr::Reference(r) => r.mutability.is_none() && names_a_field(&r.expr),
+        Expr::MethodCall(m) => m.args.is_empty() && m.method == "iter" && names_a_field(&m.receiver),
+        _ => false,
+    }
 }

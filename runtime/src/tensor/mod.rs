@@ -49,6 +49,11 @@ pub struct Tensor<E: Float = f32> {
     shape: Vec<usize>,
     strides: Vec<usize>,
     offset: usize,
+    /// A gradient nothing has been added to yet: every element is zero and the
+    /// storage holds a single zero broadcast to the shape (see [`Adjoint::zero_like`]),
+    /// so starting an adjoint costs no buffer of the full size and a parameter the
+    /// output does not depend on receives no gradient at all (PyTorch's `None`).
+    untouched_zero: bool,
 }
 
 /// The buffer behind a tensor and its views.
@@ -106,6 +111,7 @@ impl<E: Float> Clone for Tensor<E> {
             shape: self.shape.clone(),
             strides: self.strides.clone(),
             offset: self.offset,
+            untouched_zero: self.untouched_zero,
         }
     }
 }
@@ -124,12 +130,12 @@ impl<E: Float> Tensor<E> {
     pub(crate) fn from_parts(data: Vec<E>, shape: Vec<usize>) -> Self {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         let strides = contiguous_strides(&shape);
-        Tensor { storage: Arc::new(Storage::new(data)), shape, strides, offset: 0 }
+        Tensor { storage: Arc::new(Storage::new(data)), shape, strides, offset: 0, untouched_zero: false }
     }
 
     /// A view of this tensor's storage with another layout.
     pub(crate) fn with_layout(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
-        Tensor { storage: Arc::clone(&self.storage), shape, strides, offset }
+        Tensor { storage: Arc::clone(&self.storage), shape, strides, offset, untouched_zero: self.untouched_zero }
     }
 
     /// A snapshot of this tensor's data for one operation: `t.read().view()`.
@@ -151,7 +157,12 @@ impl<E: Float> Tensor<E> {
         }
         let storage = Arc::get_mut(&mut self.storage)?;
         let data = Arc::get_mut(storage.data.get_mut().unwrap_or_else(|e| e.into_inner()))?;
-        (data.len() == n).then_some(data.as_mut_slice())
+        if data.len() != n {
+            return None;
+        }
+        // The caller is about to write: this is no longer a zero nothing was added to.
+        self.untouched_zero = false;
+        Some(data.as_mut_slice())
     }
 
     /// Change the elements of this tensor *for every handle that shares its storage*
@@ -209,6 +220,18 @@ impl<E: Float> Tensor<E> {
             shape: self.shape.clone(),
             strides: self.strides.clone(),
             offset: self.offset,
+            untouched_zero: false,
+        }
+    }
+
+    /// A zero gradient of `shape` that owns no buffer of that size: one zero, broadcast.
+    fn untouched_zero(shape: &[usize]) -> Self {
+        Tensor {
+            storage: Arc::new(Storage::new(vec![E::ZERO])),
+            shape: shape.to_vec(),
+            strides: vec![0; shape.len()],
+            offset: 0,
+            untouched_zero: true,
         }
     }
 
@@ -364,8 +387,14 @@ impl<E: Float> Tangent for Tensor<E> {
 }
 
 impl<E: Float> Adjoint for Tensor<E> {
+    /// A zero that allocates nothing of the full size: the first gradient added to it
+    /// replaces it.
     fn zero_like(&self) -> Self {
-        self.zeros_like()
+        Tensor::untouched_zero(&self.shape)
+    }
+
+    fn is_untouched_zero(&self) -> bool {
+        self.untouched_zero
     }
 
     /// `self += other`, in place when `self`'s storage is not shared (else into
@@ -379,13 +408,20 @@ impl<E: Float> Adjoint for Tensor<E> {
                 ShapeFmt(&self.shape)
             );
         }
+        if other.untouched_zero {
+            return;
+        }
+        if self.untouched_zero {
+            *self = other;
+            return;
+        }
         ops::add_assign_owned(self, other);
     }
 }
 
 impl<E: Float> ZeroTangent for Tensor<E> {
     fn zero_tangent(&self) -> Self {
-        self.zeros_like()
+        Tensor::untouched_zero(&self.shape)
     }
 }
 
