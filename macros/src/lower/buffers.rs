@@ -114,24 +114,6 @@ impl<'a> Lowerer<'a> {
         v
     }
 
-    /// The buffer being indexed: a bound buffer, or a value returned by a call (say a
-    /// `Vec`), which from here on is one, with elements of a type the macro cannot see.
-    pub(super) fn indexed_buffer(&mut self, e: &Expr) -> Option<Var> {
-        if let Some(b) = self.buffer_of(e) {
-            return Some(b);
-        }
-        let Expr::Path(p) = e else { return None };
-        match p.path.get_ident().and_then(|i| self.lookup(&i.to_string())).cloned() {
-            Some(Binding::Value(Operand::Var(v)))
-                if self.vars.role(v) == Role::Temp && self.vars.kind(v) == Kind::Unknown =>
-            {
-                self.vars.info_mut(v).kind = Kind::Buffer(Elem::Unknown);
-                Some(v)
-            }
-            _ => None,
-        }
-    }
-
     pub(super) fn buffer_of(&mut self, e: &Expr) -> Option<Var> {
         match e {
             Expr::Path(p) => match p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
