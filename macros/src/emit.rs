@@ -423,6 +423,10 @@ impl<'a> Emitter<'a> {
                     quote!(#b[#i])
                 }
             }
+            Rvalue::Tuple(items) => {
+                let items = items.iter().map(|i| self.by_value(i));
+                quote!((#(#items,)*))
+            }
             Rvalue::Len(b) => {
                 let b = self.ident(*b);
                 quote!(#b.len())

@@ -324,11 +324,14 @@ pub enum Rvalue {
         callee: Callee,
         args: Vec<Arg>,
     },
-    /// `buf[index]`.
+    /// `buf[index]`: an element of a buffer, or of a value the macro cannot see (a
+    /// matrix's `v[i]`, `m[(i, j)]`).
     Index {
         buf: Var,
         index: Operand,
     },
+    /// A tuple of operands: the index `(i, j)` of a matrix element.
+    Tuple(Vec<Operand>),
     /// `buf.len()`.
     Len(Var),
     /// `operand as ty`.
@@ -563,6 +566,7 @@ impl Rvalue {
                 out
             }
             Rvalue::Index { buf, index } => vec![Operand::Var(*buf), index.clone()],
+            Rvalue::Tuple(items) => items.clone(),
             Rvalue::Len(b) | Rvalue::Pop(b) | Rvalue::Load(b) => vec![Operand::Var(*b)],
             Rvalue::Slice { buf, lo, hi, .. } => {
                 let mut out = vec![Operand::Var(*buf)];
@@ -747,6 +751,7 @@ fn rename_rvalue(rv: &mut Rvalue, map: &std::collections::HashMap<Var, Var>) {
             r(buf);
             ro(index);
         }
+        Rvalue::Tuple(items) => items.iter_mut().for_each(ro),
         Rvalue::Len(b) => r(b),
         Rvalue::Slice { buf, lo, hi, .. } => {
             r(buf);

@@ -209,8 +209,8 @@ pub const METHODS: &[Prim] = &[
 ];
 
 /// The methods of tensors (`adjoint_runtime::Tensor`) and nalgebra matrices. The
-/// elementwise float methods (`exp`, `tanh`, `powi`, …) apply to them too, through the
-/// same rule traits.
+/// elementwise float methods (`exp`, `tanh`, `powi`, …) apply to tensors too, through
+/// the same rule traits (not to matrices: nalgebra's `exp` is the matrix exponential).
 pub const TENSOR_METHODS: &[Prim] = &[
     general("t", 1, [rule("Transpose", "transpose_adjoint", &[]), N, N]),
     general("transpose", 1, [rule("Transpose", "transpose_adjoint", &[]), N, N]),
@@ -245,6 +245,7 @@ pub const TENSOR_METHODS: &[Prim] = &[
             N,
         ],
     ),
+    general("add_scalar", 2, [Identity, rule("AddScalar", "add_scalar_scalar_adjoint", &[]), N]),
     general("sum", 1, [rule("Sum", "sum_adjoint", X), N, N]),
     general("mean", 1, [rule("Mean", "mean_adjoint", X), N, N]),
     general("sum_dim", 3, [rule("SumDim", "sum_dim_adjoint", &[Op(0), Op(1), Op(2)]), N, N]),

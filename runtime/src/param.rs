@@ -211,6 +211,19 @@ impl<E: crate::Float> Differentiable for crate::Tensor<E> {
     fn deposit(&self, _: &Self) {}
 }
 
+impl<T, R, C, S> Differentiable for nalgebra::Matrix<T, R, C, S>
+where
+    T: crate::rules::MatrixScalar,
+    R: nalgebra::Dim,
+    C: nalgebra::Dim,
+    S: nalgebra::RawStorage<T, R, C>,
+    nalgebra::DefaultAllocator: nalgebra::allocator::Allocator<R, C>,
+{
+    type Param = Param<Self>;
+    fn collect_params(&self, _: &str, _: &mut Vec<(String, Self::Param)>) {}
+    fn deposit(&self, _: &Self::Tangent) {}
+}
+
 impl<T: Differentiable + Clone> Differentiable for Vec<T>
 where
     T::Tangent: Adjoint + Clone,

@@ -456,3 +456,74 @@ impl<T: nalgebra::Scalar, R: nalgebra::Dim, C: nalgebra::Dim, S> Primal for nalg
         self
     }
 }
+
+// ---- nalgebra matrices and vectors. The gradient of any matrix (a view included) is
+// the owned matrix of the same dimensions: on the stack for static sizes, so the
+// gradients of `SMatrix`/`SVector` functions allocate nothing.
+
+use crate::rules::MatrixScalar;
+use nalgebra::allocator::Allocator;
+use nalgebra::{DefaultAllocator, Dim, Matrix, OMatrix, RawStorage};
+
+impl<T: MatrixScalar, R: Dim, C: Dim, S> Tangent for Matrix<T, R, C, S>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Tangent = OMatrix<T, R, C>;
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim, S: RawStorage<T, R, C>> ZeroTangent for Matrix<T, R, C, S>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    fn zero_tangent(&self) -> OMatrix<T, R, C> {
+        let (rows, cols) = self.shape_generic();
+        OMatrix::zeros_generic(rows, cols)
+    }
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> Adjoint for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    fn zero_like(&self) -> Self {
+        self.zero_tangent()
+    }
+
+    /// `self += other`; panics with both shapes if they differ (a `DMatrix` gradient of
+    /// another shape is a bug, never broadcast).
+    fn accumulate(&mut self, other: Self) {
+        if self.shape() != other.shape() {
+            matrix_shape_mismatch(self.shape(), other.shape());
+        }
+        *self += other;
+    }
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> Seed for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    /// The seed of `grad!` for a matrix output: 1, for a 1×1 matrix only.
+    fn one_like(&self) -> Self {
+        if self.len() != 1 {
+            panic!(
+                "adjoint: `grad!` needs a scalar output, but the function returned a {}x{} matrix; \
+                 use `vjp!` with a cotangent of that shape",
+                self.nrows(),
+                self.ncols()
+            );
+        }
+        let (rows, cols) = self.shape_generic();
+        OMatrix::from_element_generic(rows, cols, <T as crate::Float>::ONE)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn matrix_shape_mismatch(acc: (usize, usize), other: (usize, usize)) -> ! {
+    panic!(
+        "adjoint: cannot accumulate a gradient of shape {}x{} into one of shape {}x{}",
+        other.0, other.1, acc.0, acc.1
+    )
+}

@@ -114,8 +114,8 @@ impl<'a> Lowerer<'a> {
         v
     }
 
-    /// The buffer being indexed: a bound buffer, or a value returned by a call (say a
-    /// `Vec`), which from here on is one, with elements of a type the macro cannot see.
+    /// The buffer a `for` loop iterates: a bound buffer, or a value of a type the macro
+    /// cannot see (a field such as `&self.layers`), which from here on is one.
     pub(super) fn indexed_buffer(&mut self, e: &Expr) -> Option<Var> {
         if let Some(b) = self.buffer_of(e) {
             return Some(b);
@@ -129,9 +129,9 @@ impl<'a> Lowerer<'a> {
             Expr::MethodCall(m) if m.args.is_empty() && (m.method == "iter" || m.method == "as_slice") => {
                 self.indexed_buffer(&m.receiver)
             }
-            // A field (`self.layers[i]`) or a call's result (`x.shape()[0]`): bound to a
-            // temporary first, as if the user had written `let layers = &self.layers;`.
-            e @ (Expr::Field(_) | Expr::MethodCall(_) | Expr::Call(_)) => match self.expr(e) {
+            // A field: bound to a temporary first, as if the user had written
+            // `let layers = &self.layers;`.
+            e @ Expr::Field(_) => match self.expr(e) {
                 Value::Op(Operand::Var(v)) => self.as_unknown_buffer(v),
                 _ => None,
             },

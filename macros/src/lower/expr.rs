@@ -58,15 +58,26 @@ impl<'a> Lowerer<'a> {
                         "pass it directly: `g(&x[a..b])`",
                     );
                 }
-                let Some(buf) = self.indexed_buffer(&ix.expr) else {
-                    self.cx.error_spanned_by(
-                        &ix.expr,
-                        "indexing is supported on slices, vectors and arrays bound to a name (`x[i]`)",
-                    );
-                    return Value::Poison;
-                };
-                let index = self.operand(&ix.index);
-                Value::Op(self.element(buf, index, span))
+                if let Some(buf) = self.buffer_of(&ix.expr) {
+                    let index = self.operand(&ix.index);
+                    return Value::Op(self.element(buf, index, span));
+                }
+                // An element of a value the macro cannot see: a matrix's `m[(i, j)]`, a
+                // vector's `v[i]`, a `Vec` returned by a call.
+                match self.expr(&ix.expr) {
+                    Value::Op(Operand::Var(v)) if self.vars.kind(v) == Kind::Unknown => {
+                        let index = self.index_operand(&ix.index);
+                        Value::Op(self.element(v, index, span))
+                    }
+                    Value::Poison => Value::Poison,
+                    _ => {
+                        self.cx.error_spanned_by(
+                            &ix.expr,
+                            "indexing is supported on slices, vectors, arrays and matrices (`x[i]`, `m[(i, j)]`)",
+                        );
+                        Value::Poison
+                    }
+                }
             }
             Expr::Field(f) => {
                 let base = self.expr(&f.base);
@@ -171,6 +182,17 @@ impl<'a> Lowerer<'a> {
             other => {
                 self.unsupported(other, "this expression", "rewrite it with the supported subset (see the README)")
             }
+        }
+    }
+
+    /// The index of an element: an integer, or a pair `(i, j)` for a matrix.
+    fn index_operand(&mut self, index: &Expr) -> Operand {
+        match strip_parens(index) {
+            Expr::Tuple(t) if !t.elems.is_empty() => {
+                let items = t.elems.iter().map(|e| self.operand(e)).collect();
+                self.temp("index", Kind::Unknown, Rvalue::Tuple(items), index.span())
+            }
+            _ => self.operand(index),
         }
     }
 

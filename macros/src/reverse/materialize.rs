@@ -82,6 +82,7 @@ impl<'a> Transform<'a> {
         match rv {
             Rvalue::Use(o) | Rvalue::Unary(_, o) | Rvalue::Cast(o, _) => ok(o),
             Rvalue::Binary(_, a, b) => ok(a) && ok(b),
+            Rvalue::Tuple(items) => items.iter().all(ok),
             Rvalue::Method { recv, method, args, .. } => {
                 (ops::method(&method.to_string(), 1 + args.len()).is_some() || self.kind(recv) == Kind::Int)
                     && ok(recv)

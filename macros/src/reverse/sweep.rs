@@ -415,6 +415,17 @@ impl<'a> Transform<'a> {
                     self.contribute(base, c, out);
                 }
             }
+            Rvalue::Tuple(items) => {
+                // Each item's adjoint is its field of the tuple's adjoint.
+                for (k, item) in items.iter().enumerate() {
+                    if !self.op_active(item) {
+                        continue;
+                    }
+                    let field = syn::Member::Unnamed(syn::Index { index: k as u32, span });
+                    let c = self.temp("field_bar", self.kind(item), Rvalue::Field(ybar.clone(), field), span, out);
+                    self.contribute(item, c, out);
+                }
+            }
             Rvalue::Field(..) | Rvalue::Len(_) | Rvalue::Zero(_) | Rvalue::One(_) => {}
         }
     }

@@ -379,23 +379,29 @@ impl<E: Float> Matmul for Tensor<E> {
 
 // ---- Reductions.
 
-/// `y = Σ x` (0-d): every element gets `ȳ`.
+/// `y = Σ x` (a 0-d tensor, or a float for a matrix): every element gets `ȳ`.
 pub trait Sum: Sized {
-    fn sum_adjoint(ybar: &Self, x: &Self) -> Self;
+    /// The type of the result.
+    type Output;
+    fn sum_adjoint(ybar: &Self::Output, x: &Self) -> Self;
 }
 
 impl<E: Float> Sum for Tensor<E> {
+    type Output = Tensor<E>;
     fn sum_adjoint(ybar: &Self, x: &Self) -> Self {
         Tensor::full(x.shape(), ybar.item())
     }
 }
 
-/// `y = mean x` (0-d): every element gets `ȳ/n`.
+/// `y = mean x` (a 0-d tensor, or a float for a matrix): every element gets `ȳ/n`.
 pub trait Mean: Sized {
-    fn mean_adjoint(ybar: &Self, x: &Self) -> Self;
+    /// The type of the result.
+    type Output;
+    fn mean_adjoint(ybar: &Self::Output, x: &Self) -> Self;
 }
 
 impl<E: Float> Mean for Tensor<E> {
+    type Output = Tensor<E>;
     fn mean_adjoint(ybar: &Self, x: &Self) -> Self {
         Tensor::full(x.shape(), ybar.item() / E::from_f64(x.numel() as f64))
     }
@@ -449,7 +455,8 @@ impl<E: Float> MaxDim for Tensor<E> {
     }
 }
 
-/// `y = ‖x‖₂` (0-d): ∂y/∂x = x/y (0 at x = 0, the subgradient PyTorch uses).
+/// `y = ‖x‖₂` (a 0-d tensor, or a float for a matrix): ∂y/∂x = x/y (0 at x = 0, the
+/// subgradient PyTorch uses).
 pub trait Norm: Sized {
     type Norm;
     fn norm_adjoint(ybar: &Self::Norm, x: &Self, y: &Self::Norm) -> Self;

@@ -1,4 +1,4 @@
-//! Conversions with `Vec` and nalgebra's dynamic matrices and vectors.
+//! Conversions with `Vec` and nalgebra's matrices and vectors (dynamic and static).
 //!
 //! ```
 //! use adjoint_runtime::tensor::Tensor;
@@ -10,7 +10,7 @@
 //! assert_eq!(t.t().to_dmatrix(), m.transpose());
 //! ```
 
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{DMatrix, DVector, Dim, Matrix, RawStorage, SMatrix, SVector};
 
 use super::{ShapeFmt, Tensor};
 use crate::Float;
@@ -23,16 +23,28 @@ impl<E: Float> From<Vec<E>> for Tensor<E> {
     }
 }
 
+/// A 2-D `[nrows, ncols]` tensor with the elements of `m` (copied to row-major order).
+fn from_matrix<E: Float, R: Dim, C: Dim, S: RawStorage<E, R, C>>(m: &Matrix<E, R, C, S>) -> Tensor<E> {
+    let (r, c) = m.shape();
+    let mut data = Vec::with_capacity(r * c);
+    for i in 0..r {
+        data.extend((0..c).map(|j| m[(i, j)]));
+    }
+    Tensor::from_parts(data, vec![r, c])
+}
+
 impl<E: Float> From<&DMatrix<E>> for Tensor<E> {
     /// A 2-D `[nrows, ncols]` tensor (copied to row-major order).
     fn from(m: &DMatrix<E>) -> Self {
-        let (r, c) = m.shape();
-        let col_major = m.as_slice();
-        let mut data = Vec::with_capacity(r * c);
-        for i in 0..r {
-            data.extend((0..c).map(|j| col_major[i + j * r]));
-        }
-        Tensor::from_parts(data, vec![r, c])
+        from_matrix(m)
+    }
+}
+
+impl<E: Float, const R: usize, const C: usize> From<&SMatrix<E, R, C>> for Tensor<E> {
+    /// A 2-D `[R, C]` tensor (copied to row-major order). An `SVector<E, D>` is a
+    /// `[D, 1]` column; `Tensor::from(v.as_slice().to_vec())` gives a 1-D tensor.
+    fn from(m: &SMatrix<E, R, C>) -> Self {
+        from_matrix(m)
     }
 }
 
@@ -64,5 +76,24 @@ impl<E: Float> Tensor<E> {
             panic!("adjoint: `to_dvector` needs a 1-D tensor, got shape {}", ShapeFmt(&self.shape));
         }
         DVector::from_vec(self.to_vec())
+    }
+
+    /// The `[R, C]` tensor as a static matrix. Panics unless the shape is `[R, C]`.
+    pub fn to_smatrix<const R: usize, const C: usize>(&self) -> SMatrix<E, R, C> {
+        if self.shape != [R, C] {
+            panic!(
+                "adjoint: `to_smatrix::<{R}, {C}>` needs a tensor of shape [{R}, {C}], got shape {}",
+                ShapeFmt(&self.shape)
+            );
+        }
+        SMatrix::from_row_slice(&self.to_vec())
+    }
+
+    /// The `[D]` tensor as a static vector. Panics unless the shape is `[D]`.
+    pub fn to_svector<const D: usize>(&self) -> SVector<E, D> {
+        if self.shape != [D] {
+            panic!("adjoint: `to_svector::<{D}>` needs a tensor of shape [{D}], got shape {}", ShapeFmt(&self.shape));
+        }
+        SVector::from_column_slice(&self.to_vec())
     }
 }

@@ -1,0 +1,281 @@
+//! Rules of nalgebra matrices and vectors (`DMatrix`, `DVector`, `SMatrix`, `SVector`
+//! and every other `OMatrix<T, R, C>`), for `T` = `f32` or `f64`.
+//!
+//! Each rule is written once over generic dimensions: with static dimensions the
+//! adjoints live on the stack (no allocation), with `Dyn` ones on the heap. nalgebra's
+//! `*` between matrices is the matrix product, so its [`Mul`] rule is the matrix one.
+//! Like the tensor rules, these are first-order.
+//!
+//! The float methods (`exp`, `tanh`, …) have no elementwise rule for matrices on
+//! purpose: nalgebra's `exp()` of a square matrix is the matrix exponential, so an
+//! elementwise rule under that name would give wrong gradients. The elementwise
+//! operations nalgebra has are `abs`, `add_scalar`, `component_mul` and `component_div`.
+//!
+//! Reading an element (`v[i]`, `m[(i, j)]`) needs no rule: the reverse sweep adds `ȳ`
+//! into that element of the matrix's adjoint, as it does for slices.
+
+use nalgebra::allocator::Allocator;
+use nalgebra::{DefaultAllocator, Dim, OMatrix, RealField};
+
+use super::{Abs, Add, Div, Mean, Mul, Norm, Sub, Sum, Transpose};
+use crate::Float;
+
+/// The element types of differentiable matrices: `f32` and `f64`.
+pub trait MatrixScalar: Float + RealField {}
+
+impl<T: Float + RealField> MatrixScalar for T {}
+
+/// A matrix with the dimensions of `x` whose every element is `value`.
+fn filled<T: MatrixScalar, R: Dim, C: Dim>(x: &OMatrix<T, R, C>, value: T) -> OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    let (rows, cols) = x.shape_generic();
+    OMatrix::from_element_generic(rows, cols, value)
+}
+
+// ---- Operators.
+
+impl<T: MatrixScalar, R: Dim, C: Dim> Add for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = Self;
+    fn add_lhs_adjoint(ybar: &Self, _a: &Self, _b: &Self) -> Self {
+        ybar.clone()
+    }
+    fn add_rhs_adjoint(ybar: &Self, _a: &Self, _b: &Self) -> Self {
+        ybar.clone()
+    }
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> Sub for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = Self;
+    fn sub_lhs_adjoint(ybar: &Self, _a: &Self, _b: &Self) -> Self {
+        ybar.clone()
+    }
+    fn sub_rhs_adjoint(ybar: &Self, _a: &Self, _b: &Self) -> Self {
+        -ybar
+    }
+}
+
+/// The matrix product `y = a·b` (`a` is R×K, `b` is K×C): `ā = ȳ·bᵀ`, `b̄ = aᵀ·ȳ`.
+impl<T: MatrixScalar, R: Dim, K: Dim, C: Dim> Mul<OMatrix<T, K, C>> for OMatrix<T, R, K>
+where
+    DefaultAllocator: Allocator<R, K> + Allocator<K, C> + Allocator<R, C> + Allocator<C, K>,
+{
+    type Output = OMatrix<T, R, C>;
+    fn mul_lhs_adjoint(ybar: &OMatrix<T, R, C>, _a: &Self, b: &OMatrix<T, K, C>) -> Self {
+        ybar * b.transpose()
+    }
+    fn mul_rhs_adjoint(ybar: &OMatrix<T, R, C>, a: &Self, _b: &OMatrix<T, K, C>) -> OMatrix<T, K, C> {
+        a.tr_mul(ybar)
+    }
+}
+
+/// `y = a·s` with a scalar `s`: `ā = ȳ·s`, `s̄ = Σ ȳ⊙a`.
+impl<T: MatrixScalar, R: Dim, C: Dim> Mul<T> for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = Self;
+    fn mul_lhs_adjoint(ybar: &Self, _a: &Self, s: &T) -> Self {
+        ybar * *s
+    }
+    fn mul_rhs_adjoint(ybar: &Self, a: &Self, _s: &T) -> T {
+        ybar.dot(a)
+    }
+}
+
+/// `y = s·b` with a scalar `s`: `s̄ = Σ ȳ⊙b`, `b̄ = s·ȳ`.
+impl<T: MatrixScalar, R: Dim, C: Dim> Mul<OMatrix<T, R, C>> for T
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = OMatrix<T, R, C>;
+    fn mul_lhs_adjoint(ybar: &OMatrix<T, R, C>, _s: &T, b: &OMatrix<T, R, C>) -> T {
+        ybar.dot(b)
+    }
+    fn mul_rhs_adjoint(ybar: &OMatrix<T, R, C>, s: &T, _b: &OMatrix<T, R, C>) -> OMatrix<T, R, C> {
+        ybar * *s
+    }
+}
+
+/// `y = a/s` with a scalar `s`: `ā = ȳ/s`, `s̄ = −Σ ȳ⊙a / s²`.
+impl<T: MatrixScalar, R: Dim, C: Dim> Div<T> for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = Self;
+    fn div_lhs_adjoint(ybar: &Self, _a: &Self, s: &T) -> Self {
+        ybar / *s
+    }
+    fn div_rhs_adjoint(ybar: &Self, a: &Self, s: &T) -> T {
+        -(ybar.dot(a) / (*s * *s))
+    }
+}
+
+// ---- Shapes.
+
+/// `y = xᵀ`, dispatched on `ȳ` (R×C): `x̄ = ȳᵀ` (C×R).
+impl<T: MatrixScalar, R: Dim, C: Dim> Transpose for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C> + Allocator<C, R>,
+{
+    type Input = OMatrix<T, C, R>;
+    fn transpose_adjoint(ybar: &Self) -> OMatrix<T, C, R> {
+        ybar.transpose()
+    }
+}
+
+// ---- Products and elementwise operations.
+
+/// `y = a·b = Σᵢ aᵢbᵢ` (`a.dot(&b)`, a scalar): `ā = ȳ·b`, `b̄ = ȳ·a`.
+pub trait Dot: Sized {
+    /// The type of the result.
+    type Output;
+    /// `ā = ȳ·b`.
+    fn dot_lhs_adjoint(ybar: &Self::Output, b: &Self) -> Self;
+    /// `b̄ = ȳ·a`.
+    fn dot_rhs_adjoint(ybar: &Self::Output, a: &Self) -> Self;
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> Dot for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = T;
+    fn dot_lhs_adjoint(ybar: &T, b: &Self) -> Self {
+        b * *ybar
+    }
+    fn dot_rhs_adjoint(ybar: &T, a: &Self) -> Self {
+        a * *ybar
+    }
+}
+
+/// `y = a ⊙ b` (`a.component_mul(&b)`): `ā = ȳ ⊙ b`, `b̄ = ȳ ⊙ a`.
+pub trait ComponentMul: Sized {
+    /// `ā = ȳ ⊙ b`.
+    fn component_mul_lhs_adjoint(ybar: &Self, b: &Self) -> Self;
+    /// `b̄ = ȳ ⊙ a`.
+    fn component_mul_rhs_adjoint(ybar: &Self, a: &Self) -> Self;
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> ComponentMul for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    fn component_mul_lhs_adjoint(ybar: &Self, b: &Self) -> Self {
+        ybar.component_mul(b)
+    }
+    fn component_mul_rhs_adjoint(ybar: &Self, a: &Self) -> Self {
+        ybar.component_mul(a)
+    }
+}
+
+/// `y = a ⊘ b` (`a.component_div(&b)`): `ā = ȳ ⊘ b`, `b̄ = −ȳ ⊙ a ⊘ b² = −ȳ ⊙ y ⊘ b`.
+pub trait ComponentDiv: Sized {
+    /// `ā = ȳ ⊘ b`.
+    fn component_div_lhs_adjoint(ybar: &Self, b: &Self) -> Self;
+    /// `b̄ = −ȳ ⊙ y ⊘ b` (reads the result `y` rather than `a`).
+    fn component_div_rhs_adjoint(ybar: &Self, b: &Self, y: &Self) -> Self;
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> ComponentDiv for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    fn component_div_lhs_adjoint(ybar: &Self, b: &Self) -> Self {
+        ybar.component_div(b)
+    }
+    fn component_div_rhs_adjoint(ybar: &Self, b: &Self, y: &Self) -> Self {
+        -ybar.component_mul(y).component_div(b)
+    }
+}
+
+/// `y = x + s` elementwise with a scalar `s` (`x.add_scalar(s)`): `x̄ = ȳ` (no rule
+/// needed), `s̄ = Σ ȳ`. Dispatched on `ȳ`.
+pub trait AddScalar: Sized {
+    /// The type of the scalar.
+    type Scalar;
+    /// `s̄ = Σ ȳ`.
+    fn add_scalar_scalar_adjoint(ybar: &Self) -> Self::Scalar;
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> AddScalar for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Scalar = T;
+    fn add_scalar_scalar_adjoint(ybar: &Self) -> T {
+        ybar.sum()
+    }
+}
+
+/// `y = |x|` elementwise (`x.abs()`): the scalar rule of [`Abs`] on every element
+/// (sign x, and 0 at x = 0).
+impl<T: MatrixScalar, R: Dim, C: Dim> Abs for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    fn abs_adjoint(ybar: &Self, x: &Self) -> Self {
+        ybar.zip_map(x, |g, x| <T as Abs>::abs_adjoint(&g, &x))
+    }
+}
+
+// ---- Reductions.
+
+/// `y = Σ x` (`x.sum()`): every element gets `ȳ`.
+impl<T: MatrixScalar, R: Dim, C: Dim> Sum for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = T;
+    fn sum_adjoint(ybar: &T, x: &Self) -> Self {
+        filled(x, *ybar)
+    }
+}
+
+/// `y = mean x` (`x.mean()`): every element gets `ȳ/n`.
+impl<T: MatrixScalar, R: Dim, C: Dim> Mean for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = T;
+    fn mean_adjoint(ybar: &T, x: &Self) -> Self {
+        filled(x, *ybar / <T as Float>::from_f64(x.len() as f64))
+    }
+}
+
+/// `y = ‖x‖₂` (the Frobenius norm of a matrix): `x̄ = ȳ·x/y`, and 0 at `x = 0`.
+impl<T: MatrixScalar, R: Dim, C: Dim> Norm for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Norm = T;
+    fn norm_adjoint(ybar: &T, x: &Self, y: &T) -> Self {
+        let scale = if *y == <T as Float>::ZERO { <T as Float>::ZERO } else { *ybar / *y };
+        x * scale
+    }
+}
+
+/// `y = ‖x‖₂² = Σ xᵢ²` (`x.norm_squared()`): `x̄ = 2ȳ·x`.
+pub trait NormSquared: Sized {
+    /// The type of the result.
+    type Output;
+    /// `x̄ = 2ȳ·x`.
+    fn norm_squared_adjoint(ybar: &Self::Output, x: &Self) -> Self;
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> NormSquared for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    type Output = T;
+    fn norm_squared_adjoint(ybar: &T, x: &Self) -> Self {
+        x * (<T as Float>::TWO * *ybar)
+    }
+}
