@@ -19,16 +19,16 @@
 //! The derivative code is generated at compile time as ordinary Rust: no tape for
 //! straight-line code, and only the values a loop overwrites are recorded at run time.
 
-pub use adjoint_macros::{backward, differentiable, grad, value_and_grad, vjp};
+pub use adjoint_macros::{backward, differentiable, grad, graph, value_and_grad, vjp};
 pub use adjoint_runtime::{
-    cross_entropy, detach, join_path, mse_loss, nalgebra, nn, optim, relu, rules, tensor, Adam, Adjoint,
+    cross_entropy, detach, graph, join_path, mse_loss, nalgebra, nn, optim, relu, rules, tensor, Adam, Adjoint,
     Differentiable, Float, Linear, Param, Primal, Rng, Seed, Sgd, Tangent, Tape, Tensor, UpdateInPlace, ZeroTangent,
 };
 
 /// Everything needed to write and differentiate functions.
 pub mod prelude {
     pub use crate::{
-        backward, cross_entropy, detach, differentiable, grad, mse_loss, relu, value_and_grad, vjp, Adam,
+        backward, cross_entropy, detach, differentiable, grad, graph, mse_loss, relu, value_and_grad, vjp, Adam,
         Differentiable, Float, Linear, Param, Rng, Sgd, Tensor,
     };
 }

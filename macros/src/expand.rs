@@ -19,6 +19,7 @@ use crate::attr::Args;
 use crate::backward;
 use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
+use crate::graph;
 use crate::ir::{Arg, Callee, Const, Func, Kind, Operand, Param, Role, Rvalue, Stmt, Tree, Var};
 use crate::lower;
 use crate::names;
@@ -118,15 +119,16 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     let primal = primal_item(&item);
     let wrt = check_wrt(&args, &sig, &mut cx);
     if cx.has_errors() {
-        return with_errors(primal, &sig, cx);
+        return with_errors(primal, &sig, &krate, cx);
     }
     let lowered = lower::lower(&sig, &item.block, &mut cx);
     if cx.has_errors() {
-        return with_errors(primal, &sig, cx);
+        return with_errors(primal, &sig, &krate, cx);
     }
     let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or_else(|| default_order(&sig, lowered.nests_derivatives));
     let user = Entity { sig: entity_sig(&sig), func: lowered.func, order, depth: 0, module_depth: 0 };
     let methods = sig.params.first().is_some_and(|p| p.receiver.is_some());
+    let graph = graph::companion(&sig, &item.block, &user.func, &wrt, &krate, methods);
     let mut tower = Tower {
         krate: &krate,
         user: &sig.ident,
@@ -140,14 +142,15 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
         // A method: the companions are sibling methods in the same `impl`.
         let companions = tower.method_companions(&user, &sig, &wrt);
         if cx.has_errors() {
-            return with_errors(primal, &sig, cx);
+            return with_errors(primal, &sig, &krate, cx);
         }
-        return quote!(#primal #companions);
+        return quote!(#primal #companions #graph);
     }
     let mut companions = tower.user_companions(&user, &sig, &wrt);
     companions.extend(fallback_module(&tower.callees, &krate));
+    companions.extend(graph);
     if cx.has_errors() {
-        return with_errors(primal, &sig, cx);
+        return with_errors(primal, &sig, &krate, cx);
     }
     let vis = &sig.vis;
     let name = &sig.ident;
@@ -223,7 +226,7 @@ fn check_wrt(args: &Args, sig: &Signature, cx: &mut Ctxt) -> Vec<bool> {
 
 /// On error: the user's function, the errors, and stubs of the generated items so that
 /// uses of `grad!(f)` elsewhere do not add errors of their own.
-fn with_errors(primal: syn::ItemFn, sig: &Signature, cx: Ctxt) -> TokenStream {
+fn with_errors(primal: syn::ItemFn, sig: &Signature, krate: &syn::Path, cx: Ctxt) -> TokenStream {
     let err = cx.check().err().map(|e| e.to_compile_error());
     let vis = &sig.vis;
     let name = &sig.ident;
@@ -241,13 +244,14 @@ fn with_errors(primal: syn::ItemFn, sig: &Signature, cx: Ctxt) -> TokenStream {
         (stub(names::D1, 1), stub(names::GRAD, 0), stub(names::VALUE_AND_GRAD, 0), stub(names::VJP, 1));
     let (vvjp, backward, backward_with) =
         (stub(names::VALUE_AND_VJP, 1), stub(names::BACKWARD, 0), stub(names::BACKWARD_WITH, 1));
+    let graph = graph::error_stub(krate);
     quote! {
         #primal
         #err
         #[doc(hidden)]
         #[allow(non_snake_case, dead_code)]
         #vis mod #name {
-            #d1 #grad #vag #vjp #vvjp #backward #backward_with
+            #d1 #grad #vag #vjp #vvjp #backward #backward_with #graph
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | analyse | [`activity`] | which values carry derivatives |
 //! | transform | [`reverse`] | IR → IR: forward sweep, what to save or recompute, reverse sweep |
 //! | emit | [`emit`], [`expand`] | IR → Rust; the tower of derivative companions |
+//! | describe | [`graph`] | IR → the computation graph `graph!(f)` returns |
 //!
 //! The derivative rules themselves live in `adjoint-runtime`; [`ops`] only maps syntax
 //! to the rule traits. Errors are collected in [`ctxt`] and reported at the user's tokens.
@@ -21,6 +22,7 @@ mod ctxt;
 mod derive;
 mod emit;
 mod expand;
+mod graph;
 mod ir;
 mod lower;
 mod names;
@@ -103,6 +105,36 @@ pub fn value_and_grad(input: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn vjp(input: TokenStream) -> TokenStream {
     entity(input, names::VJP, "vjp")
+}
+
+/// The computation graph of a `#[differentiable]` function, as the macro sees it:
+/// `graph!(f)` returns an `adjoint::graph::Graph` (parameters, operations, constants,
+/// the output, and the loops and branches around them) whose `to_dot()` is Graphviz
+/// DOT. A method is named through its type: `graph!(Model::loss)`.
+///
+/// ```ignore
+/// #[differentiable]
+/// fn f(a: f64, b: f64) -> f64 { (a + b) * b.powi(2) }
+/// std::fs::write("f.dot", graph!(f).to_dot())?;
+/// ```
+#[proc_macro]
+pub fn graph(input: TokenStream) -> TokenStream {
+    match syn::parse::<syn::Path>(input) {
+        Ok(mut path) => {
+            // The graph is the same for every instantiation of a generic function: its
+            // companion has no generic parameters (a type's arguments stay on the type).
+            if !names::is_type_path(&path) {
+                if let Some(last) = path.segments.last_mut() {
+                    last.arguments = syn::PathArguments::None;
+                }
+            }
+            let p = names::entity_path(&path, names::GRAPH);
+            quote!(#p()).into()
+        }
+        Err(e) => syn::Error::new(e.span(), "`graph!` takes the path of a `#[differentiable]` function: `graph!(f)`")
+            .to_compile_error()
+            .into(),
+    }
 }
 
 /// PyTorch's `loss.backward()`: `backward!(f(args…))` evaluates `f`, adds the gradient

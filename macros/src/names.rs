@@ -29,6 +29,8 @@ pub const BACKWARD: &str = "__adjoint_backward";
 pub const BACKWARD_WITH: &str = "__adjoint_backward_with";
 /// `vjp!(f)`: gradients of the active arguments for a given output cotangent.
 pub const VJP: &str = "__adjoint_vjp";
+/// `graph!(f)`: the computation graph of the function.
+pub const GRAPH: &str = "__adjoint_graph";
 
 /// Whether a path names an associated function of a type (`Type::f`, `Self::f`,
 /// `m::Type::f`): its second-to-last segment is `Self` or starts with an upper-case letter.

@@ -7,6 +7,7 @@
 mod float;
 
 pub use adjoint_macros::{differentiable, Differentiable};
+pub mod graph;
 mod kernels;
 pub mod nn;
 pub mod optim;
