@@ -409,6 +409,7 @@ fn op_label(rv: &Rvalue, func: &Func) -> String {
         Rvalue::Zero(_) => "zero_like".into(),
         Rvalue::One(_) => "one_like".into(),
         Rvalue::Slice { .. } => "slice".into(),
+        Rvalue::Tuple(_) => "tuple".into(),
     }
 }
 
