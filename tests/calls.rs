@@ -653,3 +653,46 @@ mod items_named_like_parameters {
         assert_eq!((gx, gs), (3.0 * 2.0 * 1.5 * 2.0, 3.0 * 1.5 * 1.5));
     }
 }
+
+/// A caller that needs the gradients of some arguments only calls a variant of the
+/// callee's derivative that skips the others (`__adjoint_d1_masked`): every mask gives
+/// the gradients the full derivative gives.
+mod partially_active_arguments {
+    use super::*;
+
+    #[differentiable(order = 1)]
+    fn g(a: f64, b: f64, c: f64) -> f64 {
+        a.sin() * b * b + c.exp() * a
+    }
+
+    #[differentiable(order = 1)]
+    fn each_argument_alone(x: f64) -> f64 {
+        g(x, 2.0, 0.5) + g(1.5, x, 0.25) + g(0.75, 1.25, x)
+    }
+
+    #[differentiable(order = 1)]
+    fn pairs(x: f64, y: f64) -> f64 {
+        g(x, y, 0.5) * g(0.3, x, y) + g(y, 0.7, x)
+    }
+
+    fn dg(a: f64, b: f64, c: f64) -> (f64, f64, f64) {
+        (a.cos() * b * b + c.exp(), 2.0 * a.sin() * b, c.exp() * a)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+        #[test]
+        fn masked_calls_match_the_full_derivative(x in -2.0..2.0f64, y in -2.0..2.0f64) {
+            let want = dg(x, 2.0, 0.5).0 + dg(1.5, x, 0.25).1 + dg(0.75, 1.25, x).2;
+            check("one argument", grad!(each_argument_alone)(x), want, EXACT)?;
+
+            let (g1, g2) = (g(x, y, 0.5), g(0.3, x, y));
+            let (d1, d2, d3) = (dg(x, y, 0.5), dg(0.3, x, y), dg(y, 0.7, x));
+            let want_x = d1.0 * g2 + g1 * d2.1 + d3.2;
+            let want_y = d1.1 * g2 + g1 * d2.2 + d3.0;
+            let (gx, gy) = grad!(pairs)(x, y);
+            check("pairs, x", gx, want_x, EXACT)?;
+            check("pairs, y", gy, want_y, EXACT)?;
+        }
+    }
+}

@@ -89,6 +89,22 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// A tree of operands with every variable cloned: a value returned while code
+    /// after it (a pullback) still reads it.
+    pub fn cloned_tree(&self, t: &Tree<Operand>) -> TokenStream {
+        match t {
+            Tree::Leaf(Operand::Var(v)) => {
+                let id = self.ident(*v);
+                quote!(::core::clone::Clone::clone(&#id))
+            }
+            Tree::Leaf(o) => self.operand(o),
+            Tree::Tuple(items) => {
+                let items = items.iter().map(|i| self.cloned_tree(i));
+                quote!((#(#items,)*))
+            }
+        }
+    }
+
     pub fn operand(&self, o: &Operand) -> TokenStream {
         match o {
             Operand::Var(v) => self.ident(*v).to_token_stream(),
@@ -413,6 +429,10 @@ impl<'a> Emitter<'a> {
                         quote_spanned!(span=> #p::rules::#t::#m(#(#args),*))
                     }
                     Callee::Detach => quote_spanned!(span=> #p::detach(#(#args),*)),
+                    Callee::Pullback(pullback) => {
+                        let f = self.ident(*pullback);
+                        quote_spanned!(span=> #f(#(#args),*))
+                    }
                 }
             }
             Rvalue::Index { buf, index } => {

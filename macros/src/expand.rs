@@ -244,6 +244,7 @@ fn with_errors(primal: syn::ItemFn, sig: &Signature, krate: &syn::Path, cx: Ctxt
         (stub(names::D1, 1), stub(names::GRAD, 0), stub(names::VALUE_AND_GRAD, 0), stub(names::VJP, 1));
     let (vvjp, backward, backward_with) =
         (stub(names::VALUE_AND_VJP, 1), stub(names::BACKWARD, 0), stub(names::BACKWARD_WITH, 1));
+    let (d1_masked, split) = (stub(names::D1_MASKED, 2), stub(names::SPLIT, 1));
     let graph = graph::error_stub(krate);
     quote! {
         #primal
@@ -251,7 +252,7 @@ fn with_errors(primal: syn::ItemFn, sig: &Signature, krate: &syn::Path, cx: Ctxt
         #[doc(hidden)]
         #[allow(non_snake_case, dead_code)]
         #vis mod #name {
-            #d1 #grad #vag #vjp #vvjp #backward #backward_with #graph
+            #d1 #d1_masked #split #grad #vag #vjp #vvjp #backward #backward_with #graph
         }
     }
 }
@@ -266,6 +267,7 @@ impl<'a> Tower<'a> {
         // The internal derivative (used by callers).
         let d1 = self.derivative(user, &internal_grads(&user.sig), Seed::Param, false, false);
         out.extend(self.entity(&d1, &Ident::new(names::D1, Span::call_site())));
+        out.extend(self.split_companions(user, &d1, &quote!(pub)));
 
         // The user-facing entities.
         let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
@@ -317,6 +319,7 @@ impl<'a> Tower<'a> {
         let mut d1 = self.derivative(user, &internal_grads(&user.sig), Seed::Param, false, false);
         d1.module_depth = 0;
         out.extend(self.method_tower(&d1, &id(names::D1), &vis));
+        out.extend(self.split_companions(user, &d1, &vis));
         let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
         let all = wrt.iter().zip(&user.sig.params).all(|(w, p)| *w == p.active);
         let scalar = matches!(user.sig.output_class, Class::Float | Class::Opaque);
@@ -351,6 +354,168 @@ impl<'a> Tower<'a> {
         }
         out.extend(backward::wrappers(sig, wrt, self.krate, backward::Place::Method, scalar));
         out
+    }
+
+    /// The split derivatives and the masked companions (see [`names::SPLIT`] and
+    /// [`names::D1_MASKED`]): `__adjoint_split_all`, and for a function of order 1 with
+    /// two or three active arguments one `__adjoint_split_only_BITS` per proper subset of
+    /// them; `__adjoint_split` and `__adjoint_d1_masked` pick the one a caller's mask asks
+    /// for. None of these is differentiated again.
+    fn split_companions(&mut self, user: &Entity, d1: &Entity, vis: &TokenStream) -> TokenStream {
+        const MAX_VARIANT_ARGS: usize = 3;
+        let methods = self.methods;
+        let name = |entity: &str| match methods {
+            true => Ident::new(&names::method_companion(entity, &self.user.to_string()), self.user.span()),
+            false => Ident::new(entity, Span::call_site()),
+        };
+        let active: Vec<usize> = (0..user.sig.params.len()).filter(|&i| user.sig.params[i].active).collect();
+        let all: u64 = active.iter().map(|i| 1u64 << i).sum();
+        let base = internal_grads(&user.sig);
+        let mut out = TokenStream::new();
+        let (split_all, shape) = self.split_derivative(user, &base, d1);
+        out.extend(self.function(&split_all, &name(names::SPLIT_ALL), vis, Some(&shape)));
+        let mut arms = Vec::new();
+        if user.order == 1 && (2..=MAX_VARIANT_ARGS).contains(&active.len()) && user.sig.params.len() < 64 {
+            for subset in 1..(1u64 << active.len()) - 1 {
+                let bits: u64 =
+                    active.iter().enumerate().filter(|(k, _)| subset >> k & 1 == 1).map(|(_, i)| 1 << i).sum();
+                let grads: Vec<GradOut> = base
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| match g {
+                        GradOut::Yes if bits >> i & 1 == 0 => GradOut::Zero,
+                        g => *g,
+                    })
+                    .collect();
+                let (variant, shape) = self.split_derivative(user, &grads, d1);
+                let variant_name = name(&names::split_only(bits));
+                out.extend(self.function(&variant, &variant_name, vis, Some(&shape)));
+                arms.push((bits, variant_name));
+            }
+        }
+        let split = Dispatch { active: all, arms: &arms, full: &name(names::SPLIT_ALL) };
+        out.extend(self.dispatcher(d1, &name(names::SPLIT), vis, &split, true));
+        let masked = Dispatch { active: all, arms: &arms, full: &name(names::D1) };
+        out.extend(self.dispatcher(d1, &name(names::D1_MASKED), vis, &masked, false));
+        out
+    }
+
+    /// The derivative of `user` with these gradients, value kept, as a split function
+    /// beside `d1`.
+    fn split_derivative(&mut self, user: &Entity, grads: &[GradOut], d1: &Entity) -> (Entity, SplitShape) {
+        let cfg = Config {
+            grads: grads.to_vec(),
+            keep_value: true,
+            seed: Seed::Param,
+            masked_calls: Some(self.krate.clone()),
+            split_calls: false,
+        };
+        let d = reverse::vjp(&user.func, &cfg, self.cx);
+        let sig = derivative_sig(&user.sig, grads, Seed::Param, true, false, self.tangent.as_ref());
+        let shape =
+            SplitShape { reverse_start: d.reverse_start, value: user.sig.output.clone(), grads: d1.sig.output.clone() };
+        (Entity { sig, func: d.func, order: 0, depth: user.depth + 1, module_depth: d1.module_depth }, shape)
+    }
+
+    /// A companion that calls the variant a caller's mask (its trailing argument) asks
+    /// for, restricted to the active arguments, else the full one: `__adjoint_split`
+    /// (`split`: the arguments without the cotangent, returning value and pullback) or
+    /// `__adjoint_d1_masked` (with the cotangent, applying the variant's pullback).
+    fn dispatcher(
+        &self,
+        d1: &Entity,
+        name: &Ident,
+        vis: &TokenStream,
+        dispatch: &Dispatch,
+        split: bool,
+    ) -> TokenStream {
+        let krate = self.krate;
+        let mut receiver = None;
+        let mut params = Vec::new();
+        let mut args = Vec::new();
+        let n = d1.sig.params.len();
+        // d1's parameters are the user's and the cotangent (last).
+        for (i, p) in d1.sig.params.iter().enumerate() {
+            if let Some(r) = &p.receiver {
+                let (and, lt) =
+                    (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
+                receiver = Some(match (split, and) {
+                    (true, Some(and)) => quote!(#and '__adjoint self),
+                    _ => quote!(#and #lt self),
+                });
+                continue;
+            }
+            if split && i == n - 1 {
+                continue;
+            }
+            let arg = format_ident!("arg{}", i);
+            let mut ty = crate::emit::rebase_type(&p.ty, d1.module_depth);
+            if split {
+                ty = with_lifetime(&ty);
+            }
+            params.push(quote!(#arg: #ty));
+            args.push(arg);
+        }
+        let mut generics = d1.sig.generics.clone();
+        if split {
+            add_split_lifetime(&mut generics);
+        }
+        let where_clause = &generics.where_clause;
+        let output = match split {
+            true => {
+                let shape = SplitShape {
+                    reverse_start: 0,
+                    value: d1.sig.params[n - 1].ty.clone(),
+                    grads: d1.sig.output.clone(),
+                };
+                split_output(&shape, d1.module_depth)
+            }
+            false => {
+                let t = crate::emit::rebase_type(&d1.sig.output, d1.module_depth);
+                quote!(#t)
+            }
+        };
+        let has_receiver = receiver.is_some();
+        let call = |f: &Ident, args: &[Ident]| match (has_receiver, self.methods) {
+            (true, _) => quote!(self.#f(#(#args),*)),
+            (false, true) => quote!(Self::#f(#(#args),*)),
+            (false, false) => quote!(#f(#(#args),*)),
+        };
+        let arms: Vec<TokenStream> = dispatch
+            .arms
+            .iter()
+            .map(|(bits, f)| {
+                let body = if split {
+                    call(f, &args)
+                } else {
+                    // `__adjoint_d1_masked`: the variant's pullback applied at once.
+                    let (cot, rest) = args.split_last().expect("a cotangent");
+                    let c = call(f, rest);
+                    quote!({ let (_, pullback) = #c; pullback(#cot) })
+                };
+                quote!(#bits => #body,)
+            })
+            .collect();
+        let full = call(dispatch.full, &args);
+        let active = dispatch.active;
+        let body = if arms.is_empty() {
+            full
+        } else {
+            quote! {
+                match #krate::__private::mask_bits(&__adjoint_mask) & #active {
+                    #(#arms)*
+                    _ => #full,
+                }
+            }
+        };
+        let params = receiver.into_iter().chain(params);
+        quote! {
+            #[doc(hidden)]
+            #[allow(unused_variables, clippy::all)]
+            #vis fn #name #generics (#(#params,)* __adjoint_mask: impl #krate::__private::MaskBits) -> #output #where_clause {
+                #body
+            }
+        }
     }
 
     /// The derivatives `backward!` calls when some requested arguments cannot hold
@@ -451,7 +616,13 @@ impl<'a> Tower<'a> {
     /// `facing`: a user-facing entity returns one requested gradient as itself rather
     /// than as a 1-tuple (the internal companions always return one entry per argument).
     fn derivative(&mut self, e: &Entity, grads: &[GradOut], seed: Seed, keep_value: bool, facing: bool) -> Entity {
-        let cfg = Config { grads: grads.to_vec(), keep_value, seed };
+        // The derivatives of a user's function of order 1 are not differentiated again:
+        // they may call the split and masked companions. (Not the lower levels of a
+        // higher-order tower: a callee that is not differentiable is then reported
+        // through one companion name, `__adjoint_d1`, wherever it is called.)
+        let masked_calls = (e.order == 1 && e.depth == 0).then(|| self.krate.clone());
+        let split_calls = masked_calls.is_some();
+        let cfg = Config { grads: grads.to_vec(), keep_value, seed, masked_calls, split_calls };
         let mut d = reverse::vjp(&e.func, &cfg, self.cx);
         let sig = derivative_sig(&e.sig, grads, seed, keep_value, facing, self.tangent.as_ref());
         if facing && grads.iter().filter(|g| **g != GradOut::Omit).count() == 1 {
@@ -473,7 +644,7 @@ impl<'a> Tower<'a> {
 
     /// A generated function and the module of its own derivative.
     fn entity(&mut self, e: &Entity, name: &Ident) -> TokenStream {
-        let f = self.function(e, name, &quote!(pub));
+        let f = self.function(e, name, &quote!(pub), None);
         let below = if e.order >= 1 {
             let d1 = self.derivative(e, &internal_grads(&e.sig), Seed::Param, false, false);
             self.entity(&d1, &Ident::new(names::D1, Span::call_site()))
@@ -494,7 +665,7 @@ impl<'a> Tower<'a> {
     /// A method and, as sibling methods, its derivative companions down to its order:
     /// `m`, `__adjoint_d1_m`, `__adjoint_d2_m`, …
     fn method_tower(&mut self, e: &Entity, name: &Ident, vis: &TokenStream) -> TokenStream {
-        let mut out = self.function(e, name, vis);
+        let mut out = self.function(e, name, vis, None);
         if e.order >= 1 {
             let mut d1 = self.derivative(e, &internal_grads(&e.sig), Seed::Param, false, false);
             // Sibling methods stay in the `impl`'s module.
@@ -505,7 +676,7 @@ impl<'a> Tower<'a> {
         out
     }
 
-    fn function(&mut self, e: &Entity, name: &Ident, vis: &TokenStream) -> TokenStream {
+    fn function(&mut self, e: &Entity, name: &Ident, vis: &TokenStream, split: Option<&SplitShape>) -> TokenStream {
         let emitter = Emitter::new(&e.func, self.krate, e.module_depth);
         // Each parameter as written in the signature, and its binding pattern (`x`, or
         // `&x` for a scalar taken by reference, which is bound by value).
@@ -515,27 +686,53 @@ impl<'a> Tower<'a> {
             if let Some(r) = &ep.receiver {
                 let (and, lt) =
                     (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
-                receiver = Some(quote!(#and #lt self));
+                receiver = Some(match (split, and) {
+                    (Some(_), Some(and)) => quote!(#and '__adjoint self),
+                    _ => quote!(#and #lt self),
+                });
                 continue;
             }
             let pat = emitter.pattern(&p.pat);
-            let ty = crate::emit::rebase_type(&ep.ty, e.module_depth);
+            let mut ty = crate::emit::rebase_type(&ep.ty, e.module_depth);
+            if split.is_some() {
+                ty = with_lifetime(&ty);
+            }
             if matches!(ep.class, Class::Float | Class::Int | Class::Bool) && matches!(ty, Type::Reference(_)) {
                 bound.push((quote!(&#pat), quote!(#ty)));
             } else {
                 bound.push((pat, quote!(#ty)));
             }
         }
-        let output = &crate::emit::rebase_type(&e.sig.output, e.module_depth);
-        let generics = &e.sig.generics;
-        let where_clause = &e.sig.generics.where_clause;
-        let mut body = emitter.block(&e.func.body);
+        let mut generics = e.sig.generics.clone();
+        let (output, mut body, ret) = match split {
+            None => {
+                let output = crate::emit::rebase_type(&e.sig.output, e.module_depth);
+                (quote!(#output), emitter.block(&e.func.body), emitter.tree(&e.func.ret))
+            }
+            Some(shape) => {
+                // The forward sweep returns the value and a closure holding the
+                // reverse sweep, which takes the cotangent (the last parameter).
+                add_split_lifetime(&mut generics);
+                let (cot_pat, cot_ty) = bound.pop().expect("a cotangent parameter");
+                let (fwd, rev) = e.func.body.split_at(shape.reverse_start);
+                let (fwd, rev) = (emitter.block(&fwd.to_vec()), emitter.block(&rev.to_vec()));
+                let Tree::Tuple(items) = &e.func.ret else { unreachable!("(value, gradients)") };
+                let value = emitter.cloned_tree(&items[0]);
+                let grads = emitter.tree(&items[1]);
+                let body = quote! {
+                    #fwd
+                    let __adjoint_value = #value;
+                    (__adjoint_value, ::std::boxed::Box::new(move |#cot_pat: #cot_ty| { #rev #grads }))
+                };
+                (split_output(shape, e.module_depth), body, TokenStream::new())
+            }
+        };
+        let where_clause = &generics.where_clause;
         if let (Some(_), Some(p)) = (e.sig.params.first().and_then(|p| p.receiver.as_ref()), e.func.params.first()) {
             // The receiver is used under the name the IR gave it.
             let this = emitter.pattern(&p.pat);
             body = quote!(let #this = self; #body);
         }
-        let ret = emitter.tree(&e.func.ret);
         // The tower's own companions always exist: no fallback for them.
         let callees: Vec<(Vec<Ident>, usize)> =
             emitter.generated_callees().into_iter().filter(|(p, _)| p[0] != *self.user).collect();
@@ -748,10 +945,19 @@ fn fallback_module(callees: &[(Vec<Ident>, usize)], krate: &syn::Path) -> TokenS
         );
         let paths: Vec<(&[Ident], usize)> =
             callees.iter().filter(|(p, _)| p[0] == *g).map(|(p, n)| (&p[1..], *n)).collect();
-        // Only the shortest paths report (a deeper one is the derivative of a shorter one,
-        // whose error already says everything).
+        // One path reports: a shortest one (a deeper one is the derivative of a shorter
+        // one, whose error already says everything). `__adjoint_split` first among them:
+        // the silent stand-ins of the others have fully determined types, and the code
+        // calling the reporting one stops at its error.
         let shortest = paths.iter().map(|(p, _)| p.len()).min().unwrap_or(1);
-        let tree = fallback_tree(&paths, 1, &trait_name, shortest, krate);
+        let rank = |leaf: &Ident| [names::SPLIT, names::D1, names::D1_MASKED].iter().position(|n| leaf == n);
+        let reporter = paths
+            .iter()
+            .filter(|(p, _)| p.len() == shortest)
+            .map(|(p, _)| p[shortest - 1].clone())
+            .min_by_key(|leaf| rank(leaf).unwrap_or(usize::MAX))
+            .expect("a path");
+        let tree = fallback_tree(&paths, 1, &trait_name, (shortest, &reporter), krate);
         let g_local = Ident::new(&g.to_string(), span);
         quote_spanned! {span=>
             #[diagnostic::on_unimplemented(message = #msg, label = #label, note = #note)]
@@ -776,7 +982,7 @@ fn fallback_tree(
     paths: &[(&[Ident], usize)],
     depth: usize,
     marker: &Ident,
-    reporting: usize,
+    reporting: (usize, &Ident),
     krate: &syn::Path,
 ) -> TokenStream {
     let mut out = TokenStream::new();
@@ -785,7 +991,7 @@ fn fallback_tree(
         let head = &p[0];
         if p.len() == 1 {
             let tys: Vec<Ident> = (0..*n).map(|i| format_ident!("A{}", i)).collect();
-            if depth == reporting {
+            if (depth, head) == reporting {
                 let supers = std::iter::repeat_n(quote!(super::), depth);
                 out.extend(quote! {
                     pub fn #head<'__adjoint, #(#tys,)* R>(#(_: #tys),*) -> R
@@ -796,11 +1002,17 @@ fn fallback_tree(
                     }
                 });
             } else {
+                // (A split derivative is only ever called from a user function's first
+                // derivative: its path is a shortest one, and it reports.)
                 // Silent, with the result type a derivative companion would have (one
-                // gradient per argument but the cotangent), so nothing else fails.
-                let grads = tys.iter().take(tys.len().saturating_sub(1));
+                // gradient per argument but the cotangent and the mask), so nothing
+                // else fails.
+                let mask = usize::from(head == names::D1_MASKED);
+                let grads = tys.iter().take(tys.len().saturating_sub(1 + mask));
+                let bounded = tys.iter().take(tys.len() - mask);
+                let rest = tys.iter().skip(tys.len() - mask);
                 out.extend(quote! {
-                    pub fn #head<#(#tys: #krate::__private::Tangent),*>(#(_: #tys),*)
+                    pub fn #head<#(#bounded: #krate::__private::Tangent,)* #(#rest),*>(#(_: #tys),*)
                         -> (#(<#grads as #krate::__private::Tangent>::Tangent,)*)
                     {
                         ::core::unreachable!()
@@ -925,6 +1137,10 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             let name = Ident::new(&reverse::derivative_method(&f.sig.ident.to_string()), f.sig.ident.span());
             let vis = if in_trait { TokenStream::new() } else { quote!(pub) };
             added.push(tower.method_tower(&d1, &name, &vis));
+            if !in_trait {
+                // Callers may ask for some gradients only, or for the split derivative.
+                added.push(tower.split_companions(&entity, &d1, &vis));
+            }
         }
     }
     for a in added {
@@ -932,4 +1148,73 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
     }
     let err = cx.check().err().map(|e| e.to_compile_error());
     quote!(#item #err)
+}
+
+/// What a split function returns: the value's type, and the gradients' (`__adjoint_d1`'s
+/// result); `reverse_start` is where its body's reverse sweep starts.
+struct SplitShape {
+    reverse_start: usize,
+    value: Type,
+    grads: Type,
+}
+
+/// How a dispatching companion picks its callee.
+struct Dispatch<'d> {
+    /// The bits of the active arguments.
+    active: u64,
+    /// A callee per mask.
+    arms: &'d [(u64, Ident)],
+    /// The callee for other masks.
+    full: &'d Ident,
+}
+
+/// `(value, Box<dyn FnOnce(cotangent) -> gradients + '__adjoint>)`.
+fn split_output(shape: &SplitShape, depth: usize) -> TokenStream {
+    let value = with_lifetime(&crate::emit::rebase_type(&shape.value, depth));
+    let grads = with_lifetime(&crate::emit::rebase_type(&shape.grads, depth));
+    quote!((#value, ::std::boxed::Box<dyn ::core::ops::FnOnce(#value) -> #grads + '__adjoint>))
+}
+
+/// `ty` with its elided borrows (`&T`, `'_`) given the lifetime `'__adjoint`, which the
+/// pullback of a split function may capture.
+fn with_lifetime(ty: &Type) -> Type {
+    struct Name;
+    impl syn::visit_mut::VisitMut for Name {
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            if r.lifetime.is_none() {
+                r.lifetime = Some(syn::parse_quote!('__adjoint));
+            }
+            syn::visit_mut::visit_type_reference_mut(self, r);
+        }
+        fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
+            if l.ident == "_" {
+                *l = syn::parse_quote!('__adjoint);
+            }
+        }
+    }
+    let mut t = ty.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut Name, &mut t);
+    t
+}
+
+/// The generics of a split function: the user's, the lifetime `'__adjoint` of what the
+/// pullback borrows, and every other generic outliving it.
+fn add_split_lifetime(generics: &mut syn::Generics) {
+    let outliving: Vec<syn::WherePredicate> = generics
+        .params
+        .iter()
+        .filter_map(|g| match g {
+            syn::GenericParam::Type(t) => {
+                let id = &t.ident;
+                Some(syn::parse_quote!(#id: '__adjoint))
+            }
+            syn::GenericParam::Lifetime(l) => {
+                let lt = &l.lifetime;
+                Some(syn::parse_quote!(#lt: '__adjoint))
+            }
+            syn::GenericParam::Const(_) => None,
+        })
+        .collect();
+    generics.params.insert(0, syn::parse_quote!('__adjoint));
+    generics.make_where_clause().predicates.extend(outliving);
 }

@@ -398,6 +398,7 @@ fn op_label(rv: &Rvalue, func: &Func) -> String {
             Callee::Rule { trait_name, method } => format!("{trait_name}::{method}"),
             Callee::Method { name } => name.to_string(),
             Callee::Detach => "detach".into(),
+            Callee::Pullback(_) => "pullback".into(),
         },
         Rvalue::Index { .. } => "index".into(),
         Rvalue::Len(_) => "len".into(),

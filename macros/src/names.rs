@@ -12,6 +12,23 @@ use syn::{Ident, Path};
 
 /// The derivative companion of an entity: `(args…, cotangent) -> one gradient per argument`.
 pub const D1: &str = "__adjoint_d1";
+/// `__adjoint_d1` for a caller that needs the gradients of some arguments only: it
+/// takes a trailing `Mask<BITS>` (bit `i` for argument `i`) and calls a variant of the
+/// derivative that does not compute the others (they come back as zeros).
+pub const D1_MASKED: &str = "__adjoint_d1_masked";
+/// The forward sweep of the derivative, split from its reverse sweep: `(args…,
+/// Mask<BITS>)` → `(value, pullback)`, where the boxed pullback maps the output's
+/// cotangent to one gradient per argument (zeros outside the mask). A caller that
+/// needs no higher derivative calls it in its own forward sweep and the pullback in its
+/// reverse sweep, so the callee's forward computation is not run twice.
+pub const SPLIT: &str = "__adjoint_split";
+/// The split derivative computing the gradients of the arguments in a mask only:
+/// `__adjoint_split_only_5` (arguments 0 and 2).
+pub fn split_only(bits: u64) -> String {
+    format!("__adjoint_split_only_{bits}")
+}
+/// The split derivative computing every gradient.
+pub const SPLIT_ALL: &str = "__adjoint_split_all";
 /// `grad!(f)`: gradients of the active arguments for a scalar output.
 pub const GRAD: &str = "__adjoint_grad";
 /// `value_and_grad!(f)`.

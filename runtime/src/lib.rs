@@ -44,6 +44,7 @@ pub mod __private {
     pub use crate::detach;
     pub use crate::rules;
     pub use crate::support::{
-        accumulate, accumulate_slice, one_like, pop, primal, zero_like, zeros_like, Slot, Tangent, Tape,
+        accumulate, accumulate_slice, mask_bits, one_like, pop, primal, zero_like, zeros_like, Mask, MaskBits, Slot,
+        Tangent, Tape,
     };
 }

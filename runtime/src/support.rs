@@ -527,3 +527,25 @@ fn matrix_shape_mismatch(acc: (usize, usize), other: (usize, usize)) -> ! {
         other.0, other.1, acc.0, acc.1
     )
 }
+
+/// Which arguments of a call need their gradients: bit `i` for argument `i`. Generated
+/// code passes it to a callee's `__adjoint_d1_masked` companion, which then skips the
+/// gradients of the other arguments (the input batch of a network's first layer).
+#[derive(Clone, Copy, Debug)]
+pub struct Mask<const BITS: u64>;
+
+/// The bits of a [`Mask`]. Companions take the mask as `impl MaskBits`, so a user's
+/// turbofish on a generic function (`f::<f64>`) still names all its explicit generics.
+pub trait MaskBits {
+    const BITS: u64;
+}
+
+impl<const BITS: u64> MaskBits for Mask<BITS> {
+    const BITS: u64 = BITS;
+}
+
+/// The bits of `mask` (a constant after inlining).
+#[inline(always)]
+pub fn mask_bits<M: MaskBits>(_mask: &M) -> u64 {
+    M::BITS
+}

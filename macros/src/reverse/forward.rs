@@ -239,8 +239,15 @@ impl<'a> Transform<'a> {
                         out.push(Stmt::While { header: h, cond: cond.clone(), body: b });
                     }
                 }
-                Stmt::Let { dst, .. } => {
-                    out.push(s.clone());
+                Stmt::Let { dst, span, .. } => {
+                    match self.split.get(&(s as *const Stmt)) {
+                        Some(call) => out.push(Stmt::Let {
+                            dst: Tree::Tuple(vec![dst.clone(), Tree::Leaf(call.pullback)]),
+                            rv: Rvalue::Call { callee: call.callee.clone(), args: call.args.clone() },
+                            span: *span,
+                        }),
+                        None => out.push(s.clone()),
+                    }
                     for v in dst.leaves() {
                         if let Some(st) = self.store.get(v).copied() {
                             out.push(save_stmt(&self.vars, st, *v));

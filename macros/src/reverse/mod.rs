@@ -63,6 +63,13 @@ pub struct Config {
     pub grads: Vec<GradOut>,
     pub keep_value: bool,
     pub seed: Seed,
+    /// The runtime crate's path, when the derivative is not differentiated again: its
+    /// calls then go to the callees' `__adjoint_d1_masked` companions, passing which
+    /// arguments need a gradient.
+    pub masked_calls: Option<syn::Path>,
+    /// Whether top-level calls may go through their callees' split derivatives (not in
+    /// a split derivative itself: its pullback cannot own a value and a borrow of it).
+    pub split_calls: bool,
 }
 
 /// The result of the transform. The function's `ret` is the tuple
@@ -71,6 +78,17 @@ pub struct Config {
 /// last parameter.
 pub struct Derivative {
     pub func: Func,
+    /// Where the reverse sweep starts in `func.body` (after the forward sweep).
+    pub reverse_start: usize,
+}
+
+/// A call whose callee's split derivative runs in the forward sweep (see
+/// [`crate::names::SPLIT`]): its reverse applies the pullback.
+#[derive(Clone)]
+struct SplitCall {
+    pullback: Var,
+    callee: Callee,
+    args: Vec<Arg>,
 }
 
 type RegionId = usize;
@@ -150,6 +168,12 @@ struct Transform<'a> {
     writes: HashMap<Var, Vec<usize>>,
     /// The position ranges of loop statements.
     loop_spans: Vec<(usize, usize)>,
+    /// See [`Config::masked_calls`].
+    masked_calls: Option<syn::Path>,
+    /// See [`Config::split_calls`].
+    split_calls: bool,
+    /// Calls made through their callee's split derivative, by statement.
+    split: HashMap<*const Stmt, SplitCall>,
 }
 
 /// Build the derivative of `src`.
@@ -190,6 +214,9 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         positions: HashMap::new(),
         writes: HashMap::new(),
         loop_spans: Vec::new(),
+        masked_calls: cfg.masked_calls.clone(),
+        split_calls: cfg.split_calls,
+        split: HashMap::new(),
     };
     for p in &src.params {
         for v in p.pat.leaves() {
@@ -249,6 +276,7 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
         });
     }
     body.extend(forward);
+    let reverse_start = body.len();
     let accs = t.accumulators.remove(&0).unwrap_or_default();
     body.extend(accs);
     body.extend(top_rev);
@@ -259,7 +287,7 @@ pub fn vjp(src: &Func, cfg: &Config, cx: &mut Ctxt) -> Derivative {
     if let Some(c) = &cotangent {
         params.push(Param { pat: c.clone() });
     }
-    Derivative { func: Func { vars: t.vars, params, body, ret } }
+    Derivative { func: Func { vars: t.vars, params, body, ret }, reverse_start }
 }
 
 impl<'a> Transform<'a> {}

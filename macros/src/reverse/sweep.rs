@@ -318,6 +318,9 @@ impl<'a> Transform<'a> {
                 self.apply_prim(prim, &operands, v, ybar, span, region, out);
             }
             Rvalue::Call { callee, args } => {
+                if region == 0 && self.split_call(v, callee, args, ybar.clone(), span, out) {
+                    return;
+                }
                 self.rev_call(callee, args, Tree::Leaf(ybar), span, region, out);
             }
             Rvalue::Index { buf, index } => {
@@ -510,6 +513,17 @@ impl<'a> Transform<'a> {
         };
         let mut call_args: Vec<Arg> = args_then;
         call_args.extend(cot_args);
+        if let Some(d1) = self.masked_call(callee, args, &mut call_args) {
+            out.push(Stmt::Let {
+                dst: Tree::Tuple(grads.clone()),
+                rv: Rvalue::Call { callee: d1, args: call_args },
+                span,
+            });
+            for (a, g) in args.iter().zip(&grads) {
+                self.accumulate_arg(a, g, out);
+            }
+            return;
+        }
         let d1 = match callee {
             Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
             Callee::Tower { path } => Callee::Tower { path: crate::names::entity_path(path, crate::names::D1) },
@@ -519,11 +533,115 @@ impl<'a> Transform<'a> {
             }
             Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
             Callee::Detach => unreachable!("handled above"),
+            Callee::Pullback(_) => unreachable!("pullbacks are called only by code that is not differentiated"),
         };
         out.push(Stmt::Let { dst: Tree::Tuple(grads.clone()), rv: Rvalue::Call { callee: d1, args: call_args }, span });
         for (a, g) in args.iter().zip(&grads) {
             self.accumulate_arg(a, g, out);
         }
+    }
+
+    /// The reverse of `v = f(args…)` at the top level of a derivative that is not
+    /// differentiated again, through `f`'s split derivative: the forward sweep calls
+    /// `f::__adjoint_split` (value and pullback) in place of `f`, and the reverse applies
+    /// the pullback, so `f`'s forward computation runs once and its arguments need not be
+    /// kept. Returns whether it applied.
+    fn split_call(
+        &mut self,
+        v: Var,
+        callee: &Callee,
+        args: &[Arg],
+        ybar: Operand,
+        span: Span,
+        out: &mut Block,
+    ) -> bool {
+        let Some(krate) = self.masked_calls.clone() else { return false };
+        if !self.split_calls || args.len() >= 64 || !args.iter().any(|a| self.arg_active(a)) {
+            return false;
+        }
+        // The pullback borrows what the call borrows until the reverse sweep: only
+        // parameters and values defined once and never written (a buffer written after
+        // the call would be borrowed mutably while the pullback holds it).
+        let mut operands = Vec::new();
+        args.iter().for_each(|a| a.operands(&mut operands));
+        let unchanging = |o: &Operand| match o.var() {
+            Some(x) => matches!(self.vars.role(x), Role::Param | Role::Temp) && !self.mutated.contains(&x),
+            None => true,
+        };
+        if !operands.iter().all(unchanging) {
+            return false;
+        }
+        let generated = |id: &syn::Ident| id.to_string().starts_with("__adjoint_");
+        let split = match callee {
+            Callee::Free { path } | Callee::Assoc { path }
+                if path.segments.last().is_some_and(|s| generated(&s.ident)) =>
+            {
+                return false
+            }
+            Callee::Method { name } if generated(name) => return false,
+            Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::SPLIT) },
+            Callee::Assoc { path } => Callee::Assoc { path: crate::names::entity_path(path, crate::names::SPLIT) },
+            Callee::Method { name } => Callee::Method {
+                name: syn::Ident::new(
+                    &crate::names::method_companion(crate::names::SPLIT, &name.to_string()),
+                    name.span(),
+                ),
+            },
+            Callee::Tower { .. } | Callee::Rule { .. } | Callee::Detach | Callee::Pullback(_) => return false,
+        };
+        let bits: u64 = args.iter().enumerate().filter(|(_, a)| self.arg_active(a)).map(|(i, _)| 1u64 << i).sum();
+        let mask = Const { tokens: quote!(#krate::__private::Mask::<#bits>), kind: Kind::Unknown, scalar_ty: None };
+        let mut call_args = args.to_vec();
+        call_args.push(Arg::Value(Operand::Const(mask)));
+        let name = format!("{}_pullback", self.vars.info(v).name);
+        let pullback = self.vars.add(name, Kind::Unknown, Role::Temp, span);
+        self.split.insert(self.current, SplitCall { pullback, callee: split, args: call_args });
+        // The forward sweep keeps the call (its value and its pullback).
+        self.need(&Operand::Var(v), 0);
+        self.need(&Operand::Var(pullback), 0);
+        let grads: Vec<Tree<Var>> = args.iter().map(|a| self.grad_pattern(a, span)).collect();
+        out.push(Stmt::Let {
+            dst: Tree::Tuple(grads.clone()),
+            rv: Rvalue::Call { callee: Callee::Pullback(pullback), args: vec![Arg::Value(ybar)] },
+            span,
+        });
+        for (a, g) in args.iter().zip(&grads) {
+            self.accumulate_arg(a, g, out);
+        }
+        true
+    }
+
+    /// The masked companion of a call's callee when some arguments need no gradient
+    /// (appending the mask to `call_args`), if this derivative may call one.
+    fn masked_call(&self, callee: &Callee, args: &[Arg], call_args: &mut Vec<Arg>) -> Option<Callee> {
+        let krate = self.masked_calls.as_ref()?;
+        if args.len() >= 64 || args.iter().all(|a| self.arg_active(a)) {
+            return None;
+        }
+        // Only the user's functions have masked companions, not their derivatives
+        // (whose calls a derivative of a derivative reverses).
+        let generated = |id: &syn::Ident| id.to_string().starts_with("__adjoint_");
+        let masked = match callee {
+            Callee::Free { path } | Callee::Assoc { path }
+                if path.segments.last().is_some_and(|s| generated(&s.ident)) =>
+            {
+                return None
+            }
+            Callee::Method { name } if generated(name) => return None,
+            Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1_MASKED) },
+            Callee::Assoc { path } => Callee::Assoc { path: crate::names::entity_path(path, crate::names::D1_MASKED) },
+            Callee::Method { name } => Callee::Method {
+                name: syn::Ident::new(
+                    &crate::names::method_companion(crate::names::D1_MASKED, &name.to_string()),
+                    name.span(),
+                ),
+            },
+            Callee::Tower { .. } | Callee::Rule { .. } | Callee::Detach | Callee::Pullback(_) => return None,
+        };
+        let bits: u64 = args.iter().enumerate().filter(|(_, a)| self.arg_active(a)).map(|(i, _)| 1u64 << i).sum();
+        let mask = Const { tokens: quote!(#krate::__private::Mask::<#bits>), kind: Kind::Unknown, scalar_ty: None };
+        call_args.push(Arg::Value(Operand::Const(mask)));
+        Some(masked)
     }
 
     pub(super) fn arg_active(&self, a: &Arg) -> bool {

@@ -33,7 +33,12 @@ impl<E> MatRef<'_, E> {
 
 /// Write `lhs · rhs` into `dst`, a row-major `lhs.rows × rhs.cols` buffer (its previous
 /// contents are never read), with up to `threads` rayon threads.
-pub(crate) fn gemm_into<'a, E: Float>(dst: &mut [MaybeUninit<E>], lhs: MatRef<'a, E>, rhs: MatRef<'a, E>, threads: usize) {
+pub(crate) fn gemm_into<'a, E: Float>(
+    dst: &mut [MaybeUninit<E>],
+    lhs: MatRef<'a, E>,
+    rhs: MatRef<'a, E>,
+    threads: usize,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert!(rhs.rows == k && dst.len() == m * n, "adjoint: internal error: gemm shapes");
     if m == 0 || n == 0 {
