@@ -571,28 +571,9 @@ impl<'a> Transform<'a> {
         if !operands.iter().all(unchanging) {
             return false;
         }
-        let generated = |id: &syn::Ident| id.to_string().starts_with("__adjoint_");
-        let split = match callee {
-            Callee::Free { path } | Callee::Assoc { path }
-                if path.segments.last().is_some_and(|s| generated(&s.ident)) =>
-            {
-                return false
-            }
-            Callee::Method { name } if generated(name) => return false,
-            Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::SPLIT) },
-            Callee::Assoc { path } => Callee::Assoc { path: crate::names::entity_path(path, crate::names::SPLIT) },
-            Callee::Method { name } => Callee::Method {
-                name: syn::Ident::new(
-                    &crate::names::method_companion(crate::names::SPLIT, &name.to_string()),
-                    name.span(),
-                ),
-            },
-            Callee::Tower { .. } | Callee::Rule { .. } | Callee::Detach | Callee::Pullback(_) => return false,
-        };
-        let bits: u64 = args.iter().enumerate().filter(|(_, a)| self.arg_active(a)).map(|(i, _)| 1u64 << i).sum();
-        let mask = Const { tokens: quote!(#krate::__private::Mask::<#bits>), kind: Kind::Unknown, scalar_ty: None };
+        let Some(split) = user_companion(callee, crate::names::SPLIT) else { return false };
         let mut call_args = args.to_vec();
-        call_args.push(Arg::Value(Operand::Const(mask)));
+        call_args.push(self.mask(&krate, args));
         let name = format!("{}_pullback", self.vars.info(v).name);
         let pullback = self.vars.add(name, Kind::Unknown, Role::Temp, span);
         self.split.insert(self.current, SplitCall { pullback, callee: split, args: call_args });
@@ -618,30 +599,16 @@ impl<'a> Transform<'a> {
         if args.len() >= 64 || args.iter().all(|a| self.arg_active(a)) {
             return None;
         }
-        // Only the user's functions have masked companions, not their derivatives
-        // (whose calls a derivative of a derivative reverses).
-        let generated = |id: &syn::Ident| id.to_string().starts_with("__adjoint_");
-        let masked = match callee {
-            Callee::Free { path } | Callee::Assoc { path }
-                if path.segments.last().is_some_and(|s| generated(&s.ident)) =>
-            {
-                return None
-            }
-            Callee::Method { name } if generated(name) => return None,
-            Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1_MASKED) },
-            Callee::Assoc { path } => Callee::Assoc { path: crate::names::entity_path(path, crate::names::D1_MASKED) },
-            Callee::Method { name } => Callee::Method {
-                name: syn::Ident::new(
-                    &crate::names::method_companion(crate::names::D1_MASKED, &name.to_string()),
-                    name.span(),
-                ),
-            },
-            Callee::Tower { .. } | Callee::Rule { .. } | Callee::Detach | Callee::Pullback(_) => return None,
-        };
+        let masked = user_companion(callee, crate::names::D1_MASKED)?;
+        call_args.push(self.mask(krate, args));
+        Some(masked)
+    }
+
+    /// `Mask::<BITS>` with the bits of the active arguments.
+    fn mask(&self, krate: &syn::Path, args: &[Arg]) -> Arg {
         let bits: u64 = args.iter().enumerate().filter(|(_, a)| self.arg_active(a)).map(|(i, _)| 1u64 << i).sum();
         let mask = Const { tokens: quote!(#krate::__private::Mask::<#bits>), kind: Kind::Unknown, scalar_ty: None };
-        call_args.push(Arg::Value(Operand::Const(mask)));
-        Some(masked)
+        Arg::Value(Operand::Const(mask))
     }
 
     pub(super) fn arg_active(&self, a: &Arg) -> bool {
@@ -859,5 +826,25 @@ impl<'a> Transform<'a> {
         self.def_region.insert(snap, region);
         self.snapshots.entry(self.current).or_default().push((snap, rv));
         snap
+    }
+}
+
+/// The companion `entity` of a user's function (`f::entity`, `Type::entity_f`,
+/// `x.entity_f(…)`). Only the user's functions have these, not their derivatives (whose
+/// calls a derivative of a derivative reverses), and rules and the tower's own entities
+/// are called otherwise.
+fn user_companion(callee: &Callee, entity: &str) -> Option<Callee> {
+    let generated = |id: &syn::Ident| id.to_string().starts_with("__adjoint_");
+    match callee {
+        Callee::Free { path } | Callee::Assoc { path } if path.segments.last().is_some_and(|s| generated(&s.ident)) => {
+            None
+        }
+        Callee::Method { name } if generated(name) => None,
+        Callee::Free { path } => Some(Callee::Free { path: crate::names::entity_path(path, entity) }),
+        Callee::Assoc { path } => Some(Callee::Assoc { path: crate::names::entity_path(path, entity) }),
+        Callee::Method { name } => Some(Callee::Method {
+            name: syn::Ident::new(&crate::names::method_companion(entity, &name.to_string()), name.span()),
+        }),
+        Callee::Tower { .. } | Callee::Rule { .. } | Callee::Detach | Callee::Pullback(_) => None,
     }
 }
