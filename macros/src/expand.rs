@@ -437,12 +437,7 @@ impl<'a> Tower<'a> {
         // d1's parameters are the user's and the cotangent (last).
         for (i, p) in d1.sig.params.iter().enumerate() {
             if let Some(r) = &p.receiver {
-                let (and, lt) =
-                    (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
-                receiver = Some(match (split, and) {
-                    (true, Some(and)) => quote!(#and '__adjoint self),
-                    _ => quote!(#and #lt self),
-                });
+                receiver = Some(receiver_param(r, split));
                 continue;
             }
             if split && i == n - 1 {
@@ -684,12 +679,7 @@ impl<'a> Tower<'a> {
         let mut bound: Vec<(TokenStream, TokenStream)> = Vec::new();
         for (p, ep) in e.func.params.iter().zip(&e.sig.params) {
             if let Some(r) = &ep.receiver {
-                let (and, lt) =
-                    (r.reference.as_ref().map(|(a, _)| a), r.reference.as_ref().and_then(|(_, l)| l.as_ref()));
-                receiver = Some(match (split, and) {
-                    (Some(_), Some(and)) => quote!(#and '__adjoint self),
-                    _ => quote!(#and #lt self),
-                });
+                receiver = Some(receiver_param(r, split.is_some()));
                 continue;
             }
             let pat = emitter.pattern(&p.pat);
@@ -1217,4 +1207,15 @@ fn add_split_lifetime(generics: &mut syn::Generics) {
         .collect();
     generics.params.insert(0, syn::parse_quote!('__adjoint));
     generics.make_where_clause().predicates.extend(outliving);
+}
+
+/// The receiver of a generated method (`self`, `&self`); a split function's borrowed
+/// receiver gets the lifetime its pullback may capture.
+fn receiver_param(r: &syn::Receiver, split: bool) -> TokenStream {
+    let and = r.reference.as_ref().map(|(a, _)| a);
+    let lifetime = r.reference.as_ref().and_then(|(_, l)| l.as_ref());
+    match (split, and) {
+        (true, Some(and)) => quote!(#and '__adjoint self),
+        _ => quote!(#and #lifetime self),
+    }
 }
