@@ -588,7 +588,7 @@ mod module_paths_and_callee_results {
         half_frozen(x, y)
     }
 
-    /// A `Vec` returned by a callee cannot be indexed.
+    /// A `Vec` returned by a callee, indexed.
     #[differentiable]
     fn index_vec_result(x: &[f64]) -> f64 {
         let sq = squares(x);

@@ -285,7 +285,6 @@ pub fn float_type_params(generics: &syn::Generics) -> Vec<Ident> {
 
 const INT_TYPES: &[&str] = &["usize", "isize", "u8", "u16", "u32", "u64", "u128", "i8", "i16", "i32", "i64", "i128"];
 const FLOAT_TYPES: &[&str] = &["f32", "f64"];
-/// Types of the runtime (and of nalgebra) whose values carry derivatives.
 /// Standard and runtime types that never carry a derivative.
 const INACTIVE_TYPES: &[&str] = &[
     "String",
@@ -312,6 +311,7 @@ const INACTIVE_TYPES: &[&str] = &[
     "Formatter",
 ];
 
+/// Types of the runtime (and of nalgebra) whose values carry derivatives.
 const DIFFERENTIABLE_TYPES: &[&str] = &[
     "Tensor",
     "Param",
