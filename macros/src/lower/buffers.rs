@@ -114,42 +114,21 @@ impl<'a> Lowerer<'a> {
         v
     }
 
-    /// The buffer a `for` loop iterates: a bound buffer, or a value of a type the macro
-    /// cannot see (a field such as `&self.layers`), which from here on is one.
-    pub(super) fn indexed_buffer(&mut self, e: &Expr) -> Option<Var> {
-        if let Some(b) = self.buffer_of(e) {
-            return Some(b);
-        }
+    /// The buffer a `for` loop over a field iterates (`&self.layers`,
+    /// `self.layers.iter()`): the field bound to a temporary, as if the user had written
+    /// `let layers = &self.layers;`, and used as a buffer whose elements' type the macro
+    /// cannot see.
+    pub(super) fn field_buffer(&mut self, e: &Expr) -> Option<Var> {
         match strip_parens(e) {
-            Expr::Path(p) => match p.path.get_ident().and_then(|i| self.lookup(&i.to_string())).cloned() {
-                Some(Binding::Value(Operand::Var(v))) => self.as_unknown_buffer(v),
-                _ => None,
-            },
-            Expr::Reference(r) if r.mutability.is_none() => self.indexed_buffer(&r.expr),
-            Expr::MethodCall(m) if m.args.is_empty() && (m.method == "iter" || m.method == "as_slice") => {
-                self.indexed_buffer(&m.receiver)
-            }
-            // A field: bound to a temporary first, as if the user had written
-            // `let layers = &self.layers;`.
+            Expr::Reference(r) => self.field_buffer(&r.expr),
+            Expr::MethodCall(m) => self.field_buffer(&m.receiver),
             e @ Expr::Field(_) => match self.expr(e) {
-                Value::Op(Operand::Var(v)) => self.as_unknown_buffer(v),
+                Value::Op(Operand::Var(v)) if self.vars.role(v) == Role::Temp && self.vars.kind(v) == Kind::Unknown => {
+                    self.vars.info_mut(v).kind = Kind::Buffer(Elem::Unknown);
+                    Some(v)
+                }
                 _ => None,
             },
-            _ => None,
-        }
-    }
-
-    /// A temporary of a type the macro cannot see, used as a buffer from here on
-    /// (its elements' type is not known either).
-    fn as_unknown_buffer(&mut self, v: Var) -> Option<Var> {
-        if self.vars.role(v) != Role::Temp {
-            return None;
-        }
-        match self.vars.kind(v) {
-            Kind::Unknown | Kind::Buffer(Elem::Unknown) => {
-                self.vars.info_mut(v).kind = Kind::Buffer(Elem::Unknown);
-                Some(v)
-            }
             _ => None,
         }
     }

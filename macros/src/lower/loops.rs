@@ -345,7 +345,7 @@ impl<'a> Lowerer<'a> {
                 // Iteration over slices: `x`, `&x`, `x.iter()`, with `zip` inside the chain;
                 // also over a field or a call's result (`&self.layers`).
                 let buf = match names_a_field(other) {
-                    true => self.indexed_buffer(other),
+                    true => self.field_buffer(other),
                     false => self.buffer_of(other),
                 };
                 let Some(buf) = buf else {

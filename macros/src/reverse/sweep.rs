@@ -506,23 +506,14 @@ impl<'a> Transform<'a> {
         for o in &all {
             self.need(o, region);
         }
-        let grads: Vec<Tree<Var>> = args.iter().map(|a| self.grad_pattern(a, span)).collect();
         let cot_args = match cot {
             Tree::Leaf(o) => vec![Arg::Value(o)],
             tree => vec![tree_arg(&tree)],
         };
         let mut call_args: Vec<Arg> = args_then;
         call_args.extend(cot_args);
-        if let Some(d1) = self.masked_call(callee, args, &mut call_args) {
-            out.push(Stmt::Let {
-                dst: Tree::Tuple(grads.clone()),
-                rv: Rvalue::Call { callee: d1, args: call_args },
-                span,
-            });
-            for (a, g) in args.iter().zip(&grads) {
-                self.accumulate_arg(a, g, out);
-            }
-            return;
+        if let Some(masked) = self.masked_call(callee, args, &mut call_args) {
+            return self.call_for_gradients(args, masked, call_args, span, out);
         }
         let d1 = match callee {
             Callee::Free { path } => Callee::Free { path: crate::names::entity_path(path, crate::names::D1) },
@@ -535,7 +526,14 @@ impl<'a> Transform<'a> {
             Callee::Detach => unreachable!("handled above"),
             Callee::Pullback(_) => unreachable!("pullbacks are called only by code that is not differentiated"),
         };
-        out.push(Stmt::Let { dst: Tree::Tuple(grads.clone()), rv: Rvalue::Call { callee: d1, args: call_args }, span });
+        self.call_for_gradients(args, d1, call_args, span, out);
+    }
+
+    /// `let (ā₁, ā₂, …) = callee(call_args…);` (one gradient per argument of the
+    /// reversed call), each added to its argument's adjoint.
+    fn call_for_gradients(&mut self, args: &[Arg], callee: Callee, call_args: Vec<Arg>, span: Span, out: &mut Block) {
+        let grads: Vec<Tree<Var>> = args.iter().map(|a| self.grad_pattern(a, span)).collect();
+        out.push(Stmt::Let { dst: Tree::Tuple(grads.clone()), rv: Rvalue::Call { callee, args: call_args }, span });
         for (a, g) in args.iter().zip(&grads) {
             self.accumulate_arg(a, g, out);
         }
@@ -580,15 +578,7 @@ impl<'a> Transform<'a> {
         // The forward sweep keeps the call (its value and its pullback).
         self.need(&Operand::Var(v), 0);
         self.need(&Operand::Var(pullback), 0);
-        let grads: Vec<Tree<Var>> = args.iter().map(|a| self.grad_pattern(a, span)).collect();
-        out.push(Stmt::Let {
-            dst: Tree::Tuple(grads.clone()),
-            rv: Rvalue::Call { callee: Callee::Pullback(pullback), args: vec![Arg::Value(ybar)] },
-            span,
-        });
-        for (a, g) in args.iter().zip(&grads) {
-            self.accumulate_arg(a, g, out);
-        }
+        self.call_for_gradients(args, Callee::Pullback(pullback), vec![Arg::Value(ybar)], span, out);
         true
     }
 
