@@ -615,6 +615,70 @@ fn single_precision_loop(x: &[f32]) -> f32 {
     p.ln()
 }
 
+// ------------------------------------------------------------------ stencils
+// Reads at constant offsets from the index. The reverse loop runs forward, carries the
+// adjoint shares of the neighbouring elements between iterations, and (for the value
+// and gradient) runs fused with the forward loop.
+
+/// Offsets −1, 0 and +1; the loop is empty when `x.len() == 2`.
+#[differentiable]
+fn second_difference(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 1..x.len() - 1 {
+        let d = x[i - 1] - 2.0 * x[i] + x[i + 1];
+        s += d * d;
+    }
+    s
+}
+
+/// Offsets 0 and 2 (nothing at 1) on `x`, 0 and 1 on `y`, over an inclusive range.
+#[differentiable]
+fn gapped_stencils(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len();
+    let mut s = 0.0;
+    for i in 0..=n - 3 {
+        s += x[i] * x[i + 2].sin() + y[i] * y[i + 1] * x[i];
+    }
+    s
+}
+
+/// A stencil whose result is used after the loop (the statements reading it stay
+/// after the fused loop), with the index offset written on the left.
+#[differentiable]
+fn stencil_then_scale(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() - 1 {
+        s += (x[1 + i] - x[i]).powi(2);
+    }
+    let r = s.sqrt();
+    r * 3.0
+}
+
+/// Generic over the float type.
+#[differentiable]
+fn generic_stencil<T: Float>(x: &[T]) -> T {
+    let mut s = T::ZERO;
+    for i in 0..x.len() - 1 {
+        let t = x[i + 1] - x[i] * x[i];
+        s += t * t;
+    }
+    s
+}
+
+/// A row-by-row stencil: the inner loop's indices are not the loop index plus a
+/// constant, so nothing is carried.
+#[differentiable]
+fn row_differences(x: &[f64], w: usize) -> f64 {
+    let mut s = 0.0;
+    for r in 0..x.len() / w {
+        for c in 0..w - 1 {
+            let d = x[r * w + c + 1] - x[r * w + c];
+            s += d * d * (c as f64 + 1.0);
+        }
+    }
+    s
+}
+
 // ------------------------------------------------------------------ properties
 
 fn vector(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f64>> {
@@ -641,6 +705,51 @@ proptest! {
         check_vec(".rev() analytic", &grad!(reversed)(&x), &want, EXACT)?;
         check_vec(".step_by(k)", &grad!(stepped)(&x), &fd_vec(stepped, &x), FD)?;
         check_vec(".rev().step_by(k) and .step_by(k).rev()", &grad!(reversed_stepped)(&x), &fd_vec(reversed_stepped, &x), FD)?;
+    }
+
+    #[test]
+    fn stencils(x in vector(2..10), y in vector(9..10)) {
+        let g = grad!(second_difference)(&x);
+        check_vec("offsets -1, 0, 1", &g, &fd_vec(second_difference, &x), FD)?;
+        let mut want = vec![0.0; x.len()];
+        for i in 1..x.len() - 1 {
+            let d = x[i - 1] - 2.0 * x[i] + x[i + 1];
+            want[i - 1] += 2.0 * d;
+            want[i] -= 4.0 * d;
+            want[i + 1] += 2.0 * d;
+        }
+        check_vec("offsets -1, 0, 1 analytic", &g, &want, EXACT)?;
+        let (v, gv) = value_and_grad!(second_difference)(&x);
+        check("offsets -1, 0, 1 value", v, second_difference(&x), EXACT)?;
+        check_vec("offsets -1, 0, 1 value_and_grad", &gv, &want, EXACT)?;
+
+        if x.len() >= 3 {
+            let (gx, gy) = grad!(gapped_stencils)(&x, &y);
+            check_vec("offsets 0, 2 on x", &gx, &fd_vec(|v| gapped_stencils(v, &y), &x), FD)?;
+            check_vec("offsets 0, 1 on y", &gy, &fd_vec(|v| gapped_stencils(&x, v), &y), FD)?;
+            let (v, (vx, vy)) = value_and_grad!(gapped_stencils)(&x, &y);
+            check("gapped value", v, gapped_stencils(&x, &y), EXACT)?;
+            check_vec("gapped value_and_grad x", &vx, &gx, EXACT)?;
+            check_vec("gapped value_and_grad y", &vy, &gy, EXACT)?;
+        }
+
+        let g = grad!(stencil_then_scale)(&x);
+        check_vec("stencil read after the loop", &g, &fd_vec(stencil_then_scale, &x), FD)?;
+        let (v, gv) = value_and_grad!(stencil_then_scale)(&x);
+        check("stencil read after the loop value", v, stencil_then_scale(&x), EXACT)?;
+        check_vec("stencil read after the loop value_and_grad", &gv, &g, EXACT)?;
+
+        let g = grad!(generic_stencil)(&x);
+        check_vec("generic stencil f64", &g, &fd_vec(generic_stencil, &x), FD)?;
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let g32 = grad!(generic_stencil)(&x32);
+        let g_of32: Vec<f64> = grad!(generic_stencil)(&x32.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        let g32: Vec<f64> = g32.iter().map(|&v| v as f64).collect();
+        check_vec("generic stencil f32", &g32, &g_of32, Tol { rel: 1e-4, abs: 1e-4 })?;
+
+        let w = 1 + x.len() % 3;
+        let g = grad!(row_differences)(&x, w);
+        check_vec("row differences", &g, &fd_vec(|v| row_differences(v, w), &x), FD)?;
     }
 
     #[test]

@@ -619,6 +619,8 @@ impl<'a> Tower<'a> {
         let split_calls = masked_calls.is_some();
         let cfg = Config { grads: grads.to_vec(), keep_value, seed, masked_calls, split_calls };
         let mut d = reverse::vjp(&e.func, &cfg, self.cx);
+        // (Not in a split derivative: its forward and reverse sweeps stay apart.)
+        reverse::fuse_loops(&mut d.func.body, &d.func.vars);
         let sig = derivative_sig(&e.sig, grads, seed, keep_value, facing, self.tangent.as_ref());
         if facing && grads.iter().filter(|g| **g != GradOut::Omit).count() == 1 {
             d.func.ret = match std::mem::replace(&mut d.func.ret, Tree::Tuple(Vec::new())) {

@@ -526,7 +526,7 @@ pub struct Func {
 }
 
 /// Visit every statement of a block recursively, outermost first.
-pub fn walk_stmts<'a>(block: &'a Block, f: &mut impl FnMut(&'a Stmt)) {
+pub fn walk_stmts<'a>(block: &'a [Stmt], f: &mut impl FnMut(&'a Stmt)) {
     for s in block {
         f(s);
         match s {
@@ -588,6 +588,29 @@ impl BufferInit {
             BufferInit::List { items, .. } => items.clone(),
             BufferInit::Empty { capacity } => capacity.iter().cloned().collect(),
             BufferInit::ZerosLike(v) => vec![Operand::Var(*v)],
+        }
+    }
+}
+
+impl Stmt {
+    /// The operands this statement reads itself (not those of nested blocks); an
+    /// accumulation's target counts as read.
+    pub fn operands(&self) -> Vec<Operand> {
+        match self {
+            Stmt::Let { rv, .. } => rv.operands(),
+            Stmt::Cell { init, .. } => init.iter().cloned().collect(),
+            Stmt::Assign { value, .. } | Stmt::Push { value, .. } | Stmt::Save { value, .. } => vec![value.clone()],
+            Stmt::Accumulate { place, value } => {
+                let mut o = place.operands();
+                o.push(value.clone());
+                o
+            }
+            Stmt::Store { index, value, .. } => vec![index.clone(), value.clone()],
+            Stmt::Buffer { init, .. } => init.operands(),
+            Stmt::If { cond, .. } => vec![cond.clone()],
+            Stmt::While { cond, .. } => vec![cond.clone()],
+            Stmt::For { range, .. } | Stmt::Reserve { range, .. } => range.operands(),
+            Stmt::Tape { .. } | Stmt::Slot { .. } => Vec::new(),
         }
     }
 }

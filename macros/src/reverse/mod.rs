@@ -32,9 +32,13 @@ use crate::ops::{self, Contribution, Need};
 
 mod adjoints;
 mod analysis;
+mod carry;
 mod forward;
+mod fuse;
 mod materialize;
 mod sweep;
+
+pub use fuse::fuse_loops;
 
 /// Which gradient a parameter contributes to the result.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

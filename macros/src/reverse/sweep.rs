@@ -245,8 +245,14 @@ impl<'a> Transform<'a> {
                 // When the reverse iterations commute, run them in the forward order: it is
                 // the order memory prefers, and it keeps neighbouring iterations'
                 // accumulations into one buffer from forming a dependency chain.
-                let range = if self.iterations_commute(body) { range.clone() } else { range.reversed() };
-                out.push(Stmt::For { var: index, range, body: rb });
+                if self.iterations_commute(body) {
+                    let (before, after) = self.carry_neighbour_adjoints(index, range, &mut rb);
+                    out.extend(before);
+                    out.push(Stmt::For { var: index, range: range.clone(), body: rb });
+                    out.extend(after);
+                } else {
+                    out.push(Stmt::For { var: index, range: range.reversed(), body: rb });
+                }
             }
             Stmt::While { header, body, .. } => {
                 if header
@@ -706,22 +712,7 @@ impl<'a> Transform<'a> {
         // feed nothing but the sum).
         let mut read_count: HashMap<Var, usize> = HashMap::new();
         walk_stmts(body, &mut |s| {
-            let ops: Vec<Operand> = match s {
-                Stmt::Let { rv, .. } => rv.operands(),
-                Stmt::Cell { init, .. } => init.iter().cloned().collect(),
-                Stmt::Assign { value, .. } | Stmt::Push { value, .. } | Stmt::Save { value, .. } => vec![value.clone()],
-                Stmt::Accumulate { place, value } => {
-                    let mut o = place.operands();
-                    o.push(value.clone());
-                    o
-                }
-                Stmt::Store { index, value, .. } => vec![index.clone(), value.clone()],
-                Stmt::Buffer { init, .. } => init.operands(),
-                Stmt::If { cond, .. } => vec![cond.clone()],
-                Stmt::While { cond, .. } => vec![cond.clone()],
-                Stmt::For { range, .. } | Stmt::Reserve { range, .. } => range.operands(),
-                Stmt::Tape { .. } | Stmt::Slot { .. } => Vec::new(),
-            };
+            let ops = s.operands();
             for o in ops {
                 if let Some(v) = o.var() {
                     *read_count.entry(v).or_insert(0) += 1;
