@@ -10,9 +10,9 @@
 #   - `expand_crate` time from `rustc -Z time-passes` (min and median over N runs),
 #     and the `total` front-end time of a `--profile=check` build;
 #   - the line count of `rustc -Z unpretty=expanded` output;
-# and, per differentiable function (from `ADJOINT_DUMP`, rustfmt-formatted):
-#   source lines, expanded lines and expanded lines per source line (formatted with the
-#   repository's rustfmt.toml).
+# and, per differentiable function (from the expanded output):
+#   source lines, expanded lines (the function and its derivative module) and expanded
+#   lines per source line.
 #
 # The stripped copy does not compile past name resolution (`grad!(f)` names items that
 # only the attribute generates); that is fine, `expand_crate` is timed before that.
@@ -121,26 +121,26 @@ awk -v a="$lines_orig" -v b="$lines_stripped" -v s="$src_lines" 'BEGIN {
     printf "%-34s %d source lines -> %.1f expanded lines per source line (%.1f net of the stripped copy)\n",
         "ratio:", s, a / s, (a - b) / s }'
 
-# --- per function: ADJOINT_DUMP ------------------------------------------------------------
-mkdir -p "$work/dump"
-touch "$dir/orig.rs"
-ADJOINT_DUMP="$work/dump" cargo check -q "$flag" orig 2>/dev/null || true
-fmtcfg=()
-[ -f "$repo/rustfmt.toml" ] && fmtcfg=(--config-path "$repo/rustfmt.toml")
+# --- per function: from the expanded output ---------------------------------------------
+# A differentiable `fn NAME` expands to the function itself and a `mod NAME { … }` holding
+# its derivatives and companions; both are counted (lines as `-Z unpretty` prints them).
 echo
-echo "== per #[differentiable] function (rustfmt'd expansion, largest first) =="
+echo "== per #[differentiable] function (expanded as -Z unpretty prints it, largest first) =="
 printf '%-24s %8s %10s %10s\n' function src_lines expanded per_line
-for f in "$work/dump"/*.rs; do
-    [ -e "$f" ] || continue
-    fn=$(basename "$f" .rs)
-    rustfmt --edition 2021 "${fmtcfg[@]}" "$f" 2>/dev/null || true
-    exp=$(wc -l < "$f")
-    # Source lines: from the `fn NAME` line to its matching closing brace.
-    sl=$(awk -v fn="$fn" '
-        !on && $0 ~ "fn[[:space:]]+" fn "[[:space:]]*[(<]" { on = 1 }
-        on { n++; o = gsub(/\{/, "{"); c = gsub(/\}/, "}"); d += o - c; if (o) seen = 1
-             if (seen && d == 0) { print n; exit } }' "$src")
-    [ -n "$sl" ] || sl=0
+grep -A3 '#\[differentiable' "$src" | grep -oE 'fn[[:space:]]+[A-Za-z_][A-Za-z0-9_]*' | awk '{ print $2 }' | sort -u |
+while read -r fn; do
+    # Lines from a header to its matching closing brace, summed over the function and module.
+    block_lines() { # $1 = file, $2 = header regex
+        awk -v re="$2" '
+            !on && $0 ~ re { on = 1 }
+            on { n++; o = gsub(/\{/, "{"); c = gsub(/\}/, "}"); d += o - c; if (o) seen = 1
+                 if (seen && d == 0) { total += n; n = 0; on = 0; seen = 0 } }
+            END { print total + 0 }' "$1"
+    }
+    sl=$(block_lines "$src" "fn[[:space:]]+$fn[[:space:]]*[(<]")
+    e1=$(block_lines "$work/expanded.orig.rs" "^[[:space:]]*(pub )?fn[[:space:]]+$fn[[:space:]]*[(<]")
+    e2=$(block_lines "$work/expanded.orig.rs" "^[[:space:]]*(pub )?mod[[:space:]]+$fn[[:space:]]*\\{")
+    exp=$((e1 + e2))
     awk -v fn="$fn" -v s="$sl" -v e="$exp" 'BEGIN {
         printf "%-24s %8d %10d %10s\n", fn, s, e, (s > 0 ? sprintf("%.0f", e / s) : "-") }'
 done | sort -k3 -n -r
