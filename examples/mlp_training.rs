@@ -6,7 +6,13 @@
 //! map into 784 "pixels" with added noise. 16384 training and 4096 test examples.
 //!
 //! Run with `cargo run --release --example mlp_training [epochs] [loss.svg]`.
+//!
+//! It also reports the heap memory of a training step, counted by a global allocator
+//! that tracks live and peak bytes, against what the step must hold: parameters,
+//! their gradients and the activations of the batch.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use adjoint::prelude::*;
@@ -55,6 +61,48 @@ impl Mlp {
     fn loss(&self, #[no_grad] x: &Tensor, labels: &[usize]) -> Tensor {
         adjoint::cross_entropy(&self.forward(x), labels)
     }
+}
+
+/// The system allocator, counting the bytes live and the most live since the last reset.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Restarts the peak at the current live bytes.
+fn reset_peak() {
+    PEAK.store(live_bytes(), Ordering::Relaxed);
+}
+
+fn peak_bytes() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+fn mb(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// A labelled data set: images `[n, 784]` and their classes.
@@ -136,6 +184,39 @@ fn plot(path: &str, train: &[(f32, f32)], test: &[(f32, f32)]) -> Result<(), Box
     Ok(())
 }
 
+/// The heap of a training step against what it must hold. `at_rest`: live bytes before
+/// the measured step (the data, the parameters and their last gradients, Adam's
+/// moments, and whatever the first step left behind); `peak`: the most live during it.
+fn report_memory(parameters: usize, data_bytes: usize, rest_before_first: usize, at_rest: usize, peak: usize) {
+    let float = std::mem::size_of::<f32>();
+    let params = parameters * float;
+    // The step's activations: the batch, fc1's output and its relu, fc2's and its relu,
+    // the logits.
+    let activations = BATCH * (INPUTS + 4 * HIDDEN + CLASSES) * float;
+    let needed = 2 * params + activations; // parameters, gradients, activations
+    let adam = 2 * params;
+    // Kept from the first step on besides the gradients: the GEMM library's per-thread
+    // workspace (`gemm`'s L2-sized slab), a fixed cost of the process.
+    let kept = (at_rest - rest_before_first).saturating_sub(params);
+    let used = peak - data_bytes - adam;
+    println!(
+        "heap: data {:.1} MiB; at rest between steps {:.1} MiB; peak during a step {:.1} MiB",
+        mb(data_bytes),
+        mb(at_rest),
+        mb(peak)
+    );
+    println!(
+        "step peak without the data and Adam's moments ({:.1} MiB): {:.2} MiB, of which {:.2} MiB kept since the first step; \
+         parameters + gradients + activations: {:.2} MiB; ratio {:.2} ({:.2} with what is kept)",
+        mb(adam),
+        mb(used),
+        mb(kept),
+        mb(needed),
+        (used - kept) as f64 / needed as f64,
+        used as f64 / needed as f64
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let epochs: usize = args.next().map(|a| a.parse().expect("epochs: a number")).unwrap_or(4);
@@ -143,8 +224,10 @@ fn main() {
 
     let mut rng = Rng::seed_from_u64(2024);
     let task = Task::new(&mut rng);
+    let before_data = live_bytes();
     let train = task.sample(TRAIN, &mut rng);
     let test = task.sample(TEST, &mut rng);
+    let data_bytes = live_bytes() - before_data;
     let net = Mlp::new(&mut rng);
     let count: usize = net.parameters().iter().map(|p| p.value().numel()).sum();
     println!("{count} parameters; {TRAIN} training and {TEST} test examples; {epochs} epochs of batches of {BATCH}");
@@ -162,15 +245,30 @@ fn main() {
     let mut batch_losses = Vec::new();
     let mut train_curve = Vec::new();
     let mut test_curve = vec![(0.0, loss0)];
+    // The heap of one training step (the second: Adam's moments exist by then, and the
+    // first has left behind what persists across steps).
+    let mut step_memory = None;
+    let mut rest_before_first = 0;
     let start = Instant::now();
     for epoch in 0..epochs {
         let order = shuffled(TRAIN, &mut rng);
         for (i, rows) in order.chunks_exact(BATCH).enumerate() {
+            let measured = epoch == 0 && i == 1;
+            if measured {
+                reset_peak();
+            }
+            let at_rest = live_bytes();
+            if epoch == 0 && i == 0 {
+                rest_before_first = at_rest;
+            }
             let x = train.x.index_rows(rows);
             let labels: Vec<usize> = rows.iter().map(|&r| train.labels[r]).collect();
             opt.zero_grad();
             let loss = backward!(net.loss(&x, &labels)).item();
             opt.step();
+            if measured {
+                step_memory = Some((rest_before_first, at_rest, peak_bytes()));
+            }
             batch_losses.push(loss);
             let window = &batch_losses[batch_losses.len().saturating_sub(20)..];
             let smooth = window.iter().sum::<f32>() / window.len() as f32;
@@ -195,6 +293,10 @@ fn main() {
         "{steps} steps in {seconds:.2} s, test evaluations included ({:.2} ms per step)",
         1e3 * seconds / steps as f64
     );
+
+    if let Some((rest_before_first, at_rest, peak)) = step_memory {
+        report_memory(count, data_bytes, rest_before_first, at_rest, peak);
+    }
 
     let (train_loss, train_acc) = evaluate(&net, &train);
     let (test_loss, test_acc) = evaluate(&net, &test);
