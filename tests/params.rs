@@ -209,6 +209,27 @@ fn tensor_clones_of_the_value_see_updates_like_torch_data() {
     assert_eq!(copy.to_vec(), W.to_vec());
 }
 
+#[test]
+fn an_update_reading_its_own_tensor_through_another_handle_panics_instead_of_hanging() {
+    let t = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0], &[3]);
+    let alias = t.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.update(|v| *v = &*v + &alias)));
+    let message = outcome.expect_err("reading `alias` inside the update must panic");
+    let message = match message.downcast_ref::<&str>() {
+        Some(m) => m.to_string(),
+        None => message.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    assert!(message.contains("read the tensor it updates through another handle"), "{message}");
+    // The values are left as they were, and both handles work again.
+    assert_eq!(alias.to_vec(), vec![1.0, 2.0, 3.0]);
+    t.update(|v| *v = &*v * 2.0);
+    assert_eq!(alias.to_vec(), vec![2.0, 4.0, 6.0]);
+    // Reading another tensor inside an update is fine.
+    let other = Tensor::<f64>::from_vec(vec![1.0, 1.0, 1.0], &[3]);
+    t.update(|v| *v = &*v + &other);
+    assert_eq!(t.to_vec(), vec![3.0, 5.0, 7.0]);
+}
+
 // ------------------------------------------------------------------ sharing
 
 /// `w` used three times: `Σ w² + Σ w`.

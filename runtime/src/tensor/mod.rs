@@ -30,7 +30,7 @@ mod reduce;
 pub mod shape;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::kernels::layout::{contiguous_strides, is_contiguous, View};
 use crate::kernels::unary;
@@ -73,12 +73,35 @@ impl<E> Storage<E> {
 
     fn lock(&self) -> MutexGuard<'_, Arc<Vec<E>>> {
         // The buffer is replaced whole, so a panic elsewhere never leaves it torn.
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
+        match self.data.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                // Held: by another thread (wait for it), or by an `update` of this very
+                // storage further up this thread's stack, which would never return.
+                if UPDATING.with(|u| u.borrow().contains(&self.address())) {
+                    panic!(
+                        "adjoint: the function given to `update` read the tensor it updates through another handle; \
+                         read the tensor it receives instead"
+                    );
+                }
+                self.data.lock().unwrap_or_else(|e| e.into_inner())
+            }
+        }
+    }
+
+    fn address(&self) -> usize {
+        self as *const Self as *const () as usize
     }
 
     fn snapshot(&self) -> Arc<Vec<E>> {
         Arc::clone(&self.lock())
     }
+}
+
+thread_local! {
+    /// The storages this thread is inside an [`Tensor::update`] of.
+    static UPDATING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A snapshot of a tensor's buffer, alive for one operation.
@@ -172,8 +195,8 @@ impl<E: Float> Tensor<E> {
     /// case that computation keeps the old values and the handles get a new buffer.
     ///
     /// Panics if the tensor is a view of part of a larger buffer, or if `f` changes the
-    /// shape. `f` must not read this tensor through another handle (it would wait for
-    /// the update to finish): use the tensor `f` receives.
+    /// shape, and if `f` reads this tensor through another handle (a read would wait
+    /// for the update to finish; `f` should read the tensor it receives).
     pub fn update(&self, f: impl FnOnce(&mut Tensor<E>)) {
         let n = self.numel();
         let mut slot = self.storage.lock();
@@ -185,7 +208,11 @@ impl<E: Float> Tensor<E> {
         }
         let data = std::mem::take(&mut *slot);
         let mut value = Tensor { storage: Arc::new(Storage { data: Mutex::new(data) }), ..self.clone_layout() };
-        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut value))) {
+        let address = self.storage.address();
+        UPDATING.with(|u| u.borrow_mut().push(address));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut value)));
+        UPDATING.with(|u| u.borrow_mut().retain(|a| *a != address));
+        if let Err(panic) = outcome {
             // Leave a buffer of the right length behind: the values `f` had written
             // if it kept the layout, else NaNs, which no later computation mistakes
             // for parameters.
