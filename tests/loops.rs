@@ -642,6 +642,16 @@ fn gapped_stencils(x: &[f64], y: &[f64]) -> f64 {
     s
 }
 
+/// Two buffers' stencils whose accumulations interleave in the reverse body.
+#[differentiable]
+fn interleaved_stencils(x: &[f64], y: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() - 1 {
+        s += x[i] * y[i + 1].cos() + y[i] * x[i + 1] * x[i];
+    }
+    s
+}
+
 /// A stencil whose result is used after the loop (the statements reading it stay
 /// after the fused loop), with the index offset written on the left.
 #[differentiable]
@@ -731,6 +741,12 @@ proptest! {
             check("gapped value", v, gapped_stencils(&x, &y), EXACT)?;
             check_vec("gapped value_and_grad x", &vx, &gx, EXACT)?;
             check_vec("gapped value_and_grad y", &vy, &gy, EXACT)?;
+        }
+
+        if x.len() <= y.len() {
+            let (gx, gy) = grad!(interleaved_stencils)(&x, &y);
+            check_vec("interleaved stencils x", &gx, &fd_vec(|v| interleaved_stencils(v, &y), &x), FD)?;
+            check_vec("interleaved stencils y", &gy, &fd_vec(|v| interleaved_stencils(&x, v), &y), FD)?;
         }
 
         let g = grad!(stencil_then_scale)(&x);

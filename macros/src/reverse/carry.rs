@@ -56,9 +56,24 @@ impl<'a> Transform<'a> {
         };
         let mut flush = vec![Stmt::Let { dst: Tree::Leaf(last), rv, span: Span::call_site() }];
         let mut before = Vec::new();
+        // Each stencil's accumulations are replaced by its update at the place of the
+        // last one; positions refer to the body as it was, so it is rebuilt once.
+        let mut updates: BTreeMap<usize, Block> = BTreeMap::new();
+        let mut removed: Vec<usize> = Vec::new();
         for stencil in stencils {
-            self.carry(stencil, last, body, &mut before, &mut flush);
+            removed.extend(stencil.shares.values().flatten().map(|(pos, ..)| *pos));
+            let (at, update) = self.carry(stencil, last, &mut before, &mut flush);
+            updates.insert(at, update);
         }
+        let mut rewritten = Vec::with_capacity(body.len());
+        for (pos, s) in std::mem::take(body).into_iter().enumerate() {
+            if let Some(update) = updates.remove(&pos) {
+                rewritten.extend(update);
+            } else if !removed.contains(&pos) {
+                rewritten.push(s);
+            }
+        }
+        *body = rewritten;
         (before, vec![ran_def, Stmt::If { cond: Operand::Var(ran), then_: flush, else_: Vec::new() }])
     }
 
@@ -115,8 +130,10 @@ impl<'a> Transform<'a> {
     }
 
     /// Carries one buffer's shares: declarations go to `before`, the accumulations of
-    /// the last carries (into elements past `last_index`) to `flush`.
-    fn carry(&mut self, stencil: Stencil, last_index: Var, body: &mut Block, before: &mut Block, flush: &mut Block) {
+    /// the last carries (into elements past `last_index`) to `flush`. Returns the
+    /// statements that replace the shares' accumulations in the body, and the position
+    /// of the last of those accumulations, where they go.
+    fn carry(&mut self, stencil: Stencil, last_index: Var, before: &mut Block, flush: &mut Block) -> (usize, Block) {
         let lo = *stencil.shares.keys().next().expect("two offsets");
         let span = stencil.shares.keys().last().expect("two offsets") - lo;
         let like = stencil.shares[&lo][0].2.var();
@@ -136,7 +153,6 @@ impl<'a> Transform<'a> {
         // In the body: the element `i + lo` gets its last share, every carry moves one
         // element down and takes this iteration's share.
         let last = stencil.shares.values().flatten().map(|(pos, ..)| *pos).max().expect("shares");
-        let removed: Vec<usize> = stencil.shares.values().flatten().map(|(pos, ..)| *pos).collect();
         let mut update = Vec::new();
         let low_index = stencil.shares[&lo][0].1.clone();
         let own = self.sum_of_shares(&stencil, lo, &mut update).expect("the lowest offset has a share");
@@ -158,16 +174,6 @@ impl<'a> Transform<'a> {
             };
             update.push(Stmt::Assign { var: carries[k as usize - 1], value });
         }
-        let mut rewritten = Vec::with_capacity(body.len() + update.len());
-        for (pos, s) in std::mem::take(body).into_iter().enumerate() {
-            if pos == last {
-                rewritten.append(&mut update);
-            } else if !removed.contains(&pos) {
-                rewritten.push(s);
-            }
-        }
-        *body = rewritten;
-
         // After the loop: the carries belong to the elements just past the last
         // iteration's `i + lo`.
         for (k, carry) in (1..=span).zip(&carries) {
@@ -187,6 +193,7 @@ impl<'a> Transform<'a> {
             };
             flush.push(Stmt::Accumulate { place: Place::Elem(stencil.acc, at), value: Operand::Var(*carry) });
         }
+        (last, update)
     }
 
     /// The sum of this iteration's shares at `offset` (`None` when it has none).
