@@ -103,8 +103,8 @@ impl<'a> Transform<'a> {
                     if self.vars.kind(*acc) == Kind::Buffer(Elem::Float) && self.kind(value) == Kind::Float =>
                 {
                     if let Some(&k) = idx.var().and_then(|v| offsets.get(&v)) {
-                        by_acc.entry(*acc).or_insert_with(|| Stencil { acc: *acc, shares: BTreeMap::new() });
-                        let stencil = by_acc.get_mut(acc).expect("inserted");
+                        let stencil =
+                            by_acc.entry(*acc).or_insert_with(|| Stencil { acc: *acc, shares: BTreeMap::new() });
                         stencil.shares.entry(k).or_default().push((pos, idx.clone(), value.clone()));
                     }
                 }
@@ -137,7 +137,8 @@ impl<'a> Transform<'a> {
         let lo = *stencil.shares.keys().next().expect("two offsets");
         let span = stencil.shares.keys().last().expect("two offsets") - lo;
         let like = stencil.shares[&lo][0].2.var();
-        let name = format!("{}_carry", self.vars.info(stencil.acc).name);
+        let acc_name = self.vars.info(stencil.acc).name.clone();
+        let name = format!("{acc_name}_carry");
         // carries[k - 1]: the share of element `i + lo + k` computed so far.
         let carries: Vec<Var> = (1..=span)
             .map(|_| {
@@ -155,16 +156,11 @@ impl<'a> Transform<'a> {
         let last = stencil.shares.values().flatten().map(|(pos, ..)| *pos).max().expect("shares");
         let mut update = Vec::new();
         let low_index = stencil.shares[&lo][0].1.clone();
-        let own = self.sum_of_shares(&stencil, lo, &mut update).expect("the lowest offset has a share");
-        let total = self.add_temp(
-            &format!("{}_total", self.vars.info(stencil.acc).name),
-            own,
-            Operand::Var(carries[0]),
-            &mut update,
-        );
+        let own = self.sum_of_shares(&stencil, lo, &acc_name, &mut update).expect("the lowest offset has a share");
+        let total = self.add_temp(&format!("{acc_name}_total"), own, Operand::Var(carries[0]), &mut update);
         update.push(Stmt::Accumulate { place: Place::Elem(stencil.acc, low_index), value: total });
         for k in 1..=span {
-            let share = self.sum_of_shares(&stencil, lo + k, &mut update);
+            let share = self.sum_of_shares(&stencil, lo + k, &acc_name, &mut update);
             let next = carries.get(k as usize).map(|c| Operand::Var(*c));
             let value = match (share, next) {
                 (Some(s), Some(n)) => self.add_temp(&name, n, s, &mut update),
@@ -197,10 +193,10 @@ impl<'a> Transform<'a> {
     }
 
     /// The sum of this iteration's shares at `offset` (`None` when it has none).
-    fn sum_of_shares(&mut self, stencil: &Stencil, offset: i64, out: &mut Block) -> Option<Operand> {
+    fn sum_of_shares(&mut self, stencil: &Stencil, offset: i64, acc_name: &str, out: &mut Block) -> Option<Operand> {
         let mut shares = stencil.shares.get(&offset)?.iter().map(|(_, _, v)| v.clone());
         let first = shares.next()?;
-        let name = format!("{}_share", self.vars.info(stencil.acc).name);
+        let name = format!("{acc_name}_share");
         Some(shares.fold(first, |sum, s| self.add_temp(&name, sum, s, out)))
     }
 
