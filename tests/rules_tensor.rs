@@ -498,8 +498,8 @@ mod views {
         x.sum_to_shape(shape)
     }
 
-    /// The narrow rule, called directly: `x.narrow(…)` cannot be used in
-    /// `#[differentiable]` code yet (see `narrow_in_differentiable_code`).
+    /// The narrow rule, called directly (`in_differentiable_code` below checks it
+    /// through `vjp!`).
     fn narrow_vjp(x: &T, axis: usize, start: usize, len: usize, c: T) -> T {
         let _ = len;
         <T as adjoint::rules::Narrow>::narrow_adjoint(&c, x, &axis, &start)
@@ -608,6 +608,79 @@ mod views {
             seed in any::<u64>(),
         ) {
             vjp1(&format!("index_rows({rows:?})"), |x| index_rows(x, &rows), |x, c| vjp!(index_rows)(x, &rows, c), &x, seed)?;
+        }
+    }
+
+    /// `Tensor::cat` and `Tensor::stack` of tensors listed in the call (lowered to the
+    /// `cat2`/`cat3` primitives, three at a time for longer lists).
+    mod joining {
+        use super::*;
+
+        #[differentiable]
+        pub fn cat2(a: &Tensor<f64>, b: &Tensor<f64>, axis: usize) -> Tensor<f64> {
+            Tensor::cat(&[a.clone(), b.clone()], axis)
+        }
+
+        /// Five parts (`cat3` twice), each operand used twice, one through `exp`.
+        #[differentiable]
+        pub fn cat5(a: &Tensor<f64>, b: &Tensor<f64>, axis: usize) -> Tensor<f64> {
+            Tensor::cat(&[a.clone(), b.exp(), a * 2.0, b.clone(), a.clone()], axis)
+        }
+
+        /// One part: a copy.
+        #[differentiable]
+        pub fn cat1(a: &Tensor<f64>, b: &Tensor<f64>, axis: usize) -> Tensor<f64> {
+            Tensor::cat(&[a * b], axis)
+        }
+
+        #[differentiable]
+        pub fn stack3(a: &Tensor<f64>, b: &Tensor<f64>, axis: usize) -> Tensor<f64> {
+            Tensor::stack(&[a.clone(), b.tanh(), a.clone()], axis)
+        }
+
+        /// Two tensors whose shapes differ only along `axis` (where `b` may be empty).
+        fn catable() -> impl Strategy<Value = (T, T, usize)> {
+            (shape(1..=3), any::<u64>()).prop_flat_map(|(sa, vseed)| {
+                let r = sa.len();
+                (Just(sa), Just(vseed), 0..r, 0..=3usize).prop_map(|(sa, vseed, axis, len)| {
+                    let mut sb = sa.clone();
+                    sb[axis] = len;
+                    let mut rng = Rng::seed_from_u64(vseed);
+                    (Tensor::uniform(&sa, -1.5, 1.5, &mut rng), Tensor::uniform(&sb, -1.5, 1.5, &mut rng), axis)
+                })
+            })
+        }
+
+        proptest! {
+            #![proptest_config(config_with(CASES_T))]
+
+            #[test]
+            fn cat_rules((a, b, axis) in catable(), seed in any::<u64>()) {
+                vjp2(&format!("cat of two along {axis}"), |a, b| cat2(a, b, axis), |a, b, c| vjp!(cat2)(a, b, axis, c), &a, &b, seed)?;
+                vjp2(&format!("cat of five along {axis}"), |a, b| cat5(a, b, axis), |a, b, c| vjp!(cat5)(a, b, axis, c), &a, &b, seed)?;
+            }
+
+            #[test]
+            fn stack_and_single_part_rules((a, b, axis) in axis_and_index(1..=3).prop_map(|(a, axis, _)| {
+                let b = a.exp() - 1.5;
+                (a, b, axis)
+            }), stack_axis in 0usize..4, seed in any::<u64>()) {
+                let stack_axis = stack_axis % (a.ndim() + 1);
+                vjp2(&format!("stack of three along {stack_axis}"), |a, b| stack3(a, b, stack_axis), |a, b, c| vjp!(stack3)(a, b, stack_axis, c), &a, &b, seed)?;
+                vjp2(&format!("cat of one along {axis}"), |a, b| cat1(a, b, axis), |a, b, c| vjp!(cat1)(a, b, axis, c), &a, &b, seed)?;
+            }
+        }
+
+        #[test]
+        fn cat_gradient_is_each_part_of_the_cotangent() {
+            let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+            let b = Tensor::from_vec(vec![5.0, 6.0], &[2, 1]);
+            let y = cat2(&a, &b, 1);
+            assert_eq!(y.to_vec(), vec![1.0, 2.0, 5.0, 3.0, 4.0, 6.0]);
+            let c = Tensor::from_vec(vec![10.0, 20.0, 30.0, 40.0, 50.0, 60.0], &[2, 3]);
+            let (ga, gb) = vjp!(cat2)(&a, &b, 1, c);
+            assert_eq!(ga.to_vec(), vec![10.0, 20.0, 40.0, 50.0]);
+            assert_eq!(gb.to_vec(), vec![30.0, 60.0]);
         }
     }
 

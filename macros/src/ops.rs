@@ -220,6 +220,20 @@ pub const TENSOR_METHODS: &[Prim] = &[
     general("broadcast_to", 2, [rule("BroadcastTo", "broadcast_to_adjoint", X), N, N]),
     general("sum_to_shape", 2, [rule("SumToShape", "sum_to_shape_adjoint", X), N, N]),
     general("narrow", 4, [rule("Narrow", "narrow_adjoint", &[Op(0), Op(1), Op(2)]), N, N]),
+    general(
+        "cat2",
+        3,
+        [rule("Cat2", "cat2_lhs_adjoint", &[Op(0), Op(2)]), rule("Cat2", "cat2_rhs_adjoint", &[Op(0), Op(2)]), N],
+    ),
+    general(
+        "cat3",
+        4,
+        [
+            rule("Cat3", "cat3_first_adjoint", &[Op(0), Op(3)]),
+            rule("Cat3", "cat3_second_adjoint", &[Op(0), Op(1), Op(3)]),
+            rule("Cat3", "cat3_third_adjoint", &[Op(0), Op(1), Op(3)]),
+        ],
+    ),
     general("select", 3, [rule("Select", "select_adjoint", &[Op(0), Op(1), Op(2)]), N, N]),
     general("index_rows", 2, [rule("IndexRows", "index_rows_adjoint", XY), N, N]),
     general("contiguous", 1, [Identity, N, N]),

@@ -161,6 +161,7 @@ impl<'a> Lowerer<'a> {
                 });
                 Some(v)
             }
+            CalleeKind::Assoc(path) if is_join(&path, c) => self.join(&path, c),
             CalleeKind::Free(path) | CalleeKind::Assoc(path) => {
                 if nested {
                     self.nests = true;
@@ -174,6 +175,55 @@ impl<'a> Lowerer<'a> {
                 Some(v)
             }
         }
+    }
+
+    /// `Tensor::cat(&[a, b, …], axis)` and `Tensor::stack(&[a, b, …], axis)` with the
+    /// tensors listed in the call, lowered to the method primitives `a.cat2(&b, axis)`
+    /// and `a.cat3(&b, &c, axis)` (longer lists are joined three at a time; `stack`
+    /// joins `unsqueeze(axis)` views), so each tensor's adjoint is its part of the
+    /// result's. A run-time list (`Tensor::cat(&parts, 0)`) stays an opaque call.
+    fn join(&mut self, path: &syn::Path, c: &syn::ExprCall) -> Option<Var> {
+        let span = c.span();
+        let stack = path.segments.last().is_some_and(|s| s.ident == "stack");
+        let Some(elems) = listed_tensors(&c.args[0]) else { unreachable!("checked by is_join") };
+        let axis = self.operand(&c.args[1]);
+        let method = |name: &str| Ident::new(name, span);
+        let mut parts: Vec<Operand> = Vec::with_capacity(elems.len());
+        for e in elems {
+            let part = self.operand(e);
+            let part = if stack {
+                let kind = self.kind_of(&part);
+                let rv = Rvalue::Method {
+                    recv: part,
+                    method: method("unsqueeze"),
+                    args: vec![axis.clone()],
+                    by_ref: vec![false],
+                };
+                self.temp("unsqueezed", kind, rv, span)
+            } else {
+                part
+            };
+            parts.push(part);
+        }
+        let mut parts = parts.into_iter();
+        let mut joined = parts.next().expect("a listed tensor");
+        let kind = self.kind_of(&joined);
+        let rest: Vec<Operand> = parts.collect();
+        if rest.is_empty() {
+            // One tensor: `cat` copies it; `stack` is its `unsqueeze` view.
+            let rv = Rvalue::Method { recv: joined, method: method("contiguous"), args: vec![], by_ref: vec![] };
+            return self.temp("joined", kind, rv, span).var();
+        }
+        for chunk in rest.chunks(2) {
+            let name = if chunk.len() == 2 { "cat3" } else { "cat2" };
+            let mut args = chunk.to_vec();
+            args.push(axis.clone());
+            let mut by_ref = vec![true; chunk.len()];
+            by_ref.push(false);
+            let rv = Rvalue::Method { recv: joined, method: method(name), args, by_ref };
+            joined = self.temp("joined", kind, rv, span);
+        }
+        joined.var()
     }
 
     /// `let (a, b) = g(x);`: a call whose result is destructured.
@@ -326,6 +376,20 @@ impl<'a> Lowerer<'a> {
     }
 
     // ---------------------------------------------------------------- branches
+}
+
+/// Whether `c` is `Tensor::cat`/`Tensor::stack` of tensors listed in the call.
+fn is_join(path: &syn::Path, c: &syn::ExprCall) -> bool {
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let [.., ty, f] = segs.as_slice() else { return false };
+    ty == "Tensor" && (f == "cat" || f == "stack") && c.args.len() == 2 && listed_tensors(&c.args[0]).is_some()
+}
+
+/// The elements of `&[a, b, …]` (at least one).
+fn listed_tensors(e: &Expr) -> Option<Vec<&Expr>> {
+    let Expr::Reference(r) = strip_parens(e) else { return None };
+    let Expr::Array(a) = strip_parens(&r.expr) else { return None };
+    (!a.elems.is_empty() && r.mutability.is_none()).then(|| a.elems.iter().collect())
 }
 
 /// The kind of a primitive method's result, given its receiver's kind.

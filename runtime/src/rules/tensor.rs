@@ -306,6 +306,47 @@ impl<E: Float> Narrow for Tensor<E> {
     }
 }
 
+/// `y = a.cat2(b, axis)` (`Tensor::cat(&[a, b], axis)`): each operand's adjoint is its
+/// part of `ȳ` along `axis`, a view (nothing is copied).
+pub trait Cat2: Sized {
+    fn cat2_lhs_adjoint(ybar: &Self, a: &Self, axis: &usize) -> Self;
+    fn cat2_rhs_adjoint(ybar: &Self, a: &Self, axis: &usize) -> Self;
+}
+
+impl<E: Float> Cat2 for Tensor<E> {
+    fn cat2_lhs_adjoint(ybar: &Self, a: &Self, axis: &usize) -> Self {
+        ybar.narrow(*axis, 0, a.shape()[*axis])
+    }
+
+    fn cat2_rhs_adjoint(ybar: &Self, a: &Self, axis: &usize) -> Self {
+        let start = a.shape()[*axis];
+        ybar.narrow(*axis, start, ybar.shape()[*axis] - start)
+    }
+}
+
+/// `y = a.cat3(b, c, axis)` (`Tensor::cat(&[a, b, c], axis)`): as [`Cat2`], with three
+/// parts.
+pub trait Cat3: Sized {
+    fn cat3_first_adjoint(ybar: &Self, a: &Self, axis: &usize) -> Self;
+    fn cat3_second_adjoint(ybar: &Self, a: &Self, b: &Self, axis: &usize) -> Self;
+    fn cat3_third_adjoint(ybar: &Self, a: &Self, b: &Self, axis: &usize) -> Self;
+}
+
+impl<E: Float> Cat3 for Tensor<E> {
+    fn cat3_first_adjoint(ybar: &Self, a: &Self, axis: &usize) -> Self {
+        ybar.narrow(*axis, 0, a.shape()[*axis])
+    }
+
+    fn cat3_second_adjoint(ybar: &Self, a: &Self, b: &Self, axis: &usize) -> Self {
+        ybar.narrow(*axis, a.shape()[*axis], b.shape()[*axis])
+    }
+
+    fn cat3_third_adjoint(ybar: &Self, a: &Self, b: &Self, axis: &usize) -> Self {
+        let start = a.shape()[*axis] + b.shape()[*axis];
+        ybar.narrow(*axis, start, ybar.shape()[*axis] - start)
+    }
+}
+
 /// `y = x.select(axis, index)`: the adjoint is `ȳ` at `index`, zeros elsewhere.
 pub trait Select: Sized {
     fn select_adjoint(ybar: &Self, x: &Self, axis: &usize, index: &usize) -> Self;

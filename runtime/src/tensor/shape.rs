@@ -148,6 +148,18 @@ impl<E: Float> Tensor<E> {
         Tensor::from_parts(data, shape)
     }
 
+    /// `Tensor::cat(&[self, other], axis)` as a method: the form `#[differentiable]` code
+    /// lowers a two-tensor `cat` to (its rule is [`Cat2`](crate::rules::Cat2)).
+    pub fn cat2(&self, other: &Self, axis: usize) -> Self {
+        Tensor::cat(&[self.clone(), other.clone()], axis)
+    }
+
+    /// `Tensor::cat(&[self, second, third], axis)` as a method (see [`Tensor::cat2`];
+    /// its rule is [`Cat3`](crate::rules::Cat3)).
+    pub fn cat3(&self, second: &Self, third: &Self, axis: usize) -> Self {
+        Tensor::cat(&[self.clone(), second.clone(), third.clone()], axis)
+    }
+
     /// The tensors (all of one shape) stacked along a new `axis` (`0..=ndim`).
     pub fn stack(tensors: &[Self], axis: usize) -> Self {
         let first = tensors.first().unwrap_or_else(|| panic!("adjoint: `stack` of no tensors"));
@@ -199,4 +211,53 @@ impl<E: Float> Tensor<E> {
             ),
         }
     }
+}
+
+/// The derivative companions `#[differentiable]` code looks for when a gradient flows
+/// through `Tensor::cat(&parts, axis)` or `Tensor::stack(&parts, axis)` of a run-time
+/// list: calling one is a compile error that says how to write the join instead (the
+/// tensors listed in the call are differentiated; see `Tensor::cat2`).
+#[diagnostic::on_unimplemented(
+    message = "`Tensor::cat`/`Tensor::stack` of a run-time list of tensors is not differentiable",
+    label = "a gradient flows through this join",
+    note = "list the tensors in the call, `Tensor::cat(&[a, b, c], axis)`: each then gets its part of the gradient"
+)]
+#[doc(hidden)]
+pub trait JoinOfListedTensors {}
+
+// The stubs type the gradient of the list as a `Vec` of its elements, so the only error
+// is the one above.
+macro_rules! join_stubs {
+    ($($d1:ident, $masked:ident, $split:ident;)*) => {
+        #[doc(hidden)]
+        #[allow(clippy::all)]
+        impl Tensor<f32> {$(
+            pub fn $d1<'a, T, A, C, G>(_: &[T], _: A, _: C) -> (Vec<T>, G)
+            where
+                &'a (): JoinOfListedTensors,
+            {
+                unreachable!()
+            }
+
+            pub fn $masked<'a, T, A, C, M, G>(_: &[T], _: A, _: C, _: M) -> (Vec<T>, G)
+            where
+                &'a (): JoinOfListedTensors,
+            {
+                unreachable!()
+            }
+
+            #[allow(clippy::type_complexity)]
+            pub fn $split<'a, T, A, M, V, C, G>(_: &[T], _: A, _: M) -> (V, Box<dyn FnOnce(C) -> (Vec<T>, G)>)
+            where
+                &'a (): JoinOfListedTensors,
+            {
+                unreachable!()
+            }
+        )*}
+    };
+}
+
+join_stubs! {
+    __adjoint_d1_cat, __adjoint_d1_masked_cat, __adjoint_split_cat;
+    __adjoint_d1_stack, __adjoint_d1_masked_stack, __adjoint_split_stack;
 }
