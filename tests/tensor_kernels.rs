@@ -964,3 +964,24 @@ fn exp_accuracy_and_special_values() {
     assert_eq!(&special[..2], &[1.0, 0.0]);
     assert!(special[2].is_nan());
 }
+
+/// The f32 tensor `tanh` (vectorisable, through f64 `exp`) against the correctly
+/// rounded value, over a dense sweep, tiny values and the special values.
+#[test]
+fn f32_tanh_is_within_one_ulp() {
+    let mut xs: Vec<f32> = (-250_000..=250_000).map(|i| i as f32 * 1e-4).collect();
+    xs.extend((0..200).flat_map(|k| {
+        let x = 2f32.powi(-k / 2) * 1.37;
+        [x, -x]
+    }));
+    xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, f32::MIN_POSITIVE, 1e-40]);
+    let got = Tensor::from_vec(xs.clone(), &[xs.len()]).tanh().to_vec();
+    let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).abs();
+    for (&x, &y) in xs.iter().zip(&got) {
+        let want = (x as f64).tanh() as f32;
+        assert!(ulps(y, want) <= 1, "tanh({x:e}) = {y:e}, want {want:e}");
+        assert_eq!(y.is_sign_negative(), want.is_sign_negative(), "sign of tanh({x:e})");
+    }
+    let nan = Tensor::from_vec(vec![f32::NAN], &[1]).tanh().to_vec();
+    assert!(nan[0].is_nan());
+}

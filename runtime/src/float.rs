@@ -88,6 +88,9 @@ pub trait Float:
     /// and a polynomial with no branch or library call, so that loops over it
     /// vectorise. The tensor kernels use it.
     fn exp_vectorizable(self) -> Self;
+    /// `tanh x` for the tensor kernels: in f32 with no library call (so loops over
+    /// it vectorise) and within 1 ulp of [`Float::tanh`]; in f64 it is `tanh` itself.
+    fn tanh_vectorizable(self) -> Self;
     fn clamp(self, lo: Self, hi: Self) -> Self;
     fn is_nan(self) -> bool;
     fn is_finite(self) -> bool;
@@ -95,7 +98,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ident, $exp:ident) => {
+    ($t:ident, $exp:ident, $tanh:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -152,6 +155,10 @@ macro_rules! impl_float {
             fn exp_vectorizable(self) -> Self {
                 $exp(self)
             }
+            #[inline(always)]
+            fn tanh_vectorizable(self) -> Self {
+                $tanh(self)
+            }
             #[inline]
             fn clamp(self, lo: Self, hi: Self) -> Self {
                 $t::clamp(self, lo, hi)
@@ -180,8 +187,8 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, exp_f32);
-impl_float!(f64, exp_f64);
+impl_float!(f32, exp_f32, tanh_f32);
+impl_float!(f64, exp_f64, f64::tanh);
 
 // `eˣ = 2ⁿ·eʳ` with `n = round(x·log₂e)` and `r = x − n·ln 2` (Cody–Waite: `ln 2` split in
 // a high part with trailing zeros, so `n·LN2_HI` is exact, and the low remainder). `eʳ`
@@ -248,6 +255,24 @@ fn exp_f64(x: f64) -> f64 {
     let n1 = ni >> 1;
     let n2 = ni - n1;
     p * f64::from_bits(((n1 + 1023) as u64) << 52) * f64::from_bits(((n2 + 1023) as u64) << 52)
+}
+
+/// `tanh x = (e²ˣ − 1)/(e²ˣ + 1)`, evaluated in f64 (so the cancellation in `e²ˣ − 1`
+/// for small `x` costs nothing at f32 precision) with the vectorisable [`exp_f64`].
+/// Below 2⁻¹², `tanh x` rounds to `x` in f32; `|x| > 20` clamps to ±1 (and ±∞ with
+/// it); NaN propagates through the clamps and the quotient.
+#[inline(always)]
+fn tanh_f32(x: f32) -> f32 {
+    let w = x as f64;
+    let w = if w > 20.0 { 20.0 } else { w };
+    let w = if w < -20.0 { -20.0 } else { w };
+    let e = exp_f64(2.0 * w);
+    let t = ((e - 1.0) / (e + 1.0)) as f32;
+    if x.abs() < 1.0 / 4096.0 {
+        x
+    } else {
+        t
+    }
 }
 
 /// Types whose derivative rules are themselves differentiable: second and higher

@@ -7,6 +7,8 @@
 
 use core::mem::MaybeUninit;
 
+use super::gemv::{unit_dim_product, LEVEL2_MAX_FLOPS};
+use super::params::KernelParams;
 use crate::Float;
 
 /// A strided `rows × cols` matrix inside `data`: element `(i, j)` is at
@@ -52,6 +54,9 @@ pub(crate) fn gemm_into<'a, E: Float>(
     }
     lhs.check();
     rhs.check();
+    if m * n * k <= LEVEL2_MAX_FLOPS && unit_dim_product(dst, lhs, rhs, KernelParams::current().simd) {
+        return;
+    }
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // The crate is fastest when all three matrices share one layout, and slowest when a
     // row-major `dst` meets a column-major `rhs` (`x·Wᵀ`, a linear layer). The same

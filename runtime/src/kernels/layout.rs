@@ -11,6 +11,8 @@
 
 use rayon::prelude::*;
 
+pub(crate) use super::dims::Dims;
+
 /// A strided, read-only view of tensor data: element `(i0, i1, …)` is at
 /// `data[offset + Σ ik·strides[k]]`. Strides are in elements; a stride of 0 repeats
 /// (broadcasts) along that dimension.
@@ -39,8 +41,8 @@ impl<'a, E> View<'a, E> {
 }
 
 /// Row-major strides of `shape`.
-pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![0; shape.len()];
+pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims {
+    let mut strides = Dims::from_elem(0, shape.len());
     let mut s = 1;
     for (st, &n) in strides.iter_mut().zip(shape).rev() {
         *st = s;
@@ -66,9 +68,9 @@ pub(crate) fn is_contiguous(shape: &[usize], strides: &[usize]) -> bool {
 }
 
 /// The NumPy broadcast of two shapes, or `None` if they are incompatible.
-pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Dims> {
     let nd = a.len().max(b.len());
-    let mut out = vec![0; nd];
+    let mut out = Dims::from_elem(0, nd);
     for (i, o) in out.iter_mut().enumerate() {
         let da = if i + a.len() >= nd { a[i + a.len() - nd] } else { 1 };
         let db = if i + b.len() >= nd { b[i + b.len() - nd] } else { 1 };
@@ -84,12 +86,12 @@ pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 
 /// The strides that read a tensor of `shape`/`strides` broadcast to `target` (stride
 /// 0 along new and stretched dimensions), or `None` if it does not broadcast.
-pub(crate) fn broadcast_strides(shape: &[usize], strides: &[usize], target: &[usize]) -> Option<Vec<usize>> {
+pub(crate) fn broadcast_strides(shape: &[usize], strides: &[usize], target: &[usize]) -> Option<Dims> {
     if shape.len() > target.len() {
         return None;
     }
     let lead = target.len() - shape.len();
-    let mut out = vec![0; target.len()];
+    let mut out = Dims::from_elem(0, target.len());
     for (i, &t) in target.iter().enumerate().skip(lead) {
         let (n, s) = (shape[i - lead], strides[i - lead]);
         out[i] = if n == t {
@@ -108,9 +110,9 @@ pub(crate) fn broadcast_strides(shape: &[usize], strides: &[usize], target: &[us
 #[derive(Clone, Debug)]
 pub(crate) struct Plan<const K: usize> {
     /// The merged dimensions, outermost first; never empty.
-    dims: Vec<usize>,
+    dims: Dims,
     /// `strides[k][d]`: the stride of operand `k` along merged dimension `d`.
-    strides: [Vec<usize>; K],
+    strides: [Dims; K],
     offsets: [usize; K],
     len: usize,
 }
@@ -119,8 +121,8 @@ impl<const K: usize> Plan<K> {
     /// A plan over `shape`; each operand is given by its strides (already broadcast to
     /// `shape`) and offset.
     pub fn new(shape: &[usize], operands: [(&[usize], usize); K]) -> Self {
-        let mut dims: Vec<usize> = Vec::with_capacity(shape.len().max(1));
-        let mut strides: [Vec<usize>; K] = core::array::from_fn(|_| Vec::with_capacity(shape.len().max(1)));
+        let mut dims = Dims::new();
+        let mut strides: [Dims; K] = core::array::from_fn(|_| Dims::new());
         for (d, &n) in shape.iter().enumerate() {
             if n == 1 {
                 continue;

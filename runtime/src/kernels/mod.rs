@@ -16,7 +16,9 @@
 //! [`Tensor`]: crate::tensor::Tensor
 
 pub(crate) mod binary;
+pub(crate) mod dims;
 pub(crate) mod gemm;
+pub(crate) mod gemv;
 pub(crate) mod layout;
 pub(crate) mod matmul;
 pub(crate) mod params;

@@ -409,10 +409,23 @@ fn swap_last<E: Float>(t: &Tensor<E>) -> Tensor<E> {
 impl<E: Float> Matmul for Tensor<E> {
     type Output = Tensor<E>;
     fn matmul_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self {
+        // The unbatched cases directly (no reshapes, no batch reduction): they are
+        // most products, and small ones are dominated by that bookkeeping.
+        match (a.ndim(), b.ndim()) {
+            (2, 2) => return ybar.matmul(&b.t()),
+            (2, 1) => return ybar.unsqueeze(1).matmul(&b.unsqueeze(0)),
+            (1, 2) => return b.matmul(ybar),
+            _ => {}
+        }
         let (ybar2, a2, b2) = as_matrices(ybar, a, b);
         ybar2.matmul(&swap_last(&b2)).sum_to_shape(a2.shape()).reshape(a.shape())
     }
     fn matmul_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self {
+        match (a.ndim(), b.ndim()) {
+            (2, 2) | (2, 1) => return a.t().matmul(ybar),
+            (1, 2) => return a.unsqueeze(1).matmul(&ybar.unsqueeze(0)),
+            _ => {}
+        }
         let (ybar2, a2, b2) = as_matrices(ybar, a, b);
         swap_last(&a2).matmul(&ybar2).sum_to_shape(b2.shape()).reshape(b.shape())
     }

@@ -80,7 +80,7 @@ impl<E: Float> Tensor<E> {
 
     /// The `[R, C]` tensor as a static matrix. Panics unless the shape is `[R, C]`.
     pub fn to_smatrix<const R: usize, const C: usize>(&self) -> SMatrix<E, R, C> {
-        if self.shape != [R, C] {
+        if self.shape[..] != [R, C] {
             panic!(
                 "adjoint: `to_smatrix::<{R}, {C}>` needs a tensor of shape [{R}, {C}], got shape {}",
                 ShapeFmt(&self.shape)
@@ -91,7 +91,7 @@ impl<E: Float> Tensor<E> {
 
     /// The `[D]` tensor as a static vector. Panics unless the shape is `[D]`.
     pub fn to_svector<const D: usize>(&self) -> SVector<E, D> {
-        if self.shape != [D] {
+        if self.shape[..] != [D] {
             panic!("adjoint: `to_svector::<{D}>` needs a tensor of shape [{D}], got shape {}", ShapeFmt(&self.shape));
         }
         SVector::from_column_slice(&self.to_vec())

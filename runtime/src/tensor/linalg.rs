@@ -2,7 +2,7 @@
 
 use super::ops::broadcast_or_panic;
 use super::{ShapeFmt, Tensor};
-use crate::kernels::layout::broadcast_strides;
+use crate::kernels::layout::{broadcast_strides, Dims};
 use crate::kernels::matmul::{batched_matmul, Batched};
 use crate::kernels::KernelParams;
 use crate::Float;
@@ -32,12 +32,15 @@ impl<E: Float> Tensor<E> {
         // A 1-D left operand is a row [1, k]; a 1-D right operand is a column [k, 1].
         let (a_vec, b_vec) = (a.ndim() == 1, b.ndim() == 1);
         let (a_shape, a_strides) = if a_vec {
-            (vec![1, a.shape[0]], vec![a.shape[0] * a.strides[0], a.strides[0]])
+            (Dims::from_slice(&[1, a.shape[0]]), Dims::from_slice(&[a.shape[0] * a.strides[0], a.strides[0]]))
         } else {
             (a.shape.clone(), a.strides.clone())
         };
-        let (b_shape, b_strides) =
-            if b_vec { (vec![b.shape[0], 1], vec![b.strides[0], 1]) } else { (b.shape.clone(), b.strides.clone()) };
+        let (b_shape, b_strides) = if b_vec {
+            (Dims::from_slice(&[b.shape[0], 1]), Dims::from_slice(&[b.strides[0], 1]))
+        } else {
+            (b.shape.clone(), b.strides.clone())
+        };
         let (na, nb) = (a_shape.len(), b_shape.len());
         let (m, k) = (a_shape[na - 2], a_shape[na - 1]);
         let (k2, n) = (b_shape[nb - 2], b_shape[nb - 1]);

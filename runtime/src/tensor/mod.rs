@@ -32,7 +32,7 @@ pub mod shape;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
-use crate::kernels::layout::{contiguous_strides, is_contiguous, View};
+use crate::kernels::layout::{contiguous_strides, is_contiguous, Dims, View};
 use crate::kernels::unary;
 use crate::kernels::Cost;
 pub use crate::kernels::{set_kernel_params, with_kernel_params, KernelParams, Par};
@@ -46,8 +46,8 @@ use crate::Float;
 /// panic with a message that names the operation and the shapes.
 pub struct Tensor<E: Float = f32> {
     storage: Arc<Storage<E>>,
-    shape: Vec<usize>,
-    strides: Vec<usize>,
+    shape: Dims,
+    strides: Dims,
     offset: usize,
     /// A gradient nothing has been added to yet: every element is zero and the
     /// storage holds a single zero broadcast to the shape (see [`Adjoint::zero_like`]),
@@ -150,14 +150,16 @@ impl fmt::Display for ShapeFmt<'_> {
 
 impl<E: Float> Tensor<E> {
     /// A contiguous tensor owning `data` (row-major) with `shape`.
-    pub(crate) fn from_parts(data: Vec<E>, shape: Vec<usize>) -> Self {
+    pub(crate) fn from_parts(data: Vec<E>, shape: impl Into<Dims>) -> Self {
+        let shape = shape.into();
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         let strides = contiguous_strides(&shape);
         Tensor { storage: Arc::new(Storage::new(data)), shape, strides, offset: 0, untouched_zero: false }
     }
 
     /// A view of this tensor's storage with another layout.
-    pub(crate) fn with_layout(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
+    pub(crate) fn with_layout(&self, shape: impl Into<Dims>, strides: impl Into<Dims>, offset: usize) -> Self {
+        let (shape, strides) = (shape.into(), strides.into());
         Tensor { storage: Arc::clone(&self.storage), shape, strides, offset, untouched_zero: self.untouched_zero }
     }
 
@@ -255,8 +257,8 @@ impl<E: Float> Tensor<E> {
     fn untouched_zero(shape: &[usize]) -> Self {
         Tensor {
             storage: Arc::new(Storage::new(vec![E::ZERO])),
-            shape: shape.to_vec(),
-            strides: vec![0; shape.len()],
+            shape: shape.into(),
+            strides: Dims::from_elem(0, shape.len()),
             offset: 0,
             untouched_zero: true,
         }

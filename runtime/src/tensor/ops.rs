@@ -8,18 +8,18 @@
 use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
 use super::{ShapeFmt, Tensor};
-use crate::kernels::layout::{broadcast_shapes, broadcast_strides, View};
+use crate::kernels::layout::{broadcast_shapes, broadcast_strides, Dims, View};
 use crate::kernels::{binary, unary, Cost, KernelParams};
 use crate::Float;
 
 /// The broadcast shape of `a` and `b`, or a panic naming `op` and both shapes.
-pub(crate) fn broadcast_or_panic(a: &[usize], b: &[usize], op: &str) -> Vec<usize> {
+pub(crate) fn broadcast_or_panic(a: &[usize], b: &[usize], op: &str) -> Dims {
     broadcast_shapes(a, b)
         .unwrap_or_else(|| panic!("adjoint: cannot broadcast shapes {} and {} in `{}`", ShapeFmt(a), ShapeFmt(b), op))
 }
 
 /// `t`'s strides broadcast to `shape` (which must be a broadcast of `t`'s shape).
-fn strides_to<E: Float>(t: &Tensor<E>, shape: &[usize]) -> Vec<usize> {
+fn strides_to<E: Float>(t: &Tensor<E>, shape: &[usize]) -> Dims {
     broadcast_strides(&t.shape, &t.strides, shape).expect("adjoint: internal error: broadcast strides")
 }
 
@@ -53,7 +53,7 @@ fn try_in_place<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     f: F,
     cost: Cost,
 ) -> Result<Tensor<E>, (Tensor<E>, F)> {
-    if dst.shape != shape {
+    if dst.shape[..] != *shape {
         return Err((dst, f));
     }
     let ss = strides_to(src, shape);
@@ -214,7 +214,7 @@ impl<E: Float> Tensor<E> {
 
     /// Hyperbolic tangent elementwise.
     pub fn tanh(&self) -> Self {
-        self.map(E::tanh)
+        self.map(E::tanh_vectorizable)
     }
 
     /// The logistic function `1 / (1 + e^{-x})`, computed without overflow.

@@ -5,7 +5,7 @@
 //! order, so results do not depend on the number of threads.
 
 use super::{ShapeFmt, Tensor};
-use crate::kernels::layout::{broadcast_strides, contiguous_strides};
+use crate::kernels::layout::{broadcast_strides, contiguous_strides, Dims};
 use crate::kernels::reduce::{self as kr, Max, Sum};
 use crate::kernels::KernelParams;
 use crate::Float;
@@ -19,7 +19,7 @@ impl<E: Float> Tensor<E> {
     }
 
     /// The shape after reducing `axis`.
-    fn reduced_shape(&self, axis: usize, keepdim: bool) -> Vec<usize> {
+    fn reduced_shape(&self, axis: usize, keepdim: bool) -> Dims {
         let mut shape = self.shape.clone();
         if keepdim {
             shape[axis] = 1;
