@@ -468,6 +468,23 @@ proptest! {
         })?;
     }
 
+    /// Products with a unit dimension (matrix·vector, vector·matrix, outer product)
+    /// long enough to use the vectorised loops' full blocks and their tails, in every
+    /// layout of the operands.
+    #[test]
+    fn matmul_unit_dims(which in 0u8..3, p in 1usize..70, q in 1usize..70, seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
+        let (m, k, n) = match which { 0 => (p, q, 1), 1 => (1, p, q), _ => (p, 1, q) };
+        let (da, db) = (values(seed, m * k), values(seed ^ 3, k * n));
+        let (a, b) = (build::<f64>(&da, &[m, k], la), build::<f64>(&db, &[k, n], lb));
+        each_params(|| {
+            let want = ref_matmul(&da, &db, m, k, n);
+            check_vec("matmul", &to_f64(&a.matmul(&b)), &want, SUM)?;
+            check_vec("transposed views", &to_f64(&b.t().matmul(&a.t()).t()), &want, SUM)?;
+            let (a32, b32) = (build::<f32>(&da, &[m, k], la), build::<f32>(&db, &[k, n], lb));
+            check_vec("matmul f32", &to_f64(&a32.matmul(&b32)), &want, Tol { rel: 1e-4, abs: 1e-4 })
+        })?;
+    }
+
     #[test]
     fn matmul_batched(batch in 1usize..5, m in 1usize..6, k in 1usize..6, n in 1usize..6, seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
         let (da, db) = (values(seed, batch * m * k), values(seed ^ 5, batch * k * n));
