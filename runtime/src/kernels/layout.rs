@@ -121,6 +121,16 @@ impl<const K: usize> Plan<K> {
     /// A plan over `shape`; each operand is given by its strides (already broadcast to
     /// `shape`) and offset.
     pub fn new(shape: &[usize], operands: [(&[usize], usize); K]) -> Self {
+        let len = shape.iter().product();
+        // The common case, every operand laid out row-major: one run.
+        if len > 0 && operands.iter().all(|(strides, _)| is_contiguous(shape, strides)) {
+            return Plan {
+                dims: Dims::from_slice(&[len]),
+                strides: core::array::from_fn(|_| Dims::from_slice(&[1])),
+                offsets: core::array::from_fn(|k| operands[k].1),
+                len,
+            };
+        }
         let mut dims = Dims::new();
         let mut strides: [Dims; K] = core::array::from_fn(|_| Dims::new());
         for (d, &n) in shape.iter().enumerate() {
@@ -147,7 +157,6 @@ impl<const K: usize> Plan<K> {
                 st.push(0);
             }
         }
-        let len = shape.iter().product();
         Plan { dims, strides, offsets: core::array::from_fn(|k| operands[k].1), len }
     }
 

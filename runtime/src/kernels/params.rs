@@ -6,6 +6,7 @@
 //! the thresholds, waking a second thread costs more than it saves.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 /// Whether kernels may use more than one thread.
@@ -86,6 +87,9 @@ impl KernelParams {
     pub fn current() -> KernelParams {
         match LOCAL.with(Cell::get) {
             Some(p) => p,
+            // Until a program sets global parameters, every tensor operation would
+            // otherwise take the lock only to read the defaults.
+            None if !GLOBAL_SET.load(Ordering::Acquire) => KernelParams::DEFAULT,
             None => *GLOBAL.read().unwrap_or_else(|e| e.into_inner()),
         }
     }
@@ -131,6 +135,8 @@ impl Default for KernelParams {
 }
 
 static GLOBAL: RwLock<KernelParams> = RwLock::new(KernelParams::DEFAULT);
+/// Whether [`set_kernel_params`] was ever called.
+static GLOBAL_SET: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static LOCAL: Cell<Option<KernelParams>> = const { Cell::new(None) };
@@ -140,6 +146,7 @@ thread_local! {
 /// [`with_kernel_params`] keep theirs).
 pub fn set_kernel_params(params: KernelParams) {
     *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = params;
+    GLOBAL_SET.store(true, Ordering::Release);
 }
 
 /// Run `f` with `params` in force on this thread (for example

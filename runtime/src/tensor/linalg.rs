@@ -53,9 +53,14 @@ impl<E: Float> Tensor<E> {
                 k2
             );
         }
-        let batch = broadcast_or_panic(&a_shape[..na - 2], &b_shape[..nb - 2], "matmul");
-        let a_bs = broadcast_strides(&a_shape[..na - 2], &a_strides[..na - 2], &batch).expect("broadcast");
-        let b_bs = broadcast_strides(&b_shape[..nb - 2], &b_strides[..nb - 2], &batch).expect("broadcast");
+        let (batch, a_bs, b_bs) = if na == 2 && nb == 2 {
+            (Dims::new(), Dims::new(), Dims::new())
+        } else {
+            let batch = broadcast_or_panic(&a_shape[..na - 2], &b_shape[..nb - 2], "matmul");
+            let a_bs = broadcast_strides(&a_shape[..na - 2], &a_strides[..na - 2], &batch).expect("broadcast");
+            let b_bs = broadcast_strides(&b_shape[..nb - 2], &b_strides[..nb - 2], &batch).expect("broadcast");
+            (batch, a_bs, b_bs)
+        };
         let (a_read, b_read) = (a.read(), b.read());
         let data = batched_matmul(
             &batch,

@@ -14,12 +14,18 @@ use crate::Float;
 
 /// The broadcast shape of `a` and `b`, or a panic naming `op` and both shapes.
 pub(crate) fn broadcast_or_panic(a: &[usize], b: &[usize], op: &str) -> Dims {
+    if a == b {
+        return Dims::from_slice(a);
+    }
     broadcast_shapes(a, b)
         .unwrap_or_else(|| panic!("adjoint: cannot broadcast shapes {} and {} in `{}`", ShapeFmt(a), ShapeFmt(b), op))
 }
 
 /// `t`'s strides broadcast to `shape` (which must be a broadcast of `t`'s shape).
 fn strides_to<E: Float>(t: &Tensor<E>, shape: &[usize]) -> Dims {
+    if t.shape[..] == *shape {
+        return t.strides.clone();
+    }
     broadcast_strides(&t.shape, &t.strides, shape).expect("adjoint: internal error: broadcast strides")
 }
 
