@@ -412,6 +412,9 @@ impl<E: Float> Matmul for Tensor<E> {
         // The unbatched cases directly (no reshapes, no batch reduction): they are
         // most products, and small ones are dominated by that bookkeeping.
         match (a.ndim(), b.ndim()) {
+            // The gradient in the operand's own layout: `x.t()` gets a column-major
+            // one, so the gradient of `x` (its transpose) is row-major.
+            (2, 2) if a.is_column_major() => return b.matmul(&ybar.t()).t(),
             (2, 2) => return ybar.matmul(&b.t()),
             (2, 1) => return ybar.unsqueeze(1).matmul(&b.unsqueeze(0)),
             (1, 2) => return b.matmul(ybar),
@@ -422,6 +425,7 @@ impl<E: Float> Matmul for Tensor<E> {
     }
     fn matmul_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self {
         match (a.ndim(), b.ndim()) {
+            (2, 2) if b.is_column_major() => return ybar.t().matmul(a).t(),
             (2, 2) | (2, 1) => return a.t().matmul(ybar),
             (1, 2) => return a.unsqueeze(1).matmul(&ybar.unsqueeze(0)),
             _ => {}

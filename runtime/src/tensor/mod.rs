@@ -168,6 +168,12 @@ impl<E: Float> Tensor<E> {
         Read { data: self.storage.snapshot(), tensor: self }
     }
 
+    /// Whether this is the transpose of a row-major matrix (a 2-D view with unit row
+    /// stride, such as `w.t()`).
+    pub(crate) fn is_column_major(&self) -> bool {
+        self.shape.len() == 2 && self.strides[0] == 1 && self.shape[1] > 1 && self.strides[1] == self.shape[0]
+    }
+
     /// Whether the elements are laid out row-major without gaps.
     pub fn is_contiguous(&self) -> bool {
         is_contiguous(&self.shape, &self.strides)
