@@ -485,6 +485,18 @@ proptest! {
         })?;
     }
 
+    /// Products tall enough to be split by rows over threads (under the parallel
+    /// parameters), with odd row counts, in every layout.
+    #[test]
+    fn matmul_split_by_rows(m in 60usize..200, k in 1usize..40, n in 1usize..40, seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
+        let (da, db) = (values(seed, m * k), values(seed ^ 3, k * n));
+        let (a, b) = (build::<f64>(&da, &[m, k], la), build::<f64>(&db, &[k, n], lb));
+        each_params(|| {
+            let want = ref_matmul(&da, &db, m, k, n);
+            check_vec("matmul", &to_f64(&a.matmul(&b)), &want, SUM)
+        })?;
+    }
+
     #[test]
     fn matmul_batched(batch in 1usize..5, m in 1usize..6, k in 1usize..6, n in 1usize..6, seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
         let (da, db) = (values(seed, batch * m * k), values(seed ^ 5, batch * k * n));
