@@ -978,6 +978,20 @@ mod compositions {
         (h * c).sum()
     }
 
+    /// A tanh RNN over vectors (`W·h + U·x_t`, then `h·V` read out at every step): the
+    /// weights' adjoints are sums of outer products, which the generated code adds in
+    /// place (`Matmul::matmul_*_adjoint_into`).
+    #[differentiable]
+    pub fn rnn_vector(xs: &Tensor<f64>, w: &Tensor<f64>, u: &Tensor<f64>, v: &Tensor<f64>) -> Tensor<f64> {
+        let mut h = Tensor::zeros(&[w.shape()[0]]);
+        let mut out = Tensor::zeros(&[v.shape()[1]]);
+        for t in 0..xs.shape()[0] {
+            h = (w.matmul(&h) + u.matmul(&xs.select(0, t)) + 0.1).tanh();
+            out = out + h.matmul(v);
+        }
+        out.powi(2).sum()
+    }
+
     #[differentiable]
     pub fn layer(x: &Tensor<f64>, w: &Tensor<f64>) -> Tensor<f64> {
         x.matmul(w).tanh()
@@ -1101,6 +1115,20 @@ mod compositions {
             check_grad("rnn d/dh0", &gh, h0.shape(), &fd_t(|h0| rnn(&xs, h0, &w, &c).item(), &h0))?;
             check_grad("rnn d/dw", &gw, w.shape(), &fd_t(|w| rnn(&xs, &h0, w, &c).item(), &w))?;
             check_grad("rnn d/dc", &gc, c.shape(), &fd_t(|c| rnn(&xs, &h0, &w, c).item(), &c))?;
+        }
+
+        #[test]
+        fn rnn_vector_rule(steps in 0usize..=4, h in 1..=MAX_DIM, d in 1..=MAX_DIM, k in 1..=3usize, vseed in any::<u64>()) {
+            let mut rng = Rng::seed_from_u64(vseed);
+            let xs = Tensor::uniform(&[steps, d], -1.0, 1.0, &mut rng);
+            let w = Tensor::uniform(&[h, h], -1.0, 1.0, &mut rng);
+            let u = Tensor::uniform(&[h, d], -1.0, 1.0, &mut rng);
+            let v = Tensor::uniform(&[h, k], -1.0, 1.0, &mut rng);
+            let (gx, gw, gu, gv) = grad!(rnn_vector)(&xs, &w, &u, &v);
+            check_grad("rnn_vector d/dxs", &gx, xs.shape(), &fd_t(|xs| rnn_vector(xs, &w, &u, &v).item(), &xs))?;
+            check_grad("rnn_vector d/dw", &gw, w.shape(), &fd_t(|w| rnn_vector(&xs, w, &u, &v).item(), &w))?;
+            check_grad("rnn_vector d/du", &gu, u.shape(), &fd_t(|u| rnn_vector(&xs, &w, u, &v).item(), &u))?;
+            check_grad("rnn_vector d/dv", &gv, v.shape(), &fd_t(|v| rnn_vector(&xs, &w, &u, v).item(), &v))?;
         }
 
         #[test]

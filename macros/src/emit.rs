@@ -22,6 +22,8 @@ pub struct Emitter<'a> {
     /// How many times each variable is read (a read inside a loop counts as many):
     /// a value of unknown type read once is moved, otherwise cloned.
     uses: HashMap<Var, usize>,
+    /// The number of places each variable is read at (loops not weighted).
+    reads: HashMap<Var, usize>,
     /// How many modules below the user's module the code is emitted (the companion
     /// module of `f` is 1): paths the user wrote relative to their module are rebased.
     depth: usize,
@@ -58,12 +60,14 @@ impl<'a> Emitter<'a> {
         }
         let mut uses = HashMap::new();
         count_uses(&func.body, false, &mut uses);
+        let mut reads = HashMap::new();
+        count_reads(&func.body, 1, 1, &mut reads);
         for o in func.ret.leaves() {
             if let Some(v) = o.var() {
                 *uses.entry(v).or_insert(0) += 1;
             }
         }
-        Emitter { func, krate, names, uses, depth }
+        Emitter { func, krate, names, uses, reads, depth }
     }
 
     fn read_once(&self, v: Var) -> bool {
@@ -147,8 +151,69 @@ impl<'a> Emitter<'a> {
     }
 
     pub fn block(&self, b: &Block) -> TokenStream {
-        let stmts = b.iter().map(|s| self.stmt(s));
-        quote!(#(#stmts)*)
+        let mut out = TokenStream::new();
+        let mut i = 0;
+        while i < b.len() {
+            if let Some(fused) = b.get(i + 1).and_then(|next| self.accumulated_rule(&b[i], next)) {
+                out.extend(fused);
+                i += 2;
+            } else {
+                out.extend(self.stmt(&b[i]));
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// `let g = Trait::m(ȳ, …); accumulate(&mut acc, g);`, where nothing else reads `g`
+    /// and the rule has an accumulating form, as the one call `Trait::m_into(&mut acc,
+    /// ȳ, …)`: a weight's adjoint summed over a loop then gets each step's product
+    /// added where it lies, instead of written out and added.
+    fn accumulated_rule(&self, s: &Stmt, next: &Stmt) -> Option<TokenStream> {
+        let Stmt::Let {
+            dst: Tree::Leaf(g),
+            rv: Rvalue::Call { callee: Callee::Rule { trait_name, method }, args },
+            span,
+        } = s
+        else {
+            return None;
+        };
+        let Stmt::Accumulate { place: Place::Cell(acc), value: Operand::Var(v) } = next else { return None };
+        let accumulating = crate::ops::ACCUMULATING_RULES.contains(trait_name);
+        let read_only_here =
+            self.reads.get(g) == Some(&1) && !self.func.ret.leaves().iter().any(|o| o.var() == Some(*g));
+        if v != g || !accumulating || !read_only_here || self.func.vars.kind(*acc) == Kind::Float {
+            return None;
+        }
+        let acc = self.ident(*acc);
+        let call = self.rule_call(trait_name, &format!("{method}_into"), args, *span, Some(quote!(&mut #acc)));
+        Some(quote_spanned!(*span=> #call;))
+    }
+
+    /// `rules::Trait::method(args…)`, with a leading argument if given.
+    fn rule_call(
+        &self,
+        trait_name: &str,
+        method: &str,
+        call_args: &[Arg],
+        span: Span,
+        leading: Option<TokenStream>,
+    ) -> TokenStream {
+        let p = self.private();
+        let t = format_ident!("{}", trait_name, span = span);
+        let m = format_ident!("{}", method, span = span);
+        // The values a rule reads (all but the leading adjoint) are passed through
+        // `primal` when the macro cannot see their type: a `Param<Tensor>` field then
+        // dispatches to the tensor's rule.
+        let args = call_args.iter().enumerate().map(|(i, a)| match a {
+            Arg::Ref(o @ Operand::Var(v)) if i > 0 && self.func.vars.kind(*v) == Kind::Unknown => {
+                let o = self.operand(o);
+                quote!(#p::primal(&#o))
+            }
+            _ => self.arg(a),
+        });
+        let leading = leading.into_iter();
+        quote_spanned!(span=> #p::rules::#t::#m(#(#leading,)* #(#args),*))
     }
 
     fn stmt(&self, s: &Stmt) -> TokenStream {
@@ -413,21 +478,7 @@ impl<'a> Emitter<'a> {
                         };
                         quote_spanned!(span=> #(#up::)* #path(#(#args),*))
                     }
-                    Callee::Rule { trait_name, method } => {
-                        let t = format_ident!("{}", trait_name, span = span);
-                        let m = format_ident!("{}", method, span = span);
-                        // The values a rule reads (all but the leading adjoint) are passed
-                        // through `primal` when the macro cannot see their type: a
-                        // `Param<Tensor>` field then dispatches to the tensor's rule.
-                        let args = call_args.iter().zip(args).enumerate().map(|(i, (a, tokens))| match a {
-                            Arg::Ref(o @ Operand::Var(v)) if i > 0 && self.func.vars.kind(*v) == Kind::Unknown => {
-                                let o = self.operand(o);
-                                quote!(#p::primal(&#o))
-                            }
-                            _ => tokens,
-                        });
-                        quote_spanned!(span=> #p::rules::#t::#m(#(#args),*))
-                    }
+                    Callee::Rule { trait_name, method } => self.rule_call(trait_name, method, call_args, span, None),
                     Callee::Detach => quote_spanned!(span=> #p::detach(#(#args),*)),
                     Callee::Pullback(pullback) => {
                         let f = self.ident(*pullback);
@@ -559,7 +610,12 @@ fn sanitize(name: &str) -> String {
 /// Count the reads of every variable; reads inside a loop body count twice, since the
 /// body runs more than once.
 fn count_uses(block: &Block, in_loop: bool, uses: &mut HashMap<Var, usize>) {
-    let weight = if in_loop { 2 } else { 1 };
+    count_reads(block, if in_loop { 2 } else { 1 }, 2, uses)
+}
+
+/// Add `weight` for every read of a variable in `block`; reads in loop bodies weigh
+/// `loop_weight`.
+fn count_reads(block: &Block, weight: usize, loop_weight: usize, uses: &mut HashMap<Var, usize>) {
     let add = |o: &Operand, uses: &mut HashMap<Var, usize>| {
         if let Some(v) = o.var() {
             *uses.entry(v).or_insert(0) += weight;
@@ -584,17 +640,17 @@ fn count_uses(block: &Block, in_loop: bool, uses: &mut HashMap<Var, usize>) {
             Stmt::Tape { .. } | Stmt::Slot { .. } => {}
             Stmt::If { cond, then_, else_ } => {
                 add(cond, uses);
-                count_uses(then_, in_loop, uses);
-                count_uses(else_, in_loop, uses);
+                count_reads(then_, weight, loop_weight, uses);
+                count_reads(else_, weight, loop_weight, uses);
             }
             Stmt::For { range, body, .. } => {
                 range.operands().iter().for_each(|o| add(o, uses));
-                count_uses(body, true, uses);
+                count_reads(body, loop_weight, loop_weight, uses);
             }
             Stmt::While { header, cond, body } => {
                 add(cond, uses);
-                count_uses(header, true, uses);
-                count_uses(body, true, uses);
+                count_reads(header, loop_weight, loop_weight, uses);
+                count_reads(body, loop_weight, loop_weight, uses);
             }
         }
     }

@@ -292,6 +292,11 @@ pub const TENSOR_METHODS: &[Prim] = &[
     integer("ncols", 1),
 ];
 
+/// The rule traits whose methods each have an accumulating form `{method}_into(&mut
+/// acc, ȳ, needs…)`, which adds the contribution into an existing adjoint where it lies
+/// (`acc += ȳ·bᵀ` without writing `ȳ·bᵀ` out first).
+pub const ACCUMULATING_RULES: &[&str] = &["Matmul"];
+
 /// Find a primitive method by name and number of operands (the receiver counts):
 /// `transpose()` of a matrix and `transpose(d0, d1)` of a tensor are different primitives.
 pub fn method(name: &str, arity: usize) -> Option<&'static Prim> {

@@ -6,6 +6,7 @@
 //! rule traits but not their derivative companions (see [`HigherOrder`](crate::HigherOrder)).
 
 use super::{Abs, Cos, Exp, Ln, Powf, Powi, Sin, Sqrt, Tanh};
+use crate::support::Adjoint;
 use crate::tensor::ops::broadcast_or_panic;
 use crate::tensor::Tensor;
 use crate::Float;
@@ -387,6 +388,24 @@ pub trait Matmul<Rhs = Self>: Sized {
     fn matmul_lhs_adjoint(ybar: &Self::Output, a: &Self, b: &Rhs) -> Self;
     /// ∂/∂b: `aᵀ·ȳ`.
     fn matmul_rhs_adjoint(ybar: &Self::Output, a: &Self, b: &Rhs) -> Rhs;
+
+    /// `acc += ȳ·bᵀ`: what generated code calls when the contribution is added straight
+    /// into an adjoint (a weight used at every step of a loop), so an implementation can
+    /// add the product where `acc` lies instead of writing it out and adding it.
+    fn matmul_lhs_adjoint_into(acc: &mut Self, ybar: &Self::Output, a: &Self, b: &Rhs)
+    where
+        Self: Adjoint,
+    {
+        acc.accumulate(Self::matmul_lhs_adjoint(ybar, a, b));
+    }
+
+    /// `acc += aᵀ·ȳ` (see [`Matmul::matmul_lhs_adjoint_into`]).
+    fn matmul_rhs_adjoint_into(acc: &mut Rhs, ybar: &Self::Output, a: &Self, b: &Rhs)
+    where
+        Rhs: Adjoint,
+    {
+        acc.accumulate(Self::matmul_rhs_adjoint(ybar, a, b));
+    }
 }
 
 /// The operands of a tensor product as matrices (a 1-D left operand is a row, a 1-D
@@ -423,6 +442,21 @@ impl<E: Float> Matmul for Tensor<E> {
         let (ybar2, a2, b2) = as_matrices(ybar, a, b);
         ybar2.matmul(&swap_last(&b2)).sum_to_shape(a2.shape()).reshape(a.shape())
     }
+    fn matmul_lhs_adjoint_into(acc: &mut Self, ybar: &Self, a: &Self, b: &Self) {
+        // `ȳ ⊗ b` (a matrix times a vector): added row by row into `acc`.
+        if a.ndim() == 2 && b.ndim() == 1 && acc.add_outer(ybar, b) {
+            return;
+        }
+        acc.accumulate(Self::matmul_lhs_adjoint(ybar, a, b));
+    }
+
+    fn matmul_rhs_adjoint_into(acc: &mut Self, ybar: &Self, a: &Self, b: &Self) {
+        if a.ndim() == 1 && b.ndim() == 2 && acc.add_outer(a, ybar) {
+            return;
+        }
+        acc.accumulate(Self::matmul_rhs_adjoint(ybar, a, b));
+    }
+
     fn matmul_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self {
         match (a.ndim(), b.ndim()) {
             (2, 2) if b.is_column_major() => return ybar.t().matmul(a).t(),

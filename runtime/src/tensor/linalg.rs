@@ -4,6 +4,7 @@ use super::ops::broadcast_or_panic;
 use super::{ShapeFmt, Tensor};
 use crate::kernels::layout::{broadcast_strides, Dims};
 use crate::kernels::matmul::{batched_matmul, Batched};
+use crate::kernels::simd::vectorize;
 use crate::kernels::KernelParams;
 use crate::Float;
 
@@ -89,5 +90,34 @@ impl<E: Float> Tensor<E> {
             shape.push(n);
         }
         Tensor::from_parts(data, shape)
+    }
+
+    /// `self += u ⊗ v` in place, for a matrix this tensor alone holds (the adjoint of
+    /// a weight being summed over the steps of a loop); returns `false`, changing
+    /// nothing, if `self` is not such a matrix or the shapes do not fit.
+    pub(crate) fn add_outer(&mut self, u: &Self, v: &Self) -> bool {
+        if self.untouched_zero || u.ndim() != 1 || v.ndim() != 1 || self.shape[..] != [u.shape[0], v.shape[0]] {
+            return false;
+        }
+        let (u, v) = (u.contiguous(), v.contiguous());
+        let (u_read, v_read) = (u.read(), v.read());
+        let (us, vs) = (u_read.as_slice().expect("contiguous"), v_read.as_slice().expect("contiguous"));
+        let simd = KernelParams::current().simd;
+        let Some(acc) = self.unique_slice_mut() else { return false };
+        if vs.is_empty() {
+            return true;
+        }
+        vectorize(
+            simd,
+            #[inline(always)]
+            || {
+                for (row, &a) in acc.chunks_exact_mut(vs.len()).zip(us) {
+                    for (d, &b) in row.iter_mut().zip(vs) {
+                        *d += a * b;
+                    }
+                }
+            },
+        );
+        true
     }
 }
