@@ -41,14 +41,6 @@ impl<E: Copy> MatRef<'_, E> {
     }
 }
 
-/// `acc[i] += s·x[i]`.
-#[inline(always)]
-fn axpy<E: Float>(acc: &mut [E], s: E, x: &[E]) {
-    for (a, &v) in acc.iter_mut().zip(x) {
-        *a += s * v;
-    }
-}
-
 /// `dst` (all of it written) as initialised elements.
 fn zeroed<E: Float>(dst: &mut [MaybeUninit<E>]) -> &mut [E] {
     for d in dst.iter_mut() {
@@ -56,6 +48,23 @@ fn zeroed<E: Float>(dst: &mut [MaybeUninit<E>]) -> &mut [E] {
     }
     // SAFETY: every element was just written, and `MaybeUninit<E>` has `E`'s layout.
     unsafe { &mut *(dst as *mut [MaybeUninit<E>] as *mut [E]) }
+}
+
+/// `dst = Σ_p x[p]·vector(p)`, each vector contiguous and as long as `dst`.
+#[inline(always)]
+fn sum_scaled<'a, E: Float>(dst: &mut [MaybeUninit<E>], x: &[E], vector: impl Fn(usize) -> &'a [E], simd: bool) {
+    let acc = zeroed(dst);
+    vectorize(
+        simd,
+        #[inline(always)]
+        || {
+            for (p, &s) in x.iter().enumerate() {
+                for (a, &v) in acc.iter_mut().zip(vector(p)) {
+                    *a += s * v;
+                }
+            }
+        },
+    );
 }
 
 /// `dst = lhs · rhs` (row-major `m × n`) when it is an outer product or a sum of
@@ -86,40 +95,16 @@ pub(crate) fn unit_dim_product<E: Float>(
         return true;
     }
     if n == 1 {
-        // Matrix · vector.
-        let Some(x) = rhs.col(0) else { return false };
-        if lhs.rs == 1 {
-            // A transposed matrix: a sum of its contiguous columns.
-            let acc = zeroed(dst);
-            vectorize(
-                simd,
-                #[inline(always)]
-                || {
-                    for (p, &s) in x.iter().enumerate() {
-                        axpy(acc, s, lhs.col(p).expect("contiguous columns"));
-                    }
-                },
-            );
-            return true;
-        }
-        return false;
+        // Matrix · vector, for a transposed matrix: a sum of its contiguous columns.
+        let (Some(x), true) = (rhs.col(0), lhs.rs == 1) else { return false };
+        sum_scaled(dst, x, |p| lhs.col(p).expect("contiguous columns"), simd);
+        return true;
     }
     if m == 1 {
-        // Vector · matrix.
-        let Some(x) = lhs.row(0) else { return false };
-        if rhs.cs == 1 {
-            let acc = zeroed(dst);
-            vectorize(
-                simd,
-                #[inline(always)]
-                || {
-                    for (p, &s) in x.iter().enumerate() {
-                        axpy(acc, s, rhs.row(p).expect("contiguous rows"));
-                    }
-                },
-            );
-            return true;
-        }
+        // Vector · matrix: a sum of the matrix's contiguous rows.
+        let (Some(x), true) = (lhs.row(0), rhs.cs == 1) else { return false };
+        sum_scaled(dst, x, |p| rhs.row(p).expect("contiguous rows"), simd);
+        return true;
     }
     false
 }
