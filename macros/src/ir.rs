@@ -529,17 +529,8 @@ pub struct Func {
 pub fn walk_stmts<'a>(block: &'a [Stmt], f: &mut impl FnMut(&'a Stmt)) {
     for s in block {
         f(s);
-        match s {
-            Stmt::If { then_, else_, .. } => {
-                walk_stmts(then_, f);
-                walk_stmts(else_, f);
-            }
-            Stmt::For { body, .. } => walk_stmts(body, f),
-            Stmt::While { header, body, .. } => {
-                walk_stmts(header, f);
-                walk_stmts(body, f);
-            }
-            _ => {}
+        for b in s.blocks() {
+            walk_stmts(b, f);
         }
     }
 }
@@ -593,6 +584,27 @@ impl BufferInit {
 }
 
 impl Stmt {
+    /// The blocks nested in this statement, in program order (`then`, `else`; a
+    /// `while`'s header, then its body).
+    pub fn blocks(&self) -> Vec<&Block> {
+        match self {
+            Stmt::If { then_, else_, .. } => vec![then_, else_],
+            Stmt::For { body, .. } => vec![body],
+            Stmt::While { header, body, .. } => vec![header, body],
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Stmt::blocks`], to rewrite them.
+    pub fn blocks_mut(&mut self) -> Vec<&mut Block> {
+        match self {
+            Stmt::If { then_, else_, .. } => vec![then_, else_],
+            Stmt::For { body, .. } => vec![body],
+            Stmt::While { header, body, .. } => vec![header, body],
+            _ => Vec::new(),
+        }
+    }
+
     /// The operands this statement reads itself (not those of nested blocks); an
     /// accumulation's target counts as read.
     pub fn operands(&self) -> Vec<Operand> {

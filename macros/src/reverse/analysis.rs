@@ -234,16 +234,10 @@ impl<'a> Transform<'a> {
             match s {
                 Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => self.writes.entry(*buf).or_default().push(at),
                 Stmt::Accumulate { place, .. } => self.writes.entry(place.target()).or_default().push(at),
-                Stmt::If { then_, else_, .. } => {
-                    self.number_statements(then_, next);
-                    self.number_statements(else_, next);
-                }
-                Stmt::For { body, .. } => self.number_statements(body, next),
-                Stmt::While { header, body, .. } => {
-                    self.number_statements(header, next);
-                    self.number_statements(body, next);
-                }
                 _ => {}
+            }
+            for b in s.blocks() {
+                self.number_statements(b, next);
             }
             let last = *next - 1;
             self.positions.insert(s as *const Stmt, (at, last));

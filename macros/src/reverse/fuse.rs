@@ -23,17 +23,8 @@ pub fn fuse_loops(block: &mut Block, vars: &Vars) {
         apply(block, a, b, plan);
     }
     for s in block.iter_mut() {
-        match s {
-            Stmt::If { then_, else_, .. } => {
-                fuse_loops(then_, vars);
-                fuse_loops(else_, vars);
-            }
-            Stmt::For { body, .. } => fuse_loops(body, vars),
-            Stmt::While { header, body, .. } => {
-                fuse_loops(header, vars);
-                fuse_loops(body, vars);
-            }
-            _ => {}
+        for b in s.blocks_mut() {
+            fuse_loops(b, vars);
         }
     }
 }
