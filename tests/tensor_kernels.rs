@@ -497,6 +497,27 @@ proptest! {
         })?;
     }
 
+    /// Products with a narrow side (at most 16 rows or columns of result), which go to
+    /// the AVX-512 tiles of `kernels::narrow` when the layout allows: every layout, narrow
+    /// widths on both sides of the 8-row block, `k` on both sides of a vector's width.
+    /// Results must not depend on the thread count (bitwise), and match the portable
+    /// path (`simd` off: the `gemm` crate).
+    #[test]
+    fn matmul_narrow(narrow in 1usize..17, long in 1usize..150, k in 1usize..70, rows_narrow in any::<bool>(), seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
+        let (m, n) = if rows_narrow { (narrow, long) } else { (long, narrow) };
+        let (da, db) = (values(seed, m * k), values(seed ^ 3, k * n));
+        let want = ref_matmul(&da, &db, m, k, n);
+        let (a, b) = (build::<f64>(&da, &[m, k], la), build::<f64>(&db, &[k, n], lb));
+        let (a32, b32) = (build::<f32>(&da, &[m, k], la), build::<f32>(&db, &[k, n], lb));
+        let serial = with_kernel_params(KernelParams::SERIAL, || (a.matmul(&b).to_vec(), a32.matmul(&b32).to_vec()));
+        check_vec("matmul", &serial.0, &want, SUM)?;
+        check_vec("matmul f32", &to_f64(&Tensor::from_vec(serial.1.clone(), &[m, n])), &want, Tol { rel: 1e-4, abs: 1e-4 })?;
+        let parallel = with_kernel_params(KernelParams::ALWAYS_PARALLEL, || (a.matmul(&b).to_vec(), a32.matmul(&b32).to_vec()));
+        prop_assert!(parallel == serial, "the result depends on the thread count");
+        let portable = KernelParams { simd: false, ..KernelParams::SERIAL };
+        check_vec("portable", &to_f64(&with_kernel_params(portable, || a.matmul(&b))), &want, SUM)?;
+    }
+
     #[test]
     fn matmul_batched(batch in 1usize..5, m in 1usize..6, k in 1usize..6, n in 1usize..6, seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
         let (da, db) = (values(seed, batch * m * k), values(seed ^ 5, batch * k * n));

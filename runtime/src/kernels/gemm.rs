@@ -25,7 +25,7 @@ pub(crate) struct MatRef<'a, E> {
 
 impl<E> MatRef<'_, E> {
     /// Panics unless every element lies inside `data` (keeps the raw-pointer call sound).
-    fn check(&self) {
+    pub(super) fn check(&self) {
         if self.rows > 0 && self.cols > 0 {
             let last = self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
             assert!(last < self.data.len(), "adjoint: internal error: matrix view out of bounds");
@@ -57,6 +57,14 @@ pub(crate) fn gemm_into<'a, E: Float>(
     }
     lhs.check();
     rhs.check();
+    let simd = KernelParams::current().simd;
+    if m * n * k <= LEVEL2_MAX_FLOPS && unit_dim_product(dst, lhs, rhs, simd) {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::narrow::narrow_product(dst, lhs, rhs, threads, simd) {
+        return;
+    }
     if threads > 1 && m >= ROWS_PER_THREAD_MIN * threads {
         // Row blocks of the result on separate threads, each a serial product: the
         // crate's own rayon split scaled by only 1.15-1.25× on two cores for the
@@ -69,16 +77,14 @@ pub(crate) fn gemm_into<'a, E: Float>(
         rayon::join(|| gemm_into(dst_top, lhs_top, rhs, t_top), || gemm_into(dst_bottom, lhs_bottom, rhs, t_bottom));
         return;
     }
-    if m * n * k <= LEVEL2_MAX_FLOPS && unit_dim_product(dst, lhs, rhs, KernelParams::current().simd) {
-        return;
-    }
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // The crate is fastest when all three matrices share one layout, and slowest when a
     // row-major `dst` meets a column-major `rhs` (`x·Wᵀ`, a linear layer). The same
     // memory computed as the transposed product `dstᵀ = rhsᵀ·lhsᵀ` is 10-15 % faster
-    // there (measured on this machine kind, two threads: 128×784×256 459 → 414 µs,
-    // 1000×784×10 189 → 162 µs); no layout of the same operands matches the 309 µs of
-    // an all-row-major product without copying one of them.
+    // there (measured on this machine kind, two threads: 128×784×256 459 → 414 µs);
+    // no layout of the same operands matches the 309 µs of an all-row-major product
+    // without copying one of them. (Narrow products such as 1000×784×10 no longer get
+    // here: `kernels::narrow` takes them.)
     let (m, n, dst_cs, dst_rs, lhs, rhs) = if rhs.rs == 1 && rhs.cs != 1 {
         let t = |a: MatRef<'a, E>| MatRef { rows: a.cols, cols: a.rows, rs: a.cs, cs: a.rs, ..a };
         (n, m, n, 1, t(rhs), t(lhs))

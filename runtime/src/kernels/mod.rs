@@ -11,7 +11,8 @@
 //! - [`reduce`]: full and axis reductions, argmax.
 //! - [`softmax`]: softmax, log-softmax and the fused cross-entropy.
 //! - [`simd`]: run-time dispatch of loops to AVX-512 / AVX2.
-//! - [`gemm`] (the contract with the GEMM crate) and [`matmul`] (batch dispatch).
+//! - [`gemm`] (the contract with the GEMM crate), [`gemv`] and [`narrow`] (the shapes
+//!   it handles poorly) and [`matmul`] (batch dispatch).
 //!
 //! [`Tensor`]: crate::tensor::Tensor
 
@@ -21,6 +22,8 @@ pub(crate) mod gemm;
 pub(crate) mod gemv;
 pub(crate) mod layout;
 pub(crate) mod matmul;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod narrow;
 pub(crate) mod params;
 pub(crate) mod reduce;
 pub(crate) mod simd;

@@ -53,18 +53,31 @@ unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn level() -> u8 {
+    match LEVEL.load(Ordering::Relaxed) {
+        UNKNOWN => detect(),
+        l => l,
+    }
+}
+
+/// Whether the CPU has the AVX-512 subsets (F, BW, DQ, VL) and FMA that the hand-written
+/// kernels (`kernels::narrow`) are compiled for.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn has_avx512() -> bool {
+    level() == AVX512
+}
+
 /// Run `f` (a loop) compiled for the widest vector instructions available, if `simd`;
 /// else as compiled.
 #[inline(always)]
 pub(crate) fn vectorize<R>(simd: bool, f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if simd {
-        let level = match LEVEL.load(Ordering::Relaxed) {
-            UNKNOWN => detect(),
-            l => l,
-        };
         // SAFETY: the features each function enables were detected on this CPU.
-        match level {
+        match level() {
             AVX512 => return unsafe { with_avx512(f) },
             AVX2 => return unsafe { with_avx2(f) },
             _ => {}
