@@ -485,10 +485,12 @@ proptest! {
         })?;
     }
 
-    /// Products tall enough to be split by rows over threads (under the parallel
-    /// parameters), with odd row counts, in every layout.
+    /// Products big enough to be split over threads (under the parallel parameters):
+    /// by rows, or by columns when the right operand is column-major (`x·Wᵀ`), with
+    /// odd counts, in every layout.
     #[test]
-    fn matmul_split_by_rows(m in 60usize..200, k in 1usize..40, n in 1usize..40, seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
+    fn matmul_split_by_rows(long in 60usize..200, k in 1usize..40, short in 17usize..40, wide in any::<bool>(), seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
+        let (m, n) = if wide { (short, long) } else { (long, short) };
         let (da, db) = (values(seed, m * k), values(seed ^ 3, k * n));
         let (a, b) = (build::<f64>(&da, &[m, k], la), build::<f64>(&db, &[k, n], lb));
         each_params(|| {
