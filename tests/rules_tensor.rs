@@ -992,6 +992,19 @@ mod compositions {
         out.powi(2).sum()
     }
 
+    /// One weight with every kind of contribution inside the loop: as the matrix of a
+    /// matrix·vector product and of a vector·matrix product (both deferred to after the
+    /// loop), and through `sum` (added at each step).
+    #[differentiable]
+    pub fn rnn_shared(xs: &Tensor<f64>, w: &Tensor<f64>) -> Tensor<f64> {
+        let mut h = Tensor::zeros(&[w.shape()[0]]);
+        for t in 0..xs.shape()[0] {
+            let x = xs.select(0, t);
+            h = (w.matmul(&h) + x.matmul(w)).tanh() + w.sum() * 0.01;
+        }
+        h.powi(2).sum()
+    }
+
     #[differentiable]
     pub fn layer(x: &Tensor<f64>, w: &Tensor<f64>) -> Tensor<f64> {
         x.matmul(w).tanh()
@@ -1129,6 +1142,16 @@ mod compositions {
             check_grad("rnn_vector d/dw", &gw, w.shape(), &fd_t(|w| rnn_vector(&xs, w, &u, &v).item(), &w))?;
             check_grad("rnn_vector d/du", &gu, u.shape(), &fd_t(|u| rnn_vector(&xs, &w, u, &v).item(), &u))?;
             check_grad("rnn_vector d/dv", &gv, v.shape(), &fd_t(|v| rnn_vector(&xs, &w, &u, v).item(), &v))?;
+        }
+
+        #[test]
+        fn rnn_shared_rule(steps in 0usize..=4, d in 1..=MAX_DIM, vseed in any::<u64>()) {
+            let mut rng = Rng::seed_from_u64(vseed);
+            let xs = Tensor::uniform(&[steps, d], -1.0, 1.0, &mut rng);
+            let w = Tensor::uniform(&[d, d], -1.0, 1.0, &mut rng);
+            let (gx, gw) = grad!(rnn_shared)(&xs, &w);
+            check_grad("rnn_shared d/dxs", &gx, xs.shape(), &fd_t(|xs| rnn_shared(xs, &w).item(), &xs))?;
+            check_grad("rnn_shared d/dw", &gw, w.shape(), &fd_t(|w| rnn_shared(&xs, w).item(), &w))?;
         }
 
         #[test]

@@ -8,6 +8,7 @@
 //! Derivative rules are emitted as calls into `__private::rules`; the choice of
 //! implementation is rustc's.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Span, TokenStream};
@@ -27,6 +28,19 @@ pub struct Emitter<'a> {
     /// How many modules below the user's module the code is emitted (the companion
     /// module of `f` is 1): paths the user wrote relative to their module are rebased.
     depth: usize,
+    /// The adjoints whose contributions inside the loop being emitted are deferred,
+    /// each with its `OuterSum` (see [`Emitter::deferred_loop`]).
+    deferred: RefCell<HashMap<Var, syn::Ident>>,
+}
+
+/// A rule call whose result is only added into an adjoint (`let g = Trait::m(ȳ, …);
+/// accumulate(&mut acc, g);`), which can be emitted as one accumulating call.
+struct Fusion<'s> {
+    trait_name: &'s str,
+    method: &'s str,
+    args: &'s [Arg],
+    span: Span,
+    acc: Var,
 }
 
 const KEYWORDS: &[&str] = &[
@@ -67,7 +81,7 @@ impl<'a> Emitter<'a> {
                 *uses.entry(v).or_insert(0) += 1;
             }
         }
-        Emitter { func, krate, names, uses, reads, depth }
+        Emitter { func, krate, names, uses, reads, depth, deferred: RefCell::default() }
     }
 
     fn read_once(&self, v: Var) -> bool {
@@ -168,8 +182,21 @@ impl<'a> Emitter<'a> {
     /// `let g = Trait::m(ȳ, …); accumulate(&mut acc, g);`, where nothing else reads `g`
     /// and the rule has an accumulating form, as the one call `Trait::m_into(&mut acc,
     /// ȳ, …)`: a weight's adjoint summed over a loop then gets each step's product
-    /// added where it lies, instead of written out and added.
+    /// added where it lies, instead of written out and added. Inside a loop that defers
+    /// `acc`, the call is `Trait::m_deferred(&mut acc, &mut pending, ȳ, …)`.
     fn accumulated_rule(&self, s: &Stmt, next: &Stmt) -> Option<TokenStream> {
+        let Fusion { trait_name, method, args, span, acc } = self.fusion(s, next)?;
+        let pending = self.deferred.borrow().get(&acc).cloned();
+        let acc = self.ident(acc);
+        let (method, leading) = match pending {
+            Some(pending) => (format!("{method}_deferred"), quote!(&mut #acc, &mut #pending)),
+            None => (format!("{method}_into"), quote!(&mut #acc)),
+        };
+        let call = self.rule_call(trait_name, &method, args, span, Some(leading));
+        Some(quote_spanned!(span=> #call;))
+    }
+
+    fn fusion<'s>(&self, s: &'s Stmt, next: &'s Stmt) -> Option<Fusion<'s>> {
         let Stmt::Let {
             dst: Tree::Leaf(g),
             rv: Rvalue::Call { callee: Callee::Rule { trait_name, method }, args },
@@ -185,9 +212,71 @@ impl<'a> Emitter<'a> {
         if v != g || !accumulating || !read_only_here || self.func.vars.kind(*acc) == Kind::Float {
             return None;
         }
-        let acc = self.ident(*acc);
-        let call = self.rule_call(trait_name, &format!("{method}_into"), args, *span, Some(quote!(&mut #acc)));
-        Some(quote_spanned!(*span=> #call;))
+        Some(Fusion { trait_name, method, args, span: *span, acc: *acc })
+    }
+
+    /// A loop (`emit_loop` emits it) whose accumulating rule calls into adjoints of
+    /// values from outside the loop are deferred: an adjoint that nothing else in the
+    /// loop reads or assigns gets an `OuterSum` before the loop, its calls in the loop
+    /// take the `_deferred` form, and the sum is added into it after the loop. The
+    /// reverse sweep of an RNN then adds the weights' per-step outer products as one
+    /// matrix product each.
+    fn deferred_loop(&self, blocks: &[&Block], emit_loop: impl FnOnce() -> TokenStream) -> TokenStream {
+        let mut candidates = Vec::new();
+        for b in blocks {
+            walk_blocks(b, &mut |block: &Block| {
+                for pair in block.windows(2) {
+                    if let Some(f) = self.fusion(&pair[0], &pair[1]) {
+                        if crate::ops::DEFERRING_RULES.contains(&f.trait_name) && !candidates.contains(&f.acc) {
+                            candidates.push(f.acc);
+                        }
+                    }
+                }
+            });
+        }
+        let mut reads = HashMap::new();
+        let mut written = HashSet::new();
+        for b in blocks {
+            count_reads(b, 1, 1, &mut reads);
+            walk_stmts(b, &mut |s| match s {
+                Stmt::Cell { var, .. } | Stmt::Assign { var, .. } => {
+                    written.insert(*var);
+                }
+                _ => {}
+            });
+        }
+        let outer = self.deferred.borrow().clone();
+        let deferred: Vec<(Var, syn::Ident)> = candidates
+            .into_iter()
+            .filter(|acc| !reads.contains_key(acc) && !written.contains(acc) && !outer.contains_key(acc))
+            .map(|acc| (acc, self.fresh_ident(&format!("{}_pending", self.ident(acc)))))
+            .collect();
+        if deferred.is_empty() {
+            return emit_loop();
+        }
+        self.deferred.borrow_mut().extend(deferred.iter().cloned());
+        let the_loop = emit_loop();
+        *self.deferred.borrow_mut() = outer;
+        let p = self.private();
+        let (accs, pendings): (Vec<_>, Vec<_>) =
+            deferred.iter().map(|(acc, pending)| (self.ident(*acc), pending)).unzip();
+        quote! {
+            #(let mut #pendings = #p::rules::OuterSum::new();)*
+            #the_loop
+            #(#pendings.add_to(&mut #accs);)*
+        }
+    }
+
+    /// An identifier named `base` (or `base_2`, …) that no variable of the function has.
+    fn fresh_ident(&self, base: &str) -> syn::Ident {
+        let taken = |n: &str| self.names.values().any(|id| id == n);
+        let mut name = base.to_string();
+        let mut k = 2;
+        while taken(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        syn::Ident::new(&name, Span::mixed_site())
     }
 
     /// `rules::Trait::method(args…)`, with a leading argument if given.
@@ -335,13 +424,13 @@ impl<'a> Emitter<'a> {
                     quote!(if #c { #t } else { #e })
                 }
             }
-            Stmt::For { var, range, body } => {
+            Stmt::For { var, range, body } => self.deferred_loop(&[body], || {
                 let id = self.ident(*var);
                 let r = self.range(range);
                 let b = self.block(body);
                 quote!(for #id in #r { #b })
-            }
-            Stmt::While { header, cond, body } => {
+            }),
+            Stmt::While { header, cond, body } => self.deferred_loop(&[header, body], || {
                 let b = self.block(body);
                 if header.is_empty() {
                     if let Operand::Const(c) = cond {
@@ -359,7 +448,7 @@ impl<'a> Emitter<'a> {
                     }
                     #b
                 })
-            }
+            }),
         }
     }
 

@@ -535,6 +535,16 @@ pub fn walk_stmts<'a>(block: &'a [Stmt], f: &mut impl FnMut(&'a Stmt)) {
     }
 }
 
+/// Visit a block and every block nested in its statements, outermost first.
+pub fn walk_blocks<'a>(block: &'a Block, f: &mut impl FnMut(&'a Block)) {
+    f(block);
+    for s in block {
+        for b in s.blocks() {
+            walk_blocks(b, f);
+        }
+    }
+}
+
 impl Rvalue {
     /// The operands this right-hand side reads.
     pub fn operands(&self) -> Vec<Operand> {

@@ -297,6 +297,12 @@ pub const TENSOR_METHODS: &[Prim] = &[
 /// (`acc += ȳ·bᵀ` without writing `ȳ·bᵀ` out first).
 pub const ACCUMULATING_RULES: &[&str] = &["Matmul"];
 
+/// The accumulating rules that also have a deferred form `{method}_deferred(&mut acc,
+/// &mut pending, ȳ, needs…)`, for a loop whose other statements never read `acc`: the
+/// contribution may be kept in `pending` (a `rules::OuterSum`), which generated code
+/// adds into `acc` after the loop.
+pub const DEFERRING_RULES: &[&str] = &["Matmul"];
+
 /// Find a primitive method by name and number of operands (the receiver counts):
 /// `transpose()` of a matrix and `transpose(d0, d1)` of a tensor are different primitives.
 pub fn method(name: &str, arity: usize) -> Option<&'static Prim> {
