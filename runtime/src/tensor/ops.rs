@@ -174,6 +174,11 @@ impl<E: Float> Tensor<E> {
         zip_new(self, other, "zip_map", f, Cost::Heavy)
     }
 
+    /// [`Tensor::zip_map`] with the parallel threshold of `cost`.
+    pub(crate) fn zip_map_with_cost(&self, other: &Self, f: impl Fn(E, E) -> E + Sync + Send, cost: Cost) -> Self {
+        zip_new(self, other, "zip_map", f, cost)
+    }
+
     /// `x^n` elementwise.
     pub fn powi(&self, n: i32) -> Self {
         match n {
