@@ -1005,6 +1005,21 @@ mod compositions {
         h.powi(2).sum()
     }
 
+    /// A weight used in a loop nested in a `while` loop: its contributions are deferred
+    /// to after the outer loop (the inner loop sees it deferred already).
+    #[differentiable]
+    pub fn rnn_nested(xs: &Tensor<f64>, w: &Tensor<f64>, layers: usize) -> Tensor<f64> {
+        let mut h = Tensor::zeros(&[w.shape()[0]]);
+        let mut t = 0;
+        while t < xs.shape()[0] {
+            for _ in 0..layers {
+                h = (w.matmul(&h) + xs.select(0, t)).tanh();
+            }
+            t += 1;
+        }
+        h.powi(2).sum()
+    }
+
     #[differentiable]
     pub fn layer(x: &Tensor<f64>, w: &Tensor<f64>) -> Tensor<f64> {
         x.matmul(w).tanh()
@@ -1152,6 +1167,16 @@ mod compositions {
             let (gx, gw) = grad!(rnn_shared)(&xs, &w);
             check_grad("rnn_shared d/dxs", &gx, xs.shape(), &fd_t(|xs| rnn_shared(xs, &w).item(), &xs))?;
             check_grad("rnn_shared d/dw", &gw, w.shape(), &fd_t(|w| rnn_shared(&xs, w).item(), &w))?;
+        }
+
+        #[test]
+        fn rnn_nested_rule(steps in 0usize..=3, layers in 0usize..=2, d in 1..=MAX_DIM, vseed in any::<u64>()) {
+            let mut rng = Rng::seed_from_u64(vseed);
+            let xs = Tensor::uniform(&[steps, d], -1.0, 1.0, &mut rng);
+            let w = Tensor::uniform(&[d, d], -1.0, 1.0, &mut rng);
+            let (gx, gw) = grad!(rnn_nested)(&xs, &w, layers);
+            check_grad("rnn_nested d/dxs", &gx, xs.shape(), &fd_t(|xs| rnn_nested(xs, &w, layers).item(), &xs))?;
+            check_grad("rnn_nested d/dw", &gw, w.shape(), &fd_t(|w| rnn_nested(&xs, w, layers).item(), &w))?;
         }
 
         #[test]
