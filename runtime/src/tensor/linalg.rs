@@ -54,6 +54,9 @@ impl<E: Float> Tensor<E> {
                 k2
             );
         }
+        if na == 2 && nb == 2 && m * n * k <= TINY_PRODUCT {
+            return tiny_product(a, b, (m, k, n), (&a_strides, &b_strides), (a_vec, b_vec));
+        }
         let (batch, a_bs, b_bs) = if na == 2 && nb == 2 {
             (Dims::new(), Dims::new(), Dims::new())
         } else {
@@ -120,4 +123,43 @@ impl<E: Float> Tensor<E> {
         );
         true
     }
+}
+
+/// Products up to this many multiply-adds (`m·k·n`) are computed directly in
+/// [`Tensor::matmul`]: the 5×5 products of a small model are a few dozen multiply-adds,
+/// and the batch, dispatch and kernel-selection bookkeeping of the general path cost
+/// several times as much.
+const TINY_PRODUCT: usize = 256;
+
+/// `a · b` of an unbatched product (`a` promoted to `[m, k]`, `b` to `[k, n]` with the
+/// given strides), each result summed over `k` in order.
+fn tiny_product<E: Float>(
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+    (m, k, n): (usize, usize, usize),
+    (a_strides, b_strides): (&[usize], &[usize]),
+    (a_vec, b_vec): (bool, bool),
+) -> Tensor<E> {
+    let (a_read, b_read) = (a.read(), b.read());
+    let (ad, bd) = (a_read.buffer(), b_read.buffer());
+    let (ars, acs, brs, bcs) = (a_strides[0], a_strides[1], b_strides[0], b_strides[1]);
+    let mut data = Vec::with_capacity(m * n);
+    for i in 0..m {
+        let row = a.offset + i * ars;
+        for j in 0..n {
+            let col = b.offset + j * bcs;
+            let mut sum = E::ZERO;
+            for p in 0..k {
+                sum += ad[row + p * acs] * bd[col + p * brs];
+            }
+            data.push(sum);
+        }
+    }
+    let shape: Dims = match (a_vec, b_vec) {
+        (true, true) => Dims::new(),
+        (true, false) => Dims::from_slice(&[n]),
+        (false, true) => Dims::from_slice(&[m]),
+        (false, false) => Dims::from_slice(&[m, n]),
+    };
+    Tensor::from_parts(data, shape)
 }
