@@ -42,6 +42,13 @@ impl<'a, E> View<'a, E> {
 
 /// Row-major strides of `shape`.
 pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims {
+    // Vectors and matrices directly: every new tensor's strides are computed here.
+    match *shape {
+        [] => return Dims::new(),
+        [_] => return Dims::from_slice(&[1]),
+        [_, n] => return Dims::from_slice(&[n, 1]),
+        _ => {}
+    }
     let mut strides = Dims::from_elem(0, shape.len());
     let mut s = 1;
     for (st, &n) in strides.iter_mut().zip(shape).rev() {

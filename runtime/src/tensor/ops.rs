@@ -8,13 +8,14 @@
 use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
 use super::{ShapeFmt, Tensor};
+use crate::kernels::dims::same_dims;
 use crate::kernels::layout::{broadcast_shapes, broadcast_strides, Dims, View};
 use crate::kernels::{binary, unary, Cost, KernelParams};
 use crate::Float;
 
 /// The broadcast shape of `a` and `b`, or a panic naming `op` and both shapes.
 pub(crate) fn broadcast_or_panic(a: &[usize], b: &[usize], op: &str) -> Dims {
-    if a == b {
+    if same_dims(a, b) {
         return Dims::from_slice(a);
     }
     broadcast_shapes(a, b)
@@ -23,7 +24,7 @@ pub(crate) fn broadcast_or_panic(a: &[usize], b: &[usize], op: &str) -> Dims {
 
 /// `t`'s strides broadcast to `shape` (which must be a broadcast of `t`'s shape).
 fn strides_to<E: Float>(t: &Tensor<E>, shape: &[usize]) -> Dims {
-    if t.shape[..] == *shape {
+    if same_dims(&t.shape, shape) {
         return t.strides.clone();
     }
     broadcast_strides(&t.shape, &t.strides, shape).expect("adjoint: internal error: broadcast strides")
@@ -59,7 +60,7 @@ fn try_in_place<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     f: F,
     cost: Cost,
 ) -> Result<Tensor<E>, (Tensor<E>, F)> {
-    if dst.shape[..] != *shape {
+    if !same_dims(&dst.shape, shape) {
         return Err((dst, f));
     }
     let ss = strides_to(src, shape);
