@@ -638,6 +638,31 @@ mod views {
             Tensor::stack(&[a.clone(), b.tanh(), a.clone()], axis)
         }
 
+        /// The states of a small RNN collected in a `Vec` and stacked: a run-time list.
+        #[differentiable]
+        pub fn stack_of_states(xs: &Tensor<f64>, w: &Tensor<f64>, axis: usize) -> Tensor<f64> {
+            let mut h = Tensor::zeros(&[w.shape()[0]]);
+            let mut hs = Vec::new();
+            for t in 0..xs.shape()[0] {
+                h = (w.matmul(&h) + xs.select(0, t)).tanh();
+                hs.push(h.clone());
+            }
+            Tensor::stack(&hs, axis)
+        }
+
+        /// A run-time list of parts of growing length along `axis`, each used twice.
+        #[differentiable]
+        pub fn cat_of_parts(a: &Tensor<f64>, b: &Tensor<f64>, parts: usize, axis: usize) -> Tensor<f64> {
+            let mut list = Vec::new();
+            let mut part = a.clone();
+            for _ in 0..parts {
+                part = part.tanh() * b;
+                list.push(part.clone());
+                list.push(part.exp());
+            }
+            Tensor::cat(&list, axis) * 1.5
+        }
+
         /// Two tensors whose shapes differ only along `axis` (where `b` may be empty).
         fn catable() -> impl Strategy<Value = (T, T, usize)> {
             (shape(1..=3), any::<u64>()).prop_flat_map(|(sa, vseed)| {
@@ -668,6 +693,23 @@ mod views {
                 let stack_axis = stack_axis % (a.ndim() + 1);
                 vjp2(&format!("stack of three along {stack_axis}"), |a, b| stack3(a, b, stack_axis), |a, b, c| vjp!(stack3)(a, b, stack_axis, c), &a, &b, seed)?;
                 vjp2(&format!("cat of one along {axis}"), |a, b| cat1(a, b, axis), |a, b, c| vjp!(cat1)(a, b, axis, c), &a, &b, seed)?;
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config_with(CASES_T))]
+
+            /// `Tensor::stack`/`Tensor::cat` of a `Vec` built in a loop.
+            #[test]
+            fn joins_of_runtime_lists(steps in 1usize..=4, d in 1..=MAX_DIM, parts in 1usize..=3, stack_axis in 0usize..2, vseed in any::<u64>(), seed in any::<u64>()) {
+                let mut rng = Rng::seed_from_u64(vseed);
+                let xs = Tensor::uniform(&[steps, d], -1.0, 1.0, &mut rng);
+                let w = Tensor::uniform(&[d, d], -1.0, 1.0, &mut rng);
+                vjp2(&format!("stack of {steps} states along {stack_axis}"), |xs, w| stack_of_states(xs, w, stack_axis), |xs, w, c| vjp!(stack_of_states)(xs, w, stack_axis, c), &xs, &w, seed)?;
+                let (a, b) = (Tensor::uniform(&[2, d], -1.0, 1.0, &mut rng), Tensor::uniform(&[2, d], -1.0, 1.0, &mut rng));
+                for axis in 0..2 {
+                    vjp2(&format!("cat of {} parts along {axis}", 2 * parts), |a, b| cat_of_parts(a, b, parts, axis), |a, b, c| vjp!(cat_of_parts)(a, b, parts, axis, c), &a, &b, seed)?;
+                }
             }
         }
 

@@ -181,7 +181,8 @@ impl<'a> Lowerer<'a> {
     /// tensors listed in the call, lowered to the method primitives `a.cat2(&b, axis)`
     /// and `a.cat3(&b, &c, axis)` (longer lists are joined three at a time; `stack`
     /// joins `unsqueeze(axis)` views), so each tensor's adjoint is its part of the
-    /// result's. A run-time list (`Tensor::cat(&parts, 0)`) stays an opaque call.
+    /// result's. A run-time list (`Tensor::cat(&parts, 0)`) stays an opaque call, whose
+    /// derivative companions the runtime provides (`Tensor::__adjoint_split_cat`).
     fn join(&mut self, path: &syn::Path, c: &syn::ExprCall) -> Option<Var> {
         let span = c.span();
         let stack = path.segments.last().is_some_and(|s| s.ident == "stack");

@@ -213,51 +213,65 @@ impl<E: Float> Tensor<E> {
     }
 }
 
-/// The derivative companions `#[differentiable]` code looks for when a gradient flows
-/// through `Tensor::cat(&parts, axis)` or `Tensor::stack(&parts, axis)` of a run-time
-/// list: calling one is a compile error that says how to write the join instead (the
-/// tensors listed in the call are differentiated; see `Tensor::cat2`).
-#[diagnostic::on_unimplemented(
-    message = "`Tensor::cat`/`Tensor::stack` of a run-time list of tensors is not differentiable",
-    label = "a gradient flows through this join",
-    note = "list the tensors in the call, `Tensor::cat(&[a, b, c], axis)`: each then gets its part of the gradient"
-)]
+/// The derivative companions `#[differentiable]` code calls for `Tensor::cat(&parts,
+/// axis)` and `Tensor::stack(&parts, axis)` of a run-time list (a `Vec` of tensors built
+/// in a loop, say): the gradient of the list is a `Vec` holding each part's slice of the
+/// cotangent (a view, nothing copied). A list written out in the call (`&[a, b]`) is
+/// lowered to `cat2`/`cat3` instead, each part an operand of its own.
 #[doc(hidden)]
-pub trait JoinOfListedTensors {}
+impl<E: Float> Tensor<E> {
+    pub fn __adjoint_d1_cat(tensors: &[Self], axis: usize, cotangent: Self) -> (Vec<Self>, ()) {
+        (cat_adjoint(tensors, axis, &cotangent), ())
+    }
 
-// The stubs type the gradient of the list as a `Vec` of its elements, so the only error
-// is the one above.
-macro_rules! join_stubs {
-    ($($d1:ident, $masked:ident, $split:ident;)*) => {
-        #[doc(hidden)]
-        #[allow(clippy::all)]
-        impl Tensor<f32> {$(
-            pub fn $d1<'a, T, A, C, G>(_: &[T], _: A, _: C) -> (Vec<T>, G)
-            where
-                &'a (): JoinOfListedTensors,
-            {
-                unreachable!()
-            }
+    pub fn __adjoint_d1_masked_cat<M>(tensors: &[Self], axis: usize, cotangent: Self, _: M) -> (Vec<Self>, ()) {
+        (cat_adjoint(tensors, axis, &cotangent), ())
+    }
 
-            pub fn $masked<'a, T, A, C, M, G>(_: &[T], _: A, _: C, _: M) -> (Vec<T>, G)
-            where
-                &'a (): JoinOfListedTensors,
-            {
-                unreachable!()
-            }
+    #[allow(clippy::type_complexity)]
+    pub fn __adjoint_split_cat<M>(
+        tensors: &[Self],
+        axis: usize,
+        _: M,
+    ) -> (Self, Box<dyn FnOnce(Self) -> (Vec<Self>, ())>) {
+        let parts = tensors.to_vec();
+        (Tensor::cat(tensors, axis), Box::new(move |cotangent| (cat_adjoint(&parts, axis, &cotangent), ())))
+    }
 
-            #[allow(clippy::type_complexity)]
-            pub fn $split<'a, T, A, M, V, C, G>(_: &[T], _: A, _: M) -> (V, Box<dyn FnOnce(C) -> (Vec<T>, G)>)
-            where
-                &'a (): JoinOfListedTensors,
-            {
-                unreachable!()
-            }
-        )*}
-    };
+    pub fn __adjoint_d1_stack(tensors: &[Self], axis: usize, cotangent: Self) -> (Vec<Self>, ()) {
+        (stack_adjoint(tensors.len(), axis, &cotangent), ())
+    }
+
+    pub fn __adjoint_d1_masked_stack<M>(tensors: &[Self], axis: usize, cotangent: Self, _: M) -> (Vec<Self>, ()) {
+        (stack_adjoint(tensors.len(), axis, &cotangent), ())
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub fn __adjoint_split_stack<M>(
+        tensors: &[Self],
+        axis: usize,
+        _: M,
+    ) -> (Self, Box<dyn FnOnce(Self) -> (Vec<Self>, ())>) {
+        let count = tensors.len();
+        (Tensor::stack(tensors, axis), Box::new(move |cotangent| (stack_adjoint(count, axis, &cotangent), ())))
+    }
 }
 
-join_stubs! {
-    __adjoint_d1_cat, __adjoint_d1_masked_cat, __adjoint_split_cat;
-    __adjoint_d1_stack, __adjoint_d1_masked_stack, __adjoint_split_stack;
+/// Each part's slice of the cotangent of `Tensor::cat(parts, axis)`.
+fn cat_adjoint<E: Float>(parts: &[Tensor<E>], axis: usize, cotangent: &Tensor<E>) -> Vec<Tensor<E>> {
+    let mut start = 0;
+    parts
+        .iter()
+        .map(|p| {
+            let len = p.shape()[axis];
+            let slice = cotangent.narrow(axis, start, len);
+            start += len;
+            slice
+        })
+        .collect()
+}
+
+/// Each part's slice of the cotangent of `Tensor::stack` of `count` parts along `axis`.
+fn stack_adjoint<E: Float>(count: usize, axis: usize, cotangent: &Tensor<E>) -> Vec<Tensor<E>> {
+    (0..count).map(|i| cotangent.select(axis, i)).collect()
 }
