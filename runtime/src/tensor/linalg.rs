@@ -55,7 +55,8 @@ impl<E: Float> Tensor<E> {
             );
         }
         if na == 2 && nb == 2 && m * n * k <= TINY_PRODUCT {
-            return tiny_product(a, b, (m, k, n), (&a_strides, &b_strides), (a_vec, b_vec));
+            let data = tiny_product(a, b, (m, k, n), (&a_strides, &b_strides));
+            return Tensor::from_parts(data, product_shape(Dims::new(), (m, n), (a_vec, b_vec)));
         }
         let (batch, a_bs, b_bs) = if na == 2 && nb == 2 {
             (Dims::new(), Dims::new(), Dims::new())
@@ -85,14 +86,7 @@ impl<E: Float> Tensor<E> {
             },
             &KernelParams::current(),
         );
-        let mut shape = batch;
-        if !a_vec {
-            shape.push(m);
-        }
-        if !b_vec {
-            shape.push(n);
-        }
-        Tensor::from_parts(data, shape)
+        Tensor::from_parts(data, product_shape(batch, (m, n), (a_vec, b_vec)))
     }
 
     /// `self += u ⊗ v` in place, for a matrix this tensor alone holds (the adjoint of
@@ -131,15 +125,27 @@ impl<E: Float> Tensor<E> {
 /// several times as much.
 const TINY_PRODUCT: usize = 256;
 
-/// `a · b` of an unbatched product (`a` promoted to `[m, k]`, `b` to `[k, n]` with the
-/// given strides), each result summed over `k` in order.
+/// The shape of a product: the batch axes, then `m` unless the left operand was a
+/// vector and `n` unless the right one was.
+fn product_shape(batch: Dims, (m, n): (usize, usize), (a_vec, b_vec): (bool, bool)) -> Dims {
+    let mut shape = batch;
+    if !a_vec {
+        shape.push(m);
+    }
+    if !b_vec {
+        shape.push(n);
+    }
+    shape
+}
+
+/// The row-major elements of `a · b` for an unbatched product (`a` promoted to
+/// `[m, k]`, `b` to `[k, n]` with the given strides), each summed over `k` in order.
 fn tiny_product<E: Float>(
     a: &Tensor<E>,
     b: &Tensor<E>,
     (m, k, n): (usize, usize, usize),
     (a_strides, b_strides): (&[usize], &[usize]),
-    (a_vec, b_vec): (bool, bool),
-) -> Tensor<E> {
+) -> Vec<E> {
     let (a_read, b_read) = (a.read(), b.read());
     let (ad, bd) = (a_read.buffer(), b_read.buffer());
     let (ars, acs, brs, bcs) = (a_strides[0], a_strides[1], b_strides[0], b_strides[1]);
@@ -155,11 +161,5 @@ fn tiny_product<E: Float>(
             data.push(sum);
         }
     }
-    let shape: Dims = match (a_vec, b_vec) {
-        (true, true) => Dims::new(),
-        (true, false) => Dims::from_slice(&[n]),
-        (false, true) => Dims::from_slice(&[m]),
-        (false, false) => Dims::from_slice(&[m, n]),
-    };
-    Tensor::from_parts(data, shape)
+    data
 }

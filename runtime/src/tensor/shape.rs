@@ -221,11 +221,11 @@ impl<E: Float> Tensor<E> {
 #[doc(hidden)]
 impl<E: Float> Tensor<E> {
     pub fn __adjoint_d1_cat(tensors: &[Self], axis: usize, cotangent: Self) -> (Vec<Self>, ()) {
-        (cat_adjoint(tensors, axis, &cotangent), ())
+        (cat_adjoint(&part_lengths(tensors, axis), axis, &cotangent), ())
     }
 
     pub fn __adjoint_d1_masked_cat<M>(tensors: &[Self], axis: usize, cotangent: Self, _: M) -> (Vec<Self>, ()) {
-        (cat_adjoint(tensors, axis, &cotangent), ())
+        Self::__adjoint_d1_cat(tensors, axis, cotangent)
     }
 
     #[allow(clippy::type_complexity)]
@@ -234,8 +234,9 @@ impl<E: Float> Tensor<E> {
         axis: usize,
         _: M,
     ) -> (Self, Box<dyn FnOnce(Self) -> (Vec<Self>, ())>) {
-        let parts = tensors.to_vec();
-        (Tensor::cat(tensors, axis), Box::new(move |cotangent| (cat_adjoint(&parts, axis, &cotangent), ())))
+        // The pullback keeps the parts' lengths, not the parts.
+        let lengths = part_lengths(tensors, axis);
+        (Tensor::cat(tensors, axis), Box::new(move |cotangent| (cat_adjoint(&lengths, axis, &cotangent), ())))
     }
 
     pub fn __adjoint_d1_stack(tensors: &[Self], axis: usize, cotangent: Self) -> (Vec<Self>, ()) {
@@ -243,7 +244,7 @@ impl<E: Float> Tensor<E> {
     }
 
     pub fn __adjoint_d1_masked_stack<M>(tensors: &[Self], axis: usize, cotangent: Self, _: M) -> (Vec<Self>, ()) {
-        (stack_adjoint(tensors.len(), axis, &cotangent), ())
+        Self::__adjoint_d1_stack(tensors, axis, cotangent)
     }
 
     #[allow(clippy::type_complexity)]
@@ -257,13 +258,17 @@ impl<E: Float> Tensor<E> {
     }
 }
 
-/// Each part's slice of the cotangent of `Tensor::cat(parts, axis)`.
-fn cat_adjoint<E: Float>(parts: &[Tensor<E>], axis: usize, cotangent: &Tensor<E>) -> Vec<Tensor<E>> {
+/// The parts' lengths along `axis` (`Tensor::cat` checks that they have one).
+fn part_lengths<E: Float>(parts: &[Tensor<E>], axis: usize) -> Vec<usize> {
+    parts.iter().map(|p| p.shape()[axis]).collect()
+}
+
+/// Each part's slice of the cotangent of `Tensor::cat` of parts of `lengths` along `axis`.
+fn cat_adjoint<E: Float>(lengths: &[usize], axis: usize, cotangent: &Tensor<E>) -> Vec<Tensor<E>> {
     let mut start = 0;
-    parts
+    lengths
         .iter()
-        .map(|p| {
-            let len = p.shape()[axis];
+        .map(|&len| {
             let slice = cotangent.narrow(axis, start, len);
             start += len;
             slice
