@@ -8,7 +8,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::layout::{for_each_piece, Plan, View};
+use super::layout::{for_each_piece, small_contiguous, Plan, View};
 use super::params::{Cost, KernelParams};
 use super::simd::vectorize;
 use super::unary::fill;
@@ -60,6 +60,9 @@ pub(crate) fn zip<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     cost: Cost,
     params: &KernelParams,
 ) -> Vec<E> {
+    if let (Some(x), Some(y)) = (small_contiguous(shape, &a), small_contiguous(shape, &b)) {
+        return x.iter().zip(y).map(|(&x, &y)| f(x, y)).collect();
+    }
     let plan = Plan::new(shape, [(a.strides, a.offset), (b.strides, b.offset)]);
     let n = plan.len();
     let [sa, sb] = plan.inner_strides();
@@ -96,6 +99,12 @@ pub(crate) fn zip_in_place<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     cost: Cost,
     params: &KernelParams,
 ) {
+    if let Some(y) = small_contiguous(shape, &b) {
+        for (x, &y) in dst.iter_mut().zip(y) {
+            *x = f(*x, y);
+        }
+        return;
+    }
     let plan = Plan::new(shape, [(b.strides, b.offset)]);
     let n = plan.len();
     debug_assert_eq!(n, dst.len());

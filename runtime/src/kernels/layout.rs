@@ -40,7 +40,21 @@ impl<'a, E> View<'a, E> {
     }
 }
 
+/// Up to this many elements, an elementwise kernel over contiguous operands is one
+/// plain loop: planning, SIMD dispatch and the parallel decision would cost more than
+/// the work (a 5-vector's sum costs ~100 ns through them, ~10 ns without).
+pub(crate) const SMALL_MAP: usize = 64;
+
+/// `v`'s elements as one row-major slice of `shape`, if `v` is contiguous and has at
+/// most [`SMALL_MAP`] elements.
+#[inline]
+pub(crate) fn small_contiguous<'a, E>(shape: &[usize], v: &View<'a, E>) -> Option<&'a [E]> {
+    let n: usize = shape.iter().product();
+    (n <= SMALL_MAP && is_contiguous(shape, v.strides)).then(|| &v.data[v.offset..v.offset + n])
+}
+
 /// Row-major strides of `shape`.
+#[inline]
 pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims {
     // Vectors and matrices directly: every new tensor's strides are computed here.
     match *shape {

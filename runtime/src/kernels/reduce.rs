@@ -10,7 +10,7 @@ use core::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::layout::{Plan, View};
+use super::layout::{small_contiguous, Plan, View};
 use super::params::KernelParams;
 use super::simd::vectorize;
 use super::unary::fill;
@@ -128,10 +128,14 @@ fn sum_blocks<E: Float>(blocks: usize, parallel: bool, block: impl Fn(usize) -> 
 
 /// `Σ g(x)` over every element of `src`.
 pub(crate) fn sum_map<E: Float, G: Fn(E) -> E + Sync + Send>(src: View<'_, E>, g: G, params: &KernelParams) -> E {
+    let bl = params.reduce_block.max(1);
+    if let Some(x) = small_contiguous(src.shape, &src).filter(|x| x.len() <= bl) {
+        // One block, as below, without the plan and the dispatch.
+        return E::ZERO + lanes::<E, Sum>(x, &g);
+    }
     let plan = Plan::new(src.shape, [(src.strides, src.offset)]);
     let n = plan.len();
     let [s] = plan.inner_strides();
-    let bl = params.reduce_block.max(1);
     let data = src.data;
     let simd = params.simd;
     sum_blocks(n.div_ceil(bl), params.reduce_parallel(n), |b| {

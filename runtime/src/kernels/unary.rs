@@ -2,7 +2,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::layout::{for_each_piece, Plan, View};
+use super::layout::{for_each_piece, small_contiguous, Plan, View, SMALL_MAP};
 use super::params::{Cost, KernelParams};
 use super::simd::vectorize;
 use crate::Float;
@@ -14,6 +14,9 @@ pub(crate) fn map<E: Float, F: Fn(E) -> E + Sync + Send>(
     cost: Cost,
     params: &KernelParams,
 ) -> Vec<E> {
+    if let Some(x) = small_contiguous(src.shape, &src) {
+        return x.iter().map(|&x| f(x)).collect();
+    }
     let plan = Plan::new(src.shape, [(src.strides, src.offset)]);
     let n = plan.len();
     let [s] = plan.inner_strides();
@@ -56,6 +59,10 @@ pub(crate) fn map_in_place<E: Float, F: Fn(E) -> E + Sync + Send>(
     params: &KernelParams,
 ) {
     let n = dst.len();
+    if n <= SMALL_MAP {
+        dst.iter_mut().for_each(|x| *x = f(*x));
+        return;
+    }
     let simd = params.simd;
     for_each_piece(dst, params.map_parallel(n, cost), params.task_len(n, 64), |_, piece| {
         vectorize(

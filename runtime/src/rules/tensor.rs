@@ -513,8 +513,8 @@ impl<E: Float> Matmul for Tensor<E> {
             // The gradient in the operand's own layout: `x.t()` gets a column-major
             // one, so the gradient of `x` (its transpose) is row-major.
             (2, 2) if a.is_column_major() => return b.matmul(&ybar.t()).t(),
-            (2, 2) => return ybar.matmul(&b.t()),
-            (2, 1) => return ybar.unsqueeze(1).matmul(&b.unsqueeze(0)),
+            (2, 2) => return ybar.matmul_t(false, b, true),
+            (2, 1) => return ybar.outer(b),
             (1, 2) => return b.matmul(ybar),
             _ => {}
         }
@@ -553,8 +553,8 @@ impl<E: Float> Matmul for Tensor<E> {
     fn matmul_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self {
         match (a.ndim(), b.ndim()) {
             (2, 2) if b.is_column_major() => return ybar.t().matmul(a).t(),
-            (2, 2) | (2, 1) => return a.t().matmul(ybar),
-            (1, 2) => return a.unsqueeze(1).matmul(&ybar.unsqueeze(0)),
+            (2, 2) | (2, 1) => return a.matmul_t(true, ybar, false),
+            (1, 2) => return a.outer(ybar),
             _ => {}
         }
         let (ybar2, a2, b2) = as_matrices(ybar, a, b);

@@ -64,7 +64,8 @@ impl<E: Float> Tensor<E> {
         let (r, c) = (self.shape[0], self.shape[1]);
         // A transposed contiguous tensor is already column-major.
         let t = self.t();
-        match t.read().as_slice() {
+        let read = t.read();
+        match read.as_slice() {
             Some(col_major) => DMatrix::from_column_slice(r, c, col_major),
             None => DMatrix::from_row_slice(r, c, &self.to_vec()),
         }

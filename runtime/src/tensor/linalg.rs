@@ -30,6 +30,12 @@ impl<E: Float> Tensor<E> {
                 ShapeFmt(&b.shape)
             );
         }
+        if let (Some(a_mat), Some(b_mat)) = (MatrixView::lhs(a), MatrixView::rhs(b)) {
+            if a_mat.cols == b_mat.rows && a_mat.rows * a_mat.cols * b_mat.cols <= TINY_PRODUCT {
+                let shape = product_shape(Dims::new(), (a_mat.rows, b_mat.cols), (a.ndim() == 1, b.ndim() == 1));
+                return tiny_product(a, a_mat, b, b_mat, shape);
+            }
+        }
         // A 1-D left operand is a row [1, k]; a 1-D right operand is a column [k, 1].
         let (a_vec, b_vec) = (a.ndim() == 1, b.ndim() == 1);
         let (a_shape, a_strides) = if a_vec {
@@ -53,10 +59,6 @@ impl<E: Float> Tensor<E> {
                 k,
                 k2
             );
-        }
-        if na == 2 && nb == 2 && m * n * k <= TINY_PRODUCT {
-            let data = tiny_product(a, b, (m, k, n), (&a_strides, &b_strides));
-            return Tensor::from_parts(data, product_shape(Dims::new(), (m, n), (a_vec, b_vec)));
         }
         let (batch, a_bs, b_bs) = if na == 2 && nb == 2 {
             (Dims::new(), Dims::new(), Dims::new())
@@ -87,6 +89,38 @@ impl<E: Float> Tensor<E> {
             &KernelParams::current(),
         );
         Tensor::from_parts(data, product_shape(batch, (m, n), (a_vec, b_vec)))
+    }
+
+    /// `op(self) · op(rhs)`, where `op` transposes a 2-D operand when its flag is set:
+    /// the products of the matmul adjoints, which build no transposed view when the
+    /// product is small.
+    pub(crate) fn matmul_t(&self, transpose_self: bool, rhs: &Self, transpose_rhs: bool) -> Self {
+        let op = |t: &Self, view: Option<MatrixView>, transpose: bool| match transpose && t.ndim() == 2 {
+            true => view.map(MatrixView::t),
+            false => view,
+        };
+        let (a_mat, b_mat) =
+            (op(self, MatrixView::lhs(self), transpose_self), op(rhs, MatrixView::rhs(rhs), transpose_rhs));
+        if let (Some(a_mat), Some(b_mat)) = (a_mat, b_mat) {
+            if a_mat.cols == b_mat.rows && a_mat.rows * a_mat.cols * b_mat.cols <= TINY_PRODUCT {
+                let shape = product_shape(Dims::new(), (a_mat.rows, b_mat.cols), (self.ndim() == 1, rhs.ndim() == 1));
+                return tiny_product(self, a_mat, rhs, b_mat, shape);
+            }
+        }
+        let view = |t: &Self, transpose: bool| if transpose { t.t() } else { t.clone() };
+        view(self, transpose_self).matmul(&view(rhs, transpose_rhs))
+    }
+
+    /// The outer product `self ⊗ v` of two vectors, a matrix.
+    pub(crate) fn outer(&self, v: &Self) -> Self {
+        if let ([m], [su], [n], [sv]) = (&self.shape[..], &self.strides[..], &v.shape[..], &v.strides[..]) {
+            if m * n <= TINY_PRODUCT {
+                let column = MatrixView { rows: *m, cols: 1, rs: *su, cs: 0 };
+                let row = MatrixView { rows: 1, cols: *n, rs: 0, cs: *sv };
+                return tiny_product(self, column, v, row, Dims::from_slice(&[*m, *n]));
+            }
+        }
+        self.unsqueeze(1).matmul(&v.unsqueeze(0))
     }
 
     /// `self += u ⊗ v` in place, for a matrix this tensor alone holds (the adjoint of
@@ -127,7 +161,17 @@ const TINY_PRODUCT: usize = 256;
 
 /// The shape of a product: the batch axes, then `m` unless the left operand was a
 /// vector and `n` unless the right one was.
+#[inline]
 fn product_shape(batch: Dims, (m, n): (usize, usize), (a_vec, b_vec): (bool, bool)) -> Dims {
+    if batch.is_empty() {
+        // Written whole: a shape built by pushes is read back wider than it was written.
+        return match (a_vec, b_vec) {
+            (false, false) => Dims::from_slice(&[m, n]),
+            (false, true) => Dims::from_slice(&[m]),
+            (true, false) => Dims::from_slice(&[n]),
+            (true, true) => Dims::new(),
+        };
+    }
     let mut shape = batch;
     if !a_vec {
         shape.push(m);
@@ -138,28 +182,89 @@ fn product_shape(batch: Dims, (m, n): (usize, usize), (a_vec, b_vec): (bool, boo
     shape
 }
 
-/// The row-major elements of `a · b` for an unbatched product (`a` promoted to
-/// `[m, k]`, `b` to `[k, n]` with the given strides), each summed over `k` in order.
-fn tiny_product<E: Float>(
-    a: &Tensor<E>,
-    b: &Tensor<E>,
-    (m, k, n): (usize, usize, usize),
-    (a_strides, b_strides): (&[usize], &[usize]),
-) -> Vec<E> {
-    let (a_read, b_read) = (a.read(), b.read());
-    let (ad, bd) = (a_read.buffer(), b_read.buffer());
-    let (ars, acs, brs, bcs) = (a_strides[0], a_strides[1], b_strides[0], b_strides[1]);
-    let mut data = Vec::with_capacity(m * n);
-    for i in 0..m {
-        let row = a.offset + i * ars;
-        for j in 0..n {
-            let col = b.offset + j * bcs;
-            let mut sum = E::ZERO;
-            for p in 0..k {
-                sum += ad[row + p * acs] * bd[col + p * brs];
-            }
-            data.push(sum);
+/// A 1-D or 2-D operand of an unbatched product, as a matrix: a vector is a row on
+/// the left and a column on the right, as in [`Tensor::matmul`].
+#[derive(Clone, Copy)]
+struct MatrixView {
+    rows: usize,
+    cols: usize,
+    /// The strides between rows and between columns.
+    rs: usize,
+    cs: usize,
+}
+
+impl MatrixView {
+    fn lhs<E: Float>(t: &Tensor<E>) -> Option<Self> {
+        match (&t.shape[..], &t.strides[..]) {
+            ([k], [s]) => Some(MatrixView { rows: 1, cols: *k, rs: 0, cs: *s }),
+            ([m, k], [rs, cs]) => Some(MatrixView { rows: *m, cols: *k, rs: *rs, cs: *cs }),
+            _ => None,
         }
     }
-    data
+
+    fn rhs<E: Float>(t: &Tensor<E>) -> Option<Self> {
+        match &t.strides[..] {
+            [s] => Some(MatrixView { rows: t.shape[0], cols: 1, rs: *s, cs: 0 }),
+            _ => MatrixView::lhs(t),
+        }
+    }
+
+    fn t(self) -> Self {
+        MatrixView { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+    }
+
+    /// Whether every element lies inside a buffer of `len` elements from `offset`.
+    fn fits(&self, offset: usize, len: usize) -> bool {
+        let last = |n: usize, stride: usize| n.saturating_sub(1).checked_mul(stride);
+        match (last(self.rows, self.rs), last(self.cols, self.cs)) {
+            (Some(r), Some(c)) => self.rows == 0 || self.cols == 0 || offset.saturating_add(r).saturating_add(c) < len,
+            _ => false,
+        }
+    }
+}
+
+/// `a · b` of `shape` for an unbatched product of at most [`TINY_PRODUCT`]
+/// multiply-adds, each element summed over `k` in order.
+fn tiny_product<E: Float>(
+    a: &Tensor<E>,
+    a_mat: MatrixView,
+    b: &Tensor<E>,
+    b_mat: MatrixView,
+    shape: Dims,
+) -> Tensor<E> {
+    let (a_read, b_read) = (a.read(), b.read());
+    let (ad, bd) = (a_read.buffer(), b_read.buffer());
+    assert!(
+        a_mat.fits(a.offset, ad.len()) && b_mat.fits(b.offset, bd.len()),
+        "adjoint: internal error: a matmul operand's layout exceeds its buffer"
+    );
+    let (m, k, n) = (a_mat.rows, a_mat.cols, b_mat.cols);
+    // Four elements at a time, each summed over `k` in order: four independent chains
+    // of additions instead of one (a 5×5 matrix times a vector is latency-bound).
+    const GROUP: usize = 4;
+    let mut data = Vec::with_capacity(m * n);
+    let mut t = 0;
+    while t < m * n {
+        let group = GROUP.min(m * n - t);
+        // The start of each element's row of `a` and column of `b` (the last one repeated
+        // to fill the group).
+        let (mut rows, mut cols) = ([0; GROUP], [0; GROUP]);
+        for g in 0..GROUP {
+            let (i, j) = ((t + g.min(group - 1)) / n, (t + g.min(group - 1)) % n);
+            (rows[g], cols[g]) = (a.offset + i * a_mat.rs, b.offset + j * b_mat.cs);
+        }
+        let mut sums = [E::ZERO; GROUP];
+        for p in 0..k {
+            for g in 0..GROUP {
+                // SAFETY: `fits` checked the last element of each operand, and every
+                // index here is at most that.
+                unsafe {
+                    sums[g] += *ad.get_unchecked(rows[g] + p * a_mat.cs) * *bd.get_unchecked(cols[g] + p * b_mat.rs)
+                };
+            }
+        }
+        data.extend_from_slice(&sums[..group]);
+        t += group;
+    }
+    Tensor::from_parts(data, shape)
 }

@@ -30,6 +30,8 @@ mod reduce;
 pub mod shape;
 
 use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::kernels::layout::{contiguous_strides, is_contiguous, Dims, View};
@@ -58,35 +60,46 @@ pub struct Tensor<E: Float = f32> {
 
 /// The buffer behind a tensor and its views.
 ///
-/// Readers take a snapshot of the buffer (an `Arc` clone under a short lock) for the
-/// duration of one operation; [`Tensor::update`] replaces the buffer's contents for
-/// every handle that shares it, in place when no snapshot is outstanding. This is what
-/// lets a [`Param`](crate::Param) hand out `&Tensor` while an optimizer updates it.
+/// A read (one kernel call: [`Tensor::read`]) counts itself in `state` and borrows the
+/// buffer directly, so it costs two atomic additions and no allocation. [`Tensor::update`]
+/// changes the buffer for every handle that shares it: in place when no read is in
+/// progress, otherwise into a copy that replaces the buffer, the old one being kept
+/// alive (retired) until no read can still hold it. This is what lets a
+/// [`Param`](crate::Param) hand out `&Tensor` while an optimizer updates it. Reads wait
+/// only for an update that is running, never for one another, so a kernel may read the
+/// same storage twice (`a + a`).
 pub(crate) struct Storage<E> {
-    data: Mutex<Arc<Vec<E>>>,
+    /// The reads in progress, plus [`UPDATE_RUNNING`] while an update runs.
+    state: AtomicUsize,
+    /// The buffer: `len` elements, allocated as a `Vec` of capacity `Updates::capacity`.
+    data: AtomicPtr<E>,
+    len: usize,
+    /// Held for the whole of an update.
+    updates: Mutex<Updates<E>>,
+    /// The storage owns the buffer's elements (for `Send`/`Sync`).
+    _owns: PhantomData<Vec<E>>,
 }
+
+/// What only an update (or the storage's owner) touches.
+struct Updates<E> {
+    /// The capacity of the current buffer, to free it as the `Vec` it was.
+    capacity: usize,
+    /// Buffers replaced while a read of them was in progress.
+    retired: Vec<Vec<E>>,
+}
+
+/// The bit of [`Storage::state`] set while an update runs.
+const UPDATE_RUNNING: usize = 1 << (usize::BITS - 1);
 
 impl<E> Storage<E> {
     fn new(data: Vec<E>) -> Self {
-        Storage { data: Mutex::new(Arc::new(data)) }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Arc<Vec<E>>> {
-        // The buffer is replaced whole, so a panic elsewhere never leaves it torn.
-        match self.data.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                // Held: by another thread (wait for it), or by an `update` of this very
-                // storage further up this thread's stack, which would never return.
-                if UPDATING.with(|u| u.borrow().contains(&self.address())) {
-                    panic!(
-                        "adjoint: the function given to `update` read the tensor it updates through another handle; \
-                         read the tensor it receives instead"
-                    );
-                }
-                self.data.lock().unwrap_or_else(|e| e.into_inner())
-            }
+        let mut data = std::mem::ManuallyDrop::new(data);
+        Storage {
+            state: AtomicUsize::new(0),
+            data: AtomicPtr::new(data.as_mut_ptr()),
+            len: data.len(),
+            updates: Mutex::new(Updates { capacity: data.capacity(), retired: Vec::new() }),
+            _owns: PhantomData,
         }
     }
 
@@ -94,8 +107,75 @@ impl<E> Storage<E> {
         self as *const Self as *const () as usize
     }
 
-    fn snapshot(&self) -> Arc<Vec<E>> {
-        Arc::clone(&self.lock())
+    /// Start a read: wait for a running update, then borrow the buffer until
+    /// [`Storage::end_read`].
+    fn begin_read(&self) -> *const E {
+        loop {
+            let before = self.state.fetch_add(1, Ordering::Acquire);
+            if before & UPDATE_RUNNING == 0 {
+                return self.data.load(Ordering::Acquire);
+            }
+            self.state.fetch_sub(1, Ordering::Relaxed);
+            // Running: on another thread (wait for it), or further up this thread's
+            // stack, which would never return.
+            if UPDATING.with(|u| u.borrow().contains(&self.address())) {
+                panic!(
+                    "adjoint: the function given to `update` read the tensor it updates through another handle; \
+                     read the tensor it receives instead"
+                );
+            }
+            drop(self.lock_updates());
+        }
+    }
+
+    fn end_read(&self) {
+        self.state.fetch_sub(1, Ordering::Release);
+    }
+
+    fn lock_updates(&self) -> MutexGuard<'_, Updates<E>> {
+        // The buffer is replaced whole, so a panic elsewhere never leaves it torn.
+        self.updates.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The buffer, for the storage's only owner.
+    fn as_mut_slice(&mut self) -> &mut [E] {
+        // SAFETY: `&mut self` excludes reads and updates; `data` holds `len` elements.
+        unsafe { std::slice::from_raw_parts_mut(*self.data.get_mut(), self.len) }
+    }
+
+    /// The buffer as the `Vec` it was, leaving an empty one (for the storage's owner).
+    fn take(&mut self) -> Vec<E> {
+        let updates = self.updates.get_mut().unwrap_or_else(|e| e.into_inner());
+        let empty = std::ptr::NonNull::dangling().as_ptr();
+        let data = std::mem::replace(self.data.get_mut(), empty);
+        let (len, capacity) = (std::mem::take(&mut self.len), std::mem::take(&mut updates.capacity));
+        // SAFETY: `data`, `len` and `capacity` are the parts of the `Vec` the storage was
+        // built from (or an update installed), which nothing else owns.
+        unsafe { Vec::from_raw_parts(data, len, capacity) }
+    }
+
+    /// The storage's contents as a `Vec`: moved out if `storage` is its only handle,
+    /// else copied.
+    fn into_vec(storage: Arc<Self>) -> Vec<E>
+    where
+        E: Clone,
+    {
+        match Arc::try_unwrap(storage) {
+            Ok(mut storage) => storage.take(),
+            Err(shared) => {
+                let data = shared.begin_read();
+                // SAFETY: a read of `len` elements is in progress until `end_read`.
+                let copy = unsafe { std::slice::from_raw_parts(data, shared.len) }.to_vec();
+                shared.end_read();
+                copy
+            }
+        }
+    }
+}
+
+impl<E> Drop for Storage<E> {
+    fn drop(&mut self) {
+        drop(self.take());
     }
 }
 
@@ -104,16 +184,16 @@ thread_local! {
     static UPDATING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A snapshot of a tensor's buffer, alive for one operation.
+/// A read of a tensor's buffer, alive for one operation.
 pub(crate) struct Read<'t, E: Float> {
-    data: Arc<Vec<E>>,
+    data: &'t [E],
     tensor: &'t Tensor<E>,
 }
 
 impl<E: Float> Read<'_, E> {
     /// The kernel view of the tensor.
     pub(crate) fn view(&self) -> View<'_, E> {
-        View { data: &self.data, shape: &self.tensor.shape, strides: &self.tensor.strides, offset: self.tensor.offset }
+        View { data: self.data, shape: &self.tensor.shape, strides: &self.tensor.strides, offset: self.tensor.offset }
     }
 
     /// The elements as a row-major slice, if the tensor is contiguous.
@@ -123,7 +203,13 @@ impl<E: Float> Read<'_, E> {
 
     /// The whole buffer (indexed with the tensor's offset and strides).
     pub(crate) fn buffer(&self) -> &[E] {
-        &self.data
+        self.data
+    }
+}
+
+impl<E: Float> Drop for Read<'_, E> {
+    fn drop(&mut self) {
+        self.tensor.storage.end_read();
     }
 }
 
@@ -150,6 +236,7 @@ impl fmt::Display for ShapeFmt<'_> {
 
 impl<E: Float> Tensor<E> {
     /// A contiguous tensor owning `data` (row-major) with `shape`.
+    #[inline]
     pub(crate) fn from_parts(data: Vec<E>, shape: impl Into<Dims>) -> Self {
         let shape = shape.into();
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
@@ -165,7 +252,10 @@ impl<E: Float> Tensor<E> {
 
     /// A snapshot of this tensor's data for one operation: `t.read().view()`.
     pub(crate) fn read(&self) -> Read<'_, E> {
-        Read { data: self.storage.snapshot(), tensor: self }
+        let data = self.storage.begin_read();
+        // SAFETY: the read in progress keeps the buffer's `len` elements alive and
+        // unchanged until `Read::drop` ends it.
+        Read { data: unsafe { std::slice::from_raw_parts(data, self.storage.len) }, tensor: self }
     }
 
     /// Whether this is the transpose of a row-major matrix (a 2-D view with unit row
@@ -187,13 +277,12 @@ impl<E: Float> Tensor<E> {
             return None;
         }
         let storage = Arc::get_mut(&mut self.storage)?;
-        let data = Arc::get_mut(storage.data.get_mut().unwrap_or_else(|e| e.into_inner()))?;
-        if data.len() != n {
+        if storage.len != n {
             return None;
         }
         // The caller is about to write: this is no longer a zero nothing was added to.
         self.untouched_zero = false;
-        Some(data.as_mut_slice())
+        Some(storage.as_mut_slice())
     }
 
     /// Change the elements of this tensor *for every handle that shares its storage*
@@ -207,55 +296,81 @@ impl<E: Float> Tensor<E> {
     /// for the update to finish; `f` should read the tensor it receives).
     pub fn update(&self, f: impl FnOnce(&mut Tensor<E>)) {
         let n = self.numel();
-        let mut slot = self.storage.lock();
-        if self.offset != 0 || !self.is_contiguous() || slot.len() != n {
+        let storage = &*self.storage;
+        if self.offset != 0 || !self.is_contiguous() || storage.len != n {
             panic!(
                 "adjoint: `update` needs a tensor that owns its whole buffer, got a view of shape {}",
                 ShapeFmt(&self.shape)
             );
         }
-        let data = std::mem::take(&mut *slot);
-        let mut value = Tensor { storage: Arc::new(Storage { data: Mutex::new(data) }), ..self.clone_layout() };
-        let address = self.storage.address();
+        let mut updates = match storage.updates.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                if UPDATING.with(|u| u.borrow().contains(&storage.address())) {
+                    panic!("adjoint: the function given to `update` updated the tensor it updates through another handle; write into the tensor it receives instead");
+                }
+                storage.lock_updates()
+            }
+        };
+        // From here on new reads wait; those in progress keep the buffer they hold.
+        let reads_in_progress = storage.state.fetch_or(UPDATE_RUNNING, Ordering::AcqRel) != 0;
+        let current = storage.data.load(Ordering::Acquire);
+        let data = if reads_in_progress {
+            // SAFETY: reads only are in progress, over `n` elements.
+            unsafe { std::slice::from_raw_parts(current, n) }.to_vec()
+        } else {
+            // No read can still hold a retired buffer.
+            updates.retired.clear();
+            // SAFETY: no read is in progress and new ones wait, so the buffer (the parts
+            // of a `Vec`) is this update's until it installs one.
+            unsafe { Vec::from_raw_parts(current, n, updates.capacity) }
+        };
+        let mut value = Tensor::from_parts(data, self.shape.clone());
+        let address = storage.address();
         UPDATING.with(|u| u.borrow_mut().push(address));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut value)));
         UPDATING.with(|u| u.borrow_mut().retain(|a| *a != address));
+        let (new_shape, aliased) = (value.shape.clone(), Arc::ptr_eq(&value.storage, &self.storage));
+        // The new buffer: what `f` left (also when it panicked or changed the shape but
+        // not the length), else NaNs, which no later computation mistakes for values.
+        let installed = match value.numel() == n && !aliased {
+            true => value.into_contiguous_vec(),
+            false => vec![E::from_f64(f64::NAN); n],
+        };
+        let mut installed = std::mem::ManuallyDrop::new(installed);
+        let replaced = storage.data.swap(installed.as_mut_ptr(), Ordering::AcqRel);
+        let replaced_capacity = std::mem::replace(&mut updates.capacity, installed.capacity());
+        if reads_in_progress {
+            // SAFETY: the buffer the storage held (untouched: `f` had a copy), freed once
+            // no read can hold it.
+            updates.retired.push(unsafe { Vec::from_raw_parts(replaced, n, replaced_capacity) });
+        }
+        // (Otherwise the replaced buffer went to `value`, which installed or freed it.)
+        storage.state.fetch_and(!UPDATE_RUNNING, Ordering::Release);
+        drop(updates);
         if let Err(panic) = outcome {
-            // Leave a buffer of the right length behind: the values `f` had written
-            // if it kept the layout, else NaNs, which no later computation mistakes
-            // for parameters.
-            *slot = match value.offset == 0 && value.is_contiguous() && value.numel() == n {
-                true => value.storage.snapshot(),
-                false => Arc::new(vec![E::from_f64(f64::NAN); n]),
-            };
             std::panic::resume_unwind(panic);
         }
-        if value.shape != self.shape {
+        if aliased {
+            panic!("adjoint: the function given to `update` replaced the tensor by a view of the tensor it updates; write into the tensor it receives instead");
+        }
+        if new_shape != self.shape {
             panic!(
                 "adjoint: `update` changed the shape {} to {}; an update must keep the shape",
                 ShapeFmt(&self.shape),
-                ShapeFmt(&value.shape)
+                ShapeFmt(&new_shape)
             );
         }
-        let value = value.contiguous();
-        let storage = Arc::try_unwrap(value.storage)
-            .map(|s| s.data.into_inner().unwrap_or_else(|e| e.into_inner()))
-            .unwrap_or_else(|shared| shared.snapshot());
-        *slot = if value.offset == 0 && storage.len() == n {
-            storage
-        } else {
-            Arc::new(storage[value.offset..value.offset + n].to_vec())
-        };
     }
 
-    /// A tensor with this layout and an empty storage (filled by the caller).
-    fn clone_layout(&self) -> Self {
-        Tensor {
-            storage: Arc::new(Storage::new(Vec::new())),
-            shape: self.shape.clone(),
-            strides: self.strides.clone(),
-            offset: self.offset,
-            untouched_zero: false,
+    /// The elements in row-major order as an owned `Vec`: this tensor's buffer itself
+    /// when it is the buffer's only handle and spans all of it, else a copy.
+    fn into_contiguous_vec(self) -> Vec<E> {
+        if self.offset == 0 && self.is_contiguous() && self.storage.len == self.numel() {
+            Storage::into_vec(self.storage)
+        } else {
+            self.to_vec()
         }
     }
 
@@ -471,5 +586,97 @@ impl<E: Float> Seed for Tensor<E> {
             );
         }
         self.ones_like()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(panic: Box<dyn std::any::Any + Send>) -> String {
+        match panic.downcast_ref::<&str>() {
+            Some(m) => m.to_string(),
+            None => panic.downcast_ref::<String>().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn an_update_during_a_read_leaves_the_read_its_values() {
+        let t = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0], &[3]);
+        let alias = t.clone();
+        let read = alias.read();
+        t.update(|v| *v = &*v + 10.0);
+        // The read in progress keeps the old buffer; every handle sees the new one.
+        assert_eq!(read.buffer(), &[1.0, 2.0, 3.0]);
+        assert_eq!(alias.to_vec(), vec![11.0, 12.0, 13.0]);
+        assert_eq!(t.storage.lock_updates().retired.len(), 1);
+        drop(read);
+        // The next update finds no read in progress: it writes in place and frees the
+        // retired buffer.
+        let before = t.storage.data.load(Ordering::Relaxed);
+        t.update(|v| *v *= 2.0);
+        assert_eq!(t.storage.data.load(Ordering::Relaxed), before);
+        assert_eq!(t.storage.lock_updates().retired.len(), 0);
+        assert_eq!(alias.to_vec(), vec![22.0, 24.0, 26.0]);
+    }
+
+    #[test]
+    fn a_failed_update_leaves_a_whole_buffer() {
+        let t = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+        // A panic keeps what was written before it.
+        let panic = std::panic::catch_unwind(|| {
+            t.update(|v| {
+                *v = &*v + 1.0;
+                panic!("inside");
+            })
+        });
+        assert_eq!(message(panic.expect_err("the panic propagates")), "inside");
+        assert_eq!(t.to_vec(), vec![2.0, 3.0, 4.0, 5.0]);
+        // A changed shape panics after keeping the values, when their number is right.
+        let panic = std::panic::catch_unwind(|| t.update(|v| *v = v.reshape(&[4])));
+        let text = message(panic.expect_err("a reshape must panic"));
+        assert!(text.contains("changed the shape [2, 2] to [4]"), "{text}");
+        assert_eq!((t.shape(), t.to_vec()), (&[2, 2][..], vec![2.0, 3.0, 4.0, 5.0]));
+        // Otherwise the buffer holds NaNs, never freed or short memory.
+        let panic = std::panic::catch_unwind(|| t.update(|v| *v = Tensor::zeros(&[3])));
+        assert!(message(panic.expect_err("a new length must panic")).contains("changed the shape"));
+        assert!(t.to_vec().iter().all(|x| x.is_nan()) && t.numel() == 4);
+        // A view of the updated tensor itself is refused.
+        let alias = t.clone();
+        let panic = std::panic::catch_unwind(|| t.update(|v| *v = alias.t().t()));
+        assert!(message(panic.expect_err("aliasing must panic")).contains("view of the tensor it updates"));
+        t.update(|v| *v = Tensor::ones(&[2, 2]));
+        assert_eq!(alias.to_vec(), vec![1.0; 4]);
+    }
+
+    #[test]
+    fn reads_racing_updates_see_whole_buffers() {
+        // One thread sets every element to k, for k = 1, 2, …; two others read. A read
+        // must see a single k, never a mix or freed memory.
+        let t = Tensor::<f64>::zeros(&[256]);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for k in 1..=2000 {
+                    t.update(|v| {
+                        let slice = v.unique_slice_mut().expect("the update's own buffer");
+                        slice.iter_mut().for_each(|x| *x = k as f64);
+                    });
+                }
+                done.store(true, Ordering::Release);
+            });
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    let mut last = 0.0;
+                    while !done.load(Ordering::Acquire) {
+                        let values = t.to_vec();
+                        assert!(values.iter().all(|x| *x == values[0]), "a torn read");
+                        assert!(values[0] >= last, "a read went back in time");
+                        last = values[0];
+                    }
+                });
+            }
+        });
+        assert_eq!(t.to_vec(), vec![2000.0; 256]);
     }
 }
