@@ -115,6 +115,15 @@ impl<E: Float> Tensor<E> {
     pub(crate) fn outer(&self, v: &Self) -> Self {
         if let ([m], [su], [n], [sv]) = (&self.shape[..], &self.strides[..], &v.shape[..], &v.strides[..]) {
             if m * n <= TINY_PRODUCT {
+                let (u_read, v_read) = (self.read(), v.read());
+                if let (Some(us), Some(vs)) = (u_read.as_slice(), v_read.as_slice()) {
+                    let mut data = Vec::with_capacity(m * n);
+                    for &a in us {
+                        // `0 + a·b`, as every element of a product is a sum from zero.
+                        data.extend(vs.iter().map(|&b| E::ZERO + a * b));
+                    }
+                    return Tensor::from_parts(data, Dims::from_slice(&[*m, *n]));
+                }
                 let column = MatrixView { rows: *m, cols: 1, rs: *su, cs: 0 };
                 let row = MatrixView { rows: 1, cols: *n, rs: 0, cs: *sv };
                 return tiny_product(self, column, v, row, Dims::from_slice(&[*m, *n]));
@@ -243,16 +252,20 @@ fn tiny_product<E: Float>(
     // of additions instead of one (a 5×5 matrix times a vector is latency-bound).
     const GROUP: usize = 4;
     let mut data = Vec::with_capacity(m * n);
-    let mut t = 0;
-    while t < m * n {
-        let group = GROUP.min(m * n - t);
+    // The row and column of the group's first element.
+    let (mut i, mut j) = (0, 0);
+    for out in data.spare_capacity_mut()[..m * n].chunks_mut(GROUP) {
+        let group = out.len();
         // The start of each element's row of `a` and column of `b` (the last one repeated
         // to fill the group).
         let (mut rows, mut cols) = ([0; GROUP], [0; GROUP]);
         for g in 0..GROUP {
-            let (i, j) = ((t + g.min(group - 1)) / n, (t + g.min(group - 1)) % n);
             (rows[g], cols[g]) = (a.offset + i * a_mat.rs, b.offset + j * b_mat.cs);
+            if g + 1 < group {
+                (i, j) = if j + 1 == n { (i + 1, 0) } else { (i, j + 1) };
+            }
         }
+        (i, j) = if j + 1 == n { (i + 1, 0) } else { (i, j + 1) };
         let mut sums = [E::ZERO; GROUP];
         for p in 0..k {
             for g in 0..GROUP {
@@ -263,8 +276,12 @@ fn tiny_product<E: Float>(
                 };
             }
         }
-        data.extend_from_slice(&sums[..group]);
-        t += group;
+        // Element by element: a copy of a run of variable length is a call to `memcpy`.
+        for (d, s) in out.iter_mut().zip(sums) {
+            d.write(s);
+        }
     }
+    // SAFETY: the chunks cover the first `m·n` elements, and each was written.
+    unsafe { data.set_len(m * n) };
     Tensor::from_parts(data, shape)
 }

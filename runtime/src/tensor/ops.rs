@@ -38,7 +38,17 @@ pub(crate) fn zip_new<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     f: F,
     cost: Cost,
 ) -> Tensor<E> {
-    let shape = broadcast_or_panic(&a.shape, &b.shape, op);
+    zip_to_shape(a, b, broadcast_or_panic(&a.shape, &b.shape, op), f, cost)
+}
+
+/// `f(a, b)` into a fresh tensor of `shape`, the broadcast of both shapes.
+fn zip_to_shape<E: Float, F: Fn(E, E) -> E + Sync + Send>(
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+    shape: Dims,
+    f: F,
+    cost: Cost,
+) -> Tensor<E> {
     let (sa, sb) = (strides_to(a, &shape), strides_to(b, &shape));
     let data = binary::zip(
         &shape,
@@ -63,16 +73,14 @@ fn try_in_place<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     if !same_dims(&dst.shape, shape) {
         return Err((dst, f));
     }
+    let Some(buf) = dst.unique_slice_mut() else { return Err((dst, f)) };
+    // (`dst` owns its buffer alone, so `src` cannot share it.)
     let ss = strides_to(src, shape);
     let src_read = src.read();
     let src_view = View { strides: &ss, ..src_read.view() };
-    match dst.unique_slice_mut() {
-        Some(buf) => {
-            binary::zip_in_place(buf, shape, src_view, f, cost, &KernelParams::current());
-            Ok(dst)
-        }
-        None => Err((dst, f)),
-    }
+    binary::zip_in_place(buf, shape, src_view, f, cost, &KernelParams::current());
+    drop(src_read);
+    Ok(dst)
 }
 
 /// `f(a, b)` where `a` is owned: in `a`'s buffer when possible.
@@ -85,7 +93,7 @@ pub(crate) fn zip_owned_left<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     let shape = broadcast_or_panic(&a.shape, &b.shape, op);
     match try_in_place(a, b, &shape, f, Cost::Cheap) {
         Ok(t) => t,
-        Err((a, f)) => zip_new(&a, b, op, f, Cost::Cheap),
+        Err((a, f)) => zip_to_shape(&a, b, shape, f, Cost::Cheap),
     }
 }
 
@@ -97,9 +105,18 @@ pub(crate) fn zip_owned_right<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     f: F,
 ) -> Tensor<E> {
     let shape = broadcast_or_panic(&a.shape, &b.shape, op);
+    zip_owned_right_to_shape(a, b, shape, f)
+}
+
+fn zip_owned_right_to_shape<E: Float, F: Fn(E, E) -> E + Sync + Send>(
+    a: &Tensor<E>,
+    b: Tensor<E>,
+    shape: Dims,
+    f: F,
+) -> Tensor<E> {
     match try_in_place(b, a, &shape, move |y, x| f(x, y), Cost::Cheap) {
         Ok(t) => t,
-        Err((b, g)) => zip_new(a, &b, op, move |x, y| g(y, x), Cost::Cheap),
+        Err((b, g)) => zip_to_shape(a, &b, shape, move |x, y| g(y, x), Cost::Cheap),
     }
 }
 
@@ -113,7 +130,7 @@ pub(crate) fn zip_owned_both<E: Float, F: Fn(E, E) -> E + Sync + Send + Copy>(
     let shape = broadcast_or_panic(&a.shape, &b.shape, op);
     match try_in_place(a, &b, &shape, f, Cost::Cheap) {
         Ok(t) => t,
-        Err((a, f)) => zip_owned_right(&a, b, op, f),
+        Err((a, f)) => zip_owned_right_to_shape(&a, b, shape, f),
     }
 }
 
