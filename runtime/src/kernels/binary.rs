@@ -60,9 +60,6 @@ pub(crate) fn zip<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     cost: Cost,
     params: &KernelParams,
 ) -> Vec<E> {
-    if let (Some(x), Some(y)) = (small_contiguous(shape, &a), small_contiguous(shape, &b)) {
-        return x.iter().zip(y).map(|(&x, &y)| f(x, y)).collect();
-    }
     let plan = Plan::new(shape, [(a.strides, a.offset), (b.strides, b.offset)]);
     let n = plan.len();
     let [sa, sb] = plan.inner_strides();

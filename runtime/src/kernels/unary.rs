@@ -2,7 +2,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::layout::{for_each_piece, small_contiguous, Plan, View, SMALL_MAP};
+use super::layout::{for_each_piece, Plan, View, SMALL_MAP};
 use super::params::{Cost, KernelParams};
 use super::simd::vectorize;
 use crate::Float;
@@ -14,9 +14,6 @@ pub(crate) fn map<E: Float, F: Fn(E) -> E + Sync + Send>(
     cost: Cost,
     params: &KernelParams,
 ) -> Vec<E> {
-    if let Some(x) = small_contiguous(src.shape, &src) {
-        return x.iter().map(|&x| f(x)).collect();
-    }
     let plan = Plan::new(src.shape, [(src.strides, src.offset)]);
     let n = plan.len();
     let [s] = plan.inner_strides();

@@ -117,12 +117,14 @@ impl<E: Float> Tensor<E> {
             if m * n <= TINY_PRODUCT {
                 let (u_read, v_read) = (self.read(), v.read());
                 if let (Some(us), Some(vs)) = (u_read.as_slice(), v_read.as_slice()) {
-                    let mut data = Vec::with_capacity(m * n);
-                    for &a in us {
-                        // `0 + a·b`, as every element of a product is a sum from zero.
-                        data.extend(vs.iter().map(|&b| E::ZERO + a * b));
-                    }
-                    return Tensor::from_parts(data, Dims::from_slice(&[*m, *n]));
+                    return Tensor::filled(Dims::from_slice(&[*m, *n]), |out| {
+                        for (row, &a) in out.chunks_exact_mut(*n).zip(us) {
+                            for (d, &b) in row.iter_mut().zip(vs) {
+                                // `0 + a·b`, as every element of a product is a sum from zero.
+                                d.write(E::ZERO + a * b);
+                            }
+                        }
+                    });
                 }
                 let column = MatrixView { rows: *m, cols: 1, rs: *su, cs: 0 };
                 let row = MatrixView { rows: 1, cols: *n, rs: 0, cs: *sv };
@@ -139,11 +141,24 @@ impl<E: Float> Tensor<E> {
         if self.untouched_zero || u.ndim() != 1 || v.ndim() != 1 || self.shape[..] != [u.shape[0], v.shape[0]] {
             return false;
         }
-        let (u, v) = (u.contiguous(), v.contiguous());
-        let (u_read, v_read) = (u.read(), v.read());
-        let (us, vs) = (u_read.as_slice().expect("contiguous"), v_read.as_slice().expect("contiguous"));
         let simd = KernelParams::current().simd;
         let Some(acc) = self.unique_slice_mut() else { return false };
+        // (Strided vectors, which are rare, are made contiguous first.)
+        let (u_copy, v_copy);
+        let u = if u.is_contiguous() {
+            u
+        } else {
+            u_copy = u.contiguous();
+            &u_copy
+        };
+        let v = if v.is_contiguous() {
+            v
+        } else {
+            v_copy = v.contiguous();
+            &v_copy
+        };
+        let (u_read, v_read) = (u.read(), v.read());
+        let (us, vs) = (u_read.as_slice().expect("contiguous"), v_read.as_slice().expect("contiguous"));
         if vs.is_empty() {
             return true;
         }
@@ -247,41 +262,40 @@ fn tiny_product<E: Float>(
         a_mat.fits(a.offset, ad.len()) && b_mat.fits(b.offset, bd.len()),
         "adjoint: internal error: a matmul operand's layout exceeds its buffer"
     );
-    let (m, k, n) = (a_mat.rows, a_mat.cols, b_mat.cols);
+    let (k, n) = (a_mat.cols, b_mat.cols);
+    debug_assert_eq!(shape.iter().product::<usize>(), a_mat.rows * n);
     // Four elements at a time, each summed over `k` in order: four independent chains
     // of additions instead of one (a 5×5 matrix times a vector is latency-bound).
     const GROUP: usize = 4;
-    let mut data = Vec::with_capacity(m * n);
-    // The row and column of the group's first element.
-    let (mut i, mut j) = (0, 0);
-    for out in data.spare_capacity_mut()[..m * n].chunks_mut(GROUP) {
-        let group = out.len();
-        // The start of each element's row of `a` and column of `b` (the last one repeated
-        // to fill the group).
-        let (mut rows, mut cols) = ([0; GROUP], [0; GROUP]);
-        for g in 0..GROUP {
-            (rows[g], cols[g]) = (a.offset + i * a_mat.rs, b.offset + j * b_mat.cs);
-            if g + 1 < group {
-                (i, j) = if j + 1 == n { (i + 1, 0) } else { (i, j + 1) };
-            }
-        }
-        (i, j) = if j + 1 == n { (i + 1, 0) } else { (i, j + 1) };
-        let mut sums = [E::ZERO; GROUP];
-        for p in 0..k {
+    Tensor::filled(shape, |data| {
+        // The row and column of the group's first element.
+        let (mut i, mut j) = (0, 0);
+        for out in data.chunks_mut(GROUP) {
+            let group = out.len();
+            // The start of each element's row of `a` and column of `b` (the last one repeated
+            // to fill the group).
+            let (mut rows, mut cols) = ([0; GROUP], [0; GROUP]);
             for g in 0..GROUP {
-                // SAFETY: `fits` checked the last element of each operand, and every
-                // index here is at most that.
-                unsafe {
-                    sums[g] += *ad.get_unchecked(rows[g] + p * a_mat.cs) * *bd.get_unchecked(cols[g] + p * b_mat.rs)
-                };
+                (rows[g], cols[g]) = (a.offset + i * a_mat.rs, b.offset + j * b_mat.cs);
+                if g + 1 < group {
+                    (i, j) = if j + 1 == n { (i + 1, 0) } else { (i, j + 1) };
+                }
+            }
+            (i, j) = if j + 1 == n { (i + 1, 0) } else { (i, j + 1) };
+            let mut sums = [E::ZERO; GROUP];
+            for p in 0..k {
+                for g in 0..GROUP {
+                    // SAFETY: `fits` checked the last element of each operand, and every
+                    // index here is at most that.
+                    unsafe {
+                        sums[g] += *ad.get_unchecked(rows[g] + p * a_mat.cs) * *bd.get_unchecked(cols[g] + p * b_mat.rs)
+                    };
+                }
+            }
+            // Element by element: a copy of a run of variable length is a call to `memcpy`.
+            for (d, s) in out.iter_mut().zip(sums) {
+                d.write(s);
             }
         }
-        // Element by element: a copy of a run of variable length is a call to `memcpy`.
-        for (d, s) in out.iter_mut().zip(sums) {
-            d.write(s);
-        }
-    }
-    // SAFETY: the chunks cover the first `m·n` elements, and each was written.
-    unsafe { data.set_len(m * n) };
-    Tensor::from_parts(data, shape)
+    })
 }

@@ -29,8 +29,10 @@ pub(crate) mod ops;
 mod reduce;
 pub mod shape;
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
@@ -68,38 +70,108 @@ pub struct Tensor<E: Float = f32> {
 /// [`Param`](crate::Param) hand out `&Tensor` while an optimizer updates it. Reads wait
 /// only for an update that is running, never for one another, so a kernel may read the
 /// same storage twice (`a + a`).
-pub(crate) struct Storage<E> {
+///
+/// A small tensor's elements live in the storage itself (`inline`), so creating it
+/// allocates once, not twice: the 5×5 products of a small model are dominated by such
+/// bookkeeping.
+pub(crate) struct Storage<E: Copy> {
     /// The reads in progress, plus [`UPDATE_RUNNING`] while an update runs.
     state: AtomicUsize,
-    /// The buffer: `len` elements, allocated as a `Vec` of capacity `Updates::capacity`.
-    data: AtomicPtr<E>,
+    /// The buffer on the heap: `len` elements allocated as a `Vec` of capacity
+    /// `Updates::capacity`; null while the elements are in `inline`.
+    heap: AtomicPtr<E>,
     len: usize,
     /// Held for the whole of an update.
     updates: Mutex<Updates<E>>,
-    /// The storage owns the buffer's elements (for `Send`/`Sync`).
+    /// The elements of a small tensor (at most [`inline_capacity`]), until an update
+    /// moves them to the heap.
+    inline: UnsafeCell<[MaybeUninit<u64>; INLINE_WORDS]>,
+    /// The storage owns the buffer's elements.
     _owns: PhantomData<Vec<E>>,
 }
 
+// SAFETY: `inline` is only written by the storage's unique owner (`&mut`) or by an
+// update with no read in progress, and read under the protocol of `state`, like the
+// heap buffer; everything else is atomic or behind the mutex.
+unsafe impl<E: Copy + Send + Sync> Sync for Storage<E> {}
+// SAFETY: the storage owns its elements (as a `Vec<E>` would).
+unsafe impl<E: Copy + Send> Send for Storage<E> {}
+// A panic never leaves a buffer torn: an update installs a whole one before unwinding.
+impl<E: Copy> std::panic::RefUnwindSafe for Storage<E> {}
+
 /// What only an update (or the storage's owner) touches.
 struct Updates<E> {
-    /// The capacity of the current buffer, to free it as the `Vec` it was.
+    /// The capacity of the heap buffer, to free it as the `Vec` it was.
     capacity: usize,
-    /// Buffers replaced while a read of them was in progress.
-    retired: Vec<Vec<E>>,
+    /// Buffers replaced while a read of them was in progress (boxed: almost every
+    /// storage has none, and a small one fits in 128 bytes with its elements).
+    #[allow(clippy::box_collection)]
+    retired: Option<Box<Vec<Vec<E>>>>,
 }
 
 /// The bit of [`Storage::state`] set while an update runs.
 const UPDATE_RUNNING: usize = 1 << (usize::BITS - 1);
 
-impl<E> Storage<E> {
+/// The size of a storage's inline buffer, in 8-byte words: 7 `f64` or 14 `f32`, which
+/// keeps a small tensor's one allocation within 128 bytes (the allocator's fastest
+/// size classes; the test `a_small_storage_fits_128_bytes` checks it).
+const INLINE_WORDS: usize = 7;
+
+/// How many elements of `E` fit in a storage's inline buffer.
+const fn inline_capacity<E>() -> usize {
+    assert!(std::mem::align_of::<E>() <= std::mem::align_of::<u64>());
+    INLINE_WORDS * std::mem::size_of::<u64>() / std::mem::size_of::<E>()
+}
+
+impl<E: Copy> Storage<E> {
+    /// A storage owning `data` on the heap.
     fn new(data: Vec<E>) -> Self {
         let mut data = std::mem::ManuallyDrop::new(data);
         Storage {
             state: AtomicUsize::new(0),
-            data: AtomicPtr::new(data.as_mut_ptr()),
+            heap: AtomicPtr::new(data.as_mut_ptr()),
             len: data.len(),
-            updates: Mutex::new(Updates { capacity: data.capacity(), retired: Vec::new() }),
+            updates: Mutex::new(Updates { capacity: data.capacity(), retired: None }),
+            inline: UnsafeCell::new([MaybeUninit::uninit(); INLINE_WORDS]),
             _owns: PhantomData,
+        }
+    }
+
+    /// A storage of `len` elements written by `fill`: inline if they fit.
+    fn filled(len: usize, fill: impl FnOnce(&mut [MaybeUninit<E>])) -> Arc<Self> {
+        if len > inline_capacity::<E>() {
+            let mut data = Vec::with_capacity(len);
+            fill(&mut data.spare_capacity_mut()[..len]);
+            // SAFETY: `fill` wrote the first `len` elements.
+            unsafe { data.set_len(len) };
+            return Arc::new(Storage::new(data));
+        }
+        // Built in place: moving the storage into the `Arc` would copy the inline buffer.
+        let mut storage = Arc::<Self>::new_uninit();
+        let place = Arc::get_mut(&mut storage).expect("a new storage").as_mut_ptr();
+        // SAFETY: `place` is valid for writes and suitably aligned; every field but the
+        // inline buffer is written, and that one may stay uninitialised (`MaybeUninit`)
+        // except for the `len` elements `fill` writes. The buffer holds
+        // `inline_capacity::<E>() >= len` elements of `E`, aligned (see `inline_capacity`).
+        unsafe {
+            std::ptr::addr_of_mut!((*place).state).write(AtomicUsize::new(0));
+            std::ptr::addr_of_mut!((*place).heap).write(AtomicPtr::new(std::ptr::null_mut()));
+            std::ptr::addr_of_mut!((*place).len).write(len);
+            std::ptr::addr_of_mut!((*place).updates).write(Mutex::new(Updates { capacity: 0, retired: None }));
+            std::ptr::addr_of_mut!((*place)._owns).write(PhantomData);
+            let inline = std::ptr::addr_of_mut!((*place).inline).cast::<MaybeUninit<E>>();
+            fill(std::slice::from_raw_parts_mut(inline, len));
+        }
+        // SAFETY: every field is initialised.
+        unsafe { storage.assume_init() }
+    }
+
+    /// Where the elements are, given the current heap pointer.
+    fn elements(&self, heap: *mut E) -> *mut E {
+        if heap.is_null() {
+            self.inline.get().cast::<E>()
+        } else {
+            heap
         }
     }
 
@@ -113,7 +185,7 @@ impl<E> Storage<E> {
         loop {
             let before = self.state.fetch_add(1, Ordering::Acquire);
             if before & UPDATE_RUNNING == 0 {
-                return self.data.load(Ordering::Acquire);
+                return self.elements(self.heap.load(Ordering::Acquire));
             }
             self.state.fetch_sub(1, Ordering::Relaxed);
             // Running: on another thread (wait for it), or further up this thread's
@@ -139,29 +211,30 @@ impl<E> Storage<E> {
 
     /// The buffer, for the storage's only owner.
     fn as_mut_slice(&mut self) -> &mut [E] {
+        let heap = *self.heap.get_mut();
+        let data = self.elements(heap);
         // SAFETY: `&mut self` excludes reads and updates; `data` holds `len` elements.
-        unsafe { std::slice::from_raw_parts_mut(*self.data.get_mut(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(data, self.len) }
     }
 
-    /// The buffer as the `Vec` it was, leaving an empty one (for the storage's owner).
-    fn take(&mut self) -> Vec<E> {
-        let updates = self.updates.get_mut().unwrap_or_else(|e| e.into_inner());
-        let empty = std::ptr::NonNull::dangling().as_ptr();
-        let data = std::mem::replace(self.data.get_mut(), empty);
-        let (len, capacity) = (std::mem::take(&mut self.len), std::mem::take(&mut updates.capacity));
-        // SAFETY: `data`, `len` and `capacity` are the parts of the `Vec` the storage was
+    /// The heap buffer as the `Vec` it was, leaving none (for the storage's owner).
+    fn take_heap(&mut self) -> Option<Vec<E>> {
+        let heap = std::mem::replace(self.heap.get_mut(), std::ptr::null_mut());
+        let capacity = std::mem::take(&mut self.updates.get_mut().unwrap_or_else(|e| e.into_inner()).capacity);
+        let len = std::mem::take(&mut self.len);
+        // SAFETY: `heap`, `len` and `capacity` are the parts of the `Vec` the storage was
         // built from (or an update installed), which nothing else owns.
-        unsafe { Vec::from_raw_parts(data, len, capacity) }
+        (!heap.is_null()).then(|| unsafe { Vec::from_raw_parts(heap, len, capacity) })
     }
 
-    /// The storage's contents as a `Vec`: moved out if `storage` is its only handle,
-    /// else copied.
-    fn into_vec(storage: Arc<Self>) -> Vec<E>
-    where
-        E: Clone,
-    {
+    /// The storage's contents as a `Vec`: moved out if `storage` is its only handle and
+    /// holds them on the heap, else copied.
+    fn into_vec(storage: Arc<Self>) -> Vec<E> {
         match Arc::try_unwrap(storage) {
-            Ok(mut storage) => storage.take(),
+            Ok(mut storage) => match storage.heap.get_mut().is_null() {
+                true => storage.as_mut_slice().to_vec(),
+                false => storage.take_heap().expect("a heap buffer"),
+            },
             Err(shared) => {
                 let data = shared.begin_read();
                 // SAFETY: a read of `len` elements is in progress until `end_read`.
@@ -173,9 +246,10 @@ impl<E> Storage<E> {
     }
 }
 
-impl<E> Drop for Storage<E> {
+impl<E: Copy> Drop for Storage<E> {
     fn drop(&mut self) {
-        drop(self.take());
+        // (Inline elements are `Copy`: nothing to drop.)
+        drop(self.take_heap());
     }
 }
 
@@ -244,6 +318,16 @@ impl<E: Float> Tensor<E> {
         Tensor { storage: Arc::new(Storage::new(data)), shape, strides, offset: 0, untouched_zero: false }
     }
 
+    /// A contiguous tensor of `shape` whose elements `fill` writes (all of them, in
+    /// row-major order); a small one is held inside its storage, allocating once.
+    #[inline]
+    pub(crate) fn filled(shape: impl Into<Dims>, fill: impl FnOnce(&mut [MaybeUninit<E>])) -> Self {
+        let shape = shape.into();
+        let strides = contiguous_strides(&shape);
+        let storage = Storage::filled(shape.iter().product(), fill);
+        Tensor { storage, shape, strides, offset: 0, untouched_zero: false }
+    }
+
     /// A view of this tensor's storage with another layout.
     pub(crate) fn with_layout(&self, shape: impl Into<Dims>, strides: impl Into<Dims>, offset: usize) -> Self {
         let (shape, strides) = (shape.into(), strides.into());
@@ -274,6 +358,11 @@ impl<E: Float> Tensor<E> {
     pub(crate) fn unique_slice_mut(&mut self) -> Option<&mut [E]> {
         let n = self.numel();
         if self.offset != 0 || !self.is_contiguous() {
+            return None;
+        }
+        // A shared storage is the common refusal: a plain load says so, where
+        // `Arc::get_mut` would spend a compare-and-swap.
+        if Arc::strong_count(&self.storage) != 1 {
             return None;
         }
         let storage = Arc::get_mut(&mut self.storage)?;
@@ -315,16 +404,18 @@ impl<E: Float> Tensor<E> {
         };
         // From here on new reads wait; those in progress keep the buffer they hold.
         let reads_in_progress = storage.state.fetch_or(UPDATE_RUNNING, Ordering::AcqRel) != 0;
-        let current = storage.data.load(Ordering::Acquire);
-        let data = if reads_in_progress {
-            // SAFETY: reads only are in progress, over `n` elements.
-            unsafe { std::slice::from_raw_parts(current, n) }.to_vec()
-        } else {
+        if !reads_in_progress {
             // No read can still hold a retired buffer.
-            updates.retired.clear();
-            // SAFETY: no read is in progress and new ones wait, so the buffer (the parts
-            // of a `Vec`) is this update's until it installs one.
-            unsafe { Vec::from_raw_parts(current, n, updates.capacity) }
+            updates.retired = None;
+        }
+        let heap = storage.heap.load(Ordering::Acquire);
+        let data = if reads_in_progress || heap.is_null() {
+            // SAFETY: reads only are in progress, over the `n` elements.
+            unsafe { std::slice::from_raw_parts(storage.elements(heap), n) }.to_vec()
+        } else {
+            // SAFETY: no read is in progress and new ones wait, so the heap buffer (the
+            // parts of a `Vec`) is this update's until it installs one.
+            unsafe { Vec::from_raw_parts(heap, n, updates.capacity) }
         };
         let mut value = Tensor::from_parts(data, self.shape.clone());
         let address = storage.address();
@@ -339,14 +430,17 @@ impl<E: Float> Tensor<E> {
             false => vec![E::from_f64(f64::NAN); n],
         };
         let mut installed = std::mem::ManuallyDrop::new(installed);
-        let replaced = storage.data.swap(installed.as_mut_ptr(), Ordering::AcqRel);
+        // The elements move to (or stay on) the heap: the inline buffer is never written
+        // again, so reads in progress of it need nothing retired.
+        let replaced = storage.heap.swap(installed.as_mut_ptr(), Ordering::AcqRel);
         let replaced_capacity = std::mem::replace(&mut updates.capacity, installed.capacity());
-        if reads_in_progress {
-            // SAFETY: the buffer the storage held (untouched: `f` had a copy), freed once
-            // no read can hold it.
-            updates.retired.push(unsafe { Vec::from_raw_parts(replaced, n, replaced_capacity) });
+        if reads_in_progress && !replaced.is_null() {
+            // SAFETY: the heap buffer the storage held (untouched: `f` had a copy), freed
+            // once no read can hold it.
+            let buffer = unsafe { Vec::from_raw_parts(replaced, n, replaced_capacity) };
+            updates.retired.get_or_insert_with(Default::default).push(buffer);
         }
-        // (Otherwise the replaced buffer went to `value`, which installed or freed it.)
+        // (Otherwise the replaced heap buffer went to `value`, which installed or freed it.)
         storage.state.fetch_and(!UPDATE_RUNNING, Ordering::Release);
         drop(updates);
         if let Err(panic) = outcome {
@@ -407,12 +501,9 @@ impl<E: Float> Tensor<E> {
 
     /// A tensor of `shape` with every element `value`.
     pub fn full(shape: &[usize], value: E) -> Self {
-        let n = shape.iter().product();
         // Written element by element (not calloc'd): an adjoint buffer is read before it
         // is written, and fresh zero pages would then fault twice.
-        let mut data = Vec::with_capacity(n);
-        data.resize(n, value);
-        Tensor::from_parts(data, shape.to_vec())
+        Tensor::filled(shape, |out| out.iter_mut().for_each(|x| _ = x.write(value)))
     }
 
     /// Zeros of `shape`.
@@ -427,7 +518,7 @@ impl<E: Float> Tensor<E> {
 
     /// A 0-d tensor holding `value`.
     pub fn scalar(value: E) -> Self {
-        Tensor::from_parts(vec![value], Vec::new())
+        Tensor::filled(Dims::new(), |out| _ = out[0].write(value))
     }
 
     /// Standard normal samples of `shape`.
@@ -601,6 +692,20 @@ mod tests {
     }
 
     #[test]
+    fn a_small_storage_fits_128_bytes() {
+        // The `Arc`'s two counts, the storage, and glibc's 8-byte chunk header.
+        assert!(2 * 8 + std::mem::size_of::<Storage<f64>>() + 8 <= 128);
+        assert_eq!((inline_capacity::<f64>(), inline_capacity::<f32>()), (7, 14));
+        // Small tensors are inline; their views, updates and reads work as on the heap.
+        let t = Tensor::<f32>::full(&[2, 7], 1.5);
+        assert!(t.storage.heap.load(Ordering::Relaxed).is_null());
+        assert!(!Tensor::<f32>::full(&[15], 1.5).storage.heap.load(Ordering::Relaxed).is_null());
+        let row = t.select(0, 1);
+        t.update(|v| *v = &*v * 2.0);
+        assert_eq!(row.to_vec(), vec![3.0; 7]);
+    }
+
+    #[test]
     fn an_update_during_a_read_leaves_the_read_its_values() {
         let t = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0], &[3]);
         let alias = t.clone();
@@ -609,14 +714,14 @@ mod tests {
         // The read in progress keeps the old buffer; every handle sees the new one.
         assert_eq!(read.buffer(), &[1.0, 2.0, 3.0]);
         assert_eq!(alias.to_vec(), vec![11.0, 12.0, 13.0]);
-        assert_eq!(t.storage.lock_updates().retired.len(), 1);
+        assert_eq!(t.storage.lock_updates().retired.as_ref().map(|r| r.len()), Some(1));
         drop(read);
         // The next update finds no read in progress: it writes in place and frees the
         // retired buffer.
-        let before = t.storage.data.load(Ordering::Relaxed);
+        let before = t.storage.heap.load(Ordering::Relaxed);
         t.update(|v| *v *= 2.0);
-        assert_eq!(t.storage.data.load(Ordering::Relaxed), before);
-        assert_eq!(t.storage.lock_updates().retired.len(), 0);
+        assert_eq!(t.storage.heap.load(Ordering::Relaxed), before);
+        assert!(t.storage.lock_updates().retired.is_none());
         assert_eq!(alias.to_vec(), vec![22.0, 24.0, 26.0]);
     }
 
@@ -652,31 +757,33 @@ mod tests {
     #[test]
     fn reads_racing_updates_see_whole_buffers() {
         // One thread sets every element to k, for k = 1, 2, …; two others read. A read
-        // must see a single k, never a mix or freed memory.
-        let t = Tensor::<f64>::zeros(&[256]);
-        let done = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                for k in 1..=2000 {
-                    t.update(|v| {
-                        let slice = v.unique_slice_mut().expect("the update's own buffer");
-                        slice.iter_mut().for_each(|x| *x = k as f64);
+        // must see a single k, never a mix or freed memory. Inline and heap buffers.
+        for n in [7, 256] {
+            let t = Tensor::<f64>::zeros(&[n]);
+            let done = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    for k in 1..=2000 {
+                        t.update(|v| {
+                            let slice = v.unique_slice_mut().expect("the update's own buffer");
+                            slice.iter_mut().for_each(|x| *x = k as f64);
+                        });
+                    }
+                    done.store(true, Ordering::Release);
+                });
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        let mut last = 0.0;
+                        while !done.load(Ordering::Acquire) {
+                            let values = t.to_vec();
+                            assert!(values.iter().all(|x| *x == values[0]), "a torn read");
+                            assert!(values[0] >= last, "a read went back in time");
+                            last = values[0];
+                        }
                     });
                 }
-                done.store(true, Ordering::Release);
             });
-            for _ in 0..2 {
-                scope.spawn(|| {
-                    let mut last = 0.0;
-                    while !done.load(Ordering::Acquire) {
-                        let values = t.to_vec();
-                        assert!(values.iter().all(|x| *x == values[0]), "a torn read");
-                        assert!(values[0] >= last, "a read went back in time");
-                        last = values[0];
-                    }
-                });
-            }
-        });
-        assert_eq!(t.to_vec(), vec![2000.0; 256]);
+            assert_eq!(t.to_vec(), vec![2000.0; n]);
+        }
     }
 }

@@ -9,7 +9,7 @@ use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAss
 
 use super::{ShapeFmt, Tensor};
 use crate::kernels::dims::same_dims;
-use crate::kernels::layout::{broadcast_shapes, broadcast_strides, Dims, View};
+use crate::kernels::layout::{broadcast_shapes, broadcast_strides, small_contiguous, Dims, View};
 use crate::kernels::{binary, unary, Cost, KernelParams};
 use crate::Float;
 
@@ -50,14 +50,17 @@ fn zip_to_shape<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     cost: Cost,
 ) -> Tensor<E> {
     let (sa, sb) = (strides_to(a, &shape), strides_to(b, &shape));
-    let data = binary::zip(
-        &shape,
-        View { strides: &sa, ..a.read().view() },
-        View { strides: &sb, ..b.read().view() },
-        f,
-        cost,
-        &KernelParams::current(),
-    );
+    let (a_read, b_read) = (a.read(), b.read());
+    let (va, vb) = (View { strides: &sa, ..a_read.view() }, View { strides: &sb, ..b_read.view() });
+    if let (Some(x), Some(y)) = (small_contiguous(&shape, &va), small_contiguous(&shape, &vb)) {
+        return Tensor::filled(shape, |out| {
+            for ((d, &x), &y) in out.iter_mut().zip(x).zip(y) {
+                d.write(f(x, y));
+            }
+        });
+    }
+    let data = binary::zip(&shape, va, vb, f, cost, &KernelParams::current());
+    drop((a_read, b_read));
     Tensor::from_parts(data, shape)
 }
 
@@ -178,7 +181,16 @@ pub(crate) fn add_assign_owned<E: Float>(lhs: &mut Tensor<E>, rhs: Tensor<E>) {
 impl<E: Float> Tensor<E> {
     /// `f` applied to every element, with the parallel threshold of `cost`.
     pub(crate) fn map_with_cost(&self, f: impl Fn(E) -> E + Sync + Send, cost: Cost) -> Self {
-        let data = unary::map(self.read().view(), f, cost, &KernelParams::current());
+        let read = self.read();
+        if let Some(x) = small_contiguous(&self.shape, &read.view()) {
+            return Tensor::filled(self.shape.clone(), |out| {
+                for (d, &x) in out.iter_mut().zip(x) {
+                    d.write(f(x));
+                }
+            });
+        }
+        let data = unary::map(read.view(), f, cost, &KernelParams::current());
+        drop(read);
         Tensor::from_parts(data, self.shape.clone())
     }
 
