@@ -3,11 +3,13 @@
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-/// The rank up to which a shape is stored without allocating.
-const INLINE: usize = 5;
+/// The rank up to which a shape is stored without allocating. Four keeps a `Dims` at 40
+/// bytes and a tensor at 104: at rank 5 (48 and 120 bytes) the norm graph's gradient
+/// measured 12 % slower, every tensor being moved and copied a few times.
+const INLINE: usize = 4;
 
 /// A shape or strides. Tensors are created, cloned and viewed constantly, and most have
-/// rank ≤ 5, so their layout lives inline (a clone is a copy); a higher rank spills to
+/// rank ≤ 4, so their layout lives inline (a clone is a copy); a higher rank spills to
 /// the heap.
 #[derive(Clone)]
 pub(crate) enum Dims {
@@ -220,14 +222,16 @@ mod tests {
 
     #[test]
     fn spills_past_the_inline_rank_and_comes_back() {
-        let mut d = Dims::from_slice(&[1, 2, 3, 4, 5]);
-        d.push(6);
+        let mut d = Dims::from_slice(&[1, 2, 3, 4]);
+        assert!(matches!(d, Dims::Inline { .. }));
+        d.push(5);
         assert!(matches!(d, Dims::Heap(_)));
-        assert_eq!(&*d, &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(&*d, &[1, 2, 3, 4, 5]);
         d.remove(0);
         assert!(matches!(d, Dims::Inline { .. }));
         d.insert(1, 9);
-        assert_eq!(&*d, &[2, 9, 3, 4, 5, 6]);
+        assert_eq!(&*d, &[2, 9, 3, 4, 5]);
+        assert_eq!(std::mem::size_of::<Dims>(), 40);
         assert_eq!(Dims::from(vec![7; 8]).len(), 8);
         assert_eq!(Dims::from_elem(0, 2), Dims::from([0, 0]));
     }

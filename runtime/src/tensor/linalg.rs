@@ -2,11 +2,12 @@
 
 use super::ops::broadcast_or_panic;
 use super::{ShapeFmt, Tensor};
-use crate::kernels::layout::{broadcast_strides, Dims};
+use crate::kernels::layout::{broadcast_strides, Dims, SMALL_MAP};
 use crate::kernels::matmul::{batched_matmul, Batched};
 use crate::kernels::simd::vectorize;
 use crate::kernels::KernelParams;
 use crate::Float;
+use core::mem::MaybeUninit;
 
 impl<E: Float> Tensor<E> {
     /// The matrix product, with NumPy's `matmul` rules:
@@ -162,17 +163,19 @@ impl<E: Float> Tensor<E> {
         if vs.is_empty() {
             return true;
         }
-        vectorize(
-            simd,
-            #[inline(always)]
-            || {
-                for (row, &a) in acc.chunks_exact_mut(vs.len()).zip(us) {
-                    for (d, &b) in row.iter_mut().zip(vs) {
-                        *d += a * b;
-                    }
+        let small = acc.len() <= SMALL_MAP;
+        let mut add = || {
+            for (row, &a) in acc.chunks_exact_mut(vs.len()).zip(us) {
+                for (d, &b) in row.iter_mut().zip(vs) {
+                    *d += a * b;
                 }
-            },
-        );
+            }
+        };
+        match small {
+            // A small matrix: the SIMD dispatch would cost more than the loop.
+            true => add(),
+            false => vectorize(simd, add),
+        }
         true
     }
 }
@@ -267,6 +270,33 @@ fn tiny_product<E: Float>(
     // Four elements at a time, each summed over `k` in order: four independent chains
     // of additions instead of one (a 5×5 matrix times a vector is latency-bound).
     const GROUP: usize = 4;
+    if n == 1 && k > 0 {
+        let (out, b_col) = (a_mat.rows, &bd[b.offset..]);
+        if a_mat.cs == 1 && b_mat.rs == 1 {
+            // A matrix (rows contiguous) times a contiguous vector: dot products.
+            return Tensor::filled(shape, |data| {
+                for (i, d) in data.iter_mut().enumerate() {
+                    let row = &ad[a.offset + i * a_mat.rs..][..k];
+                    d.write(row.iter().zip(&b_col[..k]).fold(E::ZERO, |sum, (&x, &y)| sum + x * y));
+                }
+            });
+        }
+        if a_mat.rs == 1 {
+            // A transposed matrix (`Wᵀ·g`: columns contiguous) times a vector: the
+            // columns scaled and summed, each element still summed over `k` in order.
+            return Tensor::filled(shape, |data| {
+                data.iter_mut().for_each(|d| _ = d.write(E::ZERO));
+                // SAFETY: every element was just initialised.
+                let sums = unsafe { &mut *(data as *mut [MaybeUninit<E>] as *mut [E]) };
+                for p in 0..k {
+                    let (column, y) = (&ad[a.offset + p * a_mat.cs..][..out], b_col[p * b_mat.rs]);
+                    for (sum, &x) in sums.iter_mut().zip(column) {
+                        *sum += x * y;
+                    }
+                }
+            });
+        }
+    }
     Tensor::filled(shape, |data| {
         // The row and column of the group's first element.
         let (mut i, mut j) = (0, 0);

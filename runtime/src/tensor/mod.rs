@@ -146,24 +146,19 @@ impl<E: Copy> Storage<E> {
             unsafe { data.set_len(len) };
             return Arc::new(Storage::new(data));
         }
-        // Built in place: moving the storage into the `Arc` would copy the inline buffer.
-        let mut storage = Arc::<Self>::new_uninit();
-        let place = Arc::get_mut(&mut storage).expect("a new storage").as_mut_ptr();
-        // SAFETY: `place` is valid for writes and suitably aligned; every field but the
-        // inline buffer is written, and that one may stay uninitialised (`MaybeUninit`)
-        // except for the `len` elements `fill` writes. The buffer holds
-        // `inline_capacity::<E>() >= len` elements of `E`, aligned (see `inline_capacity`).
-        unsafe {
-            std::ptr::addr_of_mut!((*place).state).write(AtomicUsize::new(0));
-            std::ptr::addr_of_mut!((*place).heap).write(AtomicPtr::new(std::ptr::null_mut()));
-            std::ptr::addr_of_mut!((*place).len).write(len);
-            std::ptr::addr_of_mut!((*place).updates).write(Mutex::new(Updates { capacity: 0, retired: None }));
-            std::ptr::addr_of_mut!((*place)._owns).write(PhantomData);
-            let inline = std::ptr::addr_of_mut!((*place).inline).cast::<MaybeUninit<E>>();
-            fill(std::slice::from_raw_parts_mut(inline, len));
-        }
-        // SAFETY: every field is initialised.
-        unsafe { storage.assume_init() }
+        let mut storage = Arc::new(Storage {
+            state: AtomicUsize::new(0),
+            heap: AtomicPtr::new(std::ptr::null_mut()),
+            len,
+            updates: Mutex::new(Updates { capacity: 0, retired: None }),
+            inline: UnsafeCell::new([MaybeUninit::uninit(); INLINE_WORDS]),
+            _owns: PhantomData,
+        });
+        let inline = Arc::get_mut(&mut storage).expect("a new storage").inline.get_mut();
+        // SAFETY: the inline buffer holds `inline_capacity::<E>() >= len` elements of
+        // `E`, suitably aligned (checked by `inline_capacity`).
+        fill(unsafe { std::slice::from_raw_parts_mut(inline.as_mut_ptr().cast::<MaybeUninit<E>>(), len) });
+        storage
     }
 
     /// Where the elements are, given the current heap pointer.

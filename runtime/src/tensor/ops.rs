@@ -9,7 +9,7 @@ use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAss
 
 use super::{ShapeFmt, Tensor};
 use crate::kernels::dims::same_dims;
-use crate::kernels::layout::{broadcast_shapes, broadcast_strides, small_contiguous, Dims, View};
+use crate::kernels::layout::{broadcast_shapes, broadcast_strides, small_contiguous, Dims, View, SMALL_MAP};
 use crate::kernels::{binary, unary, Cost, KernelParams};
 use crate::Float;
 
@@ -49,16 +49,22 @@ fn zip_to_shape<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     f: F,
     cost: Cost,
 ) -> Tensor<E> {
-    let (sa, sb) = (strides_to(a, &shape), strides_to(b, &shape));
     let (a_read, b_read) = (a.read(), b.read());
-    let (va, vb) = (View { strides: &sa, ..a_read.view() }, View { strides: &sb, ..b_read.view() });
-    if let (Some(x), Some(y)) = (small_contiguous(&shape, &va), small_contiguous(&shape, &vb)) {
-        return Tensor::filled(shape, |out| {
-            for ((d, &x), &y) in out.iter_mut().zip(x).zip(y) {
-                d.write(f(x, y));
+    if same_dims(&a.shape, &shape) && same_dims(&b.shape, &shape) {
+        if let (Some(x), Some(y)) = (a_read.as_slice(), b_read.as_slice()) {
+            if x.len() <= SMALL_MAP {
+                // Small, contiguous and of one shape (the common case in a small model):
+                // one loop, no broadcast strides.
+                return Tensor::filled(shape, |out| {
+                    for ((d, &x), &y) in out.iter_mut().zip(x).zip(y) {
+                        d.write(f(x, y));
+                    }
+                });
             }
-        });
+        }
     }
+    let (sa, sb) = (strides_to(a, &shape), strides_to(b, &shape));
+    let (va, vb) = (View { strides: &sa, ..a_read.view() }, View { strides: &sb, ..b_read.view() });
     let data = binary::zip(&shape, va, vb, f, cost, &KernelParams::current());
     drop((a_read, b_read));
     Tensor::from_parts(data, shape)
