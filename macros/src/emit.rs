@@ -154,11 +154,21 @@ impl<'a> Emitter<'a> {
         self.by_value(o)
     }
 
+    /// A returned value (the function's result, or a split closure's gradients): the
+    /// last read of every variable in it, so a variable it names once is moved, not
+    /// cloned.
     pub fn tree(&self, t: &Tree<Operand>) -> TokenStream {
+        let mut named = HashMap::new();
+        count_vars(t, &mut named);
+        self.returned(t, &named)
+    }
+
+    fn returned(&self, t: &Tree<Operand>, named: &HashMap<Var, usize>) -> TokenStream {
         match t {
+            Tree::Leaf(Operand::Var(v)) if named[v] == 1 => self.ident(*v).to_token_stream(),
             Tree::Leaf(o) => self.by_value(o),
             Tree::Tuple(items) => {
-                let items = items.iter().map(|i| self.tree(i));
+                let items = items.iter().map(|i| self.returned(i, named));
                 quote!((#(#items,)*))
             }
         }
@@ -781,4 +791,13 @@ pub fn rebase_type(ty: &syn::Type, depth: usize) -> syn::Type {
         syn::visit_mut::VisitMut::visit_type_mut(&mut Rebase(depth), &mut t);
     }
     t
+}
+
+/// How many times each variable appears in `t`.
+fn count_vars(t: &Tree<Operand>, counts: &mut HashMap<Var, usize>) {
+    match t {
+        Tree::Leaf(Operand::Var(v)) => *counts.entry(*v).or_default() += 1,
+        Tree::Leaf(_) => {}
+        Tree::Tuple(items) => items.iter().for_each(|i| count_vars(i, counts)),
+    }
 }
