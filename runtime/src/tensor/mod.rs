@@ -146,19 +146,18 @@ impl<E: Copy> Storage<E> {
             unsafe { data.set_len(len) };
             return Arc::new(Storage::new(data));
         }
-        let mut storage = Arc::new(Storage {
+        let mut inline = [MaybeUninit::<u64>::uninit(); INLINE_WORDS];
+        // SAFETY: the buffer holds `inline_capacity::<E>() >= len` elements of `E`,
+        // suitably aligned (checked by `inline_capacity`).
+        fill(unsafe { std::slice::from_raw_parts_mut(inline.as_mut_ptr().cast::<MaybeUninit<E>>(), len) });
+        Arc::new(Storage {
             state: AtomicUsize::new(0),
             heap: AtomicPtr::new(std::ptr::null_mut()),
             len,
             updates: Mutex::new(Updates { capacity: 0, retired: None }),
-            inline: UnsafeCell::new([MaybeUninit::uninit(); INLINE_WORDS]),
+            inline: UnsafeCell::new(inline),
             _owns: PhantomData,
-        });
-        let inline = Arc::get_mut(&mut storage).expect("a new storage").inline.get_mut();
-        // SAFETY: the inline buffer holds `inline_capacity::<E>() >= len` elements of
-        // `E`, suitably aligned (checked by `inline_capacity`).
-        fill(unsafe { std::slice::from_raw_parts_mut(inline.as_mut_ptr().cast::<MaybeUninit<E>>(), len) });
-        storage
+        })
     }
 
     /// Where the elements are, given the current heap pointer.
