@@ -26,13 +26,14 @@ mod convert;
 mod linalg;
 mod nn;
 pub(crate) mod ops;
+mod pool;
 mod reduce;
 pub mod shape;
 
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
@@ -49,7 +50,8 @@ use crate::Float;
 /// Cloning is cheap (the storage is shared); the tensor is `Send + Sync`. Shape errors
 /// panic with a message that names the operation and the shapes.
 pub struct Tensor<E: Float = f32> {
-    storage: Arc<Storage<E>>,
+    /// Given back to the [`pool`] when the tensor drops (hence `ManuallyDrop`).
+    storage: ManuallyDrop<Arc<Storage<E>>>,
     shape: Dims,
     strides: Dims,
     offset: usize,
@@ -158,6 +160,22 @@ impl<E: Copy> Storage<E> {
             inline: UnsafeCell::new(inline),
             _owns: PhantomData,
         })
+    }
+
+    /// Whether the elements are in the inline buffer.
+    fn is_inline(&self) -> bool {
+        self.heap.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Writes `len` elements with `fill` into the inline buffer of a storage no one
+    /// else holds (one taken from the [`pool`]), which must be inline and large enough.
+    fn refill(&mut self, len: usize, fill: impl FnOnce(&mut [MaybeUninit<E>])) {
+        assert!(self.is_inline() && len <= inline_capacity::<E>(), "adjoint: internal error: refill of a heap storage");
+        self.len = len;
+        // SAFETY: as in `filled`: the inline buffer holds `len` elements of `E`.
+        fill(unsafe {
+            std::slice::from_raw_parts_mut(self.inline.get_mut().as_mut_ptr().cast::<MaybeUninit<E>>(), len)
+        });
     }
 
     /// Where the elements are, given the current heap pointer.
@@ -281,10 +299,17 @@ impl<E: Float> Drop for Read<'_, E> {
     }
 }
 
+impl<E: Float> Drop for Tensor<E> {
+    fn drop(&mut self) {
+        // SAFETY: the field is not used again.
+        pool::give(unsafe { ManuallyDrop::take(&mut self.storage) });
+    }
+}
+
 impl<E: Float> Clone for Tensor<E> {
     fn clone(&self) -> Self {
         Tensor {
-            storage: Arc::clone(&self.storage),
+            storage: ManuallyDrop::new(Arc::clone(&self.storage)),
             shape: self.shape.clone(),
             strides: self.strides.clone(),
             offset: self.offset,
@@ -309,7 +334,13 @@ impl<E: Float> Tensor<E> {
         let shape = shape.into();
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         let strides = contiguous_strides(&shape);
-        Tensor { storage: Arc::new(Storage::new(data)), shape, strides, offset: 0, untouched_zero: false }
+        Tensor {
+            storage: ManuallyDrop::new(Arc::new(Storage::new(data))),
+            shape,
+            strides,
+            offset: 0,
+            untouched_zero: false,
+        }
     }
 
     /// A contiguous tensor of `shape` whose elements `fill` writes (all of them, in
@@ -318,14 +349,23 @@ impl<E: Float> Tensor<E> {
     pub(crate) fn filled(shape: impl Into<Dims>, fill: impl FnOnce(&mut [MaybeUninit<E>])) -> Self {
         let shape = shape.into();
         let strides = contiguous_strides(&shape);
-        let storage = Storage::filled(shape.iter().product(), fill);
-        Tensor { storage, shape, strides, offset: 0, untouched_zero: false }
+        let len = shape.iter().product();
+        let pooled = if len <= inline_capacity::<E>() { pool::take::<E>() } else { None };
+        let storage = match pooled {
+            Some(mut storage) => {
+                Arc::get_mut(&mut storage).expect("a pooled storage has no other handle").refill(len, fill);
+                storage
+            }
+            None => Storage::filled(len, fill),
+        };
+        Tensor { storage: ManuallyDrop::new(storage), shape, strides, offset: 0, untouched_zero: false }
     }
 
     /// A view of this tensor's storage with another layout.
     pub(crate) fn with_layout(&self, shape: impl Into<Dims>, strides: impl Into<Dims>, offset: usize) -> Self {
         let (shape, strides) = (shape.into(), strides.into());
-        Tensor { storage: Arc::clone(&self.storage), shape, strides, offset, untouched_zero: self.untouched_zero }
+        let storage = ManuallyDrop::new(Arc::clone(&self.storage));
+        Tensor { storage, shape, strides, offset, untouched_zero: self.untouched_zero }
     }
 
     /// A snapshot of this tensor's data for one operation: `t.read().view()`.
@@ -456,7 +496,9 @@ impl<E: Float> Tensor<E> {
     /// when it is the buffer's only handle and spans all of it, else a copy.
     fn into_contiguous_vec(self) -> Vec<E> {
         if self.offset == 0 && self.is_contiguous() && self.storage.len == self.numel() {
-            Storage::into_vec(self.storage)
+            let storage = Arc::clone(&self.storage);
+            drop(self);
+            Storage::into_vec(storage)
         } else {
             self.to_vec()
         }
@@ -465,7 +507,7 @@ impl<E: Float> Tensor<E> {
     /// A zero gradient of `shape` that owns no buffer of that size: one zero, broadcast.
     fn untouched_zero(shape: &[usize]) -> Self {
         Tensor {
-            storage: Arc::new(Storage::new(vec![E::ZERO])),
+            storage: ManuallyDrop::new(Arc::new(Storage::new(vec![E::ZERO]))),
             shape: shape.into(),
             strides: Dims::from_elem(0, shape.len()),
             offset: 0,
@@ -697,6 +739,31 @@ mod tests {
         let row = t.select(0, 1);
         t.update(|v| *v = &*v * 2.0);
         assert_eq!(row.to_vec(), vec![3.0; 7]);
+    }
+
+    #[test]
+    fn small_storages_are_reused_once_no_tensor_holds_them() {
+        let a = Tensor::<f64>::full(&[3], 1.0);
+        let address = Arc::as_ptr(&a.storage);
+        let view = a.narrow(0, 1, 2);
+        drop(a);
+        // The view still holds the storage: it is not given back.
+        let b = Tensor::<f64>::full(&[3], 2.0);
+        assert_ne!(Arc::as_ptr(&b.storage), address);
+        assert_eq!(view.to_vec(), vec![1.0, 1.0]);
+        drop(view);
+        // Released, it is the next small tensor's storage, of that tensor's length.
+        let c = Tensor::<f64>::full(&[2], 3.0);
+        assert_eq!(Arc::as_ptr(&c.storage), address);
+        assert_eq!((c.to_vec(), b.to_vec()), (vec![3.0, 3.0], vec![2.0; 3]));
+        // Other element types and heap storages have their own (or none).
+        let d = Tensor::<f32>::full(&[2], 4.0);
+        assert_ne!(Arc::as_ptr(&d.storage) as usize, address as usize);
+        let kept = pool::len::<f64>();
+        drop(Tensor::<f64>::full(&[100], 5.0));
+        assert_eq!(pool::len::<f64>(), kept);
+        drop(b);
+        assert_eq!(pool::len::<f64>(), kept + 1);
     }
 
     #[test]
