@@ -119,7 +119,7 @@ impl<E: Float> Tensor<E> {
                 let (u_read, v_read) = (self.read(), v.read());
                 if let (Some(us), Some(vs)) = (u_read.as_slice(), v_read.as_slice()) {
                     return Tensor::filled(Dims::from_slice(&[*m, *n]), |out| {
-                        for (row, &a) in out.chunks_exact_mut(*n).zip(us) {
+                        for (row, &a) in out.chunks_exact_mut((*n).max(1)).zip(us) {
                             for (d, &b) in row.iter_mut().zip(vs) {
                                 // `0 + a·b`, as every element of a product is a sum from zero.
                                 d.write(E::ZERO + a * b);

@@ -742,6 +742,14 @@ mod tests {
     }
 
     #[test]
+    fn outer_products_of_empty_vectors() {
+        let (u, empty) = (Tensor::<f64>::ones(&[3]), Tensor::<f64>::zeros(&[0]));
+        assert_eq!(u.outer(&empty).shape(), &[3, 0]);
+        assert_eq!(empty.outer(&u).shape(), &[0, 3]);
+        assert_eq!(u.outer(&u).to_vec(), vec![1.0; 9]);
+    }
+
+    #[test]
     fn small_storages_are_reused_once_no_tensor_holds_them() {
         let a = Tensor::<f64>::full(&[3], 1.0);
         let address = Arc::as_ptr(&a.storage);
