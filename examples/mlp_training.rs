@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use adjoint::prelude::*;
+use adjoint::tensor::in_thread_pool;
 use adjoint::{Adam, Linear};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
@@ -250,42 +251,47 @@ fn main() {
     let mut step_memory = None;
     let mut rest_before_first = 0;
     let start = Instant::now();
-    for epoch in 0..epochs {
-        let order = shuffled(TRAIN, &mut rng);
-        for (i, rows) in order.chunks_exact(BATCH).enumerate() {
-            let measured = epoch == 0 && i == 1;
-            if measured {
-                reset_peak();
-            }
-            let at_rest = live_bytes();
-            if epoch == 0 && i == 0 {
-                rest_before_first = at_rest;
-            }
-            let x = train.x.index_rows(rows);
-            let labels: Vec<usize> = rows.iter().map(|&r| train.labels[r]).collect();
-            opt.zero_grad();
-            let loss = backward!(net.loss(&x, &labels)).item();
-            opt.step();
-            if measured {
-                step_memory = Some((rest_before_first, at_rest, peak_bytes()));
-            }
-            batch_losses.push(loss);
-            let window = &batch_losses[batch_losses.len().saturating_sub(20)..];
-            let smooth = window.iter().sum::<f32>() / window.len() as f32;
-            train_curve.push((epoch as f32 + (i + 1) as f32 / steps_per_epoch as f32, smooth));
-            bar.set_message(format!("epoch {} loss {smooth:.4}", epoch + 1));
-            bar.inc(1);
-            if (i + 1) % EVAL_EVERY == 0 {
-                let (test_loss, test_acc) = evaluate(&net, &test);
-                test_curve.push((epoch as f32 + (i + 1) as f32 / steps_per_epoch as f32, test_loss));
-                if i + 1 == steps_per_epoch {
-                    bar.suspend(|| {
-                        println!("epoch {}: test loss {test_loss:.4}, accuracy {:.2}%", epoch + 1, 100.0 * test_acc)
-                    });
+    // The loop runs on a worker of the kernels' thread pool: each parallel product then
+    // hands its second half straight to the other worker, rather than being injected
+    // from this thread, which would wake a worker and wait to be woken in turn.
+    in_thread_pool(|| {
+        for epoch in 0..epochs {
+            let order = shuffled(TRAIN, &mut rng);
+            for (i, rows) in order.chunks_exact(BATCH).enumerate() {
+                let measured = epoch == 0 && i == 1;
+                if measured {
+                    reset_peak();
+                }
+                let at_rest = live_bytes();
+                if epoch == 0 && i == 0 {
+                    rest_before_first = at_rest;
+                }
+                let x = train.x.index_rows(rows);
+                let labels: Vec<usize> = rows.iter().map(|&r| train.labels[r]).collect();
+                opt.zero_grad();
+                let loss = backward!(net.loss(&x, &labels)).item();
+                opt.step();
+                if measured {
+                    step_memory = Some((rest_before_first, at_rest, peak_bytes()));
+                }
+                batch_losses.push(loss);
+                let window = &batch_losses[batch_losses.len().saturating_sub(20)..];
+                let smooth = window.iter().sum::<f32>() / window.len() as f32;
+                train_curve.push((epoch as f32 + (i + 1) as f32 / steps_per_epoch as f32, smooth));
+                bar.set_message(format!("epoch {} loss {smooth:.4}", epoch + 1));
+                bar.inc(1);
+                if (i + 1) % EVAL_EVERY == 0 {
+                    let (test_loss, test_acc) = evaluate(&net, &test);
+                    test_curve.push((epoch as f32 + (i + 1) as f32 / steps_per_epoch as f32, test_loss));
+                    if i + 1 == steps_per_epoch {
+                        bar.suspend(|| {
+                            println!("epoch {}: test loss {test_loss:.4}, accuracy {:.2}%", epoch + 1, 100.0 * test_acc)
+                        });
+                    }
                 }
             }
         }
-    }
+    });
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let steps = epochs * steps_per_epoch;
