@@ -74,6 +74,14 @@ pub(super) const fn inline_capacity<E>() -> usize {
     INLINE_WORDS * std::mem::size_of::<u64>() / std::mem::size_of::<E>()
 }
 
+/// The first `len` elements of `E` of an inline buffer.
+fn inline_elements<E>(inline: &mut [MaybeUninit<u64>; INLINE_WORDS], len: usize) -> &mut [MaybeUninit<E>] {
+    assert!(len <= inline_capacity::<E>(), "adjoint: internal error: {len} elements do not fit inline");
+    // SAFETY: the buffer holds `inline_capacity::<E>() >= len` elements of `E`, suitably
+    // aligned (checked by `inline_capacity`), and any bytes are valid `MaybeUninit`s.
+    unsafe { std::slice::from_raw_parts_mut(inline.as_mut_ptr().cast::<MaybeUninit<E>>(), len) }
+}
+
 impl<E: Copy> Storage<E> {
     /// A storage owning `data` on the heap.
     pub(super) fn new(data: Vec<E>) -> Self {
@@ -98,9 +106,7 @@ impl<E: Copy> Storage<E> {
             return Arc::new(Storage::new(data));
         }
         let mut inline = [MaybeUninit::<u64>::uninit(); INLINE_WORDS];
-        // SAFETY: the buffer holds `inline_capacity::<E>() >= len` elements of `E`,
-        // suitably aligned (checked by `inline_capacity`).
-        fill(unsafe { std::slice::from_raw_parts_mut(inline.as_mut_ptr().cast::<MaybeUninit<E>>(), len) });
+        fill(inline_elements(&mut inline, len));
         Arc::new(Storage {
             state: AtomicUsize::new(0),
             heap: AtomicPtr::new(std::ptr::null_mut()),
@@ -119,12 +125,9 @@ impl<E: Copy> Storage<E> {
     /// Writes `len` elements with `fill` into the inline buffer of a storage no one
     /// else holds (one taken from the [`pool`]), which must be inline and large enough.
     pub(super) fn refill(&mut self, len: usize, fill: impl FnOnce(&mut [MaybeUninit<E>])) {
-        assert!(self.is_inline() && len <= inline_capacity::<E>(), "adjoint: internal error: refill of a heap storage");
+        assert!(self.is_inline(), "adjoint: internal error: refill of a heap storage");
         self.len = len;
-        // SAFETY: as in `filled`: the inline buffer holds `len` elements of `E`.
-        fill(unsafe {
-            std::slice::from_raw_parts_mut(self.inline.get_mut().as_mut_ptr().cast::<MaybeUninit<E>>(), len)
-        });
+        fill(inline_elements(self.inline.get_mut(), len));
     }
 
     /// Where the elements are, given the current heap pointer.
