@@ -31,8 +31,11 @@ impl<E: Float> Tensor<E> {
                 ShapeFmt(&b.shape)
             );
         }
-        if let Some(product) = tiny_product_of(a, MatrixView::lhs(a), b, MatrixView::rhs(b)) {
-            return product;
+        if let (Some(a_mat), Some(b_mat)) = (MatrixView::lhs(a), MatrixView::rhs(b)) {
+            if a_mat.cols == b_mat.rows && a_mat.rows * a_mat.cols * b_mat.cols <= TINY_PRODUCT {
+                let shape = product_shape(Dims::new(), (a_mat.rows, b_mat.cols), (a.ndim() == 1, b.ndim() == 1));
+                return tiny_product(a, a_mat, b, b_mat, shape);
+            }
         }
         // A 1-D left operand is a row [1, k]; a 1-D right operand is a column [k, 1].
         let (a_vec, b_vec) = (a.ndim() == 1, b.ndim() == 1);
@@ -99,8 +102,11 @@ impl<E: Float> Tensor<E> {
         };
         let (a_mat, b_mat) =
             (op(self, MatrixView::lhs(self), transpose_self), op(rhs, MatrixView::rhs(rhs), transpose_rhs));
-        if let Some(product) = tiny_product_of(self, a_mat, rhs, b_mat) {
-            return product;
+        if let (Some(a_mat), Some(b_mat)) = (a_mat, b_mat) {
+            if a_mat.cols == b_mat.rows && a_mat.rows * a_mat.cols * b_mat.cols <= TINY_PRODUCT {
+                let shape = product_shape(Dims::new(), (a_mat.rows, b_mat.cols), (self.ndim() == 1, rhs.ndim() == 1));
+                return tiny_product(self, a_mat, rhs, b_mat, shape);
+            }
         }
         let view = |t: &Self, transpose: bool| if transpose { t.t() } else { t.clone() };
         view(self, transpose_self).matmul(&view(rhs, transpose_rhs))
@@ -244,23 +250,6 @@ impl MatrixView {
     }
 }
 
-/// `a · b` computed directly, if both are unbatched operands (seen as `a_mat` and
-/// `b_mat`) whose inner dimensions agree and whose product is tiny; else `None` (the
-/// general path then checks and reports the shapes).
-fn tiny_product_of<E: Float>(
-    a: &Tensor<E>,
-    a_mat: Option<MatrixView>,
-    b: &Tensor<E>,
-    b_mat: Option<MatrixView>,
-) -> Option<Tensor<E>> {
-    let (a_mat, b_mat) = (a_mat?, b_mat?);
-    if a_mat.cols != b_mat.rows || a_mat.rows * a_mat.cols * b_mat.cols > TINY_PRODUCT {
-        return None;
-    }
-    let shape = product_shape(Dims::new(), (a_mat.rows, b_mat.cols), (a.ndim() == 1, b.ndim() == 1));
-    Some(tiny_product(a, a_mat, b, b_mat, shape))
-}
-
 /// `a · b` of `shape` for an unbatched product of at most [`TINY_PRODUCT`]
 /// multiply-adds, each element summed over `k` in order.
 fn tiny_product<E: Float>(
@@ -278,6 +267,9 @@ fn tiny_product<E: Float>(
     );
     let (k, n) = (a_mat.cols, b_mat.cols);
     debug_assert_eq!(shape.iter().product::<usize>(), a_mat.rows * n);
+    // Four elements at a time, each summed over `k` in order: four independent chains
+    // of additions instead of one (a 5×5 matrix times a vector is latency-bound).
+    const GROUP: usize = 4;
     if n == 1 && k > 0 {
         let (out, b_col) = (a_mat.rows, &bd[b.offset..]);
         if a_mat.cs == 1 && b_mat.rs == 1 {
@@ -305,9 +297,6 @@ fn tiny_product<E: Float>(
             });
         }
     }
-    // Otherwise four elements at a time, each summed over `k` in order: four
-    // independent chains of additions instead of one (latency-bound at this size).
-    const GROUP: usize = 4;
     Tensor::filled(shape, |data| {
         // The row and column of the group's first element.
         let (mut i, mut j) = (0, 0);

@@ -75,6 +75,7 @@ pub(super) const fn inline_capacity<E>() -> usize {
 }
 
 /// The first `len` elements of `E` of an inline buffer.
+#[inline]
 fn inline_elements<E>(inline: &mut [MaybeUninit<u64>; INLINE_WORDS], len: usize) -> &mut [MaybeUninit<E>] {
     assert!(len <= inline_capacity::<E>(), "adjoint: internal error: {len} elements do not fit inline");
     // SAFETY: the buffer holds `inline_capacity::<E>() >= len` elements of `E`, suitably
