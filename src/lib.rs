@@ -20,6 +20,7 @@
 //! straight-line code, and only the values a loop overwrites are recorded at run time.
 
 pub use adjoint_macros::{backward, differentiable, grad, graph, value_and_grad, vjp};
+pub use adjoint_runtime::kernels;
 pub use adjoint_runtime::{
     cross_entropy, detach, graph, join_path, mse_loss, nalgebra, nn, optim, relu, rules, tensor, Adam, Adjoint,
     Differentiable, Float, Linear, Param, Primal, Rng, Seed, Sgd, Tangent, Tape, Tensor, UpdateInPlace, ZeroTangent,

@@ -3,19 +3,24 @@
 //! Every property draws random shapes and values (fixed proptest seed, values from the
 //! crate's own seeded `Rng`), builds the operands in several layouts (contiguous,
 //! transposed views, narrowed views with an offset), and compares the result with a
-//! plain index-by-index computation in `f64`. Each comparison runs three times: with
-//! the default kernel parameters, forced serial, and forced parallel in tiny pieces (so
-//! the parallel code paths run on small inputs too). Shape errors are checked by their
-//! panic messages.
+//! plain index-by-index computation in `f64`. Each comparison runs at every
+//! instruction-set level this CPU has (`kernels::Isa`), three times each: with the
+//! default kernel parameters, forced serial, and forced parallel in tiny pieces (so the
+//! parallel code paths run on small inputs too). Shape errors are checked by their
+//! panic messages. `tests/kernel_levels.rs` checks that results are bitwise the same
+//! for every thread count and threshold, level by level, and names the levels this CPU
+//! cannot run as skipped.
 
 mod common;
 
+use adjoint_runtime::kernels::Isa;
 use adjoint_runtime::nalgebra::{DMatrix, DVector};
-use adjoint_runtime::tensor::{in_thread_pool, with_kernel_params, KernelParams, Tensor};
+use adjoint_runtime::tensor::{in_thread_pool, with_kernel_params, KernelParams, Par, Tensor};
 use adjoint_runtime::{cross_entropy, mse_loss, Adjoint, Rng, Seed};
 use common::{check, check_vec, config_with, Tol};
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use std::io::Write;
 
 type R = Result<(), TestCaseError>;
 
@@ -28,10 +33,18 @@ const F32: Tol = Tol { rel: 2e-5, abs: 2e-5 };
 
 const ALL_PARAMS: [KernelParams; 3] = [KernelParams::DEFAULT, KernelParams::SERIAL, KernelParams::ALWAYS_PARALLEL];
 
-/// Run `f` under each of [`ALL_PARAMS`].
+/// The instruction-set levels this CPU runs.
+fn levels() -> impl Iterator<Item = Isa> {
+    Isa::ALL.into_iter().filter(|level| level.is_available())
+}
+
+/// Run `f` under each of [`ALL_PARAMS`] at each level this CPU runs.
 fn each_params(f: impl Fn() -> R) -> R {
-    for p in ALL_PARAMS {
-        with_kernel_params(p, &f).map_err(|e| TestCaseError::fail(format!("with {p:?}: {e}")))?;
+    for isa in levels() {
+        for p in ALL_PARAMS {
+            let p = KernelParams { isa, ..p };
+            with_kernel_params(p, &f).map_err(|e| TestCaseError::fail(format!("with {p:?}: {e}")))?;
+        }
     }
     Ok(())
 }
@@ -500,10 +513,9 @@ proptest! {
     }
 
     /// Products with a narrow side (at most 16 rows or columns of result), which go to
-    /// the AVX-512 tiles of `kernels::narrow` when the layout allows: every layout, narrow
-    /// widths on both sides of the 8-row block, `k` on both sides of a vector's width.
-    /// Results must not depend on the thread count (bitwise), and match the portable
-    /// path (`simd` off: the `gemm` crate).
+    /// the register tiles of `kernels::narrow` when the layout allows: every layout,
+    /// narrow widths on both sides of the 8-row block, `k` on both sides of a vector's
+    /// width. At every level, results must not depend on the thread count (bitwise).
     #[test]
     fn matmul_narrow(narrow in 1usize..17, long in 1usize..150, k in 1usize..70, rows_narrow in any::<bool>(), seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
         let (m, n) = if rows_narrow { (narrow, long) } else { (long, narrow) };
@@ -511,13 +523,13 @@ proptest! {
         let want = ref_matmul(&da, &db, m, k, n);
         let (a, b) = (build::<f64>(&da, &[m, k], la), build::<f64>(&db, &[k, n], lb));
         let (a32, b32) = (build::<f32>(&da, &[m, k], la), build::<f32>(&db, &[k, n], lb));
-        let serial = with_kernel_params(KernelParams::SERIAL, || (a.matmul(&b).to_vec(), a32.matmul(&b32).to_vec()));
-        check_vec("matmul", &serial.0, &want, SUM)?;
-        check_vec("matmul f32", &to_f64(&Tensor::from_vec(serial.1.clone(), &[m, n])), &want, Tol { rel: 1e-4, abs: 1e-4 })?;
-        let parallel = with_kernel_params(KernelParams::ALWAYS_PARALLEL, || (a.matmul(&b).to_vec(), a32.matmul(&b32).to_vec()));
-        prop_assert!(parallel == serial, "the result depends on the thread count");
-        let portable = KernelParams { simd: false, ..KernelParams::SERIAL };
-        check_vec("portable", &to_f64(&with_kernel_params(portable, || a.matmul(&b))), &want, SUM)?;
+        for isa in levels() {
+            let serial = with_kernel_params(KernelParams { isa, ..KernelParams::SERIAL }, || (a.matmul(&b).to_vec(), a32.matmul(&b32).to_vec()));
+            check_vec("matmul", &serial.0, &want, SUM)?;
+            check_vec("matmul f32", &to_f64(&Tensor::from_vec(serial.1.clone(), &[m, n])), &want, Tol { rel: 1e-4, abs: 1e-4 })?;
+            let parallel = with_kernel_params(KernelParams { isa, ..KernelParams::ALWAYS_PARALLEL }, || (a.matmul(&b).to_vec(), a32.matmul(&b32).to_vec()));
+            prop_assert!(parallel == serial, "at {}: the result depends on the thread count", isa);
+        }
     }
 
     #[test]
@@ -1051,4 +1063,229 @@ fn in_thread_pool_keeps_the_kernel_parameters() {
     let x = Tensor::from_vec(vec![1.0_f64, 2.0, 3.0, 4.0], &[2, 2]);
     let y = in_thread_pool(|| x.matmul(&x));
     assert_eq!(y.to_vec(), vec![7.0, 10.0, 15.0, 22.0]);
+}
+
+// -------------------------------------------------------------- levels and determinism
+
+/// Kernel parameters that must give bitwise the same results at one level: serial,
+/// parallel in tiny pieces, parallel with middling thresholds over two threads, and the
+/// defaults. Their full reductions all add blocks of the same length: `reduce_block`
+/// fixes the order of a sum (documented on `KernelParams`), the thresholds and the
+/// thread count must not change anything.
+fn equivalent_params(isa: Isa) -> [KernelParams; 4] {
+    let reduce_block = KernelParams::ALWAYS_PARALLEL.reduce_block;
+    [
+        KernelParams { isa, reduce_block, ..KernelParams::SERIAL },
+        KernelParams { isa, ..KernelParams::ALWAYS_PARALLEL },
+        KernelParams {
+            isa,
+            par: Par::Rayon(2),
+            cheap_par_min: 64,
+            heavy_par_min: 16,
+            reduce_par_min: 32,
+            task_min: 17,
+            reduce_block,
+            gemm_par_min: 4096,
+        },
+        KernelParams { isa, reduce_block, ..KernelParams::DEFAULT },
+    ]
+}
+
+/// Every tensor kernel on one random case: `x` is `r × c`, `w` is `c × n`, both in the
+/// given layouts. The results as bits, by name.
+fn every_kernel<E: adjoint_runtime::Float>(
+    r: usize,
+    c: usize,
+    n: usize,
+    seed: u64,
+    lx: u8,
+    lw: u8,
+) -> Vec<(&'static str, Vec<u64>)> {
+    let x: Tensor<E> = build(&values(seed, r * c), &[r, c], lx);
+    let w: Tensor<E> = build(&values(seed ^ 1, c * n), &[c, n], lw);
+    let y: Tensor<E> = build(&values(seed ^ 2, c), &[c], 0);
+    let x2: Tensor<E> = build(&values(seed ^ 4, r * c), &[r, c], lw);
+    let stack: Tensor<E> = build(&values(seed ^ 5, 3 * r * c), &[3, r, c], lx);
+    let targets: Vec<usize> = (0..r).map(|i| (i * 7 + seed as usize) % c).collect();
+    let bits = |t: Tensor<E>| to_f64(&t).iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+    vec![
+        ("exp", bits(x.exp())),
+        ("tanh", bits(x.tanh())),
+        ("sigmoid", bits(x.sigmoid())),
+        ("relu", bits(x.relu())),
+        ("sqrt|x|", bits(x.abs().sqrt())),
+        ("powi 3", bits(x.powi(3))),
+        ("sin", bits(x.sin())),
+        ("x + y", bits(&x + &y)),
+        ("x * y", bits(&x * &y)),
+        ("x / y", bits(&x / &y)),
+        ("x - x2", bits(&x - &x2)),
+        ("sum", bits(x.sum())),
+        ("mean", bits(x.mean())),
+        ("norm", bits(x.norm())),
+        ("sum_dim 0", bits(x.sum_dim(0, false))),
+        ("sum_dim 1", bits(x.sum_dim(1, true))),
+        ("max_dim 1", bits(x.max_dim(1, false))),
+        ("softmax 1", bits(x.softmax(1))),
+        ("log_softmax 0", bits(x.log_softmax(0))),
+        ("cross_entropy", bits(x.cross_entropy(&targets))),
+        ("mse_loss", bits(x.mse_loss(&x2))),
+        ("x·w", bits(x.matmul(&w))),
+        ("xᵀ·x2", bits(x.t().matmul(&x2))),
+        ("x·x2ᵀ", bits(x.matmul(&x2.t()))),
+        ("x·y", bits(x.matmul(&y))),
+        ("y·xᵀ", bits(y.matmul(&x.t()))),
+        ("stack·w", bits(stack.matmul(&w))),
+    ]
+}
+
+/// Run [`every_kernel`] on random cases under each of [`equivalent_params`] at `isa`,
+/// and require bitwise equal results; or, when this CPU cannot run `isa` (a build on
+/// another machine), say so on the test's output and return.
+fn deterministic_at(isa: Isa) {
+    if !isa.is_available() {
+        // Straight to the standard error, which the test harness does not capture.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: this CPU cannot run the {isa} kernels ({})",
+            adjoint_runtime::kernels::describe()
+        );
+        return;
+    }
+    let shapes = (1usize..40, 1usize..90, 1usize..40, any::<u64>(), 0u8..4, 0u8..4);
+    let mut runner = TestRunner::new(config_with(24));
+    runner
+        .run(&shapes, |(r, c, n, seed, lx, lw)| {
+            for (ty, results) in [
+                (
+                    "f64",
+                    equivalent_params(isa)
+                        .map(|p| with_kernel_params(p, || every_kernel::<f64>(r, c, n, seed, lx, lw))),
+                ),
+                (
+                    "f32",
+                    equivalent_params(isa)
+                        .map(|p| with_kernel_params(p, || every_kernel::<f32>(r, c, n, seed, lx, lw))),
+                ),
+            ] {
+                for (p, other) in equivalent_params(isa).iter().zip(&results).skip(1) {
+                    for ((name, want), (_, got)) in results[0].iter().zip(other) {
+                        prop_assert!(got == want, "{ty} {name} at {isa}: {p:?} differs from the serial result");
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn every_kernel_is_deterministic_at_baseline() {
+    deterministic_at(Isa::Baseline);
+}
+
+#[test]
+#[cfg_attr(not(adjoint_cpu_avx2), ignore = "this CPU has no AVX2+FMA: the avx2 kernels cannot run here")]
+fn every_kernel_is_deterministic_at_avx2() {
+    deterministic_at(Isa::Avx2);
+}
+
+#[test]
+#[cfg_attr(not(adjoint_cpu_avx512), ignore = "this CPU has no AVX-512: the avx512 kernels cannot run here")]
+fn every_kernel_is_deterministic_at_avx512() {
+    deterministic_at(Isa::Avx512);
+}
+
+/// `dst = a · b` by the `gemm` crate, row-major, for comparison.
+fn crate_product<E: adjoint_runtime::Float>(a: &[E], b: &[E], m: usize, k: usize, n: usize) -> Vec<E> {
+    let mut c = vec![E::ZERO; m * n];
+    // SAFETY: the slices hold the row-major `m × k`, `k × n` and `m × n` matrices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            E::ZERO,
+            E::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    c
+}
+
+/// Sizes around the edges of the tiles and blocks: 1, the tile heights (4, 6, 12) and
+/// widths (8, 16, 32) and their neighbours, and past a block of `k`.
+fn edge_size(max: usize) -> impl Strategy<Value = usize> {
+    prop_oneof![
+        prop::sample::select(vec![1usize, 3, 4, 5, 6, 7, 11, 12, 13, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 48, 49]),
+        1usize..max,
+    ]
+}
+
+proptest! {
+    #![proptest_config(config_with(40))]
+
+    /// The packed products against the `gemm` crate, at every level: random sizes
+    /// around the tiles' edges, every layout of both operands, `k` past a block (so the
+    /// tiles resume from what `C` holds). Results within rounding of the crate's, and
+    /// bitwise the same serial and parallel.
+    #[test]
+    fn packed_products_match_the_gemm_crate(m in edge_size(90), k in prop_oneof![edge_size(60), 190usize..420], n in edge_size(90), seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
+        let (da, db) = (values(seed, m * k), values(seed ^ 3, k * n));
+        let crate64 = crate_product(&da, &db, m, k, n);
+        let (fa, fb): (Vec<f32>, Vec<f32>) = (da.iter().map(|&x| x as f32).collect(), db.iter().map(|&x| x as f32).collect());
+        let crate32: Vec<f64> = crate_product(&fa, &fb, m, k, n).iter().map(|&x| x as f64).collect();
+        let (a, b) = (build::<f64>(&da, &[m, k], la), build::<f64>(&db, &[k, n], lb));
+        let (a32, b32) = (build::<f32>(&da, &[m, k], la), build::<f32>(&db, &[k, n], lb));
+        let scale = (k as f64).sqrt();
+        for isa in levels() {
+            let serial = KernelParams { isa, ..KernelParams::SERIAL };
+            let got = with_kernel_params(serial, || a.matmul(&b));
+            check_vec("f64 against the crate", &to_f64(&got), &crate64, Tol { rel: 1e-12, abs: 1e-13 * scale })?;
+            let got32 = with_kernel_params(serial, || a32.matmul(&b32));
+            check_vec("f32 against the crate", &to_f64(&got32), &crate32, Tol { rel: 2e-5, abs: 1e-5 * scale })?;
+            let parallel = KernelParams { isa, ..KernelParams::ALWAYS_PARALLEL };
+            prop_assert!(with_kernel_params(parallel, || a.matmul(&b)).to_vec() == got.to_vec(), "f64 at {}: serial and parallel differ", isa);
+            prop_assert!(with_kernel_params(parallel, || a32.matmul(&b32)).to_vec() == got32.to_vec(), "f32 at {}: serial and parallel differ", isa);
+        }
+    }
+
+    /// The AVX2 and AVX-512 tiles both add each product with one fused multiply-add, in
+    /// the order of `k`: a packed product (both sides wider than the narrow tiles) is
+    /// bitwise the same at both levels.
+    #[test]
+    fn avx2_and_avx512_products_agree_bitwise(m in 17usize..70, k in 1usize..450, n in 17usize..70, seed in any::<u64>(), la in 0u8..4, lb in 0u8..4) {
+        if !Isa::Avx512.is_available() {
+            return Ok(());
+        }
+        let (a, b) = (build::<f64>(&values(seed, m * k), &[m, k], la), build::<f64>(&values(seed ^ 3, k * n), &[k, n], lb));
+        let (a32, b32) = (build::<f32>(&values(seed, m * k), &[m, k], la), build::<f32>(&values(seed ^ 3, k * n), &[k, n], lb));
+        let at = |isa| with_kernel_params(KernelParams { isa, ..KernelParams::DEFAULT }, || (a.matmul(&b).to_vec(), a32.matmul(&b32).to_vec()));
+        prop_assert!(at(Isa::Avx2) == at(Isa::Avx512));
+    }
+}
+
+#[test]
+fn describe_names_what_runs() {
+    let line = adjoint_runtime::kernels::describe();
+    let detected = Isa::detected();
+    assert!(line.contains(&format!("detected {detected}")), "{line}");
+    let forced = with_kernel_params(
+        KernelParams { isa: Isa::Baseline, ..KernelParams::DEFAULT },
+        adjoint_runtime::kernels::describe,
+    );
+    assert!(forced.contains("kernels run baseline (asked for baseline)") && forced.contains("portable"), "{forced}");
 }

@@ -8,7 +8,7 @@ mod float;
 
 pub use adjoint_macros::{differentiable, Differentiable};
 pub mod graph;
-mod kernels;
+pub mod kernels;
 pub mod nn;
 pub mod optim;
 mod param;

@@ -8,9 +8,9 @@
 
 use core::mem::MaybeUninit;
 
+use super::isa::vectorize;
 use super::layout::{for_each_piece, small_contiguous, Plan, View};
 use super::params::{Cost, KernelParams};
-use super::simd::vectorize;
 use super::unary::fill;
 use crate::Float;
 
@@ -63,12 +63,12 @@ pub(crate) fn zip<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     let plan = Plan::new(shape, [(a.strides, a.offset), (b.strides, b.offset)]);
     let n = plan.len();
     let [sa, sb] = plan.inner_strides();
-    let simd = params.simd;
+    let isa = params.isa;
     fill(n, params.map_parallel(n, cost), params.task_len(n, 64), |start, piece| {
         plan.for_each_run(start, start + piece.len(), |pos, [oa, ob], len| {
             let dst = &mut piece[pos - start..pos - start + len];
             vectorize(
-                simd,
+                isa,
                 #[inline(always)]
                 || {
                     run(
@@ -106,12 +106,12 @@ pub(crate) fn zip_in_place<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     let n = plan.len();
     debug_assert_eq!(n, dst.len());
     let [sb] = plan.inner_strides();
-    let simd = params.simd;
+    let isa = params.isa;
     for_each_piece(dst, params.map_parallel(n, cost), params.task_len(n, 64), |start, piece| {
         plan.for_each_run(start, start + piece.len(), |pos, [ob], len| {
             let d = &mut piece[pos - start..pos - start + len];
             vectorize(
-                simd,
+                isa,
                 #[inline(always)]
                 || match sb {
                     1 => {

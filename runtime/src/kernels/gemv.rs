@@ -7,18 +7,18 @@
 //! (so results do not depend on the thread count).
 //!
 //! A matrix·vector product over contiguous rows (a dot product per row) is not here: it
-//! goes to `kernels::narrow` on AVX-512 and to the `gemm` crate elsewhere, both 2-3×
-//! faster than the lane-accumulator loop that LLVM vectorises from portable code
-//! (`kernels::reduce`'s pattern).
+//! goes to `kernels::narrow`'s register tiles, or to the packed product below that
+//! level, both faster than the lane-accumulator loop that LLVM vectorises from portable
+//! code (`kernels::reduce`'s pattern).
 
 use core::mem::MaybeUninit;
 
 use super::gemm::MatRef;
-use super::simd::vectorize;
+use super::isa::{vectorize, Isa};
 use crate::Float;
 
 /// Products up to this many multiply-adds take the loops below; larger ones go to the
-/// `gemm` crate, which runs them on several threads.
+/// packed product, which runs them on several threads.
 pub(crate) const LEVEL2_MAX_FLOPS: usize = 1 << 18;
 
 impl<E: Copy> MatRef<'_, E> {
@@ -61,10 +61,10 @@ const SUM_COLS: usize = 64;
 /// instead chains every step through a store and a reload (Wᵀ·g of a 128×128 `W`:
 /// 1.86 µs that way). Each element still adds its terms in the order of `p`.
 #[inline(always)]
-fn sum_scaled<'a, E: Float>(dst: &mut [MaybeUninit<E>], x: &[E], vector: impl Fn(usize) -> &'a [E], simd: bool) {
+fn sum_scaled<'a, E: Float>(dst: &mut [MaybeUninit<E>], x: &[E], vector: impl Fn(usize) -> &'a [E], isa: Isa) {
     let acc = zeroed(dst);
     vectorize(
-        simd,
+        isa,
         #[inline(always)]
         || {
             for (c, out) in acc.chunks_mut(SUM_COLS).enumerate() {
@@ -97,14 +97,14 @@ pub(crate) fn unit_dim_product<E: Float>(
     dst: &mut [MaybeUninit<E>],
     lhs: MatRef<'_, E>,
     rhs: MatRef<'_, E>,
-    simd: bool,
+    isa: Isa,
 ) -> bool {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     if k == 1 {
         // The outer product: row i is lhs[i]·(rhs's row).
         let Some(r) = rhs.row(0) else { return false };
         vectorize(
-            simd,
+            isa,
             #[inline(always)]
             || {
                 for (i, row) in dst.chunks_exact_mut(n).enumerate() {
@@ -120,13 +120,13 @@ pub(crate) fn unit_dim_product<E: Float>(
     if n == 1 {
         // Matrix · vector, for a transposed matrix: a sum of its contiguous columns.
         let (Some(x), true) = (rhs.col(0), lhs.rs == 1) else { return false };
-        sum_scaled(dst, x, |p| lhs.col(p).expect("contiguous columns"), simd);
+        sum_scaled(dst, x, |p| lhs.col(p).expect("contiguous columns"), isa);
         return true;
     }
     if m == 1 {
         // Vector · matrix: a sum of the matrix's contiguous rows.
         let (Some(x), true) = (lhs.row(0), rhs.cs == 1) else { return false };
-        sum_scaled(dst, x, |p| rhs.row(p).expect("contiguous rows"), simd);
+        sum_scaled(dst, x, |p| rhs.row(p).expect("contiguous rows"), isa);
         return true;
     }
     false

@@ -60,6 +60,9 @@ pub(crate) fn batched_matmul<E: Float>(
 ) -> Vec<E> {
     let count: usize = batch.iter().product();
     let threads = params.threads();
+    // The level goes down explicitly: the products of a batch spread over the pool run
+    // on worker threads, which do not see this thread's `KernelParams`.
+    let isa = params.isa.effective();
     let flops = m * n * k;
     let big = flops >= params.gemm_par_min;
     // Shared right-hand side, evenly spaced left-hand rows: one tall product.
@@ -73,7 +76,9 @@ pub(crate) fn batched_matmul<E: Float>(
             let tall = rows * n * k >= params.gemm_par_min && threads > 1;
             let l = MatRef { rs, ..mat(&lhs, lhs.offset, rows, k) };
             let r = mat(&rhs, rhs.offset, k, n);
-            return fill(rows * n, false, usize::MAX, |_, dst| gemm_into(dst, l, r, if tall { threads } else { 1 }));
+            return fill(rows * n, false, usize::MAX, |_, dst| {
+                gemm_into(dst, l, r, if tall { threads } else { 1 }, isa)
+            });
         }
     }
 
@@ -96,7 +101,7 @@ pub(crate) fn batched_matmul<E: Float>(
         for (i, dst) in piece.chunks_mut(per).enumerate() {
             let (ol, or) = pairs[first + i];
             let inner_threads = if big && !spread { threads } else { 1 };
-            gemm_into(dst, mat(&lhs, ol, m, k), mat(&rhs, or, k, n), inner_threads);
+            gemm_into(dst, mat(&lhs, ol, m, k), mat(&rhs, or, k, n), inner_threads, isa);
         }
     })
 }

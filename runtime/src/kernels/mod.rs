@@ -10,9 +10,11 @@
 //! - [`unary`], [`binary`]: elementwise maps (fresh and in place).
 //! - [`reduce`]: full and axis reductions, argmax.
 //! - [`softmax`]: softmax, log-softmax and the fused cross-entropy.
-//! - [`simd`]: run-time dispatch of loops to AVX-512 / AVX2.
-//! - [`gemm`] (the contract with the GEMM crate), [`gemv`] and [`narrow`] (the shapes
-//!   it handles poorly) and [`matmul`] (batch dispatch).
+//! - [`isa`]: instruction-set levels, their detection, and the dispatch of loops to
+//!   AVX-512 / AVX2; [`describe`] says what was detected and what runs.
+//! - [`gemm`] (the contract, and the packed product: tiles, packing, blocking),
+//!   [`gemv`] and [`narrow`] (products with a unit or a narrow side) and [`matmul`]
+//!   (batch dispatch).
 //!
 //! [`Tensor`]: crate::tensor::Tensor
 
@@ -20,14 +22,15 @@ pub(crate) mod binary;
 pub(crate) mod dims;
 pub(crate) mod gemm;
 pub(crate) mod gemv;
+pub(crate) mod isa;
 pub(crate) mod layout;
 pub(crate) mod matmul;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod narrow;
 pub(crate) mod params;
 pub(crate) mod reduce;
-pub(crate) mod simd;
 pub(crate) mod softmax;
 pub(crate) mod unary;
 
+pub use isa::{describe, Isa};
 pub use params::{in_thread_pool, set_kernel_params, with_kernel_params, Cost, KernelParams, Par};

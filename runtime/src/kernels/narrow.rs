@@ -15,14 +15,15 @@
 //!   the long operand.
 //!
 //! Every result is computed by one thread in a fixed order, so the results do not
-//! depend on the number of threads. Without AVX-512 (or with `simd` off) the crate
-//! does the work. (The module exists on x86-64 only.)
+//! depend on the number of threads. Below the AVX-512 level the packed product
+//! (`kernels::gemm`) does the work. (The module exists on x86-64 only.)
 
 use core::any::TypeId;
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
-use super::gemm::MatRef;
+use super::gemm::{cast_dst, cast_mat, MatRef};
+use super::isa::Isa;
 use crate::Float;
 
 /// A result side at most this long is narrow.
@@ -44,9 +45,9 @@ pub(crate) fn narrow_product<E: Float>(
     lhs: MatRef<'_, E>,
     rhs: MatRef<'_, E>,
     threads: usize,
-    simd: bool,
+    isa: Isa,
 ) -> bool {
-    if simd && super::simd::has_avx512() {
+    if isa == Isa::Avx512 {
         // SAFETY (both casts): `E` is the type it is compared with.
         if TypeId::of::<E>() == TypeId::of::<f32>() {
             return unsafe { dispatch::<f32>(cast_dst(dst), cast_mat(lhs), cast_mat(rhs), threads) };
@@ -56,19 +57,6 @@ pub(crate) fn narrow_product<E: Float>(
         }
     }
     false
-}
-
-/// # Safety
-/// `E` and `T` must be the same type.
-unsafe fn cast_dst<E, T>(dst: &mut [MaybeUninit<E>]) -> &mut [MaybeUninit<T>] {
-    unsafe { &mut *(dst as *mut [MaybeUninit<E>] as *mut [MaybeUninit<T>]) }
-}
-
-/// # Safety
-/// `E` and `T` must be the same type.
-unsafe fn cast_mat<E, T>(m: MatRef<'_, E>) -> MatRef<'_, T> {
-    let data = unsafe { &*(m.data as *const [E] as *const [T]) };
-    MatRef { data, offset: m.offset, rows: m.rows, cols: m.cols, rs: m.rs, cs: m.cs }
 }
 
 /// Rows of a matrix, each contiguous: row `r` starts at `ptr + r·stride`.

@@ -9,6 +9,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
+use super::isa::Isa;
+
 /// Whether kernels may use more than one thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Par {
@@ -33,10 +35,10 @@ pub enum Cost {
 pub struct KernelParams {
     /// Whether kernels may use more than one thread.
     pub par: Par,
-    /// Whether loops run compiled for the widest vector instructions of the CPU
-    /// (AVX-512 or AVX2, detected at run time) rather than baseline SSE2. The results
-    /// are the same either way.
-    pub simd: bool,
+    /// The widest instruction set the kernels may use (the CPU's widest when that is
+    /// narrower): [`Isa::Avx512`] by default, lower to force the AVX2 or baseline code
+    /// (for tests, or to compare). See [`Isa`] for which results depend on it.
+    pub isa: Isa,
     /// Elementwise maps of [`Cost::Cheap`] elements go parallel from this many outputs.
     pub cheap_par_min: usize,
     /// Elementwise maps of [`Cost::Heavy`] elements go parallel from this many outputs
@@ -57,7 +59,7 @@ impl KernelParams {
     /// The measured defaults, parallel over all of rayon's threads.
     pub const DEFAULT: KernelParams = KernelParams {
         par: Par::Rayon(0),
-        simd: true,
+        isa: Isa::Avx512,
         cheap_par_min: 1 << 17,
         heavy_par_min: 1 << 14,
         reduce_par_min: 1 << 17,
@@ -73,7 +75,7 @@ impl KernelParams {
     /// small inputs (slow in real use).
     pub const ALWAYS_PARALLEL: KernelParams = KernelParams {
         par: Par::Rayon(0),
-        simd: true,
+        isa: Isa::Avx512,
         cheap_par_min: 1,
         heavy_par_min: 1,
         reduce_par_min: 1,

@@ -10,9 +10,9 @@ use core::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::isa::vectorize;
 use super::layout::{small_contiguous, Plan, View};
 use super::params::KernelParams;
-use super::simd::vectorize;
 use super::unary::fill;
 use crate::Float;
 
@@ -137,12 +137,12 @@ pub(crate) fn sum_map<E: Float, G: Fn(E) -> E + Sync + Send>(src: View<'_, E>, g
     let n = plan.len();
     let [s] = plan.inner_strides();
     let data = src.data;
-    let simd = params.simd;
+    let isa = params.isa;
     sum_blocks(n.div_ceil(bl), params.reduce_parallel(n), |b| {
         let mut total = E::ZERO;
         plan.for_each_run(b * bl, (b + 1) * bl, |_, [o], len| {
             total += vectorize(
-                simd,
+                isa,
                 #[inline(always)]
                 || {
                     if s == 1 {
@@ -170,12 +170,12 @@ pub(crate) fn zip_sum<E: Float, F: Fn(E, E) -> E + Sync + Send>(
     let n = plan.len();
     let [sa, sb] = plan.inner_strides();
     let bl = params.reduce_block.max(1);
-    let simd = params.simd;
+    let isa = params.isa;
     sum_blocks(n.div_ceil(bl), params.reduce_parallel(n), |blk| {
         let mut total = E::ZERO;
         plan.for_each_run(blk * bl, (blk + 1) * bl, |_, [oa, ob], len| {
             total += vectorize(
-                simd,
+                isa,
                 #[inline(always)]
                 || {
                     if sa == 1 && sb == 1 {
@@ -229,7 +229,7 @@ pub(crate) fn reduce_axes<E: Float, R: Reducer<E>>(src: View<'_, E>, reduce: &[b
     let parallel = params.reduce_parallel(out_len * red_len) && out_len > 1;
     let task = out_len.div_ceil(4 * threads).max(params.task_min.div_ceil(red_len.max(1))).max(1);
     let data = src.data;
-    let simd = params.simd;
+    let isa = params.isa;
     fill(out_len, parallel, task, |start, piece: &mut [MaybeUninit<E>]| {
         kplan.for_each_run(start, start + piece.len(), |pos, [o], len| {
             let dst = &mut piece[pos - start..pos - start + len];
@@ -239,7 +239,7 @@ pub(crate) fn reduce_axes<E: Float, R: Reducer<E>>(src: View<'_, E>, reduce: &[b
                     let mut acc = R::identity();
                     rplan.for_each_run(0, red_len, |_, [ro], rlen| {
                         let part = vectorize(
-                            simd,
+                            isa,
                             #[inline(always)]
                             || R::reduce_run(data, base + ro, rlen, sr),
                         );
@@ -257,7 +257,7 @@ pub(crate) fn reduce_axes<E: Float, R: Reducer<E>>(src: View<'_, E>, reduce: &[b
                     for t in 0..rlen {
                         let base = o + ro + t * sr;
                         vectorize(
-                            simd,
+                            isa,
                             #[inline(always)]
                             || {
                                 if sk == 1 {

@@ -11,9 +11,9 @@
 
 use core::mem::MaybeUninit;
 
+use super::isa::vectorize;
 use super::params::{Cost, KernelParams};
 use super::reduce::{sum_lanes, Max, Reducer};
-use super::simd::vectorize;
 use super::unary::fill;
 use crate::Float;
 
@@ -50,7 +50,7 @@ pub(crate) fn softmax<E: Float>(
     debug_assert_eq!(x.len(), n);
     let parallel = params.map_parallel(n, Cost::Heavy) && outer > 1;
     let task = params.task_len(n, block.max(1)).max(block.max(1));
-    let simd = params.simd;
+    let isa = params.isa;
     fill(n, parallel, task, |start, piece: &mut [MaybeUninit<E>]| {
         if block == 0 {
             return;
@@ -64,14 +64,14 @@ pub(crate) fn softmax<E: Float>(
         if inner == 1 {
             let mut exps = if log { vec![E::ZERO; src.len()] } else { Vec::new() };
             vectorize(
-                simd,
+                isa,
                 #[inline(always)]
                 || softmax_rows(src, dst, r, log, &mut exps),
             );
         } else {
             let mut scratch = vec![E::ZERO; 2 * inner];
             vectorize(
-                simd,
+                isa,
                 #[inline(always)]
                 || {
                     let (mx, sum) = scratch.split_at_mut(inner);
@@ -158,13 +158,13 @@ pub(crate) fn cross_entropy_sum<E: Float>(x: &[E], c: usize, targets: &[usize], 
     // of threads.
     let rows_per_block = params.reduce_block.div_ceil(c).max(1);
     let blocks = n.div_ceil(rows_per_block);
-    let simd = params.simd;
+    let isa = params.isa;
     let block = |b: usize| {
         let rows = b * rows_per_block..((b + 1) * rows_per_block).min(n);
         let src = &x[rows.start * c..rows.end * c];
         let mut shifted = vec![E::ZERO; src.len()];
         vectorize(
-            simd,
+            isa,
             #[inline(always)]
             || {
                 // The same three passes as softmax: x − max, exp of the whole block, sums.

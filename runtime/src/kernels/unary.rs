@@ -2,9 +2,9 @@
 
 use core::mem::MaybeUninit;
 
+use super::isa::vectorize;
 use super::layout::{for_each_piece, Plan, View, SMALL_MAP};
 use super::params::{Cost, KernelParams};
-use super::simd::vectorize;
 use crate::Float;
 
 /// `f` applied to every element of `src`, as a fresh row-major vector.
@@ -18,12 +18,12 @@ pub(crate) fn map<E: Float, F: Fn(E) -> E + Sync + Send>(
     let n = plan.len();
     let [s] = plan.inner_strides();
     let data = src.data;
-    let simd = params.simd;
+    let isa = params.isa;
     fill(n, params.map_parallel(n, cost), params.task_len(n, 64), |start, piece| {
         plan.for_each_run(start, start + piece.len(), |pos, [o], len| {
             let dst = &mut piece[pos - start..pos - start + len];
             vectorize(
-                simd,
+                isa,
                 #[inline(always)]
                 || match s {
                     1 => {
@@ -60,10 +60,10 @@ pub(crate) fn map_in_place<E: Float, F: Fn(E) -> E + Sync + Send>(
         dst.iter_mut().for_each(|x| *x = f(*x));
         return;
     }
-    let simd = params.simd;
+    let isa = params.isa;
     for_each_piece(dst, params.map_parallel(n, cost), params.task_len(n, 64), |_, piece| {
         vectorize(
-            simd,
+            isa,
             #[inline(always)]
             || {
                 for x in piece {

@@ -2,9 +2,9 @@
 
 use super::ops::broadcast_or_panic;
 use super::{ShapeFmt, Tensor};
+use crate::kernels::isa::vectorize;
 use crate::kernels::layout::{broadcast_strides, Dims, SMALL_MAP};
 use crate::kernels::matmul::{batched_matmul, Batched};
-use crate::kernels::simd::vectorize;
 use crate::kernels::KernelParams;
 use crate::Float;
 use core::mem::MaybeUninit;
@@ -142,7 +142,7 @@ impl<E: Float> Tensor<E> {
         if self.untouched_zero || u.ndim() != 1 || v.ndim() != 1 || self.shape[..] != [u.shape[0], v.shape[0]] {
             return false;
         }
-        let simd = KernelParams::current().simd;
+        let isa = KernelParams::current().isa;
         let Some(acc) = self.unique_slice_mut() else { return false };
         // (Strided vectors, which are rare, are made contiguous first.)
         let (u_copy, v_copy);
@@ -174,7 +174,7 @@ impl<E: Float> Tensor<E> {
         match small {
             // A small matrix: the SIMD dispatch would cost more than the loop.
             true => add(),
-            false => vectorize(simd, add),
+            false => vectorize(isa, add),
         }
         true
     }
