@@ -22,6 +22,10 @@ use super::MatRef;
 use crate::kernels::isa::vectorize;
 use crate::Float;
 
+/// An `A` of at most this many elements, split by columns, is packed by the threads
+/// together (see [`product`]).
+const SHARED_A_MAX: usize = 1 << 18;
+
 /// Rows of `A` packed at once, at most (the packed block is at most `MC × KC`; it is
 /// read panel by panel, each staying in L1 while it meets every panel of `B`).
 const MC: usize = 4096;
@@ -172,11 +176,31 @@ pub(super) unsafe fn product<T: Float, K: Tile<T>>(
     let by_rows = threads > 1 && largest_share(row_panels) < largest_share(col_panels);
     let (split_panels, split_width) = if by_rows { (row_panels, mr) } else { (col_panels, nr) };
     let parts = threads.min(split_panels).max(1);
+    // A small `A` split by columns (a batch of activations times a layer's `Wᵀ`) is
+    // packed once, every block of `k`, by all the threads together, rather than once
+    // by each part: block `pc` at `pc · MR · a_panels` in `shared_a`.
+    let a_panels_all = m.div_ceil(mr);
+    let share_a = parts > 1 && !by_rows && m <= mc && m * k <= SHARED_A_MAX;
+    let mut shared_a = Panels::<T>::new(if share_a { a_panels_all * mr * k } else { 0 });
+    let shared_a = shared_a.ptr();
+    if share_a {
+        for_each_part(parts, a_panels_all, &|panels| {
+            for pc in (0..k).step_by(kc) {
+                let kb = (k - pc).min(kc);
+                let block =
+                    Block { ptr: lhs_ptr.get().wrapping_add(pc * lhs.cs), width: m, kb, sw: lhs.rs, sp: lhs.cs };
+                let at = SharedPtr(shared_a.get().wrapping_add(pc * mr * a_panels_all));
+                // SAFETY: the block lies in the checked operand; each part packs its
+                // own panels of each block, inside the buffer.
+                unsafe { pack_panels::<T, K>(true, at, block, panels.clone()) };
+            }
+        });
+    }
     for_each_part(parts, split_panels, &|panels| {
         let (lo, hi) = (panels.start * split_width, panels.end * split_width);
         let ((i0, i1), (j0, j1)) = if by_rows { ((lo, hi.min(m)), (0, n)) } else { ((0, m), (lo, hi.min(n))) };
         if i0 < i1 && j0 < j1 {
-            let mut a_panels = Panels::<T>::new(mc * kc);
+            let mut a_panels = Panels::<T>::new(if share_a { 0 } else { mc * kc });
             let mut b_panels = Panels::<T>::new(kc * (j1 - j0).min(K::NC).next_multiple_of(nr));
             let (a_buf, b_buf) = (a_panels.ptr(), b_panels.ptr());
             for ic in (i0..i1).step_by(mc) {
@@ -191,9 +215,13 @@ pub(super) unsafe fn product<T: Float, K: Tile<T>>(
                         sw: lhs.rs,
                         sp: lhs.cs,
                     };
-                    // SAFETY: the block lies in the checked operand; the buffer holds its panels.
-                    unsafe { pack_panels::<T, K>(true, a_buf, a_block, 0..a_count) };
-                    let a_source = Source { ptr: a_buf.get(), step: mr, panel: kb * mr };
+                    let a_source = if share_a {
+                        Source { ptr: shared_a.get().wrapping_add(pc * mr * a_panels_all), step: mr, panel: kb * mr }
+                    } else {
+                        // SAFETY: the block lies in the checked operand; the buffer holds its panels.
+                        unsafe { pack_panels::<T, K>(true, a_buf, a_block, 0..a_count) };
+                        Source { ptr: a_buf.get(), step: mr, panel: kb * mr }
+                    };
                     for jc in (j0..j1).step_by(K::NC) {
                         let nb = (j1 - jc).min(K::NC);
                         let b_count = nb.div_ceil(nr);
