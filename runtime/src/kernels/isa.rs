@@ -10,7 +10,13 @@
 //! level (no contraction into FMA, explicit accumulators), so their results are
 //! bitwise the same at every level. The hand-written kernels (`gemm`, `narrow`) use
 //! FMA from the AVX2 level on: their results are the same at the AVX2 and AVX-512
-//! levels and may differ in the last bits from the baseline level's.
+//! levels (but for `narrow`'s dot products, which sum a vector's lanes) and may differ
+//! in the last bits from the baseline level's.
+//!
+//! The environment variable `ADJOINT_ISA` (`baseline`, `avx2` or `avx512`, read once)
+//! caps the detected level for the whole process, so that a program, a benchmark or a
+//! test run behaves as on a machine with less, without changing its code (as
+//! `MKL_ENABLE_INSTRUCTIONS` does for MKL).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -34,7 +40,8 @@ impl Isa {
     /// Every level, narrowest first.
     pub const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
 
-    /// The widest level this CPU runs (detected once, at the first call).
+    /// The widest level this CPU runs (detected once, at the first call), or less if
+    /// `ADJOINT_ISA` caps it.
     #[inline(always)]
     pub fn detected() -> Isa {
         match DETECTED.load(Ordering::Relaxed) {
@@ -53,6 +60,11 @@ impl Isa {
     #[inline(always)]
     pub fn effective(self) -> Isa {
         self.min(Isa::detected())
+    }
+
+    /// The level named `name` (`"baseline"`, `"avx2"`, `"avx512"`, any case).
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|level| level.name().eq_ignore_ascii_case(name.trim()))
     }
 
     /// A short name (`"baseline"`, `"avx2"`, `"avx512"`).
@@ -83,8 +95,8 @@ fn from_code(code: u8) -> Isa {
 
 static DETECTED: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-#[cold]
-fn detect() -> Isa {
+/// The widest level of this CPU's instruction set, whatever `ADJOINT_ISA` says.
+fn hardware() -> Isa {
     #[cfg(target_arch = "x86_64")]
     let level = if is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
@@ -101,6 +113,20 @@ fn detect() -> Isa {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let level = Isa::Baseline;
+    level
+}
+
+/// The cap `ADJOINT_ISA` sets, if it names a level.
+fn cap() -> Option<Isa> {
+    std::env::var("ADJOINT_ISA").ok().as_deref().and_then(Isa::from_name)
+}
+
+#[cold]
+fn detect() -> Isa {
+    let level = match cap() {
+        Some(cap) => cap.min(hardware()),
+        None => hardware(),
+    };
     DETECTED.store(code(level), Ordering::Relaxed);
     level
 }
@@ -118,8 +144,12 @@ pub fn describe() -> String {
     let running = params.isa.effective();
     let cpu = cpu_name();
     let gemm = super::gemm::describe(running);
+    let capped = match cap() {
+        Some(cap) if cap < hardware() => format!(" (the CPU has {}; ADJOINT_ISA={cap})", hardware()),
+        _ => String::new(),
+    };
     format!(
-        "{cpu} ({arch}); detected {detected}; kernels run {running} (asked for {asked}); {gemm}; {threads} thread(s)",
+        "{cpu} ({arch}); detected {detected}{capped}; kernels run {running} (asked for {asked}); {gemm}; {threads} thread(s)",
         arch = std::env::consts::ARCH,
         asked = params.isa,
         threads = params.threads(),
