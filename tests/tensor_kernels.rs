@@ -1289,3 +1289,24 @@ fn describe_names_what_runs() {
     );
     assert!(forced.contains("kernels run baseline (asked for baseline)") && forced.contains("portable"), "{forced}");
 }
+
+/// `ADJOINT_ISA` caps the level for a whole process: this test runs itself again with
+/// `ADJOINT_ISA=baseline`, where the detected level must be the baseline and the
+/// description must say why.
+#[test]
+fn adjoint_isa_caps_the_level() {
+    if let Ok(cap) = std::env::var("ADJOINT_ISA") {
+        let cap = Isa::from_name(&cap).expect("a level's name");
+        assert!(Isa::detected() <= cap, "detected {} above ADJOINT_ISA={cap}", Isa::detected());
+        let line = adjoint_runtime::kernels::describe();
+        assert!(line.contains(&format!("detected {}", Isa::detected())), "{line}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", "adjoint_isa_caps_the_level", "--nocapture"])
+        .env("ADJOINT_ISA", "baseline")
+        .output()
+        .expect("the test binary runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "{}", String::from_utf8_lossy(&out.stdout));
+}
