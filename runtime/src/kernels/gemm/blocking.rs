@@ -2,8 +2,7 @@
 //! rows of `A` and each block of `k` (the tiles' `KC`), the `A` block is packed; then
 //! for each chunk of at most `NC` columns the `B` block is packed and every tile of the
 //! block is computed, `A` panel by `A` panel (the panel stays in L1 while the tile
-//! sweeps the packed `B`, which stays in L2). Panel buffers are 64-byte aligned and
-//! reused from a per-thread pool.
+//! sweeps the packed `B`, which stays in L2). Panel buffers are 64-byte aligned.
 //!
 //! With several threads, the columns of `C` (or its rows, whichever divides more
 //! evenly into whole panels) are split into one part per thread, joined once; each part
@@ -50,13 +49,10 @@ impl<T> Out<T> {
 }
 
 /// A buffer of packed panels, aligned to a cache line (a vector load of a panel then
-/// never straddles two lines), written and read through its pointer by the one part of
-/// a product that owns it.
-///
-/// Buffers come from a small per-thread pool and go back to it when dropped: a fresh
-/// allocation of the size of a packed block (hundreds of KiB) is returned to the
-/// system by `free`, so every product would fault its pages in again (the packing's
-/// stores were most of its time).
+/// never straddles two lines), written and read through its pointer by the part of a
+/// product that owns it. (A per-thread pool of these buffers was measured: no faster,
+/// since glibc keeps freed blocks of this size for the next allocation, and it held
+/// about 3 MiB between an MLP's training steps.)
 struct Panels<T> {
     lines: Vec<Line>,
     _elements: core::marker::PhantomData<T>,
@@ -67,37 +63,14 @@ struct Panels<T> {
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// Buffers a thread keeps for its next products.
-const POOLED: usize = 4;
-
-thread_local! {
-    static POOL: core::cell::RefCell<Vec<Vec<Line>>> = const { core::cell::RefCell::new(Vec::new()) };
-}
-
 impl<T> Panels<T> {
     fn new(len: usize) -> Self {
         let lines = (len * core::mem::size_of::<T>()).div_ceil(64);
-        let mut buf = POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_default();
-        if buf.capacity() < lines {
-            buf = Vec::with_capacity(lines);
-        }
-        Panels { lines: buf, _elements: core::marker::PhantomData }
+        Panels { lines: Vec::with_capacity(lines), _elements: core::marker::PhantomData }
     }
 
     fn ptr(&mut self) -> SharedPtr<T> {
         SharedPtr(self.lines.as_mut_ptr() as *mut T)
-    }
-}
-
-impl<T> Drop for Panels<T> {
-    fn drop(&mut self) {
-        let buf = core::mem::take(&mut self.lines);
-        POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.len() < POOLED {
-                pool.push(buf);
-            }
-        });
     }
 }
 
