@@ -20,6 +20,7 @@ mod attr;
 mod backward;
 mod ctxt;
 mod derive;
+mod desugar;
 mod emit;
 mod expand;
 mod graph;

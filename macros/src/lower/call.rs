@@ -368,6 +368,8 @@ impl<'a> Lowerer<'a> {
                 self.cx.error_spanned_by(m, format!("`{name}!(f)` must be called: `{name}!(f)(args…)`"));
                 Value::Poison
             }
+            // Already reported by `desugar`.
+            crate::desugar::REJECTED => Value::Poison,
             _ => self.unsupported(
                 &m.mac.path,
                 &format!("the macro `{name}!`"),

@@ -112,6 +112,9 @@ struct Lowerer<'a> {
 }
 
 pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
+    // Iterator chains and local closures become the loops and blocks they stand for.
+    let desugared = crate::desugar::desugar(body, cx);
+    let body = &desugared;
     let mut scan = Scan::default();
     scan.visit_block(body);
     let mut l = Lowerer {
