@@ -1302,43 +1302,11 @@ impl<'d> Desugarer<'d> {
     }
 }
 
-/// `x.iter()`, `&x`, `x`, `.enumerate()` right after `iter`, `.zip(y)`, `.copied()`, and
-/// ranges with `rev`/`step_by`: the `for` loops the lowering iterates itself.
+/// Ranges with `rev`/`step_by`: the `for` loops the lowering iterates itself (every
+/// other `for` is desugared into a loop over an index).
 fn natively_iterated(e: &Expr) -> bool {
     let (base, links) = chain_links(e);
-    let names: Vec<String> = links.iter().map(|l| l.method.to_string()).collect();
-    if matches!(strip(base), Expr::Range(_)) {
-        return names.iter().all(|n| n == "rev" || n == "step_by");
-    }
-    let plain_base = |b: &Expr| {
-        matches!(strip(b), Expr::Path(_) | Expr::Field(_))
-            || matches!(strip(b), Expr::Reference(r) if matches!(strip(&r.expr), Expr::Path(_) | Expr::Field(_)))
-    };
-    if !plain_base(base) {
-        return false;
-    }
-    let mut rest = names.as_slice();
-    if rest.first().is_some_and(|n| n == "iter") {
-        rest = &rest[1..];
-    }
-    let mut enumerated = false;
-    for (k, n) in rest.iter().enumerate() {
-        match n.as_str() {
-            "copied" | "cloned" | "into_iter" => {}
-            "enumerate" if k == 0 && !enumerated => enumerated = true,
-            "zip" => {
-                let arg = links.iter().find(|l| l.method == "zip").map(|l| l.args[0]);
-                if !arg.is_some_and(|a| {
-                    let (b, l) = chain_links(a);
-                    plain_base(b) && l.iter().all(|l| l.method == "iter" || l.method == "copied")
-                }) {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
-    true
+    matches!(strip(base), Expr::Range(_)) && links.iter().all(|l| l.method == "rev" || l.method == "step_by")
 }
 
 /// How to write "`cmp(x, y)` is Greater" for two expressions.
@@ -1417,7 +1385,10 @@ impl VisitMut for Desugarer<'_> {
                 if let Stmt::Local(local) = &s {
                     this.bind_names(&local.pat);
                 }
-                out.push(s);
+                match this.array_pattern(&s) {
+                    Some(stmts) => out.extend(stmts),
+                    None => out.push(s),
+                }
             }
             b.stmts = out;
         });
@@ -1512,6 +1483,36 @@ impl VisitMut for Desugarer<'_> {
 }
 
 impl Desugarer<'_> {
+    /// `let [a, b, c] = e;` → `let a = e[0]; let b = e[1]; let c = e[2];` (`e` named first
+    /// unless it is a plain path, so that it is evaluated once); `_` and `..` skip.
+    fn array_pattern(&mut self, s: &Stmt) -> Option<Vec<Stmt>> {
+        let Stmt::Local(local) = s else { return None };
+        let (Pat::Slice(slice), Some(init)) = (&local.pat, &local.init) else { return None };
+        if init.diverge.is_some() {
+            return None;
+        }
+        let span = slice.span();
+        let mut out = Vec::new();
+        let value = self.name_it(&init.expr, "array", &mut out, span);
+        let rest = slice.elems.iter().position(|p| matches!(p, Pat::Rest(_)));
+        let count = slice.elems.len();
+        for (k, p) in slice.elems.iter().enumerate() {
+            if matches!(p, Pat::Rest(_) | Pat::Wild(_)) {
+                continue;
+            }
+            let index: Expr = match rest {
+                Some(r) if k > r => {
+                    let back = count - k;
+                    parse_quote_spanned!(span=> #value.len() - #back)
+                }
+                _ => parse_quote_spanned!(span=> #k),
+            };
+            let p = by_value(p);
+            out.push(parse_quote_spanned!(span=> let #p = #value[#index];));
+        }
+        Some(out)
+    }
+
     /// Visit a rewritten expression's parts (its own top is already desugared).
     fn visit_expr_mut_inner(&mut self, e: &mut Expr) {
         syn::visit_mut::visit_expr_mut(self, e);

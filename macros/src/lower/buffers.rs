@@ -182,4 +182,57 @@ impl<'a> Lowerer<'a> {
         });
         Value::Op(self.temp("folded", kind, Rvalue::Use(Operand::Var(acc)), span))
     }
+
+    // ---------------------------------------------------------------- whole buffers
+
+    /// `dst = src;` for two buffers: an element-wise copy, so that the values `dst`
+    /// held are saved for the reverse sweep like any overwritten element. The lengths
+    /// must agree (double buffering): a store one past `dst`'s end, made only when they
+    /// differ, panics there rather than leave a stale tail.
+    pub(super) fn copy_into(&mut self, dst: Var, src: Var, span: Span) {
+        self.same_length(dst, src, span);
+        let len = self.temp("len", Kind::Int, Rvalue::Len(src), span);
+        let kind = self.vars.kind(src).element();
+        let i = self.vars.add("i", Kind::Int, Role::Index, span);
+        let body = self.nested(|l| {
+            let x = l.temp("elem", kind, Rvalue::Index { buf: src, index: Operand::Var(i) }, span);
+            l.emit(Stmt::Store { buf: dst, index: Operand::Var(i), value: x });
+        });
+        self.emit(Stmt::For {
+            var: i,
+            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
+            body,
+        });
+    }
+
+    /// `std::mem::swap(&mut a, &mut b)` for two buffers of the same length: their
+    /// elements exchanged one by one.
+    pub(super) fn swap_buffers(&mut self, a: Var, b: Var, span: Span) {
+        self.same_length(a, b, span);
+        let len = self.temp("len", Kind::Int, Rvalue::Len(a), span);
+        let (ka, kb) = (self.vars.kind(a).element(), self.vars.kind(b).element());
+        let i = self.vars.add("i", Kind::Int, Role::Index, span);
+        let body = self.nested(|l| {
+            let x = l.temp("elem", ka, Rvalue::Index { buf: a, index: Operand::Var(i) }, span);
+            let y = l.temp("elem", kb, Rvalue::Index { buf: b, index: Operand::Var(i) }, span);
+            l.emit(Stmt::Store { buf: a, index: Operand::Var(i), value: y });
+            l.emit(Stmt::Store { buf: b, index: Operand::Var(i), value: x });
+        });
+        self.emit(Stmt::For {
+            var: i,
+            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
+            body,
+        });
+    }
+
+    /// `if len(a) != len(b) { a[len(a)] = 0 }`: a panic (index out of bounds) where two
+    /// buffers that must be as long as each other are not.
+    fn same_length(&mut self, a: Var, b: Var, span: Span) {
+        let la = self.temp("len", Kind::Int, Rvalue::Len(a), span);
+        let lb = self.temp("len", Kind::Int, Rvalue::Len(b), span);
+        let differ = self.temp("lengths_differ", Kind::Bool, Rvalue::Binary(BinOp::Ne, la.clone(), lb), span);
+        let zero = self.vars.zero(a);
+        let then_ = self.nested(|l| l.emit(Stmt::Store { buf: a, index: la, value: zero }));
+        self.emit(Stmt::If { cond: differ, then_, else_: Vec::new() });
+    }
 }

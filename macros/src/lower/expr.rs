@@ -49,6 +49,7 @@ impl<'a> Lowerer<'a> {
                 self.expr(&r.expr)
             }
             Expr::MethodCall(m) => self.method_call(m),
+            Expr::Call(c) if is_mem_swap(&c.func) => self.swap_call(c),
             Expr::Call(c) => self.call(c, None).map(|v| Value::Op(Operand::Var(v))).unwrap_or(Value::Poison),
             Expr::Index(ix) => {
                 if let Expr::Range(_) = &*ix.index {
@@ -293,6 +294,16 @@ impl<'a> Lowerer<'a> {
                     );
                     return;
                 };
+                // `u = next.clone();` (or `.to_vec()`) into a buffer copies `next` itself:
+                // the clone would only be copied again.
+                let right = match (&binding, strip_parens(right)) {
+                    (Binding::Buffer(_), Expr::MethodCall(m))
+                        if m.args.is_empty() && (m.method == "clone" || m.method == "to_vec") && op.is_none() =>
+                    {
+                        &*m.receiver
+                    }
+                    _ => right,
+                };
                 let rhs = self.expr(right);
                 let value = match op {
                     None => rhs,
@@ -339,12 +350,16 @@ impl<'a> Lowerer<'a> {
                         };
                         self.rebind(&name, nb);
                     }
-                    Binding::Buffer(_) => {
-                        self.cx.error_spanned_by(
-                            left,
-                            "reassigning a whole buffer is not supported; write its elements (`v[i] = …`) or use a new name",
-                        );
-                    }
+                    Binding::Buffer(dst) => match value {
+                        Value::Buffer(src) if op.is_none() => self.copy_into(*dst, src, span),
+                        Value::Poison => {}
+                        _ => {
+                            self.cx.error_spanned_by(
+                                right,
+                                "a buffer can be assigned another buffer of the same length (`u = next;`); write its elements (`v[i] = …`) otherwise",
+                            );
+                        }
+                    },
                     Binding::Cell(_) => unreachable!("handled above"),
                 }
             }
@@ -379,6 +394,56 @@ impl<'a> Lowerer<'a> {
             }
             other => {
                 self.unsupported(other, "assignment to this place", "assign to a local variable or a buffer element");
+            }
+        }
+    }
+}
+
+/// `std::mem::swap`, `core::mem::swap`, `mem::swap`.
+pub(super) fn is_mem_swap(func: &Expr) -> bool {
+    let Expr::Path(p) = strip_parens(func) else { return false };
+    let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    matches!(segs.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), [.., "mem", "swap"])
+}
+
+impl Lowerer<'_> {
+    /// `std::mem::swap(&mut a, &mut b)`: two buffers exchange their elements, two
+    /// mutable scalars their values.
+    fn swap_call(&mut self, c: &syn::ExprCall) -> Value {
+        let span = c.span();
+        let operand_of = |e: &Expr| match strip_parens(e) {
+            Expr::Reference(r) if r.mutability.is_some() => Some((*r.expr).clone()),
+            _ => None,
+        };
+        let (Some(a), Some(b)) = (c.args.first().and_then(operand_of), c.args.get(1).and_then(operand_of)) else {
+            self.cx
+                .error_spanned_by(c, "`std::mem::swap` takes two `&mut` locals here: `std::mem::swap(&mut a, &mut b)`");
+            return Value::Poison;
+        };
+        match (self.buffer_of(&a), self.buffer_of(&b)) {
+            (Some(x), Some(y)) if self.vars.role(x) != Role::Param && self.vars.role(y) != Role::Param => {
+                self.swap_buffers(x, y, span);
+                Value::Unit
+            }
+            (None, None) => {
+                // Two scalars: through a temporary, as the user would write it.
+                let t = self.expr(&a);
+                self.assign(&a, None, &b, span);
+                let Value::Op(t) = t else {
+                    self.cx.error_spanned_by(&a, "only mutable locals (scalars or buffers) can be swapped here");
+                    return Value::Poison;
+                };
+                // `a`'s old value is bound to a name the user cannot write, as `let t = a;`.
+                let tmp_name = Ident::new("__adjoint_swap", span);
+                self.scopes.push(vec![(tmp_name.to_string(), Binding::Value(t))]);
+                let tmp_expr: Expr = syn::parse_quote_spanned!(span=> #tmp_name);
+                self.assign(&b, None, &tmp_expr, span);
+                self.scopes.pop();
+                Value::Unit
+            }
+            _ => {
+                self.cx.error_spanned_by(c, "`std::mem::swap` exchanges two local buffers (`Vec`s of the same length) or two mutable scalars here");
+                Value::Poison
             }
         }
     }

@@ -24,6 +24,19 @@ impl<'ast> Visit<'ast> for Scan {
         }
         syn::visit::visit_expr_assign(self, e);
     }
+    fn visit_expr_call(&mut self, e: &'ast syn::ExprCall) {
+        // `std::mem::swap(&mut a, &mut b)` assigns both.
+        if self.control_depth > 0 && super::expr::is_mem_swap(&e.func) {
+            for arg in &e.args {
+                if let Expr::Reference(r) = strip_parens(arg) {
+                    if let Some(name) = r.mutability.and_then(|_| assigned_name(&r.expr)) {
+                        self.assigned_in_control.insert(name);
+                    }
+                }
+            }
+        }
+        syn::visit::visit_expr_call(self, e);
+    }
     fn visit_expr_binary(&mut self, e: &'ast syn::ExprBinary) {
         if self.control_depth > 0 && compound_op(&e.op).is_some() {
             if let Some(name) = assigned_name(&e.left) {
