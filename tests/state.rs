@@ -1,7 +1,7 @@
 //! Loop state kept in buffers, as users write it: double buffering with
 //! `std::mem::swap`, a buffer replaced by another of the same length (`u = next;`),
-//! scalars swapped, and array patterns (`let [a, b] = …`) over buffers and over the
-//! arrays helpers return. Checked against central finite differences.
+//! scalars swapped, and patterns: `let [a, b] = …` over buffers and over the arrays
+//! helpers return, `let (s, c) = θ.sin_cos();`. Checked against central finite differences.
 
 #![allow(clippy::needless_range_loop, clippy::manual_swap)]
 
@@ -57,7 +57,7 @@ fn fibonacci_like(a0: f64, b0: f64, w: f64) -> f64 {
 
 #[differentiable]
 fn rotate(p: [f64; 2], t: f64) -> [f64; 2] {
-    let (s, c) = (t.sin(), t.cos());
+    let (s, c) = t.sin_cos();
     [c * p[0] - s * p[1], s * p[0] + c * p[1]]
 }
 

@@ -22,6 +22,7 @@
 //!   `{ let (p, q) = (a, b); body }`; one passed to an adaptor is inlined the same way.
 //!   Its captures are then reads of the enclosing locals, so a capture shadowed between
 //!   the closure and a call, or a `return` inside the closure, is reported.
+//! - `θ.sin_cos()` is `(θ.sin(), θ.cos())` (bit for bit what `std` returns).
 //! - A chain is a source (`x.iter()`, `x.iter_mut()`, `x.into_iter()`, `&x`, `x[a..b]`,
 //!   a range, `x.windows(k)`, `x.chunks(k)`), adaptors that keep the elements addressable
 //!   by index (`zip`, `enumerate`, `rev`, `skip`, `take`, `step_by`, `map`, `copied`,
@@ -1457,6 +1458,18 @@ impl VisitMut for Desugarer<'_> {
                     ),
                 );
                 *e = rejected(e.span());
+                return;
+            }
+        }
+        // `θ.sin_cos()` is `(θ.sin(), θ.cos())`, bit for bit (as `std` computes it).
+        if let Expr::MethodCall(m) = &*e {
+            if m.method == "sin_cos" && m.args.is_empty() {
+                let span = e.span();
+                let mut setup = Vec::new();
+                let angle = self.name_it(&m.receiver, "angle", &mut setup, span);
+                let mut rewritten: Expr = parse_quote_spanned!(span=> { #(#setup)* (#angle.sin(), #angle.cos()) });
+                self.visit_expr_mut_inner(&mut rewritten);
+                *e = rewritten;
                 return;
             }
         }

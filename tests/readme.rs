@@ -1,0 +1,59 @@
+//! The examples of the README's "What you can write" section, exactly as printed there,
+//! each checked against central finite differences.
+
+mod common;
+
+use adjoint::prelude::*;
+use common::*;
+
+const TOL: Tol = Tol { rel: 1e-6, abs: 1e-8 };
+
+#[differentiable]
+fn softmax_weighted(x: &[f64], w: &[f64]) -> f64 {
+    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
+    let z: f64 = e.iter().sum();
+    e.iter().zip(w).map(|(ei, wi)| ei / z * wi).sum()
+}
+
+#[differentiable]
+fn roughness(x: &[f64]) -> f64 {
+    x.windows(2).map(|w| (w[1] - w[0]).powi(2)).sum::<f64>()
+        + x.iter().filter(|&&v| v > 0.0).map(|v| v.sqrt()).sum::<f64>()
+}
+
+#[differentiable(wrt(rate, capacity))]
+fn sse(rate: f64, capacity: f64, p0: f64, times: &[f64], obs: &[f64]) -> f64 {
+    let logistic = |t: f64| capacity / (1.0 + (capacity - p0) / p0 * (-rate * t).exp());
+    times.iter().zip(obs).map(|(&t, y)| (logistic(t) - y).powi(2)).sum()
+}
+
+#[differentiable(wrt(kappa, u0))]
+fn heat(kappa: f64, u0: &[f64], dt: f64, steps: usize) -> f64 {
+    let n = u0.len();
+    let (mut u, mut next) = (u0.to_vec(), u0.to_vec());
+    for _ in 0..steps {
+        for (i, &centre) in u[1..n - 1].iter().enumerate() {
+            next[i + 1] = centre + kappa * dt * (u[i] - 2.0 * centre + u[i + 2]);
+        }
+        std::mem::swap(&mut u, &mut next);
+    }
+    u.iter().map(|v| v * v).sum()
+}
+
+#[test]
+fn readme_examples() {
+    let (x, w) = ([0.3, -1.2, 2.5, 0.7], [1.1, 0.4, -0.6, 2.0]);
+    let (gx, gw) = grad!(softmax_weighted)(&x, &w);
+    assert_vec_close("softmax d/dx", &gx, &fd_vec(|x| softmax_weighted(x, &w), &x), TOL);
+    assert_vec_close("softmax d/dw", &gw, &fd_vec(|w| softmax_weighted(&x, w), &w), TOL);
+    assert_vec_close("roughness", &grad!(roughness)(&x), &fd_vec(roughness, &x), TOL);
+    let (times, obs) = ([0.0, 0.5, 1.0, 1.5, 2.0], [1.0, 1.6, 2.4, 3.5, 4.7]);
+    let (gr, gk) = grad!(sse)(0.8, 10.0, 1.0, &times, &obs);
+    assert_close("sse d/drate", gr, fd(|r| sse(r, 10.0, 1.0, &times, &obs), 0.8), TOL);
+    assert_close("sse d/dcapacity", gk, fd(|k| sse(0.8, k, 1.0, &times, &obs), 10.0), TOL);
+    let u0 = [0.2, 0.5, 0.9, 0.4, 0.1];
+    let (gk, gu) = grad!(heat)(0.8, &u0, 0.1, 6);
+    assert_close("heat d/dkappa", gk, fd(|k| heat(k, &u0, 0.1, 6), 0.8), TOL);
+    assert_vec_close("heat d/du0", &gu, &fd_vec(|u| heat(0.8, u, 0.1, 6), &u0), TOL);
+}
