@@ -7,11 +7,13 @@ mod benchmarks;
 
 fn main() {
     println!("kernels: {}", adjoint::kernels::describe());
+    benchmarks::realistic::check_references();
     benchmarks::rosenbrock::rosenbrock_n();
     benchmarks::rosenbrock::rosenbrock_2d();
     benchmarks::gemm::gemm();
     benchmarks::gemm::gemm_large();
     benchmarks::tensor::tensor();
     benchmarks::training::training();
+    benchmarks::realistic::realistic_programs();
     criterion::Criterion::default().configure_from_args().final_summary();
 }

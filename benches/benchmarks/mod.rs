@@ -1,4 +1,5 @@
 pub mod gemm;
+pub mod realistic;
 pub mod rosenbrock;
 pub mod tensor;
 pub mod training;
