@@ -1,7 +1,7 @@
 //! Iterator chains as users write them (`macros/src/desugar.rs` turns them into index
 //! loops): sources (`iter`, `iter_mut`, `&x`, sub-slices, ranges, `windows`, `chunks`),
-//! adaptors (`zip`, `enumerate`, `map`, `filter`, `rev`, `skip`, `take`, `step_by`,
-//! `copied`, `cloned`) and consumers (`sum`, `product`, `fold`, `collect`, `max_by`,
+//! adaptors (`zip`, `enumerate`, `map`, `filter`, `filter_map` over `Option`s, `rev`,
+//! `skip`, `take`, `step_by`, `copied`, `cloned`) and consumers (`sum`, `product`, `fold`, `collect`, `max_by`,
 //! `min_by`, `count`, `for`), chained with each other and with closures, checked
 //! against central finite differences over random inputs, with a second derivative by
 //! nesting `grad!`.
@@ -120,6 +120,19 @@ fn ufcs(a: f64, b: f64) -> f64 {
     f64::sqrt(a * a + 1.0) + f64::max(a, b) * f64::exp(b)
 }
 
+#[differentiable(wrt(scale))]
+fn observed_error(scale: f64, xs: &[f64], obs: &[Option<f64>]) -> f64 {
+    // Missing observations are skipped; each present one is compared with the model.
+    xs.iter().zip(obs).filter_map(|(&x, y)| y.map(|y| (scale * x - y).powi(2))).sum()
+}
+
+#[differentiable]
+fn positive_logs(x: &[f64]) -> f64 {
+    let logs: f64 = x.iter().filter_map(|&v| if v > 0.0 { Some(v.ln()) } else { None }).sum();
+    let all: f64 = x.iter().filter_map(|v| Some(v * v)).sum();
+    logs + all
+}
+
 #[differentiable(order = 3)]
 fn cubic_energy(x: &[f64]) -> f64 {
     x.iter().map(|v| v.powi(3)).sum()
@@ -224,6 +237,18 @@ proptest! {
         let (fa, fb) = fd2(ufcs, a, b);
         check("d/da", ga, fa, TOL)?;
         check("d/db", gb, fb, TOL)?;
+    }
+
+    #[test]
+    fn filter_map_of_options(scale in 0.2f64..2.0, xs in xs(1..9), missing in prop::collection::vec(any::<bool>(), 9)) {
+        let obs: Vec<Option<f64>> = xs.iter().zip(&missing).map(|(x, &m)| if m { None } else { Some(0.7 * x + 0.1) }).collect();
+        let g = grad!(observed_error)(scale, &xs, &obs);
+        check("d/dscale", g, fd(|s| observed_error(s, &xs, &obs), scale), TOL)?;
+    }
+
+    #[test]
+    fn filter_map_of_conditions(x in xs(1..9)) {
+        check_vec("grad", &grad!(positive_logs)(&x), &fd_vec(positive_logs, &x), TOL)?;
     }
 
     #[test]

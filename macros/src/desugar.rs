@@ -27,7 +27,9 @@
 //!   a range, `x.windows(k)`, `x.chunks(k)`), adaptors that keep the elements addressable
 //!   by index (`zip`, `enumerate`, `rev`, `skip`, `take`, `step_by`, `map`, `copied`,
 //!   `cloned`), adaptors applied to each element in turn once a `filter` has made
-//!   positions unknowable (`filter`, `map`, `enumerate`, `skip`, `take`), and a consumer
+//!   positions unknowable (`filter`, `filter_map` of an `Option` written `o.map(|v| …)`,
+//!   `Some(…)` or `if c { Some(…) } else { None }`, `map`, `enumerate`, `skip`, `take`),
+//!   and a consumer
 //!   (`for`, `sum`, `product`, `fold`, `collect`, `max_by`/`min_by` + `unwrap`, `count`).
 //!   It becomes one loop over an index.
 //!
@@ -448,6 +450,8 @@ type Step<'d> = Box<dyn Fn(&mut Desugarer<'d>, Expr) -> Option<Vec<Stmt>>>;
 enum Stage {
     Map(Expr),
     Filter(Expr),
+    /// `filter_map`: the closure's `Option`, kept when it is `Some`.
+    FilterMap(Expr),
     /// `enumerate` after a `filter`: a counter of the elements that got through.
     Enumerate,
     Skip(Expr),
@@ -494,7 +498,8 @@ fn chain_links(e: &Expr) -> (&Expr, Vec<Link<'_>>) {
 }
 
 const SOURCES: &[&str] = &["iter", "iter_mut", "into_iter", "windows", "chunks"];
-const INDEXED: &[&str] = &["zip", "enumerate", "rev", "skip", "take", "step_by", "map", "copied", "cloned", "filter"];
+const INDEXED: &[&str] =
+    &["zip", "enumerate", "rev", "skip", "take", "step_by", "map", "copied", "cloned", "filter", "filter_map"];
 const CONSUMERS: &[&str] = &["sum", "product", "fold", "collect", "max_by", "min_by", "count"];
 
 impl<'d> Desugarer<'d> {
@@ -707,6 +712,7 @@ impl<'d> Desugarer<'d> {
                 seq.stages.push(Stage::Map(link.args[0].clone()));
             }
             ("filter", 1) => seq.stages.push(Stage::Filter(link.args[0].clone())),
+            ("filter_map", 1) => seq.stages.push(Stage::FilterMap(link.args[0].clone())),
             ("enumerate", 0) if !seq.stages.is_empty() => seq.stages.push(Stage::Enumerate),
             ("enumerate", 0) => {
                 Self::indexed(&mut seq);
@@ -920,6 +926,31 @@ impl<'d> Desugarer<'d> {
                     consume,
                 )?);
             }
+            Stage::FilterMap(f) => {
+                // The closure applied as a block whose value is an `Option`, in one of
+                // the forms `o.map(|v| e)`, `Some(e)`, `if c { Some(e) } else { None }`.
+                let Some(applied) = self.apply_to(f, vec![elem], span) else { return None };
+                let Expr::Block(mut block) = applied else { unreachable!("a closure applies as a block") };
+                let Some(Stmt::Expr(tail, None)) = block.block.stmts.pop() else {
+                    self.cx.error_spanned_by(f, "the closure given to `filter_map` must end with its `Option`");
+                    return None;
+                };
+                let Some((cond, value)) = self.option_parts(&tail, span) else { return None };
+                let id = self.names.fresh("kept", span);
+                let inner =
+                    self.stages(rest, Elem::Value(parse_quote_spanned!(span=> #id)), counters, span, consume)?;
+                let prefix = block.block.stmts;
+                let (cond_setup, cond) = cond;
+                out.extend(prefix);
+                out.extend(cond_setup);
+                match cond {
+                    Some(c) => out.push(parse_quote_spanned!(span=> if #c { let #id = #value; #(#inner)* })),
+                    None => {
+                        out.push(parse_quote_spanned!(span=> let #id = #value;));
+                        out.extend(inner);
+                    }
+                }
+            }
             Stage::Filter(f) => {
                 // The predicate sees a reference to the element; under `|&x|` or `|x|`
                 // with `*x` the element is read by value either way.
@@ -954,6 +985,67 @@ impl<'d> Desugarer<'d> {
             }
         }
         Some(out)
+    }
+
+    /// An `Option` as (setup, "is it `Some`" (`None`: always), the value inside):
+    /// `o.map(|v| e)` (the `Option` named once), `Some(e)`, `if c { Some(e) } else { None }`.
+    #[allow(clippy::type_complexity)]
+    fn option_parts(&mut self, e: &Expr, span: Span) -> Option<((Vec<Stmt>, Option<Expr>), Expr)> {
+        match strip(e) {
+            Expr::Call(c)
+                if c.args.len() == 1 && matches!(strip(&c.func), Expr::Path(p) if p.path.is_ident("Some")) =>
+            {
+                Some(((Vec::new(), None), c.args[0].clone()))
+            }
+            Expr::If(i) => {
+                let then_value = match i.then_branch.stmts.as_slice() {
+                    [Stmt::Expr(t, None)] => t.clone(),
+                    _ => return self.option_form_error(e),
+                };
+                let none_else = match &i.else_branch {
+                    Some((_, els)) => match strip(els) {
+                        Expr::Block(b) => {
+                            matches!(b.block.stmts.as_slice(), [Stmt::Expr(n, None)] if matches!(strip(n), Expr::Path(p) if p.path.is_ident("None")))
+                        }
+                        Expr::Path(p) => p.path.is_ident("None"),
+                        _ => false,
+                    },
+                    None => false,
+                };
+                if !none_else {
+                    return self.option_form_error(e);
+                }
+                let ((setup, inner_cond), value) = self.option_parts(&then_value, span)?;
+                let cond = &i.cond;
+                let cond = match inner_cond {
+                    None => Some(parse_quote_spanned!(span=> #cond)),
+                    Some(c) if setup.is_empty() => Some(parse_quote_spanned!(span=> #cond && #c)),
+                    Some(_) => return self.option_form_error(e),
+                };
+                Some(((setup, cond), value))
+            }
+            Expr::MethodCall(m) if m.method == "map" && m.args.len() == 1 => {
+                let mut setup = Vec::new();
+                let option = self.name_it(&m.receiver, "option", &mut setup, span);
+                let Expr::Closure(c) = strip(&m.args[0]) else { return self.option_form_error(e) };
+                if c.inputs.len() != 1 {
+                    return self.option_form_error(e);
+                }
+                let pat = by_value(&c.inputs[0]);
+                let body = &c.body;
+                let value = parse_quote_spanned!(span=> { let #pat = #option.unwrap(); #body });
+                Some(((setup, Some(parse_quote_spanned!(span=> #option.is_some()))), value))
+            }
+            _ => self.option_form_error(e),
+        }
+    }
+
+    fn option_form_error<T>(&mut self, e: &Expr) -> Option<T> {
+        self.cx.error_spanned_by(
+            e,
+            "this `Option` is not supported here; end the closure with `o.map(|v| …)`, `Some(…)` or `if c { Some(…) } else { None }`",
+        );
+        None
     }
 
     /// The counters the counting stages need, declared in `setup`: (counter, limit).
