@@ -929,13 +929,13 @@ impl<'d> Desugarer<'d> {
             Stage::FilterMap(f) => {
                 // The closure applied as a block whose value is an `Option`, in one of
                 // the forms `o.map(|v| e)`, `Some(e)`, `if c { Some(e) } else { None }`.
-                let Some(applied) = self.apply_to(f, vec![elem], span) else { return None };
+                let applied = self.apply_to(f, vec![elem], span)?;
                 let Expr::Block(mut block) = applied else { unreachable!("a closure applies as a block") };
                 let Some(Stmt::Expr(tail, None)) = block.block.stmts.pop() else {
                     self.cx.error_spanned_by(f, "the closure given to `filter_map` must end with its `Option`");
                     return None;
                 };
-                let Some((cond, value)) = self.option_parts(&tail, span) else { return None };
+                let (cond, value) = self.option_parts(&tail, span)?;
                 let id = self.names.fresh("kept", span);
                 let inner =
                     self.stages(rest, Elem::Value(parse_quote_spanned!(span=> #id)), counters, span, consume)?;
