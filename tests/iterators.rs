@@ -6,7 +6,7 @@
 //! against central finite differences over random inputs, with a second derivative by
 //! nesting `grad!`.
 
-#![allow(clippy::needless_range_loop, clippy::manual_memcpy, clippy::unnecessary_fold)]
+#![allow(clippy::needless_range_loop, clippy::manual_memcpy, clippy::unnecessary_fold, clippy::unnecessary_filter_map)]
 
 mod common;
 
