@@ -69,6 +69,37 @@ fn destructured(x: &[f64], t: f64) -> f64 {
     u * v + last * t
 }
 
+/// Bubble sort by `swap`, with `continue` and `break`: the reverse sweep routes each
+/// adjoint through the recorded exchanges.
+#[differentiable]
+fn bubble_sorted_weights(x: &[f64]) -> f64 {
+    let mut v = x.to_vec();
+    let n = v.len();
+    for pass in 0..n {
+        let mut swapped = false;
+        for i in 0..n - 1 - pass {
+            if v[i] <= v[i + 1] {
+                continue;
+            }
+            v.swap(i, i + 1);
+            swapped = true;
+        }
+        if !swapped {
+            break;
+        }
+    }
+    // The median-ish weighted sum of the sorted values.
+    let mut s = 0.0;
+    for (k, value) in v.iter().enumerate() {
+        if k == n / 2 {
+            s += 3.0 * value;
+            continue;
+        }
+        s += (k as f64 + 1.0) * value;
+    }
+    s
+}
+
 fn profile(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f64>> {
     prop::collection::vec(-1.0f64..1.0, len)
 }
@@ -97,6 +128,13 @@ proptest! {
         check("d/da", ga, fa, TOL)?;
         check("d/db", gb, fb, TOL)?;
         check("d/dw", gw, fw, TOL)?;
+    }
+
+    #[test]
+    fn sorting_by_swaps(x in prop::collection::hash_set(-300i32..300, 1..8)) {
+        // Distinct values, so the order is the same at x ± h.
+        let x: Vec<f64> = x.into_iter().map(|v| v as f64 / 100.0).collect();
+        check_vec("grad", &grad!(bubble_sorted_weights)(&x), &fd_vec(bubble_sorted_weights, &x), TOL)?;
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //!   `{ let (p, q) = (a, b); body }`; one passed to an adaptor is inlined the same way.
 //!   Its captures are then reads of the enclosing locals, so a capture shadowed between
 //!   the closure and a call, or a `return` inside the closure, is reported.
-//! - `θ.sin_cos()` is `(θ.sin(), θ.cos())` (bit for bit what `std` returns).
+//! - `θ.sin_cos()` is `(θ.sin(), θ.cos())` (bit for bit what `std` returns), and
+//!   `v.swap(i, j)` the exchange of two elements.
 //! - A chain is a source (`x.iter()`, `x.iter_mut()`, `x.into_iter()`, `&x`, `x[a..b]`,
 //!   a range, `x.windows(k)`, `x.chunks(k)`), adaptors that keep the elements addressable
 //!   by index (`zip`, `enumerate`, `rev`, `skip`, `take`, `step_by`, `map`, `copied`,
@@ -1550,6 +1551,25 @@ impl VisitMut for Desugarer<'_> {
                     ),
                 );
                 *e = rejected(e.span());
+                return;
+            }
+        }
+        // `v.swap(i, j)` on a slice exchanges two elements.
+        if let Expr::MethodCall(m) = &*e {
+            if m.method == "swap" && m.args.len() == 2 && matches!(strip(&m.receiver), Expr::Path(_) | Expr::Field(_)) {
+                let span = e.span();
+                let v = &m.receiver;
+                let (a, b) = (&m.args[0], &m.args[1]);
+                let (i, j, t) =
+                    (self.names.fresh("i", span), self.names.fresh("j", span), self.names.fresh("swapped", span));
+                let mut rewritten: Expr = parse_quote_spanned!(span=> {
+                    let (#i, #j) = (#a, #b);
+                    let #t = #v[#i];
+                    #v[#i] = #v[#j];
+                    #v[#j] = #t;
+                });
+                self.visit_expr_mut_inner(&mut rewritten);
+                *e = rewritten;
                 return;
             }
         }

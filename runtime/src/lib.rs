@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod nn;
 pub mod optim;
 mod param;
+pub mod permute;
 pub mod random;
 pub mod rules;
 mod support;
@@ -42,6 +43,7 @@ pub fn detach<T>(x: T) -> T {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::detach;
+    pub use crate::permute::{sort_order, Direction};
     pub use crate::rules;
     pub use crate::support::{
         accumulate, accumulate_slice, mask_bits, one_like, pop, primal, zero_like, zeros_like, Mask, MaskBits, Slot,
