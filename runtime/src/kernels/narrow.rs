@@ -350,7 +350,7 @@ macro_rules! with_const {
 /// module `$helpers`.
 macro_rules! tiles {
     ($kernel:ident, $t:ident, $module:ident, $features:literal, $lanes:expr, $accumulators:expr, $axpy_rows:expr,
-     $helpers:ident, $zero:ident, $load:ident, $fmadd:ident, $set1:ident) => {
+     $helpers:ident, $vec:ty, $zero:ident, $load:ident, $fmadd:ident, $set1:ident) => {
         mod $module {
             use super::*;
             use $helpers::*;
@@ -394,10 +394,23 @@ macro_rules! tiles {
                             }
                         }
                     }
-                    for p in 0..P {
-                        for j in 0..J {
-                            *out.add(p * out_rs + j * out_cs) = $t::sum_lanes(acc[p][j]);
+                    // The accumulators' lanes summed eight at a time (a transposing tree,
+                    // in the same order per accumulator as `sum_lanes`), then the rest.
+                    let flat: [[_; J]; P] = acc;
+                    let mut k = 0;
+                    while k + 8 <= P * J {
+                        let group: [$vec; 8] = core::array::from_fn(|g| flat[(k + g) / J][(k + g) % J]);
+                        let sums = $t::sum_lanes_8(group);
+                        for (g, sum) in sums.into_iter().enumerate() {
+                            let (p, j) = ((k + g) / J, (k + g) % J);
+                            *out.add(p * out_rs + j * out_cs) = sum;
                         }
+                        k += 8;
+                    }
+                    while k < P * J {
+                        let (p, j) = (k / J, k % J);
+                        *out.add(p * out_rs + j * out_cs) = $t::sum_lanes(flat[p][j]);
+                        k += 1;
                     }
                 }
             }
@@ -481,8 +494,8 @@ macro_rules! tiles {
 mod avx512_helpers {
     use core::arch::x86_64::*;
 
-    pub(super) trait Lanes {
-        type Vector;
+    pub(super) trait Lanes: Sized {
+        type Vector: Copy;
         type Mask: Copy;
         /// The first `len` lanes (all of them from the vector's width on).
         fn first_lanes(len: usize) -> Self::Mask;
@@ -495,6 +508,10 @@ mod avx512_helpers {
         /// # Safety
         /// AVX-512F.
         unsafe fn sum_lanes(v: Self::Vector) -> Self;
+        /// The sums of eight vectors' lanes, each in the order of `sum_lanes`.
+        /// # Safety
+        /// AVX-512F.
+        unsafe fn sum_lanes_8(a: [Self::Vector; 8]) -> [Self; 8];
     }
 
     impl Lanes for f32 {
@@ -516,9 +533,58 @@ mod avx512_helpers {
         unsafe fn masked_store(ptr: *mut f32, mask: __mmask16, v: __m512) {
             unsafe { _mm512_mask_storeu_ps(ptr, mask, v) }
         }
+        /// The sum of the 16 lanes, as a tree: the 128-bit blocks (b0 + b2) + (b1 + b3),
+        /// then within the block (l0 + l2) + (l1 + l3). [`Lanes::sum_lanes_8`] sums
+        /// each of its accumulators in this same order.
         #[inline(always)]
         unsafe fn sum_lanes(v: __m512) -> f32 {
-            unsafe { _mm512_reduce_add_ps(v) }
+            unsafe {
+                let blocks = _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b01_00_01_00>(v, v),
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(v, v),
+                );
+                let block = _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b10_00_10_00>(blocks, blocks),
+                    _mm512_shuffle_f32x4::<0b11_01_11_01>(blocks, blocks),
+                );
+                let quad = _mm512_castps512_ps128(block);
+                let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+                _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<1>(pair, pair)))
+            }
+        }
+        /// Eight sums at once: the blocks of pairs of accumulators are combined by
+        /// shuffles across them, so the tree costs a few instructions per sum.
+        #[inline(always)]
+        unsafe fn sum_lanes_8(a: [__m512; 8]) -> [f32; 8] {
+            unsafe {
+                // v_i = [A0+A2, A1+A3, B0+B2, B1+B3] for A = a[2i], B = a[2i+1].
+                let v: [__m512; 4] = core::array::from_fn(|i| {
+                    let (x, y) = (a[2 * i], a[2 * i + 1]);
+                    _mm512_add_ps(
+                        _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y),
+                        _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y),
+                    )
+                });
+                // w_i: block r holds the four partial lanes of accumulator 4i + r.
+                let w: [__m512; 2] = core::array::from_fn(|i| {
+                    let (x, y) = (v[2 * i], v[2 * i + 1]);
+                    _mm512_add_ps(
+                        _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y),
+                        _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y),
+                    )
+                });
+                // Within each block: (l0 + l2, l1 + l3) of w0 and of w1, then their sums.
+                let s = _mm512_add_ps(
+                    _mm512_shuffle_ps::<0b01_00_01_00>(w[0], w[1]),
+                    _mm512_shuffle_ps::<0b11_10_11_10>(w[0], w[1]),
+                );
+                let r =
+                    _mm512_add_ps(_mm512_shuffle_ps::<0b10_00_10_00>(s, s), _mm512_shuffle_ps::<0b11_01_11_01>(s, s));
+                // Block b: lane 0 is accumulator b, lane 1 accumulator 4 + b.
+                let mut lanes = [0.0f32; 16];
+                _mm512_storeu_ps(lanes.as_mut_ptr(), r);
+                [lanes[0], lanes[4], lanes[8], lanes[12], lanes[1], lanes[5], lanes[9], lanes[13]]
+            }
         }
     }
 
@@ -541,9 +607,48 @@ mod avx512_helpers {
         unsafe fn masked_store(ptr: *mut f64, mask: __mmask8, v: __m512d) {
             unsafe { _mm512_mask_storeu_pd(ptr, mask, v) }
         }
+        /// The sum of the 8 lanes, as a tree: the 128-bit blocks (b0 + b2) + (b1 + b3),
+        /// then l0 + l1. [`Lanes::sum_lanes_8`] sums each accumulator in this order.
         #[inline(always)]
         unsafe fn sum_lanes(v: __m512d) -> f64 {
-            unsafe { _mm512_reduce_add_pd(v) }
+            unsafe {
+                let blocks = _mm512_add_pd(
+                    _mm512_shuffle_f64x2::<0b01_00_01_00>(v, v),
+                    _mm512_shuffle_f64x2::<0b11_10_11_10>(v, v),
+                );
+                let block = _mm512_add_pd(
+                    _mm512_shuffle_f64x2::<0b10_00_10_00>(blocks, blocks),
+                    _mm512_shuffle_f64x2::<0b11_01_11_01>(blocks, blocks),
+                );
+                let pair = _mm512_castpd512_pd128(block);
+                _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)))
+            }
+        }
+        /// Eight sums at once, by shuffles across the accumulators.
+        #[inline(always)]
+        unsafe fn sum_lanes_8(a: [__m512d; 8]) -> [f64; 8] {
+            unsafe {
+                let v: [__m512d; 4] = core::array::from_fn(|i| {
+                    let (x, y) = (a[2 * i], a[2 * i + 1]);
+                    _mm512_add_pd(
+                        _mm512_shuffle_f64x2::<0b01_00_01_00>(x, y),
+                        _mm512_shuffle_f64x2::<0b11_10_11_10>(x, y),
+                    )
+                });
+                let w: [__m512d; 2] = core::array::from_fn(|i| {
+                    let (x, y) = (v[2 * i], v[2 * i + 1]);
+                    _mm512_add_pd(
+                        _mm512_shuffle_f64x2::<0b10_00_10_00>(x, y),
+                        _mm512_shuffle_f64x2::<0b11_01_11_01>(x, y),
+                    )
+                });
+                // Block r of w_i: the two partial lanes of accumulator 4i + r.
+                let r = _mm512_add_pd(_mm512_unpacklo_pd(w[0], w[1]), _mm512_unpackhi_pd(w[0], w[1]));
+                // Block b: lane 0 is accumulator b, lane 1 accumulator 4 + b.
+                let mut lanes = [0.0f64; 8];
+                _mm512_storeu_pd(lanes.as_mut_ptr(), r);
+                [lanes[0], lanes[2], lanes[4], lanes[6], lanes[1], lanes[3], lanes[5], lanes[7]]
+            }
         }
     }
 }
@@ -553,8 +658,8 @@ mod avx512_helpers {
 mod avx2_helpers {
     use core::arch::x86_64::*;
 
-    pub(super) trait Lanes {
-        type Vector;
+    pub(super) trait Lanes: Sized {
+        type Vector: Copy;
         type Mask: Copy;
         /// The first `len` lanes (all of them from the vector's width on).
         /// # Safety
@@ -569,6 +674,14 @@ mod avx2_helpers {
         /// # Safety
         /// AVX2.
         unsafe fn sum_lanes(v: Self::Vector) -> Self;
+        /// The sums of eight vectors' lanes, one by one.
+        /// # Safety
+        /// AVX2.
+        #[inline(always)]
+        unsafe fn sum_lanes_8(a: [Self::Vector; 8]) -> [Self; 8] {
+            // SAFETY: forwarded.
+            core::array::from_fn(|i| unsafe { Self::sum_lanes(a[i]) })
+        }
     }
 
     impl Lanes for f32 {
@@ -632,6 +745,7 @@ tiles!(
     16,
     8,
     avx512_helpers,
+    __m512,
     _mm512_setzero_ps,
     _mm512_loadu_ps,
     _mm512_fmadd_ps,
@@ -646,6 +760,7 @@ tiles!(
     16,
     8,
     avx512_helpers,
+    __m512d,
     _mm512_setzero_pd,
     _mm512_loadu_pd,
     _mm512_fmadd_pd,
@@ -660,6 +775,7 @@ tiles!(
     8,
     6,
     avx2_helpers,
+    __m256,
     _mm256_setzero_ps,
     _mm256_loadu_ps,
     _mm256_fmadd_ps,
@@ -674,6 +790,7 @@ tiles!(
     8,
     6,
     avx2_helpers,
+    __m256d,
     _mm256_setzero_pd,
     _mm256_loadu_pd,
     _mm256_fmadd_pd,
