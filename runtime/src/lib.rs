@@ -16,6 +16,7 @@ pub mod permute;
 pub mod random;
 pub mod rules;
 mod support;
+mod tape;
 pub mod tensor;
 
 pub use float::{Float, HigherOrder};

@@ -6,58 +6,8 @@
 
 use crate::Float;
 
-/// A stack of values saved by the forward sweep of a loop and read back, in reverse
-/// order, by the reverse sweep.
-#[derive(Debug)]
-pub struct Tape<T> {
-    values: Vec<T>,
-}
-
-impl<T> Tape<T> {
-    #[inline]
-    pub fn new() -> Self {
-        Tape { values: Vec::new() }
-    }
-
-    #[inline]
-    pub fn push(&mut self, value: T) {
-        self.values.push(value);
-    }
-
-    /// Make room for `additional` more values (called before a loop of known length).
-    #[inline]
-    pub fn reserve(&mut self, additional: usize) {
-        self.values.reserve(additional);
-    }
-
-    #[inline]
-    pub fn pop(&mut self) -> T {
-        match self.values.pop() {
-            Some(v) => v,
-            None => tape_underflow(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-}
-
-impl<T> Default for Tape<T> {
-    fn default() -> Self {
-        Tape::new()
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn tape_underflow() -> ! {
-    panic!("adjoint: the reverse sweep read more saved values than the forward sweep stored (this is a bug in adjoint; please report it)")
-}
+use crate::tape::tape_underflow;
+pub use crate::tape::Tape;
 
 /// A value saved in a branch of the forward sweep and read back in the same branch of
 /// the reverse sweep (no allocation).
