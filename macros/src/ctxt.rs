@@ -37,6 +37,11 @@ impl Ctxt {
         !self.errors.is_empty()
     }
 
+    /// How many errors are collected so far (to tell whether one item added any).
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     /// All errors, combined into one (each keeps its own span).
     pub fn check(self) -> Result<(), syn::Error> {
         let mut errors = self.errors.into_iter();

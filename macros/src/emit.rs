@@ -31,6 +31,10 @@ pub struct Emitter<'a> {
     /// The adjoints whose contributions inside the loop being emitted are deferred,
     /// each with its `OuterSum` (see [`Emitter::deferred_loop`]).
     deferred: RefCell<HashMap<Var, syn::Ident>>,
+    /// Cells declared without a value and assigned inside a loop (see [`late_cells`]):
+    /// they hold an `Option`, because rustc cannot see that the loop assigns them
+    /// before they are read.
+    late: HashSet<Var>,
 }
 
 /// A rule call whose result is only added into an adjoint (`let g = Trait::m(ȳ, …);
@@ -81,7 +85,9 @@ impl<'a> Emitter<'a> {
                 *uses.entry(v).or_insert(0) += 1;
             }
         }
-        Emitter { func, krate, names, uses, reads, depth, deferred: RefCell::default() }
+        let mut late = HashSet::new();
+        late_cells(&func.body, 0, &mut HashMap::new(), &mut late);
+        Emitter { func, krate, names, uses, reads, depth, deferred: RefCell::default(), late }
     }
 
     fn read_once(&self, v: Var) -> bool {
@@ -125,6 +131,10 @@ impl<'a> Emitter<'a> {
 
     pub fn operand(&self, o: &Operand) -> TokenStream {
         match o {
+            Operand::Var(v) if self.late.contains(v) => {
+                let (p, id) = (self.private(), self.ident(*v));
+                quote!((*#p::late_ref(&#id)))
+            }
             Operand::Var(v) => self.ident(*v).to_token_stream(),
             Operand::Const(c) => match syn::parse2::<syn::Path>(c.tokens.clone()) {
                 // A constant named by a path the user wrote relative to their module.
@@ -138,10 +148,14 @@ impl<'a> Emitter<'a> {
     /// type the macro cannot see are cloned, because the derivative code reads them again.
     fn by_value(&self, o: &Operand) -> TokenStream {
         match o {
+            Operand::Var(v) if self.late.contains(v) && self.read_once(*v) => {
+                let (p, id) = (self.private(), self.ident(*v));
+                quote!(#p::late_value(#id))
+            }
             Operand::Var(v)
                 if matches!(self.func.vars.kind(*v), Kind::Unknown | Kind::Buffer(_)) && !self.read_once(*v) =>
             {
-                let id = self.ident(*v);
+                let id = self.operand(o);
                 quote!(::core::clone::Clone::clone(&#id))
             }
             _ => self.operand(o),
@@ -330,13 +344,18 @@ impl<'a> Emitter<'a> {
                         let o = self.by_value(o);
                         quote!(let mut #id = #o;)
                     }
+                    None if self.late.contains(var) => quote!(let mut #id = ::core::option::Option::None;),
                     None => quote!(let mut #id;),
                 }
             }
             Stmt::Assign { var, value } => {
                 let id = self.ident(*var);
                 let v = self.by_value(value);
-                quote!(#id = #v;)
+                if self.late.contains(var) {
+                    quote!(#id = ::core::option::Option::Some(#v);)
+                } else {
+                    quote!(#id = #v;)
+                }
             }
             Stmt::Accumulate { place, value } => {
                 let v = self.by_value(value);
@@ -601,6 +620,14 @@ impl<'a> Emitter<'a> {
                 let b = self.ident(*b);
                 quote!(#b.len())
             }
+            Rvalue::RangeLen(r) => {
+                let r = self.range(r);
+                quote!(#p::range_len(#r))
+            }
+            Rvalue::RangeNth(r, position) => {
+                let (r, n) = (self.range(r), self.operand(position));
+                quote!(#p::range_nth(#r, #n))
+            }
             Rvalue::Cast(o, ty) => {
                 let o = self.operand(o);
                 let ty = rebase_type(ty, self.depth);
@@ -791,6 +818,32 @@ pub fn rebase_type(ty: &syn::Type, depth: usize) -> syn::Type {
         syn::visit_mut::VisitMut::visit_type_mut(&mut Rebase(depth), &mut t);
     }
     t
+}
+
+/// Cells declared without a value in a block and assigned inside a loop nested in it
+/// (the value of `loop { … break v; }`): rustc cannot see that the loop assigns them
+/// before they are read after it, so they are emitted as an `Option`.
+fn late_cells(block: &Block, depth: usize, declared: &mut HashMap<Var, usize>, out: &mut HashSet<Var>) {
+    for s in block {
+        match s {
+            Stmt::Cell { var, init: None } => {
+                declared.insert(*var, depth);
+            }
+            Stmt::Assign { var, .. } if declared.get(var).is_some_and(|d| *d < depth) => {
+                out.insert(*var);
+            }
+            Stmt::For { .. } | Stmt::While { .. } => {
+                for b in s.blocks() {
+                    late_cells(b, depth + 1, declared, out);
+                }
+            }
+            _ => {
+                for b in s.blocks() {
+                    late_cells(b, depth, declared, out);
+                }
+            }
+        }
+    }
 }
 
 /// How many times each variable appears in `t`.

@@ -26,6 +26,8 @@ use crate::names;
 use crate::reverse::{self, Config, GradOut, Seed};
 use crate::sig::{self, Class, Signature};
 
+mod stubs;
+
 /// The default number of derivative levels: second derivatives by nesting work out
 /// of the box; a function whose body already takes a derivative uses one of them.
 const DEFAULT_ORDER: u32 = 2;
@@ -117,13 +119,28 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     let krate: syn::Path = args.krate.clone().unwrap_or_else(|| syn::parse_quote!(::adjoint));
     let sig = Signature::parse(&item.sig, &item.vis, &mut cx);
     let primal = primal_item(&item);
+    let sig_ok = !cx.has_errors();
+    let wrt_before = cx.has_errors();
     let wrt = check_wrt(&args, &sig, &mut cx);
+    // On error the stubs use the gradients `wrt` asks for when it is valid.
+    let stub_wrt = match cx.has_errors() && !wrt_before {
+        true => sig.params.iter().map(|p| p.active()).collect(),
+        false => wrt.clone(),
+    };
+    let order_arg = args.order.as_ref().map(|(n, _)| *n);
+    let on_error = |cx: Ctxt| {
+        let stubs = match sig_ok {
+            true => stubs::typed(&sig, &stub_wrt, order_arg, &krate, sig.params.first().is_some_and(|p| p.receiver.is_some())),
+            false => stubs::untyped(&sig),
+        };
+        with_errors(primal.clone(), &sig, &krate, cx, stubs)
+    };
     if cx.has_errors() {
-        return with_errors(primal, &sig, &krate, cx);
+        return on_error(cx);
     }
     let lowered = lower::lower(&sig, &item.block, &mut cx);
     if cx.has_errors() {
-        return with_errors(primal, &sig, &krate, cx);
+        return on_error(cx);
     }
     let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or_else(|| default_order(&sig, lowered.nests_derivatives));
     let user = Entity { sig: entity_sig(&sig), func: lowered.func, order, depth: 0, module_depth: 0 };
@@ -142,7 +159,7 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
         // A method: the companions are sibling methods in the same `impl`.
         let companions = tower.method_companions(&user, &sig, &wrt);
         if cx.has_errors() {
-            return with_errors(primal, &sig, &krate, cx);
+            return on_error(cx);
         }
         return quote!(#primal #companions #graph);
     }
@@ -150,7 +167,7 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     companions.extend(fallback_module(&tower.callees, &krate));
     companions.extend(graph);
     if cx.has_errors() {
-        return with_errors(primal, &sig, &krate, cx);
+        return on_error(cx);
     }
     let vis = &sig.vis;
     let name = &sig.ident;
@@ -224,35 +241,27 @@ fn check_wrt(args: &Args, sig: &Signature, cx: &mut Ctxt) -> Vec<bool> {
     wanted
 }
 
-/// On error: the user's function, the errors, and stubs of the generated items so that
-/// uses of `grad!(f)` elsewhere do not add errors of their own.
-fn with_errors(primal: syn::ItemFn, sig: &Signature, krate: &syn::Path, cx: Ctxt) -> TokenStream {
+/// On error: the user's function, the errors, and stubs of the generated items (see
+/// [`stubs`]) so that uses of `grad!(f)` elsewhere do not add errors of their own.
+fn with_errors(primal: syn::ItemFn, sig: &Signature, krate: &syn::Path, cx: Ctxt, stubs: TokenStream) -> TokenStream {
     let err = cx.check().err().map(|e| e.to_compile_error());
+    if sig.params.first().is_some_and(|p| p.receiver.is_some()) {
+        // A method: its companions are sibling methods in the same `impl`.
+        return quote!(#primal #err #stubs);
+    }
     let vis = &sig.vis;
     let name = &sig.ident;
-    let n = sig.params.len();
-    let stub = |fname: &str, extra: usize| {
-        let f = Ident::new(fname, Span::call_site());
-        let tys: Vec<Ident> = (0..n + extra).map(|i| format_ident!("A{}", i)).collect();
-        quote! {
-            pub fn #f<#(#tys),*>(#(_: #tys),*) -> ! {
-                ::core::unreachable!()
-            }
-        }
-    };
-    let (d1, grad, vag, vjp) =
-        (stub(names::D1, 1), stub(names::GRAD, 0), stub(names::VALUE_AND_GRAD, 0), stub(names::VJP, 1));
-    let (vvjp, backward, backward_with) =
-        (stub(names::VALUE_AND_VJP, 1), stub(names::BACKWARD, 0), stub(names::BACKWARD_WITH, 1));
-    let (d1_masked, split) = (stub(names::D1_MASKED, 2), stub(names::SPLIT, 1));
     let graph = graph::error_stub(krate);
     quote! {
         #primal
         #err
         #[doc(hidden)]
-        #[allow(non_snake_case, dead_code)]
+        #[allow(non_snake_case, dead_code, clippy::all)]
         #vis mod #name {
-            #d1 #d1_masked #split #grad #vag #vjp #vvjp #backward #backward_with #graph
+            #[allow(unused_imports)]
+            use super::*;
+            #stubs
+            #graph
         }
     }
 }
@@ -1101,12 +1110,21 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
     let mut added = Vec::new();
     for ii in &item.items {
         let syn::ImplItem::Fn(f) = ii else { continue };
+        // Each method is checked on its own: one rejected method leaves the others'
+        // companions in place.
+        let before = cx.error_count();
         let sig = Signature::parse_in(&f.sig, &f.vis, &float_params, true, &mut cx);
-        if cx.has_errors() {
+        if cx.error_count() > before {
             continue;
         }
         let lowered = lower::lower(&sig, &f.block, &mut cx);
-        if cx.has_errors() {
+        if cx.error_count() > before {
+            if !in_trait {
+                // Callers of the rejected method type-check against stubs of its
+                // companions (a trait's are declared by the trait).
+                let wrt: Vec<bool> = sig.params.iter().map(|p| p.active()).collect();
+                added.push(stubs::typed(&sig, &wrt, args.order.as_ref().map(|(n, _)| *n), &krate, true));
+            }
             continue;
         }
         let order =

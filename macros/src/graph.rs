@@ -402,6 +402,8 @@ fn op_label(rv: &Rvalue, func: &Func) -> String {
         },
         Rvalue::Index { .. } => "index".into(),
         Rvalue::Len(_) => "len".into(),
+        Rvalue::RangeLen(_) => "range_len".into(),
+        Rvalue::RangeNth(..) => "range_nth".into(),
         Rvalue::Cast(_, ty) => format!("as {}", tokens_text(&quote!(#ty))),
         Rvalue::Field(_, member) => format!(".{}", tokens_text(&quote!(#member))),
         Rvalue::Insert { index, .. } => format!("insert .{index}"),

@@ -355,6 +355,11 @@ pub enum Rvalue {
     Zero(Operand),
     /// A one with the shape of the operand (`one_like`): the seed of a scalar output.
     One(Operand),
+    /// How many indices a loop's iteration space visits: `(a..b).rev().step_by(k)`'s.
+    RangeLen(Range),
+    /// The index an iteration space visits at a position (`0` is the first): a loop
+    /// over a reversed or stepped range that may stop early walks the positions.
+    RangeNth(Range, Operand),
     /// A copy of a range of a buffer, as a vector: `buf[lo..hi].to_vec()`.
     Slice {
         buf: Var,
@@ -575,6 +580,12 @@ impl Rvalue {
                 let mut out = vec![Operand::Var(*buf)];
                 out.extend(lo.iter().cloned());
                 out.extend(hi.iter().cloned());
+                out
+            }
+            Rvalue::RangeLen(range) => range.operands(),
+            Rvalue::RangeNth(range, position) => {
+                let mut out = range.operands();
+                out.push(position.clone());
                 out
             }
         }
@@ -809,7 +820,29 @@ fn rename_rvalue(rv: &mut Rvalue, map: &std::collections::HashMap<Var, Var>) {
                 ro(o);
             }
         }
+        Rvalue::RangeLen(range) => rename_range(range, map),
+        Rvalue::RangeNth(range, position) => {
+            rename_range(range, map);
+            ro(position);
+        }
         Rvalue::Pop(_) | Rvalue::Load(_) => {}
+    }
+}
+
+fn rename_range(range: &mut Range, map: &std::collections::HashMap<Var, Var>) {
+    let ro = |o: &mut Operand| {
+        if let Operand::Var(v) = o {
+            if let Some(n) = map.get(v) {
+                *v = *n;
+            }
+        }
+    };
+    ro(&mut range.lo);
+    ro(&mut range.hi);
+    for a in &mut range.adapters {
+        if let Adapter::StepBy(k) = a {
+            ro(k);
+        }
     }
 }
 

@@ -176,6 +176,7 @@ pub const METHODS: &[Prim] = &[
         same(rule("Powf", "powf_exponent_adjoint", &[Op(0), Op(1), Out])),
     ),
     prim2("atan2", same(rule("Atan2", "atan2_lhs_adjoint", XY)), same(rule("Atan2", "atan2_rhs_adjoint", XY))),
+    prim2("log", same(rule("Log", "log_value_adjoint", XY)), same(rule("Log", "log_base_adjoint", &[Op(1), Out]))),
     prim2(
         "hypot",
         same(rule("Hypot", "hypot_lhs_adjoint", &[Op(0), Out])),

@@ -79,6 +79,8 @@ pub trait Float:
     fn to_radians(self) -> Self;
     fn powi(self, n: i32) -> Self;
     fn powf(self, p: Self) -> Self;
+    /// The logarithm in base `base`.
+    fn log(self, base: Self) -> Self;
     fn atan2(self, other: Self) -> Self;
     fn hypot(self, other: Self) -> Self;
     fn max(self, other: Self) -> Self;
@@ -130,6 +132,10 @@ macro_rules! impl_float {
             #[inline]
             fn powf(self, p: Self) -> Self {
                 $t::powf(self, p)
+            }
+            #[inline]
+            fn log(self, base: Self) -> Self {
+                $t::log(self, base)
             }
             #[inline]
             fn atan2(self, other: Self) -> Self {

@@ -298,6 +298,48 @@ pub fn pop<T>(v: &mut Vec<T>) -> T {
     }
 }
 
+/// How many indices a loop's iteration space visits (`(a..b).rev().step_by(k)`).
+#[inline]
+pub fn range_len<I: Iterator>(range: I) -> usize {
+    range.size_hint().0
+}
+
+/// The index a loop's iteration space visits at position `n` (`0` is the first): a
+/// reversed or stepped range computes it without walking the ones before.
+#[inline]
+pub fn range_nth<I: Iterator>(mut range: I, n: usize) -> I::Item {
+    match range.nth(n) {
+        Some(i) => i,
+        None => panic!("adjoint: position {n} is past the end of a loop's range (a bug in the generated code)"),
+    }
+}
+
+/// The value of a variable assigned inside a loop and read after it (the value of
+/// `loop { … break v; }`): generated code declares it `None` and assigns `Some(v)`,
+/// because rustc cannot see that the loop assigns it before it exits.
+#[inline]
+pub fn late_ref<T>(v: &Option<T>) -> &T {
+    match v {
+        Some(x) => x,
+        None => late_unassigned(),
+    }
+}
+
+/// [`late_ref`], taking the value.
+#[inline]
+pub fn late_value<T>(v: Option<T>) -> T {
+    match v {
+        Some(x) => x,
+        None => late_unassigned(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn late_unassigned() -> ! {
+    panic!("adjoint: a loop's value was read before the loop assigned it (a bug in the generated code)")
+}
+
 /// The type of the gradient of a value of type `Self` (`f64` → `f64`, `&[f64]` →
 /// `Vec<f64>`, `usize` → `()`).
 pub trait Tangent {

@@ -74,7 +74,10 @@ impl<'a> Lowerer<'a> {
                 }
             }
             Expr::MethodCall(m) if (m.method == "to_vec" || m.method == "clone") && m.args.is_empty() => {
-                let src = self.buffer_of(&m.receiver)?;
+                let src = match m.method == "to_vec" {
+                    true => self.slice_like(&m.receiver)?,
+                    false => self.buffer_of(&m.receiver)?,
+                };
                 return Some(self.copy_buffer(src, name, span));
             }
             _ => return None,
@@ -148,8 +151,35 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// [`Lowerer::buffer_of`], also accepting a value whose type the macro cannot see
+    /// (the `Vec` a nested `grad!` or another call returned) where the syntax says it
+    /// is a slice: iterated, zipped, sub-sliced, `.iter().sum()`, `.to_vec()`. From then
+    /// on it is a buffer like any other, of elements the macro cannot see.
+    pub(super) fn slice_like(&mut self, e: &Expr) -> Option<Var> {
+        if let Some(b) = self.buffer_of(e) {
+            return Some(b);
+        }
+        let named = match strip_parens(e) {
+            Expr::Reference(r) if r.mutability.is_none() => return self.slice_like(&r.expr),
+            Expr::MethodCall(m) if m.args.is_empty() && (m.method == "iter" || m.method == "as_slice") => {
+                return self.slice_like(&m.receiver)
+            }
+            Expr::Path(p) => p.path.get_ident()?,
+            _ => return None,
+        };
+        let Some(Binding::Value(Operand::Var(v))) = self.lookup(&named.to_string()).cloned() else {
+            return None;
+        };
+        if self.vars.kind(v) != Kind::Unknown || self.vars.role(v) != Role::Temp {
+            return None;
+        }
+        self.vars.info_mut(v).kind = Kind::Buffer(Elem::Unknown);
+        self.rebind(&named.to_string(), Binding::Buffer(v));
+        Some(v)
+    }
+
     pub(super) fn sub_slice(&mut self, base: &Expr, range: &syn::ExprRange) -> Value {
-        let Some(buf) = self.buffer_of(base) else {
+        let Some(buf) = self.slice_like(base) else {
             self.cx.error_spanned_by(base, "sub-slices are supported on slices, vectors and arrays bound to a name");
             return Value::Poison;
         };

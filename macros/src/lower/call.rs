@@ -26,8 +26,16 @@ impl<'a> Lowerer<'a> {
     pub(super) fn method_call(&mut self, m: &syn::ExprMethodCall) -> Value {
         let span = m.span();
         let name = m.method.to_string();
-        // Methods of buffers.
-        if let Some(buf) = self.buffer_of(&m.receiver) {
+        // Methods of buffers; a value the macro cannot see becomes one where the syntax
+        // says it is a slice (`g.iter().sum()` of a returned gradient).
+        let slice_syntax = m.args.is_empty()
+            && match name.as_str() {
+                "to_vec" => true,
+                "sum" | "product" => matches!(strip_parens(&m.receiver), Expr::MethodCall(r) if r.method == "iter"),
+                _ => false,
+            };
+        let buf = if slice_syntax { self.slice_like(&m.receiver) } else { self.buffer_of(&m.receiver) };
+        if let Some(buf) = buf {
             if !matches!(&*m.receiver, Expr::MethodCall(_)) || name == "sum" || name == "product" {
                 match name.as_str() {
                     "len" if m.args.is_empty() => {
@@ -84,6 +92,12 @@ impl<'a> Lowerer<'a> {
             }
         };
         let recv_kind = self.kind_of(&recv);
+        if name == "len" && m.args.is_empty() {
+            // The length of a value the macro cannot see (a returned `Vec`, a matrix).
+            if let Operand::Var(v) = recv {
+                return Value::Op(self.temp("len", Kind::Int, Rvalue::Len(v), span));
+            }
+        }
         // A float or buffer clone is the value itself; a clone of a borrowed tensor or
         // model is an owned value, so it stays a call (`clone` is in the table).
         if name == "clone" && m.args.is_empty() && recv_kind != Kind::Unknown {
@@ -227,8 +241,10 @@ impl<'a> Lowerer<'a> {
         joined.var()
     }
 
-    /// `let (a, b) = g(x);`: a call whose result is destructured.
-    pub(super) fn call_with_tuple_result(&mut self, e: &Expr, names: &[Option<Ident>]) -> Option<Vec<Var>> {
+    /// `let (a, (b, _)) = g(x);`: a call whose result is destructured (the pattern is
+    /// made of names, see [`super::stmt::is_names_pattern`]). Returns the variables,
+    /// shaped like the pattern.
+    pub(super) fn call_with_tuple_result(&mut self, e: &Expr, pat: &Pat) -> Option<Tree<Var>> {
         let Expr::Call(c) = strip_parens(e) else {
             return None;
         };
@@ -241,23 +257,28 @@ impl<'a> Lowerer<'a> {
             self.nests = true;
         }
         let args: Vec<Arg> = c.args.iter().map(|a| self.arg(a)).collect();
-        let vars: Vec<Var> = names
-            .iter()
-            .map(|n| {
-                let name = n.as_ref().map(|i| i.to_string()).unwrap_or_else(|| "unused".into());
-                self.vars.add(name, Kind::Unknown, Role::Temp, n.as_ref().map(|i| i.span()).unwrap_or(span))
-            })
-            .collect();
-        let dst = Tree::Tuple(vars.iter().map(|v| Tree::Leaf(*v)).collect());
+        let dst = self.pattern_vars(pat, span);
         self.emit(Stmt::Let {
-            dst,
+            dst: dst.clone(),
             rv: Rvalue::Call {
                 callee: if names::is_type_path(&path) { Callee::Assoc { path } } else { Callee::Free { path } },
                 args,
             },
             span,
         });
-        Some(vars)
+        Some(dst)
+    }
+
+    /// One fresh variable per name of a pattern of names (`_` gets an unused one).
+    fn pattern_vars(&mut self, pat: &Pat, span: Span) -> Tree<Var> {
+        match pat {
+            Pat::Paren(p) => self.pattern_vars(&p.pat, span),
+            Pat::Tuple(t) => Tree::Tuple(t.elems.iter().map(|p| self.pattern_vars(p, span)).collect()),
+            Pat::Ident(pi) => {
+                Tree::Leaf(self.vars.add(pi.ident.to_string(), Kind::Unknown, Role::Temp, pi.ident.span()))
+            }
+            _ => Tree::Leaf(self.vars.add("unused", Kind::Unknown, Role::Temp, span)),
+        }
     }
 
     pub(super) fn callee(&mut self, func: &Expr) -> Option<(CalleeKind, bool)> {

@@ -266,25 +266,25 @@ impl<'a> Lowerer<'a> {
             self.emit(Stmt::For { var: i, range: spec.range, body });
             return;
         }
-        // A loop that may stop early walks its index space through a cell.
-        if !spec.range.adapters.is_empty() {
-            self.unsupported(
-                &f.expr,
-                "`break`/`return` inside a loop over a reversed or stepped range",
-                "use a `while` loop with an explicit index",
-            );
-            return;
-        }
-        let idx = self.vars.add(format!("next_{index_name}"), Kind::Int, Role::Cell, span);
-        self.emit(Stmt::Cell { var: idx, init: Some(spec.range.lo.clone()) });
+        // A loop that may stop early walks its index space through a cell: the index
+        // itself over a plain range, the position in the iteration space over a
+        // reversed or stepped one (`(a..b).rev().step_by(k)`'s indices by position).
+        let stepped = !spec.range.adapters.is_empty();
+        let (start, bound, op) = if stepped {
+            let count = self.temp("count", Kind::Int, Rvalue::RangeLen(spec.range.clone()), span);
+            (const_int(0), count, BinOp::Lt)
+        } else {
+            let op = if spec.range.inclusive { BinOp::Le } else { BinOp::Lt };
+            (spec.range.lo.clone(), spec.range.hi.clone(), op)
+        };
+        let cell_name = if stepped { "next_position".to_string() } else { format!("next_{index_name}") };
+        let idx = self.vars.add(cell_name, Kind::Int, Role::Cell, span);
+        self.emit(Stmt::Cell { var: idx, init: Some(start) });
         let brk = frame.brk;
-        let hi = spec.range.hi.clone();
-        let inclusive = spec.range.inclusive;
         let mut cond_out = None;
         let header = self.nested(|l| {
             let cur = l.temp("index", Kind::Int, Rvalue::Use(Operand::Var(idx)), span);
-            let op = if inclusive { BinOp::Le } else { BinOp::Lt };
-            let in_range = l.temp("in_range", Kind::Bool, Rvalue::Binary(op, cur, hi), span);
+            let in_range = l.temp("in_range", Kind::Bool, Rvalue::Binary(op, cur, bound), span);
             let c = match l.keep_looping(brk, exits, span) {
                 Some(go) => l.temp("go_on", Kind::Bool, Rvalue::Binary(BinOp::BitAnd, go, in_range), span),
                 None => in_range,
@@ -293,10 +293,16 @@ impl<'a> Lowerer<'a> {
         });
         let cond = cond_out.expect("loop condition");
         let elems = spec.elements.clone();
+        let range = spec.range;
         let (body, _) = self.loop_body(&f.body, frame, |l| {
-            let i = l.temp(&index_name, Kind::Int, Rvalue::Use(Operand::Var(idx)), span);
-            let next = l.temp("next", Kind::Int, Rvalue::Binary(BinOp::Add, i.clone(), const_int(1)), span);
+            let cur_name = if stepped { "position" } else { index_name.as_str() };
+            let cur = l.temp(cur_name, Kind::Int, Rvalue::Use(Operand::Var(idx)), span);
+            let next = l.temp("next", Kind::Int, Rvalue::Binary(BinOp::Add, cur.clone(), const_int(1)), span);
             l.emit(Stmt::Assign { var: idx, value: next });
+            let i = match stepped {
+                true => l.temp(&index_name, Kind::Int, Rvalue::RangeNth(range, cur), span),
+                false => cur,
+            };
             l.bind_elements(&elems, i, span);
         });
         self.emit(Stmt::While { header, cond, body });
@@ -346,7 +352,7 @@ impl<'a> Lowerer<'a> {
                 // also over a field or a call's result (`&self.layers`).
                 let buf = match names_a_field(other) {
                     true => self.field_buffer(other),
-                    false => self.buffer_of(other),
+                    false => self.slice_like(other),
                 };
                 let Some(buf) = buf else {
                     self.unsupported(
@@ -384,16 +390,18 @@ impl<'a> Lowerer<'a> {
                         return None;
                     }
                     enumerated = true;
-                    let inner = sources.pop().expect("sources");
+                    // The index pairs with everything before it: `(i, (a, b))` after
+                    // `.zip(…)`, `(i, a)` right after `.iter()`.
+                    let before: Vec<ElementSource> = sources.drain(..).flatten().collect();
                     sources.push(vec![ElementSource::Index]);
-                    sources.push(inner);
+                    sources.push(before);
                 }
                 Link::Zip(other) => {
                     if !range.adapters.is_empty() {
                         self.unsupported(iter, "`zip` after `rev`/`step_by`", "zip first, then reverse");
                         return None;
                     }
-                    let Some(b2) = self.buffer_of(&other) else {
+                    let Some(b2) = self.slice_like(&other) else {
                         self.unsupported(
                             &other,
                             "zipping with this iterator",

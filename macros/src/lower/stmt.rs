@@ -213,26 +213,11 @@ impl<'a> Lowerer<'a> {
             }
         }
         // A tuple pattern over a call destructures the call's result.
-        if let Pat::Tuple(t) = pat {
-            if is_call_like(&init.expr) {
-                let names: Vec<Option<Ident>> = t
-                    .elems
-                    .iter()
-                    .map(|p| match p {
-                        Pat::Ident(pi) => Some(pi.ident.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                if t.elems.iter().all(|p| matches!(p, Pat::Ident(_) | Pat::Wild(_))) {
-                    if let Some(vars) = self.call_with_tuple_result(&init.expr, &names) {
-                        for (p, v) in t.elems.iter().zip(vars) {
-                            if let Pat::Ident(pi) = p {
-                                let b = self.maybe_cell(pi, Operand::Var(v), span);
-                                self.bind(&pi.ident, b);
-                            }
-                        }
-                        return;
-                    }
+        if let Pat::Tuple(_) = pat {
+            if is_call_like(&init.expr) && is_names_pattern(pat) {
+                if let Some(tree) = self.call_with_tuple_result(&init.expr, pat) {
+                    self.bind_pattern_tree(pat, &tree, span);
+                    return;
                 }
             }
         }
@@ -253,6 +238,24 @@ impl<'a> Lowerer<'a> {
             }
         }
         self.bind_let(pat, value, ty, span);
+    }
+
+    /// Bind the names of a pattern of names (see [`is_names_pattern`]) to the variables
+    /// of a destructured call result.
+    pub(super) fn bind_pattern_tree(&mut self, pat: &Pat, tree: &Tree<Var>, span: Span) {
+        match (pat, tree) {
+            (Pat::Paren(p), t) => self.bind_pattern_tree(&p.pat, t, span),
+            (Pat::Ident(pi), Tree::Leaf(v)) => {
+                let b = self.maybe_cell(pi, Operand::Var(*v), span);
+                self.bind(&pi.ident, b);
+            }
+            (Pat::Tuple(t), Tree::Tuple(items)) => {
+                for (p, item) in t.elems.iter().zip(items) {
+                    self.bind_pattern_tree(p, item, span);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A cell for a `let mut` that is assigned inside control flow, a plain value otherwise.
@@ -313,6 +316,19 @@ impl<'a> Lowerer<'a> {
                     self.bind_let(p, v, None, span);
                 }
             }
+            (Pat::Tuple(t), Value::Op(o)) if is_names_pattern(pat) => {
+                // A tuple held in one value (a call's result bound to a name first):
+                // its fields, as `let (a, b) = (t.0, t.1);` would take them.
+                for (i, p) in t.elems.iter().enumerate() {
+                    if matches!(p, Pat::Wild(_)) {
+                        continue;
+                    }
+                    let member = syn::Member::Unnamed(syn::Index { index: i as u32, span });
+                    let field = self.temp("field", Kind::Unknown, Rvalue::Field(o.clone(), member), span);
+                    self.bind_let(p, Value::Op(field), None, span);
+                }
+            }
+            (Pat::Paren(p), v) => self.bind_let(&p.pat, v, ty, span),
             (Pat::Ident(p), Value::Unit) => {
                 self.bind(&p.ident, Binding::Tuple(Vec::new()));
             }
@@ -348,5 +364,17 @@ impl<'a> Lowerer<'a> {
                 })
                 .collect(),
         )
+    }
+}
+
+/// A pattern made of names, `_` and tuples of them (`(v, (g1, _))`): what a tuple
+/// result can be destructured with.
+pub(super) fn is_names_pattern(p: &Pat) -> bool {
+    match p {
+        Pat::Ident(pi) => pi.by_ref.is_none() && pi.subpat.is_none(),
+        Pat::Wild(_) => true,
+        Pat::Paren(p) => is_names_pattern(&p.pat),
+        Pat::Tuple(t) => t.elems.iter().all(is_names_pattern),
+        _ => false,
     }
 }

@@ -18,8 +18,19 @@ impl<'a> Transform<'a> {
         let (acc, decl) = match info.role {
             Role::Buffer | Role::Param if info.kind.is_buffer() => {
                 let a = premade.unwrap_or_else(|| self.vars.add_like(v, self.adj_name(v), Role::Buffer));
-                self.needs.push((v, region));
-                (a, Stmt::Buffer { var: a, init: BufferInit::ZerosLike(v) })
+                let like = if self.available_in_reverse(v) {
+                    v
+                } else {
+                    // A buffer local to a branch or a loop body is out of scope in the
+                    // reverse sweep: a zero of its final shape is saved at the end of its
+                    // region instead.
+                    let shape = self.vars.add_like(v, format!("{}_shape", info.name), Role::Temp);
+                    self.def_region.insert(shape, region);
+                    self.finals.entry(region).or_default().push((shape, Rvalue::Zero(Operand::Var(v))));
+                    shape
+                };
+                self.needs.push((like, region));
+                (a, Stmt::Buffer { var: a, init: BufferInit::ZerosLike(like) })
             }
             Role::Tape => {
                 let a = premade.unwrap_or_else(|| self.vars.add_like(v, self.adj_name(v), Role::Tape));
@@ -41,6 +52,14 @@ impl<'a> Transform<'a> {
         acc
     }
 
+    /// Whether the reverse sweep can read the variable `v` itself: parameters and values
+    /// of the function's top level stay in scope; temporaries of nested regions are made
+    /// available by [`Transform::materialize_region`]; a buffer local to a nested region
+    /// is not (what the reverse needs of it is saved or snapshotted instead).
+    pub(super) fn available_in_reverse(&self, v: Var) -> bool {
+        self.vars.role(v) != Role::Buffer || self.def_region.get(&v).copied().unwrap_or(0) == 0
+    }
+
     /// A zero shaped like `v`, usable at the start of `region`'s reverse (with the
     /// statement computing it, if any).
     pub(super) fn zero_of(&mut self, v: Var, region: RegionId) -> (Option<Stmt>, Operand) {
@@ -57,7 +76,7 @@ impl<'a> Transform<'a> {
                 let info = self.vars.info(v).clone();
                 let fin = self.vars.add_like(v, format!("{}_final", info.name), Role::Temp);
                 self.def_region.insert(fin, region);
-                self.finals.entry(region).or_default().push((fin, v));
+                self.finals.entry(region).or_default().push((fin, Rvalue::Use(Operand::Var(v))));
                 Operand::Var(fin)
             }
             _ => Operand::Var(v),
@@ -110,7 +129,9 @@ impl<'a> Transform<'a> {
             }
             AdjPlan::Accumulator => {
                 let acc = self.accumulator(v);
-                let place = if self.vars.kind(v).is_buffer() {
+                // A buffer's adjoint is a buffer, added to elementwise; a value held in
+                // a cell (a returned `Vec` used as a buffer included) is added as a whole.
+                let place = if self.vars.kind(v).is_buffer() && self.vars.role(acc) != Role::Cell {
                     Place::Slice { buf: acc, lo: None, hi: None, inclusive: false }
                 } else {
                     Place::Cell(acc)

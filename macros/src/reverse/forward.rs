@@ -45,9 +45,9 @@ impl<'a> Transform<'a> {
                 }
             }
         }
-        for (fin, cell) in self.finals.values().flatten() {
+        for (fin, rv) in self.finals.values().flatten() {
             if self.store.contains_key(fin) {
-                needed.insert(*cell);
+                needed.extend(rv.operands().iter().filter_map(|o| o.var()));
             }
         }
         for (snap, rv) in self.snapshots.values().flatten() {
@@ -156,10 +156,10 @@ impl<'a> Transform<'a> {
     pub(super) fn emit_forward(&mut self, block: &'a Block, needed: &HashSet<Var>) -> Block {
         let mut out = self.emit_forward_stmts(block, needed);
         let region = self.region_of(block);
-        for (fin, cell) in self.finals.get(&region).cloned().unwrap_or_default() {
+        for (fin, rv) in self.finals.get(&region).cloned().unwrap_or_default() {
             if let Some(st) = self.store.get(&fin).copied() {
                 let span = self.vars.info(fin).span;
-                out.push(Stmt::Let { dst: Tree::Leaf(fin), rv: Rvalue::Use(Operand::Var(cell)), span });
+                out.push(Stmt::Let { dst: Tree::Leaf(fin), rv, span });
                 out.push(save_stmt(&self.vars, st, fin));
             }
         }

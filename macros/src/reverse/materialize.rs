@@ -89,9 +89,13 @@ impl<'a> Transform<'a> {
                     && args.iter().all(ok)
             }
             Rvalue::Index { buf, index } => {
-                !self.mutated.contains(buf) && ok(index) && self.vars.kind(*buf).element() != Kind::Unknown
+                !self.mutated.contains(buf)
+                    && self.available_in_reverse(*buf)
+                    && ok(index)
+                    && self.vars.kind(*buf).element() != Kind::Unknown
             }
-            Rvalue::Len(buf) => !self.mutated.contains(buf),
+            Rvalue::Len(buf) => !self.mutated.contains(buf) && self.available_in_reverse(*buf),
+            Rvalue::RangeLen(_) | Rvalue::RangeNth(..) => rv.operands().iter().all(ok),
             _ => false,
         }
     }

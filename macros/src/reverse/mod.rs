@@ -157,9 +157,11 @@ struct Transform<'a> {
     acc_vars: HashMap<Var, Var>,
     /// Values whose named fields are read (their adjoints are accumulators).
     field_bases: HashSet<Var>,
-    /// Values read from a cell at the end of its region's forward sweep (`final`,
-    /// `cell`), saved so the reverse can shape the cell's zero adjoint.
-    finals: HashMap<RegionId, Vec<(Var, Var)>>,
+    /// Values computed at the end of a region's forward sweep and saved so the reverse
+    /// of the region can shape a zero adjoint: a cell's final value (`Use(cell)`), or a
+    /// zero shaped like a buffer local to the region (`Zero(buf)`), which is out of scope
+    /// in the reverse sweep.
+    finals: HashMap<RegionId, Vec<(Var, Rvalue)>>,
     /// Copies of buffers taken in the forward sweep just before a call (keyed by the
     /// call statement): the buffer is written later, and the callee's derivative must
     /// see it as it was at the call.

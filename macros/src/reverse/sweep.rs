@@ -435,7 +435,12 @@ impl<'a> Transform<'a> {
                     self.contribute(item, c, out);
                 }
             }
-            Rvalue::Field(..) | Rvalue::Len(_) | Rvalue::Zero(_) | Rvalue::One(_) => {}
+            Rvalue::Field(..)
+            | Rvalue::Len(_)
+            | Rvalue::RangeLen(_)
+            | Rvalue::RangeNth(..)
+            | Rvalue::Zero(_)
+            | Rvalue::One(_) => {}
         }
     }
 
@@ -509,6 +514,8 @@ impl<'a> Transform<'a> {
         let args_then: Vec<Arg> = args.iter().map(|a| self.as_at_call(a, region)).collect();
         let mut all = Vec::new();
         args_then.iter().for_each(|a| a.operands(&mut all));
+        // The bounds of a sub-slice also place its gradient in the buffer's adjoint.
+        slice_bounds(args, &mut all);
         for o in &all {
             self.need(o, region);
         }
@@ -773,17 +780,20 @@ impl<'a> Transform<'a> {
 }
 
 impl<'a> Transform<'a> {
-    /// An argument as the callee saw it: a buffer that the function writes anywhere is
+    /// An argument as the callee saw it: a buffer that the function writes later, or
+    /// that is local to a branch or a loop body (out of scope in the reverse sweep), is
     /// copied in the forward sweep just before the call (the copy is a value like any
     /// other: saved on a tape inside loops).
     fn as_at_call(&mut self, a: &Arg, region: RegionId) -> Arg {
         match a {
             Arg::Tuple(items) => Arg::Tuple(items.iter().map(|i| self.as_at_call(i, region)).collect()),
-            Arg::Buffer { buf, borrowed } if self.written_after_current(*buf) => {
+            Arg::Buffer { buf, borrowed } if self.written_after_current(*buf) || !self.available_in_reverse(*buf) => {
                 let rv = Rvalue::Slice { buf: *buf, lo: None, hi: None, inclusive: false };
                 Arg::Buffer { buf: self.snapshot(*buf, rv, region), borrowed: *borrowed }
             }
-            Arg::Slice { buf, lo, hi, inclusive } if self.written_after_current(*buf) => {
+            Arg::Slice { buf, lo, hi, inclusive }
+                if self.written_after_current(*buf) || !self.available_in_reverse(*buf) =>
+            {
                 let rv = Rvalue::Slice { buf: *buf, lo: lo.clone(), hi: hi.clone(), inclusive: *inclusive };
                 Arg::Buffer { buf: self.snapshot(*buf, rv, region), borrowed: true }
             }
@@ -807,6 +817,17 @@ impl<'a> Transform<'a> {
         self.def_region.insert(snap, region);
         self.snapshots.entry(self.current).or_default().push((snap, rv));
         snap
+    }
+}
+
+/// The bounds of the sub-slices among call arguments.
+fn slice_bounds(args: &[Arg], out: &mut Vec<Operand>) {
+    for a in args {
+        match a {
+            Arg::Slice { lo, hi, .. } => out.extend(lo.iter().chain(hi.iter()).cloned()),
+            Arg::Tuple(items) => slice_bounds(items, out),
+            _ => {}
+        }
     }
 }
 

@@ -136,7 +136,8 @@ impl<F: Float> Div for F {
     }
     #[inline]
     fn div_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
-        -(*ybar * *a / (*b * *b))
+        // (a/b)/b rather than a/b²: b² overflows or underflows long before a/b² does.
+        -(*ybar * (*a / *b) / *b)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Rules of the float methods with several operands, and of casts.
 
-use crate::{differentiable, Float};
+use crate::{detach, differentiable, Float};
 
 /// `y = xⁿ` with an integer exponent.
 #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
@@ -15,7 +15,12 @@ impl<F: Float> Powi for F {
     fn powi_adjoint(ybar: &F, x: &F, n: &i32) -> F {
         let n = *n;
         if n == 0 {
+            // x⁰ = 1 everywhere (0⁰ included): every derivative is 0, also at x = 0
+            // where n·x⁻¹ would be 0·∞.
             *ybar * F::ZERO
+        } else if n == i32::MIN {
+            // n − 1 is not an `i32`.
+            *ybar * F::from_i32(n) * x.powf(F::from_f64(-2_147_483_649.0))
         } else {
             *ybar * F::from_i32(n) * x.powi(n - 1)
         }
@@ -25,7 +30,9 @@ impl<F: Float> Powi for F {
 /// `y = xᵖ` with a float exponent.
 #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Powf<P = Self>: Sized {
-    /// ∂xᵖ/∂x = p·xᵖ⁻¹.
+    /// ∂xᵖ/∂x = p·xᵖ⁻¹ (at x = 0 with an integer p ≥ 0, by `powi`, so that every
+    /// derivative of order k is exact there: k! at k = p and 0 otherwise, where
+    /// `p·xᵖ⁻¹` by `powf` would give 0·∞).
     fn powf_base_adjoint(ybar: &Self, x: &Self, p: &P) -> Self;
     /// ∂xᵖ/∂p = xᵖ·ln x = y·ln x (0 where y = 0, the limit for x → 0⁺ and p > 0).
     fn powf_exponent_adjoint(ybar: &Self, x: &Self, p: &P, y: &Self) -> P;
@@ -35,7 +42,19 @@ pub trait Powf<P = Self>: Sized {
 impl<F: Float> Powf for F {
     #[inline]
     fn powf_base_adjoint(ybar: &F, x: &F, p: &F) -> F {
-        *ybar * *p * x.powf(*p - F::ONE)
+        if *x == F::ZERO && *p >= F::ZERO && *p == p.trunc() && *p <= F::from_f64(2_147_483_647.0) {
+            // 0ᵖ⁻¹ by `powf` is ∞ for p = 0 (first derivative, 0·∞), and the
+            // derivatives of `powf` reach 0⁻¹ the same way at orders past p; `powi`
+            // has exact derivatives at 0 for every integer exponent.
+            let n = F::to_f64(detach(*p)) as i32;
+            if n == 0 {
+                *ybar * F::ZERO
+            } else {
+                *ybar * *p * x.powi(n - 1)
+            }
+        } else {
+            *ybar * *p * x.powf(*p - F::ONE)
+        }
     }
     #[inline]
     fn powf_exponent_adjoint(ybar: &F, x: &F, _p: &F, y: &F) -> F {
@@ -50,9 +69,10 @@ impl<F: Float> Powf for F {
 /// `y = atan2(a, b)` (the angle of the point `(b, a)`).
 #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Atan2: Sized {
-    /// ∂atan2(a, b)/∂a = b/(a²+b²).
+    /// ∂atan2(a, b)/∂a = b/(a²+b²), computed as (b/r)/r with r = hypot(a, b) so that
+    /// a²+b² does not overflow (or underflow) where the derivative is representable.
     fn atan2_lhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
-    /// ∂atan2(a, b)/∂b = −a/(a²+b²).
+    /// ∂atan2(a, b)/∂b = −a/(a²+b²), likewise.
     fn atan2_rhs_adjoint(ybar: &Self, a: &Self, b: &Self) -> Self;
 }
 
@@ -60,11 +80,34 @@ pub trait Atan2: Sized {
 impl<F: Float> Atan2 for F {
     #[inline]
     fn atan2_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
-        *ybar * *b / (*a * *a + *b * *b)
+        let r = a.hypot(*b);
+        *ybar * (*b / r) / r
     }
     #[inline]
     fn atan2_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
-        -(*ybar * *a / (*a * *a + *b * *b))
+        let r = a.hypot(*b);
+        -(*ybar * (*a / r) / r)
+    }
+}
+
+/// `y = log_b x = ln x / ln b` (`x.log(b)`).
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+pub trait Log: Sized {
+    /// ∂y/∂x = 1/(x·ln b).
+    fn log_value_adjoint(ybar: &Self, x: &Self, b: &Self) -> Self;
+    /// ∂y/∂b = −ln x/(b·ln²b) = −y/(b·ln b).
+    fn log_base_adjoint(ybar: &Self, b: &Self, y: &Self) -> Self;
+}
+
+#[differentiable(crate = crate, order = 3)]
+impl<F: Float> Log for F {
+    #[inline]
+    fn log_value_adjoint(ybar: &F, x: &F, b: &F) -> F {
+        *ybar / (*x * b.ln())
+    }
+    #[inline]
+    fn log_base_adjoint(ybar: &F, b: &F, y: &F) -> F {
+        -(*ybar * *y / (*b * b.ln()))
     }
 }
 

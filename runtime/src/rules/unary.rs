@@ -28,8 +28,12 @@ macro_rules! unary_rule {
 unary_rule! {
     /// d√x/dx = 1/(2√x) = 1/(2y).
     Sqrt::sqrt_adjoint(ybar, y) => ybar / (F::TWO * y);
-    /// d∛x/dx = 1/(3∛x²) = 1/(3y²).
-    Cbrt::cbrt_adjoint(ybar, y) => ybar / (F::from_f64(3.0) * y * y);
+    /// d∛x/dx = 1/(3∛x²) = 1/(3y²), as u²/3 with u = 1/y: its own derivatives stay
+    /// finite as x → ±∞ (y·y would meet 0·∞).
+    Cbrt::cbrt_adjoint(ybar, y) => {
+        let u = y.recip();
+        ybar * u * u / F::from_f64(3.0)
+    };
     /// d eˣ/dx = eˣ = y.
     Exp::exp_adjoint(ybar, y) => ybar * y;
     /// d 2ˣ/dx = ln 2 · 2ˣ = ln 2 · y.
@@ -54,20 +58,42 @@ unary_rule! {
     Asin::asin_adjoint(ybar, x) => ybar / (F::ONE - x * x).sqrt();
     /// d acos x/dx = −1/√(1−x²).
     Acos::acos_adjoint(ybar, x) => -(ybar / (F::ONE - x * x).sqrt());
-    /// d atan x/dx = 1/(1+x²).
-    Atan::atan_adjoint(ybar, x) => ybar / (F::ONE + x * x);
+    /// d atan x/dx = 1/(1+x²); for |x| > 1 as u²/(1+u²) with u = 1/x, so that the
+    /// derivatives of this rule are 0, not NaN, as x → ±∞ (x·x would meet 0·∞).
+    Atan::atan_adjoint(ybar, x) => if x.abs() > F::ONE {
+        let u = x.recip();
+        ybar * (u * u) / (F::ONE + u * u)
+    } else {
+        ybar / (F::ONE + x * x)
+    };
     /// d sinh x/dx = cosh x.
     Sinh::sinh_adjoint(ybar, x) => ybar * x.cosh();
     /// d cosh x/dx = sinh x.
     Cosh::cosh_adjoint(ybar, x) => ybar * x.sinh();
     /// d tanh x/dx = 1 − tanh²x = 1 − y².
     Tanh::tanh_adjoint(ybar, y) => ybar * (F::ONE - y * y);
-    /// d asinh x/dx = 1/√(x²+1).
-    Asinh::asinh_adjoint(ybar, x) => ybar / (x * x + F::ONE).sqrt();
-    /// d acosh x/dx = 1/√(x²−1).
-    Acosh::acosh_adjoint(ybar, x) => ybar / (x * x - F::ONE).sqrt();
-    /// d atanh x/dx = 1/(1−x²).
-    Atanh::atanh_adjoint(ybar, x) => ybar / (F::ONE - x * x);
+    /// d asinh x/dx = 1/√(x²+1): 1/hypot(x, 1) for |x| ≤ 1 (x² would overflow for
+    /// |x| > 10¹⁵⁴), and |u|/√(1+u²) with u = 1/x beyond, whose derivatives stay finite
+    /// as x → ±∞.
+    Asinh::asinh_adjoint(ybar, x) => if x > F::ONE {
+        let u = x.recip();
+        ybar * u / (F::ONE + u * u).sqrt()
+    } else if x < -F::ONE {
+        let u = x.recip();
+        -(ybar * u / (F::ONE + u * u).sqrt())
+    } else {
+        ybar / x.hypot(F::ONE)
+    };
+    /// d acosh x/dx = 1/√(x²−1): 1/(√(x−1)·√(x+1)) near 1 (no cancellation), and
+    /// u/√(1−u²) with u = 1/x for x > 2 (no overflow; finite derivatives as x → ∞).
+    Acosh::acosh_adjoint(ybar, x) => if x > F::TWO {
+        let u = x.recip();
+        ybar * u / (F::ONE - u * u).sqrt()
+    } else {
+        ybar / ((x - F::ONE).sqrt() * (x + F::ONE).sqrt())
+    };
+    /// d atanh x/dx = 1/(1−x²) = 1/((1−x)(1+x)) (no cancellation near ±1).
+    Atanh::atanh_adjoint(ybar, x) => ybar / ((F::ONE - x) * (F::ONE + x));
     /// d|x|/dx = sign x, and 0 at x = 0 (the subgradient PyTorch and JAX use).
     Abs::abs_adjoint(ybar, x) => if x > F::ZERO { ybar } else if x < F::ZERO { -ybar } else { ybar * F::ZERO };
     /// d(1/x)/dx = −1/x² = −y².

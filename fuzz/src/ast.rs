@@ -1,0 +1,476 @@
+//! The programs the fuzzer writes: a small AST over the subset of Rust that
+//! `#[differentiable]` documents as supported, printed as Rust by [`crate::print`].
+//!
+//! Keeping programs as data (not text) is what makes failures shrinkable: the shrinker
+//! ([`crate::shrink`]) removes statements and simplifies expressions, and the checker
+//! ([`crate::scope`]) keeps only candidates that are still valid Rust whose indexing
+//! cannot go out of bounds.
+
+/// A program: helper functions, then the entry function `f` whose gradient is checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub helpers: Vec<Func>,
+    pub entry: Func,
+    /// Whether the harness also checks the second derivative (`grad!` of a function
+    /// whose body takes `grad!(f)`).
+    pub second_order: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Func {
+    pub name: String,
+    pub params: Vec<Param>,
+    pub body: Block,
+    pub ret: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub ty: PTy,
+}
+
+/// A parameter's type: `f64` or `&[f64]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PTy {
+    Scalar,
+    Slice,
+}
+
+pub type Block = Vec<Stmt>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `let [mut] name = value;`
+    Let { name: String, mutable: bool, value: Expr },
+    /// `let name: f64 = of.iter().sum();` (or `.product()`).
+    LetFold { name: String, of: String, product: bool },
+    /// `name = value;`, `name += value;`, …
+    Assign { name: String, op: AOp, value: Expr },
+    /// A local buffer.
+    Buffer { name: String, mutable: bool, init: BufInit },
+    /// `buf[index] = value;`, `buf[index] += value;`, …
+    Store { buf: String, index: Idx, op: AOp, value: Expr },
+    If { cond: Cond, then: Block, els: Option<Block> },
+    For { head: ForHead, body: Block },
+    /// `let mut counter = 0; while counter < limit [&& extra] { body; counter += 1; }`
+    While { counter: String, limit: usize, extra: Option<Cond>, body: Block },
+    /// `let mut counter = 0; let name = loop { counter += 1; body; if counter >= limit
+    /// [|| until] { break value; } };`
+    Loop { name: String, counter: String, limit: usize, body: Block, until: Option<Cond>, value: Expr },
+    /// `if cond { break; }`
+    Break(Cond),
+    /// `if cond { continue; }`
+    Continue(Cond),
+    /// `if cond { return value; }`
+    Return(Cond, Expr),
+    /// `let pat = grad!(callee)(args);` or `value_and_grad!`.
+    Nested { pat: Pat, value: bool, callee: String, args: Vec<Arg> },
+    /// `let pat = from;` (a tuple bound to a name first).
+    Unpack { pat: Pat, from: String },
+    /// `match on { arms…, _ => default }` on an integer variable.
+    Match { on: String, arms: Vec<(MatchPat, Block)>, default: Block },
+}
+
+/// The pattern of a `match` arm on an integer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MatchPat {
+    Lit(usize),
+    /// `a | b`
+    Or(Vec<usize>),
+    /// `lo..=hi`
+    Range(usize, usize),
+}
+
+/// A `let` pattern of names: `g`, `_`, `(v, (g1, _))`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pat {
+    Name(String),
+    Wild,
+    Tuple(Vec<Pat>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AOp {
+    Set,
+    Add,
+    Sub,
+    Mul,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufInit {
+    /// `vec![0.0; n]`
+    Zeros(LenExpr),
+    /// `[0.0; n]`
+    ArrayZeros(usize),
+    /// `[a, b, …]`
+    Array(Vec<Expr>),
+    /// `vec![a, b, …]`
+    VecList(Vec<Expr>),
+    /// `of.to_vec()`
+    Copy(String),
+    /// `Vec::with_capacity(n)` then one `push` per value.
+    Pushed(Vec<Expr>),
+    /// `Vec::new()` then `for var in 0..len { push(value) }`.
+    PushLoop { var: String, len: LenExpr, value: Box<Expr> },
+}
+
+/// A length: a constant or `of.len()` (minus a constant).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LenExpr {
+    Const(usize),
+    LenOf(String, usize),
+}
+
+/// An index into a slice or buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Idx {
+    Const(usize),
+    /// A loop index.
+    Var(String),
+    /// `var - 1`.
+    Prev(String),
+    /// `var + 1`.
+    Next(String),
+    /// `of.len() - 1`.
+    Last(String),
+    /// `(var + offset) % of.len()`.
+    Wrap { var: String, offset: usize, of: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Lit(f64),
+    Var(String),
+    /// `name[index]`
+    Elem(String, Idx),
+    Bin(BOp, Box<Expr>, Box<Expr>),
+    Neg(Box<Expr>),
+    /// `arg.method()`
+    Unary(Un, Box<Expr>),
+    /// `a.method(b)`
+    Binary(Bm, Box<Expr>, Box<Expr>),
+    Powi(Box<Expr>, i32),
+    MulAdd(Box<Expr>, Box<Expr>, Box<Expr>),
+    Clamp(Box<Expr>, f64, f64),
+    /// A call of a helper.
+    Call(String, Vec<Arg>),
+    /// `of.iter().sum::<f64>()`
+    Sum(String),
+    /// `(of.len() as f64)`
+    LenF(String),
+    /// `(var as f64)` of an integer variable.
+    IntF(String),
+    /// `name.index` of a tuple.
+    Field(String, usize),
+    /// `if cond { a } else { b }`
+    IfExpr(Box<Cond>, Box<Expr>, Box<Expr>),
+    /// `detach(a)`
+    Detach(Box<Expr>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+/// Unary float methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Un {
+    Sqrt,
+    Cbrt,
+    Exp,
+    Exp2,
+    ExpM1,
+    Ln,
+    Ln1p,
+    Log10,
+    Log2,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+    Asinh,
+    Acosh,
+    Atanh,
+    Abs,
+    Signum,
+    Recip,
+    Floor,
+    Ceil,
+    Round,
+    Trunc,
+    Fract,
+    ToDegrees,
+    ToRadians,
+}
+
+impl Un {
+    pub const ALL: [Un; 31] = [
+        Un::Sqrt,
+        Un::Cbrt,
+        Un::Exp,
+        Un::Exp2,
+        Un::ExpM1,
+        Un::Ln,
+        Un::Ln1p,
+        Un::Log10,
+        Un::Log2,
+        Un::Sin,
+        Un::Cos,
+        Un::Tan,
+        Un::Asin,
+        Un::Acos,
+        Un::Atan,
+        Un::Sinh,
+        Un::Cosh,
+        Un::Tanh,
+        Un::Asinh,
+        Un::Acosh,
+        Un::Atanh,
+        Un::Abs,
+        Un::Signum,
+        Un::Recip,
+        Un::Floor,
+        Un::Ceil,
+        Un::Round,
+        Un::Trunc,
+        Un::Fract,
+        Un::ToDegrees,
+        Un::ToRadians,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Un::Sqrt => "sqrt",
+            Un::Cbrt => "cbrt",
+            Un::Exp => "exp",
+            Un::Exp2 => "exp2",
+            Un::ExpM1 => "exp_m1",
+            Un::Ln => "ln",
+            Un::Ln1p => "ln_1p",
+            Un::Log10 => "log10",
+            Un::Log2 => "log2",
+            Un::Sin => "sin",
+            Un::Cos => "cos",
+            Un::Tan => "tan",
+            Un::Asin => "asin",
+            Un::Acos => "acos",
+            Un::Atan => "atan",
+            Un::Sinh => "sinh",
+            Un::Cosh => "cosh",
+            Un::Tanh => "tanh",
+            Un::Asinh => "asinh",
+            Un::Acosh => "acosh",
+            Un::Atanh => "atanh",
+            Un::Abs => "abs",
+            Un::Signum => "signum",
+            Un::Recip => "recip",
+            Un::Floor => "floor",
+            Un::Ceil => "ceil",
+            Un::Round => "round",
+            Un::Trunc => "trunc",
+            Un::Fract => "fract",
+            Un::ToDegrees => "to_degrees",
+            Un::ToRadians => "to_radians",
+        }
+    }
+}
+
+/// Float methods of two operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bm {
+    Max,
+    Min,
+    Atan2,
+    Hypot,
+    Powf,
+    Log,
+}
+
+impl Bm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bm::Max => "max",
+            Bm::Min => "min",
+            Bm::Atan2 => "atan2",
+            Bm::Hypot => "hypot",
+            Bm::Powf => "powf",
+            Bm::Log => "log",
+        }
+    }
+}
+
+/// An argument of a helper call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    Scalar(Expr),
+    /// `&name` (or `name` for a slice parameter).
+    Slice(String),
+    /// `&of[lo..]`, `&of[lo..of.len() - cut]`.
+    Sub { of: String, lo: usize, cut: usize },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cond {
+    pub lhs: Expr,
+    pub op: Cmp,
+    pub rhs: Expr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ForHead {
+    /// `for var in (lo..hi)` with `..=`, `.rev()`, `.step_by(k)` in the given order.
+    Range { var: String, lo: usize, hi: LenExpr, inclusive: bool, adapters: Vec<Adapter> },
+    /// `for elem in over.iter()` / `&over` / `.iter().copied()`, with `.enumerate()` (an
+    /// index name), `.zip(other.iter())` (a second element name), `.rev()`.
+    Iter { elem: String, over: String, style: IterStyle, index: Option<String>, zip: Option<(String, String)>, rev: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adapter {
+    Rev,
+    StepBy(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IterStyle {
+    /// `over.iter()`, elements bound with `&elem`.
+    Iter,
+    /// `&over`, elements bound with `&elem`.
+    Borrow,
+    /// `over.iter().copied()`.
+    Copied,
+}
+
+impl Program {
+    /// Every function, helpers first.
+    pub fn funcs(&self) -> impl Iterator<Item = &Func> {
+        self.helpers.iter().chain(std::iter::once(&self.entry))
+    }
+
+    /// A size measure for shrinking: the number of AST nodes.
+    pub fn size(&self) -> usize {
+        self.funcs().map(|f| f.params.len() + block_size(&f.body) + expr_size(&f.ret)).sum::<usize>()
+            + usize::from(self.second_order)
+    }
+
+    /// The helpers `f` takes `grad!`/`value_and_grad!` of.
+    pub fn nested_callees(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in self.funcs() {
+            walk_block(&f.body, &mut |s| {
+                if let Stmt::Nested { callee, .. } = s {
+                    if !out.contains(callee) {
+                        out.push(callee.clone());
+                    }
+                }
+            });
+        }
+        out
+    }
+}
+
+/// Visit every statement, outermost first.
+pub fn walk_block(b: &Block, f: &mut impl FnMut(&Stmt)) {
+    for s in b {
+        f(s);
+        for inner in sub_blocks(s) {
+            walk_block(inner, f);
+        }
+    }
+}
+
+pub fn sub_blocks(s: &Stmt) -> Vec<&Block> {
+    match s {
+        Stmt::If { then, els, .. } => {
+            let mut v = vec![then];
+            v.extend(els.iter());
+            v
+        }
+        Stmt::For { body, .. } | Stmt::While { body, .. } | Stmt::Loop { body, .. } => vec![body],
+        Stmt::Match { arms, default, .. } => {
+            let mut v: Vec<&Block> = arms.iter().map(|(_, b)| b).collect();
+            v.push(default);
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+pub fn block_size(b: &Block) -> usize {
+    b.iter().map(stmt_size).sum()
+}
+
+pub fn stmt_size(s: &Stmt) -> usize {
+    1 + match s {
+        Stmt::Let { value, .. } | Stmt::Assign { value, .. } => expr_size(value),
+        Stmt::LetFold { .. } | Stmt::Unpack { .. } => 0,
+        Stmt::Buffer { init, .. } => match init {
+            BufInit::Array(v) | BufInit::VecList(v) | BufInit::Pushed(v) => v.iter().map(expr_size).sum(),
+            BufInit::PushLoop { value, .. } => 1 + expr_size(value),
+            _ => 0,
+        },
+        Stmt::Store { value, .. } => 1 + expr_size(value),
+        Stmt::If { cond, then, els } => cond_size(cond) + block_size(then) + els.as_ref().map_or(0, block_size),
+        Stmt::For { head, body } => {
+            let h = match head {
+                ForHead::Range { adapters, .. } => adapters.len(),
+                ForHead::Iter { index, zip, rev, .. } => {
+                    usize::from(index.is_some()) + usize::from(zip.is_some()) + usize::from(*rev)
+                }
+            };
+            1 + h + block_size(body)
+        }
+        Stmt::While { extra, body, .. } => 1 + extra.as_ref().map_or(0, cond_size) + block_size(body),
+        Stmt::Loop { body, until, value, .. } => {
+            1 + block_size(body) + until.as_ref().map_or(0, cond_size) + expr_size(value)
+        }
+        Stmt::Break(c) | Stmt::Continue(c) => cond_size(c),
+        Stmt::Return(c, e) => cond_size(c) + expr_size(e),
+        Stmt::Nested { args, .. } => args.iter().map(arg_size).sum(),
+        Stmt::Match { arms, default, .. } => arms.iter().map(|(_, b)| 1 + block_size(b)).sum::<usize>() + block_size(default),
+    }
+}
+
+pub fn cond_size(c: &Cond) -> usize {
+    1 + expr_size(&c.lhs) + expr_size(&c.rhs)
+}
+
+pub fn arg_size(a: &Arg) -> usize {
+    match a {
+        Arg::Scalar(e) => expr_size(e),
+        Arg::Slice(_) => 1,
+        Arg::Sub { .. } => 2,
+    }
+}
+
+pub fn expr_size(e: &Expr) -> usize {
+    1 + match e {
+        Expr::Lit(_) | Expr::Var(_) | Expr::Sum(_) | Expr::LenF(_) | Expr::IntF(_) | Expr::Field(..) => 0,
+        Expr::Elem(_, i) => usize::from(!matches!(i, Idx::Const(_))),
+        Expr::Bin(_, a, b) | Expr::Binary(_, a, b) => expr_size(a) + expr_size(b),
+        Expr::Neg(a) | Expr::Unary(_, a) | Expr::Powi(a, _) | Expr::Clamp(a, ..) | Expr::Detach(a) => expr_size(a),
+        Expr::MulAdd(a, b, c) => expr_size(a) + expr_size(b) + expr_size(c),
+        Expr::Call(_, args) => args.iter().map(arg_size).sum(),
+        Expr::IfExpr(c, a, b) => cond_size(c) + expr_size(a) + expr_size(b),
+    }
+}

@@ -1,0 +1,607 @@
+//! The generator: a seeded random program over the supported subset.
+//!
+//! Programs are built statement by statement against an [`Env`] of what is in scope,
+//! so names exist, mutability and types agree, `break`/`continue` sit in loops and
+//! every index is in bounds. Functions with a partial domain get arguments that keep
+//! them defined (`(e·e + c).ln()`, `(0.9·e.tanh()).asin()`), so almost every program
+//! is smooth at almost every input; where it is not (a kink of `abs`, a branch), the
+//! harness's two step sizes disagree and the point is not judged.
+//!
+//! The generator grows with the language: each construct the transform accepts is one
+//! arm of [`Gen::stmt`] or [`Gen::expr`] with a weight, so a new construct is fuzzed
+//! together with every older one.
+
+use crate::ast::*;
+use crate::rng::Rng;
+use crate::scope::{self, Env, Kind, Len, LoopKind, Sig};
+
+/// Size knobs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Statements in the entry function's top-level block.
+    pub entry_stmts: (usize, usize),
+    /// Statements in a nested block.
+    pub inner_stmts: (usize, usize),
+    /// How deeply blocks nest.
+    pub max_depth: usize,
+    /// How deeply expressions nest.
+    pub expr_depth: usize,
+    /// Helper functions (callees of the entry function).
+    pub helpers: (usize, usize),
+    /// Probability that the harness also checks second derivatives.
+    pub second_order: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            entry_stmts: (3, 8),
+            inner_stmts: (1, 3),
+            max_depth: 2,
+            expr_depth: 3,
+            helpers: (0, 2),
+            second_order: 0.5,
+        }
+    }
+}
+
+/// The program of a seed.
+pub fn program(seed: u64, cfg: &Config) -> Program {
+    // A handful of attempts: a program the checker rejects is a bug of the generator,
+    // which the tests catch; here the next attempt is taken.
+    let mut rng = Rng::new(seed);
+    loop {
+        let mut g = Gen { rng: rng.fork(), cfg: cfg.clone(), fresh: 0, entry: false };
+        let p = g.program();
+        match scope::check(&p) {
+            Ok(()) => return p,
+            Err(e) => {
+                if cfg!(debug_assertions) {
+                    panic!("the generator wrote an invalid program (seed {seed}): {e}\n{p:#?}");
+                }
+            }
+        }
+    }
+}
+
+struct Gen {
+    rng: Rng,
+    cfg: Config,
+    fresh: usize,
+    /// Generating the entry function (which may nest `grad!`).
+    entry: bool,
+}
+
+const LITERALS: &[f64] = &[0.5, 1.0, 2.0, -0.75, 1.5, 0.25, 3.0, -1.25, 0.1];
+
+impl Gen {
+    fn name(&mut self, prefix: &str) -> String {
+        self.fresh += 1;
+        format!("{prefix}{}", self.fresh)
+    }
+
+    fn program(&mut self) -> Program {
+        let n_helpers = self.rng.range(self.cfg.helpers.0, self.cfg.helpers.1);
+        let mut helpers: Vec<Func> = Vec::new();
+        for i in 0..n_helpers {
+            let callable = sigs(&helpers);
+            let h = self.helper(&format!("h{i}"), callable);
+            helpers.push(h);
+        }
+        self.entry = true;
+        let entry = self.entry_func(sigs(&helpers));
+        let second_order = self.rng.chance(self.cfg.second_order);
+        Program { helpers, entry, second_order }
+    }
+
+    fn helper(&mut self, name: &str, callable: Vec<Sig>) -> Func {
+        let n = self.rng.range(1, 2);
+        let names = ["u", "v"];
+        let params: Vec<Param> = (0..n)
+            .map(|i| Param {
+                name: names[i].to_string(),
+                ty: if self.rng.chance(0.4) { PTy::Slice } else { PTy::Scalar },
+            })
+            .collect();
+        let mut f = Func { name: name.to_string(), params, body: Vec::new(), ret: Expr::Lit(0.0) };
+        let mut env = Env::for_func(&f, callable, true);
+        let count = self.rng.range(0, 3);
+        f.body = self.block(&mut env, count, 1);
+        f.ret = self.expr(&env, self.cfg.expr_depth);
+        f
+    }
+
+    fn entry_func(&mut self, callable: Vec<Sig>) -> Func {
+        let scalars = self.rng.range(1, 3);
+        let slices = self.rng.range(0, 2);
+        let mut params: Vec<Param> = ["a", "b", "c"]
+            .iter()
+            .take(scalars)
+            .map(|n| Param { name: n.to_string(), ty: PTy::Scalar })
+            .chain(["x", "y"].iter().take(slices).map(|n| Param { name: n.to_string(), ty: PTy::Slice }))
+            .collect();
+        // A random order of the parameters.
+        for i in (1..params.len()).rev() {
+            let j = self.rng.below(i + 1);
+            params.swap(i, j);
+        }
+        let mut f = Func { name: "f".into(), params, body: Vec::new(), ret: Expr::Lit(0.0) };
+        let mut env = Env::for_func(&f, callable, false);
+        let count = self.rng.range(self.cfg.entry_stmts.0, self.cfg.entry_stmts.1);
+        f.body = self.block(&mut env, count, 0);
+        // The result mixes a few scalars in scope, so most statements matter.
+        let mut ret = self.expr(&env, 2);
+        for _ in 0..self.rng.range(0, 2) {
+            let scalars = env.scalars();
+            if scalars.is_empty() {
+                break;
+            }
+            let v = self.rng.pick(&scalars).clone();
+            ret = Expr::Bin(BOp::Add, Box::new(ret), Box::new(Expr::Var(v)));
+        }
+        f.ret = ret;
+        f
+    }
+
+    /// `count` statements at nesting `depth`, defined in `env` (the caller scopes it).
+    fn block(&mut self, env: &mut Env, count: usize, depth: usize) -> Block {
+        let mut out = Vec::new();
+        for _ in 0..count {
+            if let Some(s) = self.stmt(env, depth) {
+                scope::check_stmt(env, &s).unwrap_or_else(|e| panic!("generated an invalid statement: {e}\n{s:#?}"));
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn inner_block(&mut self, env: &mut Env, depth: usize, lk: Option<LoopKind>, binds: Vec<(String, Kind)>) -> Block {
+        let saved = (env.innermost, env.loop_depth);
+        if let Some(k) = lk {
+            env.innermost = k;
+            env.loop_depth += 1;
+        }
+        env.push();
+        for (n, k) in binds {
+            env.define(&n, k);
+        }
+        let count = self.rng.range(self.cfg.inner_stmts.0, self.cfg.inner_stmts.1);
+        let b = self.block(env, count, depth + 1);
+        env.pop();
+        (env.innermost, env.loop_depth) = saved;
+        b
+    }
+
+    fn stmt(&mut self, env: &mut Env, depth: usize) -> Option<Stmt> {
+        let nest = depth < self.cfg.max_depth;
+        let muts = env.mutable_scalars();
+        let bufs = env.mutable_buffers();
+        let slices = env.slices();
+        let tuples = env.tuples();
+        let nested_ok = self.entry && !env.callable.is_empty();
+        let weights = [
+            20,                                                                    // let
+            if muts.is_empty() { 0 } else { 16 },                                  // assign
+            7,                                                                     // buffer
+            if bufs.is_empty() { 0 } else { 9 },                                   // store
+            if nest { 9 } else { 0 },                                              // if
+            if nest { 10 } else { 0 },                                             // for
+            if nest { 3 } else { 0 },                                              // while
+            if nest { 3 } else { 0 },                                              // loop with a value
+            if env.innermost == LoopKind::Plain { 5 } else { 0 },                  // break / continue
+            3,                                                                     // return
+            if nested_ok { 7 } else { 0 },                                         // grad! / value_and_grad!
+            if tuples.is_empty() { 0 } else { 5 },                                 // unpack
+            if slices.is_empty() { 0 } else { 3 },                                 // fold
+            if nest && !env.integers().is_empty() { 3 } else { 0 },                // match
+        ];
+        let d = self.cfg.expr_depth;
+        Some(match self.rng.weighted(&weights) {
+            0 => {
+                let mutable = self.rng.chance(0.5);
+                let value = self.expr(env, d);
+                // Sometimes shadow an immutable scalar instead of a fresh name.
+                let immut: Vec<String> = env
+                    .visible()
+                    .into_iter()
+                    .filter(|(n, k)| matches!(k, Kind::Scalar { mutable: false }) && n.starts_with('s'))
+                    .map(|(n, _)| n)
+                    .collect();
+                let name = if !immut.is_empty() && self.rng.chance(0.15) {
+                    self.rng.pick(&immut).clone()
+                } else {
+                    self.name("s")
+                };
+                Stmt::Let { name, mutable, value }
+            }
+            1 => {
+                let name = self.rng.pick(&muts).clone();
+                let op = *self.rng.pick(&[AOp::Set, AOp::Add, AOp::Add, AOp::Sub, AOp::Mul]);
+                let value = self.expr(env, d);
+                Stmt::Assign { name, op, value }
+            }
+            2 => self.buffer(env),
+            3 => {
+                let (buf, len) = self.rng.pick(&bufs).clone();
+                let index = self.index(env, &buf, &len);
+                let op = *self.rng.pick(&[AOp::Set, AOp::Set, AOp::Add, AOp::Sub, AOp::Mul]);
+                let value = self.expr(env, d);
+                Stmt::Store { buf, index, op, value }
+            }
+            4 => {
+                let cond = self.cond(env);
+                let then = self.inner_block(env, depth, None, Vec::new());
+                let els = self.rng.chance(0.5).then(|| self.inner_block(env, depth, None, Vec::new()));
+                Stmt::If { cond, then, els }
+            }
+            5 => {
+                let head = self.for_head(env)?;
+                let binds = scope::head_bindings(env, &head).ok()?;
+                let body = self.inner_block(env, depth, Some(LoopKind::Plain), binds);
+                Stmt::For { head, body }
+            }
+            6 => {
+                let counter = self.name("k");
+                let limit = self.rng.range(1, 4);
+                env.define(&counter, Kind::Counter);
+                let extra = self.rng.chance(0.4).then(|| self.cond(env));
+                let body = self.inner_block(env, depth, Some(LoopKind::Plain), Vec::new());
+                Stmt::While { counter, limit, extra, body }
+            }
+            7 => {
+                let counter = self.name("k");
+                let name = self.name("r");
+                let limit = self.rng.range(1, 4);
+                env.define(&counter, Kind::Counter);
+                let saved = (env.innermost, env.loop_depth);
+                env.innermost = LoopKind::Valued;
+                env.loop_depth += 1;
+                env.push();
+                let count = self.rng.range(self.cfg.inner_stmts.0, self.cfg.inner_stmts.1);
+                let body = self.block(env, count, depth + 1);
+                let until = self.rng.chance(0.4).then(|| self.cond(env));
+                let value = self.expr(env, d);
+                env.pop();
+                (env.innermost, env.loop_depth) = saved;
+                Stmt::Loop { name, counter, limit, body, until, value }
+            }
+            8 => {
+                let cond = self.cond(env);
+                if self.rng.chance(0.5) {
+                    Stmt::Break(cond)
+                } else {
+                    Stmt::Continue(cond)
+                }
+            }
+            9 => {
+                let cond = self.cond(env);
+                let value = self.expr(env, d);
+                Stmt::Return(cond, value)
+            }
+            10 => self.nested(env)?,
+            11 => {
+                let (from, kinds) = self.rng.pick(&tuples).clone();
+                let pat = self.pattern(&Kind::Tuple(kinds), true);
+                Stmt::Unpack { pat, from }
+            }
+            12 => {
+                let (of, _) = self.rng.pick(&slices).clone();
+                Stmt::LetFold { name: self.name("s"), of, product: self.rng.chance(0.2) }
+            }
+            _ => {
+                let ints = env.integers();
+                let on = self.rng.pick(&ints).clone();
+                let mut arms = Vec::new();
+                let pats = [MatchPat::Lit(0), MatchPat::Or(vec![1, 2]), MatchPat::Range(2, 4), MatchPat::Lit(1)];
+                for p in pats.iter().take(self.rng.range(1, 3)) {
+                    let b = self.inner_block(env, depth, None, Vec::new());
+                    arms.push((p.clone(), b));
+                }
+                let default = self.inner_block(env, depth, None, Vec::new());
+                Stmt::Match { on, arms, default }
+            }
+        })
+    }
+
+    fn buffer(&mut self, env: &Env) -> Stmt {
+        let name = self.name("buf");
+        let slices = env.slices();
+        let d = self.cfg.expr_depth - 1;
+        let choice = self.rng.weighted(&[4, 2, 3, 2, if slices.is_empty() { 0 } else { 4 }, 2, 2]);
+        let init = match choice {
+            0 => {
+                if !slices.is_empty() && self.rng.chance(0.6) {
+                    let (of, _) = self.rng.pick(&slices).clone();
+                    BufInit::Zeros(LenExpr::LenOf(of, 0))
+                } else {
+                    BufInit::Zeros(LenExpr::Const(self.rng.range(2, 4)))
+                }
+            }
+            1 => BufInit::ArrayZeros(self.rng.range(2, 4)),
+            2 => BufInit::Array((0..self.rng.range(2, 4)).map(|_| self.expr(env, d)).collect()),
+            3 => BufInit::VecList((0..self.rng.range(1, 3)).map(|_| self.expr(env, d)).collect()),
+            4 => BufInit::Copy(self.rng.pick(&slices).0.clone()),
+            5 => BufInit::Pushed((0..self.rng.range(1, 3)).map(|_| self.expr(env, d)).collect()),
+            _ => {
+                let var = self.name("i");
+                let len = if !slices.is_empty() && self.rng.chance(0.6) {
+                    LenExpr::LenOf(self.rng.pick(&slices).0.clone(), 0)
+                } else {
+                    LenExpr::Const(self.rng.range(1, 4))
+                };
+                let mut inner = env.clone();
+                inner.push();
+                let bound = scope::len_expr(env, &len).expect("valid length");
+                inner.define(&var, Kind::Index { bound, lo: 0 });
+                let value = Box::new(self.expr(&inner, d));
+                BufInit::PushLoop { var, len, value }
+            }
+        };
+        let mutable = !matches!(init, BufInit::Array(_)) || self.rng.chance(0.5);
+        Stmt::Buffer { name, mutable, init }
+    }
+
+    fn for_head(&mut self, env: &Env) -> Option<ForHead> {
+        let slices = env.slices();
+        if !slices.is_empty() && self.rng.chance(0.45) {
+            let (over, _) = self.rng.pick(&slices).clone();
+            let elem = self.name("e");
+            let style = *self.rng.pick(&[IterStyle::Iter, IterStyle::Borrow, IterStyle::Copied]);
+            let index = self.rng.chance(0.35).then(|| self.name("i"));
+            let zip = self.rng.chance(0.3).then(|| (self.rng.pick(&slices).0.clone(), self.name("e")));
+            let rev = self.rng.chance(0.25);
+            return Some(ForHead::Iter { elem, over, style, index, zip, rev });
+        }
+        let var = self.name("i");
+        let (hi, inclusive) = if !slices.is_empty() && self.rng.chance(0.7) {
+            let (of, len) = self.rng.pick(&slices).clone();
+            let k = self.rng.range(0, 1.min(len.min()));
+            let inclusive = k == 1 && self.rng.chance(0.3);
+            (LenExpr::LenOf(of, k), inclusive)
+        } else {
+            (LenExpr::Const(self.rng.range(1, 4)), self.rng.chance(0.2))
+        };
+        let lo = if self.rng.chance(0.25) { 1 } else { 0 };
+        let mut adapters = Vec::new();
+        match self.rng.weighted(&[10, 3, 3, 2, 2]) {
+            1 => adapters.push(Adapter::Rev),
+            2 => adapters.push(Adapter::StepBy(self.rng.range(2, 3))),
+            3 => {
+                adapters.push(Adapter::Rev);
+                adapters.push(Adapter::StepBy(self.rng.range(2, 3)));
+            }
+            // `(a..=b).step_by(k).rev()` is not an exact-size iterator.
+            4 if !inclusive => {
+                adapters.push(Adapter::StepBy(self.rng.range(2, 3)));
+                adapters.push(Adapter::Rev);
+            }
+            _ => {}
+        }
+        Some(ForHead::Range { var, lo, hi, inclusive, adapters })
+    }
+
+    fn nested(&mut self, env: &mut Env) -> Option<Stmt> {
+        let sig = self.rng.pick(&env.callable).clone();
+        let args = self.args(env, &sig)?;
+        let value = self.rng.chance(0.3);
+        let grads = env.gradient_kinds(&sig.name, &args)?;
+        let kind = scope::nested_result(grads, value);
+        let pat = self.pattern(&kind, false);
+        Some(Stmt::Nested { pat, value, callee: sig.name, args })
+    }
+
+    /// A pattern for a value of this kind: a name for the whole, or (a tuple) its
+    /// parts, some of them `_`.
+    fn pattern(&mut self, kind: &Kind, destructure: bool) -> Pat {
+        match kind {
+            Kind::Tuple(items) if destructure || self.rng.chance(0.6) => {
+                Pat::Tuple(items.iter().map(|k| if self.rng.chance(0.15) { Pat::Wild } else { self.pattern(k, false) }).collect())
+            }
+            Kind::Tuple(_) => Pat::Name(self.name("gt")),
+            _ => Pat::Name(self.name("g")),
+        }
+    }
+
+    fn args(&mut self, env: &Env, sig: &Sig) -> Option<Vec<Arg>> {
+        let slices = env.slices();
+        let mut out = Vec::new();
+        for p in &sig.params {
+            out.push(match p {
+                PTy::Scalar => Arg::Scalar(self.expr(env, 2)),
+                PTy::Slice => {
+                    if slices.is_empty() {
+                        return None;
+                    }
+                    let (of, len) = self.rng.pick(&slices).clone();
+                    if len.min() >= 2 && self.rng.chance(0.3) {
+                        let lo = self.rng.range(0, 1);
+                        let cut = if lo == 0 { 1 } else { self.rng.range(0, 1.min(len.min() - 2)) };
+                        Arg::Sub { of, lo, cut }
+                    } else {
+                        Arg::Slice(of)
+                    }
+                }
+            });
+        }
+        Some(out)
+    }
+
+    fn cond(&mut self, env: &Env) -> Cond {
+        let lhs = self.expr(env, 2);
+        let rhs = if self.rng.chance(0.6) { Expr::Lit(*self.rng.pick(LITERALS)) } else { self.expr(env, 1) };
+        let op = *self.rng.pick(&[Cmp::Lt, Cmp::Gt, Cmp::Le, Cmp::Ge]);
+        Cond { lhs, op, rhs }
+    }
+
+    fn index(&mut self, env: &Env, of: &str, len: &Len) -> Idx {
+        let mut options: Vec<Idx> = Vec::new();
+        for c in 0..len.min().min(3) {
+            options.push(Idx::Const(c));
+        }
+        if len.min() >= 1 {
+            options.push(Idx::Last(of.to_string()));
+            for i in env.integers() {
+                options.push(Idx::Wrap { var: i, offset: self.rng.range(0, 2), of: of.to_string() });
+            }
+        }
+        for (i, _, _) in env.indices() {
+            for idx in [Idx::Var(i.clone()), Idx::Var(i.clone()), Idx::Var(i.clone()), Idx::Prev(i.clone()), Idx::Next(i.clone())] {
+                if env.index_ok(of, len, &idx) {
+                    options.push(idx);
+                }
+            }
+        }
+        self.rng.pick(&options).clone()
+    }
+
+    fn leaf(&mut self, env: &Env) -> Expr {
+        let scalars = env.scalars();
+        let slices = env.slices();
+        let ints = env.integers();
+        let tuples: Vec<(String, usize)> = env
+            .tuples()
+            .into_iter()
+            .flat_map(|(n, items)| {
+                items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| matches!(k, Kind::Scalar { .. }))
+                    .map(|(i, _)| (n.clone(), i))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let weights = [
+            3,
+            if scalars.is_empty() { 0 } else { 12 },
+            if slices.is_empty() { 0 } else { 8 },
+            if slices.is_empty() { 0 } else { 1 },
+            if slices.is_empty() { 0 } else { 1 },
+            if ints.is_empty() { 0 } else { 2 },
+            if tuples.is_empty() { 0 } else { 3 },
+        ];
+        match self.rng.weighted(&weights) {
+            0 => Expr::Lit(*self.rng.pick(LITERALS)),
+            1 => Expr::Var(self.rng.pick(&scalars).clone()),
+            2 => {
+                let (of, len) = self.rng.pick(&slices).clone();
+                let idx = self.index(env, &of, &len);
+                Expr::Elem(of, idx)
+            }
+            3 => Expr::Sum(self.rng.pick(&slices).0.clone()),
+            4 => Expr::LenF(self.rng.pick(&slices).0.clone()),
+            5 => Expr::IntF(self.rng.pick(&ints).clone()),
+            _ => {
+                let (n, i) = self.rng.pick(&tuples).clone();
+                Expr::Field(n, i)
+            }
+        }
+    }
+
+    fn expr(&mut self, env: &Env, depth: usize) -> Expr {
+        if depth == 0 || self.rng.chance(0.25) {
+            return self.leaf(env);
+        }
+        let d = depth - 1;
+        let calls_ok = env.callable.iter().any(|s| s.params.iter().all(|p| *p == PTy::Scalar) || !env.slices().is_empty());
+        let weights = [16, 4, 10, 5, 2, 2, 1, if calls_ok { 4 } else { 0 }, 2, 1];
+        match self.rng.weighted(&weights) {
+            0 => {
+                let op = *self.rng.pick(&[BOp::Add, BOp::Add, BOp::Sub, BOp::Mul, BOp::Mul, BOp::Div, BOp::Rem]);
+                let a = self.expr(env, d);
+                let b = match op {
+                    BOp::Div => self.nonzero(env, d),
+                    BOp::Rem => Expr::Lit(*self.rng.pick(&[0.7, 1.3, 2.0])),
+                    _ => self.expr(env, d),
+                };
+                Expr::Bin(op, Box::new(a), Box::new(b))
+            }
+            1 => Expr::Neg(Box::new(self.expr(env, d))),
+            2 => self.unary(env, d),
+            3 => self.binary_method(env, d),
+            4 => {
+                let k = *self.rng.pick(&[0, 1, 2, 2, 3, -1, -2]);
+                let base = if k < 0 { self.positive(env, d) } else { self.expr(env, d) };
+                Expr::Powi(Box::new(base), k)
+            }
+            5 => Expr::MulAdd(Box::new(self.expr(env, d)), Box::new(self.expr(env, d)), Box::new(self.expr(env, d))),
+            6 => {
+                let lo = *self.rng.pick(&[-1.0, -0.5, 0.0]);
+                Expr::Clamp(Box::new(self.expr(env, d)), lo, lo + *self.rng.pick(&[0.5, 1.0, 2.0]))
+            }
+            7 => {
+                let candidates: Vec<Sig> = env.callable.clone();
+                let sig = self.rng.pick(&candidates).clone();
+                match self.args(env, &sig) {
+                    Some(args) => Expr::Call(sig.name, args),
+                    None => self.leaf(env),
+                }
+            }
+            8 => Expr::IfExpr(Box::new(self.cond(env)), Box::new(self.expr(env, d)), Box::new(self.expr(env, d))),
+            _ => Expr::Detach(Box::new(self.expr(env, d))),
+        }
+    }
+
+    /// `e·e + c`: positive everywhere.
+    fn positive(&mut self, env: &Env, d: usize) -> Expr {
+        let e = self.expr(env, d.min(1));
+        let c = *self.rng.pick(&[0.25, 0.5, 1.0, 2.0]);
+        Expr::Bin(BOp::Add, Box::new(Expr::Bin(BOp::Mul, Box::new(e.clone()), Box::new(e))), Box::new(Expr::Lit(c)))
+    }
+
+    /// A value in (−1, 1): `c·e.tanh()` or `c·e.sin()`.
+    fn bounded(&mut self, env: &Env, d: usize, c: f64) -> Expr {
+        let squash = if self.rng.chance(0.5) { Un::Tanh } else { Un::Sin };
+        let e = self.expr(env, d.min(1));
+        Expr::Bin(BOp::Mul, Box::new(Expr::Lit(c)), Box::new(Expr::Unary(squash, Box::new(e))))
+    }
+
+    fn nonzero(&mut self, env: &Env, d: usize) -> Expr {
+        if self.rng.chance(0.4) {
+            Expr::Lit(*self.rng.pick(&[0.5, 2.0, -1.5, 3.0]))
+        } else {
+            self.positive(env, d)
+        }
+    }
+
+    fn unary(&mut self, env: &Env, d: usize) -> Expr {
+        let u = *self.rng.pick(&Un::ALL);
+        let arg = match u {
+            Un::Sqrt | Un::Ln | Un::Log10 | Un::Log2 | Un::Recip | Un::Cbrt | Un::Ln1p => self.positive(env, d),
+            Un::Acosh => Expr::Bin(BOp::Add, Box::new(self.positive(env, d)), Box::new(Expr::Lit(1.0))),
+            Un::Exp | Un::Exp2 | Un::ExpM1 | Un::Sinh | Un::Cosh => self.bounded(env, d, 2.0),
+            Un::Tan | Un::Asin | Un::Acos | Un::Atanh => self.bounded(env, d, 0.9),
+            _ => self.expr(env, d),
+        };
+        Expr::Unary(u, Box::new(arg))
+    }
+
+    fn binary_method(&mut self, env: &Env, d: usize) -> Expr {
+        let m = *self.rng.pick(&[Bm::Max, Bm::Min, Bm::Atan2, Bm::Hypot, Bm::Powf, Bm::Log]);
+        let (a, b) = match m {
+            Bm::Powf => {
+                let base = self.positive(env, d);
+                let p = if self.rng.chance(0.5) {
+                    Expr::Lit(*self.rng.pick(&[0.0, 0.5, 1.0, 1.5, 2.0, 3.0]))
+                } else {
+                    self.bounded(env, d, 1.5)
+                };
+                (base, p)
+            }
+            Bm::Log => {
+                let x = self.positive(env, d);
+                let base = if self.rng.chance(0.6) {
+                    Expr::Lit(*self.rng.pick(&[2.0, 10.0, 0.5, 3.0]))
+                } else {
+                    Expr::Bin(BOp::Add, Box::new(self.positive(env, d)), Box::new(Expr::Lit(1.5)))
+                };
+                (x, base)
+            }
+            _ => (self.expr(env, d), self.expr(env, d)),
+        };
+        Expr::Binary(m, Box::new(a), Box::new(b))
+    }
+}
+
+fn sigs(funcs: &[Func]) -> Vec<Sig> {
+    funcs.iter().map(|f| Sig { name: f.name.clone(), params: f.params.iter().map(|p| p.ty).collect() }).collect()
+}

@@ -1,0 +1,600 @@
+//! What is in scope where, and the checker that keeps programs valid.
+//!
+//! The generator consults an [`Env`] to pick names that exist and indices that are in
+//! bounds; [`check`] re-walks a whole program with the same model. Every program the
+//! generator writes passes it, and the shrinker keeps only candidates that pass it: a
+//! program that passes is valid Rust (types, borrows, `break` placement) whose slice
+//! indexing is in bounds for every input the harness draws (slices of at least
+//! [`MIN_LEN`] elements).
+
+use crate::ast::*;
+
+/// The shortest slice the harness passes to the entry function.
+pub const MIN_LEN: usize = 3;
+
+/// The length of a slice, as far as the program knows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Len {
+    /// The length of the entry function's slice arguments (all equal, at least
+    /// [`MIN_LEN`]) minus a constant.
+    L(usize),
+    /// A constant length.
+    C(usize),
+    /// Exactly the length of that (helper's) slice parameter.
+    Of(String),
+    /// Unknown, at least this.
+    Opaque(usize),
+}
+
+impl Len {
+    /// The least length a slice of this class has.
+    pub fn min(&self) -> usize {
+        match self {
+            Len::L(k) => MIN_LEN.saturating_sub(*k),
+            Len::C(n) => *n,
+            Len::Of(_) => 1,
+            Len::Opaque(m) => *m,
+        }
+    }
+
+    /// This length minus `k` (`k` at most [`Len::min`]).
+    pub fn minus(&self, k: usize) -> Len {
+        if k == 0 {
+            return self.clone();
+        }
+        match self {
+            Len::L(j) => Len::L(j + k),
+            Len::C(n) => Len::C(n - k),
+            Len::Of(_) => Len::Opaque(self.min().saturating_sub(k)),
+            Len::Opaque(m) => Len::Opaque(m.saturating_sub(k)),
+        }
+    }
+
+    /// Whether every index below `self` is a valid index of a slice of length `of`.
+    pub fn within(&self, of: &Len) -> bool {
+        match (self, of) {
+            // Two unknown lengths are never known to be equal.
+            (a, b) if a == b => !matches!(a, Len::Opaque(_)),
+            (Len::C(n), b) => *n <= b.min(),
+            (Len::L(k), Len::L(j)) => k >= j,
+            _ => false,
+        }
+    }
+}
+
+/// What a name denotes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    Scalar { mutable: bool },
+    /// A slice parameter (`&[f64]`) or a local buffer (`Vec<f64>`, `[f64; N]`), or a
+    /// gradient vector.
+    Slice { len: Len, mutable: bool, param: bool },
+    /// A loop index `lo <= i < bound`.
+    Index { bound: Len, lo: usize },
+    /// An integer counter of a `while`/`loop`.
+    Counter,
+    /// A tuple of gradients.
+    Tuple(Vec<Kind>),
+}
+
+/// The signature of a function, for calls.
+#[derive(Clone, Debug)]
+pub struct Sig {
+    pub name: String,
+    pub params: Vec<PTy>,
+}
+
+/// Where the statement being generated or checked sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopKind {
+    /// Not in a loop.
+    None,
+    /// In a `for` or `while`: `break;` and `continue;` are allowed.
+    Plain,
+    /// Directly in a `loop` whose value is used: `break;` without a value is not.
+    Valued,
+}
+
+#[derive(Clone, Debug)]
+pub struct Env {
+    scopes: Vec<Vec<(String, Kind)>>,
+    pub innermost: LoopKind,
+    pub loop_depth: usize,
+    /// The functions this one may call.
+    pub callable: Vec<Sig>,
+    /// Whether this is a helper (its slices have lengths of their own).
+    pub helper: bool,
+}
+
+impl Env {
+    /// The environment at the start of a function's body.
+    pub fn for_func(f: &Func, callable: Vec<Sig>, helper: bool) -> Env {
+        let mut env = Env { scopes: vec![Vec::new()], innermost: LoopKind::None, loop_depth: 0, callable, helper };
+        for p in &f.params {
+            let kind = match p.ty {
+                PTy::Scalar => Kind::Scalar { mutable: false },
+                PTy::Slice => Kind::Slice {
+                    len: if helper { Len::Of(p.name.clone()) } else { Len::L(0) },
+                    mutable: false,
+                    param: true,
+                },
+            };
+            env.define(&p.name, kind);
+        }
+        env
+    }
+
+    pub fn define(&mut self, name: &str, kind: Kind) {
+        self.scopes.last_mut().expect("scope").push((name.to_string(), kind));
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<&Kind> {
+        self.scopes.iter().rev().flat_map(|s| s.iter().rev()).find(|(n, _)| n == name).map(|(_, k)| k)
+    }
+
+    pub fn push(&mut self) {
+        self.scopes.push(Vec::new());
+    }
+
+    pub fn pop(&mut self) {
+        self.scopes.pop();
+    }
+
+    /// Every visible name (the newest binding of each) with its kind.
+    pub fn visible(&self) -> Vec<(String, Kind)> {
+        let mut out: Vec<(String, Kind)> = Vec::new();
+        for s in self.scopes.iter().rev() {
+            for (n, k) in s.iter().rev() {
+                if !out.iter().any(|(m, _)| m == n) {
+                    out.push((n.clone(), k.clone()));
+                }
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    pub fn scalars(&self) -> Vec<String> {
+        self.visible().into_iter().filter(|(_, k)| matches!(k, Kind::Scalar { .. })).map(|(n, _)| n).collect()
+    }
+
+    pub fn mutable_scalars(&self) -> Vec<String> {
+        self.visible()
+            .into_iter()
+            .filter(|(_, k)| matches!(k, Kind::Scalar { mutable: true }))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Slices with their lengths.
+    pub fn slices(&self) -> Vec<(String, Len)> {
+        self.visible()
+            .into_iter()
+            .filter_map(|(n, k)| match k {
+                Kind::Slice { len, .. } => Some((n, len)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn mutable_buffers(&self) -> Vec<(String, Len)> {
+        self.visible()
+            .into_iter()
+            .filter_map(|(n, k)| match k {
+                Kind::Slice { len, mutable: true, .. } => Some((n, len)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Loop indices with their bounds.
+    pub fn indices(&self) -> Vec<(String, Len, usize)> {
+        self.visible()
+            .into_iter()
+            .filter_map(|(n, k)| match k {
+                Kind::Index { bound, lo } => Some((n, bound, lo)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Integer variables (indices and counters).
+    pub fn integers(&self) -> Vec<String> {
+        self.visible()
+            .into_iter()
+            .filter(|(_, k)| matches!(k, Kind::Index { .. } | Kind::Counter))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Tuples of gradients (with the position of their scalar fields).
+    pub fn tuples(&self) -> Vec<(String, Vec<Kind>)> {
+        self.visible()
+            .into_iter()
+            .filter_map(|(n, k)| match k {
+                Kind::Tuple(items) => Some((n, items)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn sig(&self, name: &str) -> Option<&Sig> {
+        self.callable.iter().find(|s| s.name == name)
+    }
+
+    /// The length of a slice argument, if it is valid.
+    pub fn arg_len(&self, a: &Arg) -> Option<Len> {
+        match a {
+            Arg::Scalar(_) => None,
+            Arg::Slice(n) => match self.lookup(n)? {
+                Kind::Slice { len, .. } => Some(len.clone()),
+                _ => None,
+            },
+            Arg::Sub { of, lo, cut } => match self.lookup(of)? {
+                Kind::Slice { len, .. } if lo + cut < len.min() => Some(len.minus(lo + cut)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether `idx` is a valid index of the slice `of` (of length `len`).
+    pub fn index_ok(&self, of: &str, len: &Len, idx: &Idx) -> bool {
+        match idx {
+            Idx::Const(c) => *c < len.min(),
+            Idx::Last(s) => s == of && len.min() >= 1,
+            Idx::Wrap { var, of: o, .. } => {
+                o == of && len.min() >= 1 && matches!(self.lookup(var), Some(Kind::Index { .. } | Kind::Counter))
+            }
+            Idx::Var(i) => matches!(self.lookup(i), Some(Kind::Index { bound, .. }) if bound.within(len)),
+            Idx::Prev(i) => matches!(self.lookup(i), Some(Kind::Index { bound, lo }) if *lo >= 1 && bound.within(len)),
+            // i + 1 < len when i < bound ≤ len − 1.
+            Idx::Next(i) => {
+                len.min() >= 1 && matches!(self.lookup(i), Some(Kind::Index { bound, .. }) if bound.within(&len.minus(1)))
+            }
+        }
+    }
+
+    /// The kinds of the gradients `grad!(callee)(args)` returns (one per parameter), if
+    /// the call is valid.
+    pub fn gradient_kinds(&self, callee: &str, args: &[Arg]) -> Option<Vec<Kind>> {
+        let sig = self.sig(callee)?;
+        if sig.params.len() != args.len() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (p, a) in sig.params.iter().zip(args) {
+            match (p, a) {
+                (PTy::Scalar, Arg::Scalar(_)) => out.push(Kind::Scalar { mutable: false }),
+                (PTy::Slice, a @ (Arg::Slice(_) | Arg::Sub { .. })) => {
+                    let len = self.arg_len(a)?;
+                    out.push(Kind::Slice { len, mutable: false, param: false });
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The shape a nested call returns: one gradient as itself, several as a tuple; with
+/// the value first for `value_and_grad!`.
+pub fn nested_result(grads: Vec<Kind>, value: bool) -> Kind {
+    let g = if grads.len() == 1 { grads.into_iter().next().expect("one") } else { Kind::Tuple(grads) };
+    if value {
+        Kind::Tuple(vec![Kind::Scalar { mutable: false }, g])
+    } else {
+        g
+    }
+}
+
+/// Bind a pattern to a value of the given kind (false if the shapes differ).
+pub fn bind_pat(env: &mut Env, pat: &Pat, kind: &Kind) -> bool {
+    match (pat, kind) {
+        (Pat::Wild, _) => true,
+        (Pat::Name(n), k) => {
+            env.define(n, k.clone());
+            true
+        }
+        (Pat::Tuple(ps), Kind::Tuple(ks)) if ps.len() == ks.len() => {
+            ps.iter().zip(ks).all(|(p, k)| bind_pat(env, p, k))
+        }
+        _ => false,
+    }
+}
+
+/// Check a whole program; the error says what is wrong (for the generator's own tests).
+pub fn check(p: &Program) -> Result<(), String> {
+    let mut callable: Vec<Sig> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for (i, f) in p.funcs().enumerate() {
+        let helper = i < p.helpers.len();
+        if names.contains(&f.name.as_str()) {
+            return Err(format!("function `{}` defined twice", f.name));
+        }
+        names.push(&f.name);
+        let mut env = Env::for_func(f, callable.clone(), helper);
+        check_block(&mut env, &f.body).map_err(|e| format!("in `{}`: {e}", f.name))?;
+        check_expr(&env, &f.ret).map_err(|e| format!("in `{}`'s result: {e}", f.name))?;
+        callable.push(Sig { name: f.name.clone(), params: f.params.iter().map(|p| p.ty).collect() });
+    }
+    Ok(())
+}
+
+pub fn check_block(env: &mut Env, b: &Block) -> Result<(), String> {
+    for s in b {
+        check_stmt(env, s)?;
+    }
+    Ok(())
+}
+
+fn in_block(env: &mut Env, b: &Block, innermost: Option<LoopKind>, setup: impl FnOnce(&mut Env)) -> Result<(), String> {
+    let saved = (env.innermost, env.loop_depth);
+    if let Some(k) = innermost {
+        env.innermost = k;
+        env.loop_depth += 1;
+    }
+    env.push();
+    setup(env);
+    let r = check_block(env, b);
+    env.pop();
+    (env.innermost, env.loop_depth) = saved;
+    r
+}
+
+/// Check a statement and bring what it defines into scope.
+pub fn check_stmt(env: &mut Env, s: &Stmt) -> Result<(), String> {
+    match s {
+        Stmt::Let { name, mutable, value } => {
+            check_expr(env, value)?;
+            env.define(name, Kind::Scalar { mutable: *mutable });
+        }
+        Stmt::LetFold { name, of, .. } => {
+            slice_len(env, of)?;
+            env.define(name, Kind::Scalar { mutable: false });
+        }
+        Stmt::Assign { name, value, .. } => {
+            check_expr(env, value)?;
+            match env.lookup(name) {
+                Some(Kind::Scalar { mutable: true }) => {}
+                _ => return Err(format!("`{name}` is not a mutable scalar")),
+            }
+        }
+        Stmt::Buffer { name, mutable, init } => {
+            let len = match init {
+                BufInit::Zeros(l) => len_expr(env, l)?,
+                BufInit::ArrayZeros(n) => Len::C(*n),
+                BufInit::Array(items) | BufInit::VecList(items) | BufInit::Pushed(items) => {
+                    for e in items {
+                        check_expr(env, e)?;
+                    }
+                    Len::C(items.len())
+                }
+                BufInit::Copy(of) => slice_len(env, of)?,
+                BufInit::PushLoop { var, len, value } => {
+                    let l = len_expr(env, len)?;
+                    env.push();
+                    env.define(var, Kind::Index { bound: l.clone(), lo: 0 });
+                    let r = check_expr(env, value);
+                    env.pop();
+                    r?;
+                    l
+                }
+            };
+            env.define(name, Kind::Slice { len, mutable: *mutable, param: false });
+        }
+        Stmt::Store { buf, index, value, .. } => {
+            check_expr(env, value)?;
+            match env.lookup(buf) {
+                Some(Kind::Slice { len, mutable: true, .. }) => {
+                    let len = len.clone();
+                    if !env.index_ok(buf, &len, index) {
+                        return Err(format!("index {index:?} of `{buf}` may be out of bounds"));
+                    }
+                }
+                _ => return Err(format!("`{buf}` is not a mutable buffer")),
+            }
+        }
+        Stmt::If { cond, then, els } => {
+            check_cond(env, cond)?;
+            in_block(env, then, None, |_| {})?;
+            if let Some(e) = els {
+                in_block(env, e, None, |_| {})?;
+            }
+        }
+        Stmt::For { head, body } => {
+            let binds = head_bindings(env, head)?;
+            in_block(env, body, Some(LoopKind::Plain), |env| {
+                for (n, k) in binds {
+                    env.define(&n, k);
+                }
+            })?;
+        }
+        Stmt::While { counter, extra, body, .. } => {
+            env.define(counter, Kind::Counter);
+            if let Some(c) = extra {
+                check_cond(env, c)?;
+            }
+            in_block(env, body, Some(LoopKind::Plain), |_| {})?;
+        }
+        Stmt::Loop { name, counter, body, until, value, .. } => {
+            env.define(counter, Kind::Counter);
+            let saved = (env.innermost, env.loop_depth);
+            env.innermost = LoopKind::Valued;
+            env.loop_depth += 1;
+            env.push();
+            let r = (|| {
+                check_block(env, body)?;
+                if let Some(c) = until {
+                    check_cond(env, c)?;
+                }
+                check_expr(env, value)
+            })();
+            env.pop();
+            (env.innermost, env.loop_depth) = saved;
+            r?;
+            env.define(name, Kind::Scalar { mutable: false });
+        }
+        Stmt::Break(c) | Stmt::Continue(c) => {
+            check_cond(env, c)?;
+            match env.innermost {
+                LoopKind::None => return Err("`break`/`continue` outside a loop".into()),
+                // `break;` has no value; `continue` would skip the check that ends the
+                // loop (it may never end).
+                LoopKind::Valued => return Err("`break;`/`continue` directly in a loop with a value".into()),
+                LoopKind::Plain => {}
+            }
+        }
+        Stmt::Return(c, e) => {
+            check_cond(env, c)?;
+            check_expr(env, e)?;
+        }
+        Stmt::Nested { pat, value, callee, args } => {
+            for a in args {
+                check_arg(env, a)?;
+            }
+            let grads = env.gradient_kinds(callee, args).ok_or_else(|| format!("bad nested call of `{callee}`"))?;
+            let kind = nested_result(grads, *value);
+            if !bind_pat(env, pat, &kind) {
+                return Err(format!("pattern {pat:?} does not fit {kind:?}"));
+            }
+        }
+        Stmt::Match { on, arms, default } => {
+            if !matches!(env.lookup(on), Some(Kind::Index { .. } | Kind::Counter)) {
+                return Err(format!("`{on}` is not an integer"));
+            }
+            for (_, b) in arms {
+                in_block(env, b, None, |_| {})?;
+            }
+            in_block(env, default, None, |_| {})?;
+        }
+        Stmt::Unpack { pat, from } => {
+            let kind = env.lookup(from).cloned().ok_or_else(|| format!("`{from}` is not defined"))?;
+            if !matches!(kind, Kind::Tuple(_)) || !bind_pat(env, pat, &kind) {
+                return Err(format!("cannot unpack `{from}`"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The names a loop head binds in the body.
+pub fn head_bindings(env: &Env, head: &ForHead) -> Result<Vec<(String, Kind)>, String> {
+    match head {
+        ForHead::Range { var, lo, hi, inclusive, adapters } => {
+            let bound = len_expr(env, hi)?;
+            if adapters.iter().any(|a| matches!(a, Adapter::StepBy(0))) {
+                return Err("step_by(0)".into());
+            }
+            let bound = if *inclusive {
+                match bound {
+                    Len::C(n) => Len::C(n + 1),
+                    Len::L(k) if k >= 1 => Len::L(k - 1),
+                    _ => Len::Opaque(0),
+                }
+            } else {
+                bound
+            };
+            Ok(vec![(var.clone(), Kind::Index { bound, lo: *lo })])
+        }
+        ForHead::Iter { elem, over, index, zip, .. } => {
+            let len = slice_len(env, over)?;
+            let mut out = vec![(elem.clone(), Kind::Scalar { mutable: false })];
+            if let Some((other, e2)) = zip {
+                slice_len(env, other)?;
+                out.push((e2.clone(), Kind::Scalar { mutable: false }));
+            }
+            if let Some(i) = index {
+                out.push((i.clone(), Kind::Index { bound: len, lo: 0 }));
+            }
+            Ok(out)
+        }
+    }
+}
+
+pub fn len_expr(env: &Env, l: &LenExpr) -> Result<Len, String> {
+    match l {
+        LenExpr::Const(n) => Ok(Len::C(*n)),
+        LenExpr::LenOf(of, k) => {
+            let len = slice_len(env, of)?;
+            if *k > len.min() {
+                return Err(format!("`{of}.len() - {k}` may underflow"));
+            }
+            Ok(len.minus(*k))
+        }
+    }
+}
+
+pub fn slice_len(env: &Env, name: &str) -> Result<Len, String> {
+    match env.lookup(name) {
+        Some(Kind::Slice { len, .. }) => Ok(len.clone()),
+        _ => Err(format!("`{name}` is not a slice")),
+    }
+}
+
+pub fn check_cond(env: &Env, c: &Cond) -> Result<(), String> {
+    check_expr(env, &c.lhs)?;
+    check_expr(env, &c.rhs)
+}
+
+pub fn check_arg(env: &Env, a: &Arg) -> Result<(), String> {
+    match a {
+        Arg::Scalar(e) => check_expr(env, e),
+        _ => env.arg_len(a).map(|_| ()).ok_or_else(|| format!("bad slice argument {a:?}")),
+    }
+}
+
+pub fn check_expr(env: &Env, e: &Expr) -> Result<(), String> {
+    match e {
+        Expr::Lit(_) => Ok(()),
+        Expr::Var(n) => match env.lookup(n) {
+            Some(Kind::Scalar { .. }) => Ok(()),
+            _ => Err(format!("`{n}` is not a scalar")),
+        },
+        Expr::Elem(n, idx) => {
+            let len = slice_len(env, n)?;
+            if env.index_ok(n, &len, idx) {
+                Ok(())
+            } else {
+                Err(format!("index {idx:?} of `{n}` may be out of bounds"))
+            }
+        }
+        Expr::Bin(_, a, b) | Expr::Binary(_, a, b) => {
+            check_expr(env, a)?;
+            check_expr(env, b)
+        }
+        Expr::Neg(a) | Expr::Unary(_, a) | Expr::Powi(a, _) | Expr::Clamp(a, ..) | Expr::Detach(a) => check_expr(env, a),
+        Expr::MulAdd(a, b, c) => {
+            check_expr(env, a)?;
+            check_expr(env, b)?;
+            check_expr(env, c)
+        }
+        Expr::Call(name, args) => {
+            let sig = env.sig(name).ok_or_else(|| format!("`{name}` is not callable here"))?;
+            if sig.params.len() != args.len() {
+                return Err(format!("`{name}` takes {} arguments", sig.params.len()));
+            }
+            for (p, a) in sig.params.iter().zip(args) {
+                match (p, a) {
+                    (PTy::Scalar, Arg::Scalar(e)) => check_expr(env, e)?,
+                    (PTy::Slice, Arg::Slice(_) | Arg::Sub { .. }) => check_arg(env, a)?,
+                    _ => return Err(format!("argument {a:?} of `{name}` has the wrong type")),
+                }
+            }
+            Ok(())
+        }
+        Expr::Sum(n) | Expr::LenF(n) => slice_len(env, n).map(|_| ()),
+        Expr::IntF(n) => match env.lookup(n) {
+            Some(Kind::Index { .. } | Kind::Counter) => Ok(()),
+            _ => Err(format!("`{n}` is not an integer")),
+        },
+        Expr::Field(n, i) => match env.lookup(n) {
+            Some(Kind::Tuple(items)) if matches!(items.get(*i), Some(Kind::Scalar { .. })) => Ok(()),
+            _ => Err(format!("`{n}.{i}` is not a scalar field")),
+        },
+        Expr::IfExpr(c, a, b) => {
+            check_cond(env, c)?;
+            check_expr(env, a)?;
+            check_expr(env, b)
+        }
+    }
+}
