@@ -51,7 +51,7 @@ pub fn program(seed: u64, cfg: &Config) -> Program {
     // which the tests catch; here the next attempt is taken.
     let mut rng = Rng::new(seed);
     loop {
-        let mut g = Gen { rng: rng.fork(), cfg: cfg.clone(), fresh: 0, entry: false };
+        let mut g = Gen { rng: rng.fork(), cfg: cfg.clone(), fresh: 0, entry: false, in_cond: false };
         let p = g.program();
         match scope::check(&p) {
             Ok(()) => return p,
@@ -70,6 +70,10 @@ struct Gen {
     fresh: usize,
     /// Generating the entry function (which may nest `grad!`).
     entry: bool,
+    /// Generating a branch condition: the only place `detach(…)` is written, because
+    /// finite differences of the plain function cannot see a detached value (they
+    /// perturb it with everything else), while a decision has no gradient either way.
+    in_cond: bool,
 }
 
 const LITERALS: &[f64] = &[0.5, 1.0, 2.0, -0.75, 1.5, 0.25, 3.0, -1.25, 0.1];
@@ -147,7 +151,12 @@ impl Gen {
     fn block(&mut self, env: &mut Env, count: usize, depth: usize) -> Block {
         let mut out = Vec::new();
         for _ in 0..count {
-            if let Some(s) = self.stmt(env, depth) {
+            // Generating a statement may change what is in scope (a tuple whose vector
+            // an inner block moved); the checker then replays it from the state before.
+            let before = env.clone();
+            let generated = self.stmt(env, depth);
+            *env = before;
+            if let Some(s) = generated {
                 scope::check_stmt(env, &s).unwrap_or_else(|e| panic!("generated an invalid statement: {e}\n{s:#?}"));
                 out.push(s);
             }
@@ -223,7 +232,18 @@ impl Gen {
             2 => self.buffer(env),
             3 => {
                 let (buf, len) = self.rng.pick(&bufs).clone();
-                let index = self.index(env, &buf, &len);
+                // `buf[buf.len() - 1] = …` borrows a `Vec` twice (E0502): write through
+                // an index that does not read the buffer.
+                let mut index = self.index(env, &buf, &len);
+                for _ in 0..8 {
+                    if !reads_len(&index) {
+                        break;
+                    }
+                    index = self.index(env, &buf, &len);
+                }
+                if reads_len(&index) {
+                    return Some(self.buffer(env));
+                }
                 let op = *self.rng.pick(&[AOp::Set, AOp::Set, AOp::Add, AOp::Sub, AOp::Mul]);
                 let value = self.expr(env, d);
                 Stmt::Store { buf, index, op, value }
@@ -282,6 +302,9 @@ impl Gen {
             11 => {
                 let (from, kinds) = self.rng.pick(&tuples).clone();
                 let pat = self.pattern(&Kind::Tuple(kinds), true);
+                if !env.unpack_ok(&pat, &from) {
+                    return None;
+                }
                 Stmt::Unpack { pat, from }
             }
             12 => {
@@ -427,8 +450,10 @@ impl Gen {
     }
 
     fn cond(&mut self, env: &Env) -> Cond {
+        let outer = std::mem::replace(&mut self.in_cond, true);
         let lhs = self.expr(env, 2);
         let rhs = if self.rng.chance(0.6) { Expr::Lit(*self.rng.pick(LITERALS)) } else { self.expr(env, 1) };
+        self.in_cond = outer;
         let op = *self.rng.pick(&[Cmp::Lt, Cmp::Gt, Cmp::Le, Cmp::Ge]);
         Cond { lhs, op, rhs }
     }
@@ -503,7 +528,7 @@ impl Gen {
         }
         let d = depth - 1;
         let calls_ok = env.callable.iter().any(|s| s.params.iter().all(|p| *p == PTy::Scalar) || !env.slices().is_empty());
-        let weights = [16, 4, 10, 5, 2, 2, 1, if calls_ok { 4 } else { 0 }, 2, 1];
+        let weights = [16, 4, 10, 5, 2, 2, 1, if calls_ok { 4 } else { 0 }, 2, if self.in_cond { 3 } else { 0 }];
         match self.rng.weighted(&weights) {
             0 => {
                 let op = *self.rng.pick(&[BOp::Add, BOp::Add, BOp::Sub, BOp::Mul, BOp::Mul, BOp::Div, BOp::Rem]);
@@ -604,4 +629,9 @@ impl Gen {
 
 fn sigs(funcs: &[Func]) -> Vec<Sig> {
     funcs.iter().map(|f| Sig { name: f.name.clone(), params: f.params.iter().map(|p| p.ty).collect() }).collect()
+}
+
+/// Whether an index reads a length (`b.len() - 1`, `(i + 1) % b.len()`).
+pub(crate) fn reads_len(index: &Idx) -> bool {
+    matches!(index, Idx::Last(_) | Idx::Wrap { .. })
 }

@@ -1,7 +1,8 @@
 //! `cargo run --release -p adjoint-fuzz -- --programs 2000 [--seed S] [--batch B]
 //! [--no-shrink] [--verbose]`: a fuzzing campaign; prints the counts of each class, the
 //! rejection messages, and every finding shrunk to a minimal program.
-//! `--show SEED` prints the program of a seed instead. `--pause-while FILE` waits
+//! `--show SEED` prints the program of a seed instead (`--seed S --show-index I`: the
+//! I-th program of campaign S). `--pause-while FILE` waits
 //! before each build while FILE exists (a machine shared with timing benchmarks).
 
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use adjoint_fuzz::driver::{self, Options};
 use adjoint_fuzz::{gen, print};
 
 const USAGE: &str = "usage: adjoint-fuzz [--programs N] [--seed S] [--batch B] [--no-shrink] [--shrink-budget SECS] \
-                     [--name NAME] [--pause-while FILE] [--verbose] | --show SEED";
+                     [--name NAME] [--pause-while FILE] [--verbose] | --show SEED | --seed S --show-index I";
 
 fn main() -> ExitCode {
     let mut opts = Options::new(100, 1);
@@ -33,6 +34,11 @@ fn main() -> ExitCode {
             "--pause-while" => opts.pause_while = Some(args.next().expect("--pause-while needs a file").into()),
             "--show" => {
                 let seed = value("--show");
+                print!("{}", print::module(&gen::program(seed, &opts.config)));
+                return ExitCode::SUCCESS;
+            }
+            "--show-index" => {
+                let seed = driver::program_seed(opts.seed, value("--show-index") as usize);
                 print!("{}", print::module(&gen::program(seed, &opts.config)));
                 return ExitCode::SUCCESS;
             }

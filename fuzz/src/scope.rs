@@ -75,6 +75,8 @@ pub enum Kind {
     Counter,
     /// A tuple of gradients.
     Tuple(Vec<Kind>),
+    /// A vector moved out of a tuple by a destructuring `let`.
+    Moved,
 }
 
 /// The signature of a function, for calls.
@@ -98,6 +100,9 @@ pub enum LoopKind {
 #[derive(Clone, Debug)]
 pub struct Env {
     scopes: Vec<Vec<(String, Kind)>>,
+    /// The loop depth of each scope (a value defined outside a loop cannot be moved
+    /// inside it: the second iteration would use it moved).
+    scope_depths: Vec<usize>,
     pub innermost: LoopKind,
     pub loop_depth: usize,
     /// The functions this one may call.
@@ -109,7 +114,8 @@ pub struct Env {
 impl Env {
     /// The environment at the start of a function's body.
     pub fn for_func(f: &Func, callable: Vec<Sig>, helper: bool) -> Env {
-        let mut env = Env { scopes: vec![Vec::new()], innermost: LoopKind::None, loop_depth: 0, callable, helper };
+        let mut env =
+            Env { scopes: vec![Vec::new()], scope_depths: vec![0], innermost: LoopKind::None, loop_depth: 0, callable, helper };
         for p in &f.params {
             let kind = match p.ty {
                 PTy::Scalar => Kind::Scalar { mutable: false },
@@ -134,10 +140,43 @@ impl Env {
 
     pub fn push(&mut self) {
         self.scopes.push(Vec::new());
+        self.scope_depths.push(self.loop_depth);
     }
 
     pub fn pop(&mut self) {
         self.scopes.pop();
+        self.scope_depths.pop();
+    }
+
+    /// The loop depth at which the visible `name` was defined.
+    fn depth_of(&self, name: &str) -> Option<usize> {
+        let i = self.scopes.iter().rposition(|s| s.iter().any(|(n, _)| n == name))?;
+        Some(self.scope_depths[i])
+    }
+
+    /// Change the kind of the visible `name` where it was defined.
+    fn replace(&mut self, name: &str, kind: Kind) {
+        let slot = self.scopes.iter_mut().rev().flat_map(|s| s.iter_mut().rev()).find(|(n, _)| n == name);
+        if let Some((_, k)) = slot {
+            *k = kind;
+        }
+    }
+
+    /// Whether `let pat = from;` is valid Rust here: it may move a vector out of the
+    /// tuple only once, and not inside a loop the tuple was defined outside of.
+    pub fn unpack_ok(&self, pat: &Pat, from: &str) -> bool {
+        let Some(kind) = self.lookup(from) else { return false };
+        let mut probe = Env {
+            scopes: vec![Vec::new()],
+            scope_depths: vec![0],
+            innermost: self.innermost,
+            loop_depth: self.loop_depth,
+            callable: Vec::new(),
+            helper: self.helper,
+        };
+        matches!(kind, Kind::Tuple(_))
+            && bind_pat(&mut probe, pat, kind)
+            && (!moves(pat, kind) || self.depth_of(from) == Some(self.loop_depth))
     }
 
     /// Every visible name (the newest binding of each) with its kind.
@@ -291,6 +330,7 @@ pub fn nested_result(grads: Vec<Kind>, value: bool) -> Kind {
 pub fn bind_pat(env: &mut Env, pat: &Pat, kind: &Kind) -> bool {
     match (pat, kind) {
         (Pat::Wild, _) => true,
+        (Pat::Name(_), Kind::Moved) => false,
         (Pat::Name(n), k) => {
             env.define(n, k.clone());
             true
@@ -299,6 +339,33 @@ pub fn bind_pat(env: &mut Env, pat: &Pat, kind: &Kind) -> bool {
             ps.iter().zip(ks).all(|(p, k)| bind_pat(env, p, k))
         }
         _ => false,
+    }
+}
+
+/// Whether binding `pat` to a value of `kind` moves a vector out of it.
+fn moves(pat: &Pat, kind: &Kind) -> bool {
+    match (pat, kind) {
+        (Pat::Wild, _) => false,
+        (Pat::Name(_), k) => !is_copy(k),
+        (Pat::Tuple(ps), Kind::Tuple(ks)) => ps.iter().zip(ks).any(|(p, k)| moves(p, k)),
+        _ => false,
+    }
+}
+
+fn is_copy(kind: &Kind) -> bool {
+    match kind {
+        Kind::Slice { .. } => false,
+        Kind::Tuple(ks) => ks.iter().all(is_copy),
+        _ => true,
+    }
+}
+
+/// What is left of a value of `kind` after `pat` took its parts.
+fn after_move(pat: &Pat, kind: &Kind) -> Kind {
+    match (pat, kind) {
+        (Pat::Name(_), k) if !is_copy(k) => Kind::Moved,
+        (Pat::Tuple(ps), Kind::Tuple(ks)) => Kind::Tuple(ps.iter().zip(ks).map(|(p, k)| after_move(p, k)).collect()),
+        (_, k) => k.clone(),
     }
 }
 
@@ -386,6 +453,9 @@ pub fn check_stmt(env: &mut Env, s: &Stmt) -> Result<(), String> {
             check_expr(env, value)?;
             match env.lookup(buf) {
                 Some(Kind::Slice { len, mutable: true, .. }) => {
+                    if crate::gen::reads_len(index) {
+                        return Err(format!("`{buf}[{index:?}] = …` borrows `{buf}` twice (E0502)"));
+                    }
                     let len = len.clone();
                     if !env.index_ok(buf, &len, index) {
                         return Err(format!("index {index:?} of `{buf}` may be out of bounds"));
@@ -469,9 +539,10 @@ pub fn check_stmt(env: &mut Env, s: &Stmt) -> Result<(), String> {
         }
         Stmt::Unpack { pat, from } => {
             let kind = env.lookup(from).cloned().ok_or_else(|| format!("`{from}` is not defined"))?;
-            if !matches!(kind, Kind::Tuple(_)) || !bind_pat(env, pat, &kind) {
-                return Err(format!("cannot unpack `{from}`"));
+            if !env.unpack_ok(pat, from) || !bind_pat(env, pat, &kind) {
+                return Err(format!("cannot unpack `{from}` (not a tuple, or a vector in it moved twice)"));
             }
+            env.replace(from, after_move(pat, &kind));
         }
     }
     Ok(())
@@ -502,6 +573,13 @@ pub fn head_bindings(env: &Env, head: &ForHead) -> Result<Vec<(String, Kind)>, S
             if let Some((other, e2)) = zip {
                 slice_len(env, other)?;
                 out.push((e2.clone(), Kind::Scalar { mutable: false }));
+            }
+            // A buffer the loop iterates is borrowed for the whole loop: read-only in
+            // the body (modelled by shadowing it immutable there).
+            for name in std::iter::once(over).chain(zip.as_ref().map(|(o, _)| o)) {
+                if let Some(Kind::Slice { len, mutable: true, param }) = env.lookup(name) {
+                    out.push((name.clone(), Kind::Slice { len: len.clone(), mutable: false, param: *param }));
+                }
             }
             if let Some(i) = index {
                 out.push((i.clone(), Kind::Index { bound: len, lo: 0 }));

@@ -493,7 +493,14 @@ impl<'a> Emitter<'a> {
 
     fn range(&self, r: &Range) -> TokenStream {
         let (lo, hi) = (self.operand(&r.lo), self.operand(&r.hi));
-        let base = if r.inclusive { quote!(#lo..=#hi) } else { quote!(#lo..#hi) };
+        let stepped = r.adapters.iter().any(|a| matches!(a, Adapter::StepBy(_)));
+        let base = match (r.inclusive, stepped) {
+            // `(a..=b).step_by(k)` cannot run backwards (`StepBy` needs an exact length,
+            // which `RangeInclusive` does not promise); `a..b + 1` is the same space.
+            (true, true) => quote!(#lo..#hi + 1),
+            (true, false) => quote!(#lo..=#hi),
+            (false, _) => quote!(#lo..#hi),
+        };
         if r.adapters.is_empty() {
             return base;
         }

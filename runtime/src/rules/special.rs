@@ -30,8 +30,8 @@ impl<F: Float> Powi for F {
 /// `y = xᵖ` with a float exponent.
 #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Powf<P = Self>: Sized {
-    /// ∂xᵖ/∂x = p·xᵖ⁻¹ (at x = 0 with an integer p ≥ 0, by `powi`, so that every
-    /// derivative of order k is exact there: k! at k = p and 0 otherwise, where
+    /// ∂xᵖ/∂x = p·xᵖ⁻¹ (at x ≤ 0 with an integer p, by `powi`, so that every
+    /// derivative of order k is exact at 0: k! at k = p and 0 otherwise, where
     /// `p·xᵖ⁻¹` by `powf` would give 0·∞).
     fn powf_base_adjoint(ybar: &Self, x: &Self, p: &P) -> Self;
     /// ∂xᵖ/∂p = xᵖ·ln x = y·ln x (0 where y = 0, the limit for x → 0⁺ and p > 0).
@@ -42,10 +42,14 @@ pub trait Powf<P = Self>: Sized {
 impl<F: Float> Powf for F {
     #[inline]
     fn powf_base_adjoint(ybar: &F, x: &F, p: &F) -> F {
-        if *x == F::ZERO && *p >= F::ZERO && *p == p.trunc() && *p <= F::from_f64(2_147_483_647.0) {
+        let integer = *p == p.trunc() && p.abs() <= F::from_f64(2_147_483_647.0);
+        if *x <= F::ZERO && integer {
             // 0ᵖ⁻¹ by `powf` is ∞ for p = 0 (first derivative, 0·∞), and the
             // derivatives of `powf` reach 0⁻¹ the same way at orders past p; `powi`
-            // has exact derivatives at 0 for every integer exponent.
+            // has exact derivatives at 0 for every integer exponent. Below 0 (where
+            // only integer exponents give a real power) `powi` also keeps ln x, NaN
+            // there, out of the derivatives of this rule with respect to p, which a
+            // third derivative in x would otherwise multiply by a zero seed.
             let n = F::to_f64(detach(*p)) as i32;
             if n == 0 {
                 *ybar * F::ZERO
@@ -93,7 +97,8 @@ impl<F: Float> Atan2 for F {
 /// `y = log_b x = ln x / ln b` (`x.log(b)`).
 #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Log: Sized {
-    /// ∂y/∂x = 1/(x·ln b).
+    /// ∂y/∂x = 1/(x·ln b), as (1/x)/ln b: its own derivatives stay finite (0) as
+    /// x → ∞, where 1/x² would meet ∞/∞.
     fn log_value_adjoint(ybar: &Self, x: &Self, b: &Self) -> Self;
     /// ∂y/∂b = −ln x/(b·ln²b) = −y/(b·ln b).
     fn log_base_adjoint(ybar: &Self, b: &Self, y: &Self) -> Self;
@@ -103,7 +108,7 @@ pub trait Log: Sized {
 impl<F: Float> Log for F {
     #[inline]
     fn log_value_adjoint(ybar: &F, x: &F, b: &F) -> F {
-        *ybar / (*x * b.ln())
+        *ybar * x.recip() / b.ln()
     }
     #[inline]
     fn log_base_adjoint(ybar: &F, b: &F, y: &F) -> F {

@@ -6,11 +6,11 @@
 use crate::{differentiable, Float};
 
 macro_rules! unary_rule {
-    ($(#[doc = $doc:literal] $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
-        #[doc = $doc]
+    ($($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
+        $(#[doc = $doc])+
         #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
         pub trait $trait_: Sized {
-            #[doc = $doc]
+            $(#[doc = $doc])+
             fn $method($ybar: &Self, $arg: &Self) -> Self;
         }
         #[differentiable(crate = crate, order = 3)]
