@@ -464,3 +464,59 @@ fn stepped_ranges_visit_rusts_indices() {
         }
     }
 }
+
+/// An array buffer overwritten in a loop from a differentiable call that reads it: the
+/// call's gradient (a `Vec`) flows into the array's adjoint, at every order.
+#[differentiable(order = 3)]
+fn ends_product(u: &[f64]) -> f64 {
+    u[0] * u[u.len() - 1]
+}
+
+#[differentiable(order = 2)]
+fn array_through_calls(a: f64) -> f64 {
+    let mut state = [0.0; 2];
+    state[0] = a;
+    for _ in 0..2 {
+        state[1] = ends_product(&state) - a;
+    }
+    let g = grad!(ends_product)(&state);
+    state[1] + g[0] * a
+}
+
+#[differentiable]
+fn d_array_through_calls(a: f64) -> f64 {
+    grad!(array_through_calls)(a)
+}
+
+/// `(a..=b).step_by(k)` and its reverse, with an early exit from one of them.
+#[differentiable]
+fn inclusive_steps(x: &[f64], a: f64) -> f64 {
+    let mut s = 0.0;
+    for i in (0..=x.len() - 1).step_by(2) {
+        s = s * a + x[i];
+    }
+    for i in (0..=x.len() - 1).rev().step_by(2) {
+        if s > 50.0 {
+            break;
+        }
+        s += a * x[i] * x[i];
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn array_buffers_through_calls(a in -1.5..1.5f64) {
+        check("d/da", grad!(array_through_calls)(a), fd(array_through_calls, a), FD)?;
+        check("d2/da2", grad!(d_array_through_calls)(a), fd(d_array_through_calls, a), FD2)?;
+    }
+
+    #[test]
+    fn inclusive_stepped_ranges(x in vec_in(-1.5, 1.5, 1..7), a in -1.5..1.5f64) {
+        let (gx, ga) = grad!(inclusive_steps)(&x, a);
+        check_vec("d/dx", &gx, &fd_vec(|v| inclusive_steps(v, a), &x), FD)?;
+        check("d/da", ga, fd(|t| inclusive_steps(&x, t), a), FD)?;
+    }
+}

@@ -276,7 +276,14 @@ fn operands_of_two_and_three() {
         &[e("hypot(x, 3)", 4.0, 0.8, 9.0 / 125.0, -108.0 / 3125.0), e("hypot(x, 3)", 0.0, 0.0, 1.0 / 3.0, 0.0)],
     );
     // hypot(x, 0) = |x| away from 0.
-    check_edges([hypot0_d1, hypot0_d2, hypot0_d3], &[e("hypot(x, 0)", 2.0, 1.0, 0.0, 0.0)]);
+    // At 0 it is |x| at its kink: the subgradient 0, as `abs` gives (x/r would be 0/0).
+    check_edges(
+        [hypot0_d1, hypot0_d2, hypot0_d3],
+        &[
+            e("hypot(x, 0)", 2.0, 1.0, 0.0, 0.0),
+            Edge { name: "hypot(x, 0)", x: 0.0, want: [Some(0.0), None, None] },
+        ],
+    );
     check_edges(
         [atan2_y_d1, atan2_y_d2, atan2_y_d3],
         &[e("atan2(x, 1)", 0.0, 1.0, 0.0, -2.0), e("atan2(x, 1)", 1e200, 0.0, 0.0, 0.0)],

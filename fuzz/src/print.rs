@@ -16,15 +16,34 @@ fn orders(p: &Program) -> (Option<u32>, Vec<Option<u32>>) {
         (true, true) => Some(2),
         _ => None,
     };
-    let helpers = p
-        .helpers
-        .iter()
-        .map(|h| match (nested.contains(&h.name), p.second_order) {
-            (true, true) => Some(3),
-            _ => None,
-        })
-        .collect();
+    // The helpers a third-order helper calls need the third order too.
+    let mut third: Vec<String> = if p.second_order { nested } else { Vec::new() };
+    loop {
+        let mut grew = false;
+        for h in p.helpers.iter().filter(|h| third.contains(&h.name)) {
+            let mut text = String::new();
+            func(&mut text, h, None, &slice_params(h));
+            for g in &p.helpers {
+                if !third.contains(&g.name) && calls(&text, &g.name) {
+                    third.push(g.name.clone());
+                    grew = true;
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let helpers = p.helpers.iter().map(|h| third.contains(&h.name).then_some(3)).collect();
     (entry, helpers)
+}
+
+/// Whether the source `text` calls the function `name` (`name(` after a non-identifier).
+fn calls(text: &str, name: &str) -> bool {
+    let pattern = format!("{name}(");
+    text.match_indices(&pattern).any(|(at, _)| {
+        !text[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
 }
 
 /// The module of one program: its functions and `run`.

@@ -362,8 +362,14 @@ impl<'a> Emitter<'a> {
                 match place {
                     Place::Cell(c) => {
                         let id = self.ident(*c);
-                        if self.func.vars.kind(*c) == Kind::Float {
+                        let kind = self.func.vars.kind(*c);
+                        if kind == Kind::Float {
                             quote!(#id += #v;)
+                        } else if kind == Kind::Buffer(Elem::Float) {
+                            // Element by element: the two sides may be a `Vec` and an
+                            // array (an array buffer's adjoint and a call's gradient).
+                            let o = self.operand(value);
+                            quote!(#p::accumulate_slice(&mut #id[..], &#o[..]);)
                         } else {
                             quote!(#p::accumulate(&mut #id, #v);)
                         }

@@ -119,9 +119,10 @@ impl<F: Float> Log for F {
 /// `y = √(a²+b²)`.
 #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Hypot: Sized {
-    /// ∂y/∂a = a/y.
+    /// ∂y/∂a = a/y, and 0 at the origin (the subgradient, as `abs` at 0: hypot(a, 0)
+    /// is |a|), where a/y would be 0/0.
     fn hypot_lhs_adjoint(ybar: &Self, a: &Self, y: &Self) -> Self;
-    /// ∂y/∂b = b/y.
+    /// ∂y/∂b = b/y, and 0 at the origin.
     fn hypot_rhs_adjoint(ybar: &Self, b: &Self, y: &Self) -> Self;
 }
 
@@ -129,11 +130,19 @@ pub trait Hypot: Sized {
 impl<F: Float> Hypot for F {
     #[inline]
     fn hypot_lhs_adjoint(ybar: &F, a: &F, y: &F) -> F {
-        *ybar * *a / *y
+        if *y == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            *ybar * *a / *y
+        }
     }
     #[inline]
     fn hypot_rhs_adjoint(ybar: &F, b: &F, y: &F) -> F {
-        *ybar * *b / *y
+        if *y == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            *ybar * *b / *y
+        }
     }
 }
 
