@@ -20,7 +20,8 @@ fn orders(p: &Program) -> (Option<u32>, Vec<Option<u32>>) {
     let mut third: Vec<String> = if p.second_order { nested } else { Vec::new() };
     loop {
         let mut grew = false;
-        for h in p.helpers.iter().filter(|h| third.contains(&h.name)) {
+        let callers: Vec<&Func> = p.helpers.iter().filter(|h| third.contains(&h.name)).collect();
+        for h in callers {
             let mut text = String::new();
             func(&mut text, h, None, &slice_params(h));
             for g in &p.helpers {
