@@ -67,6 +67,7 @@ fn buffer_in_loop_body(x: &[f64], a: f64) -> f64 {
 
 /// A buffer grown by `push` inside a `while` body.
 #[differentiable]
+#[allow(clippy::vec_init_then_push)] // the construct under test
 fn pushed_in_while(x: f64, y: f64) -> f64 {
     let mut s = 0.0;
     let mut k = 0;
@@ -408,7 +409,8 @@ proptest! {
     #[test]
     fn early_exits_from_stepped_ranges(x in vec_in(-1.0, 1.5, 1..8), a in -1.2..1.2f64) {
         type F = fn(&[f64], f64) -> f64;
-        let cases: [(&str, F, fn(&[f64], f64) -> (Vec<f64>, f64)); 5] = [
+        type G = fn(&[f64], f64) -> (Vec<f64>, f64);
+        let cases: [(&str, F, G); 5] = [
             ("rev", break_in_rev, |x, a| grad!(break_in_rev)(x, a)),
             ("step_by", return_in_step_by, |x, a| grad!(return_in_step_by)(x, a)),
             ("step_by rev", break_in_step_by_rev, |x, a| grad!(break_in_step_by_rev)(x, a)),
@@ -518,5 +520,57 @@ proptest! {
         let (gx, ga) = grad!(inclusive_steps)(&x, a);
         check_vec("d/dx", &gx, &fd_vec(|v| inclusive_steps(v, a), &x), FD)?;
         check("d/da", ga, fd(|t| inclusive_steps(&x, t), a), FD)?;
+    }
+}
+
+/// A buffer built by `push`, differentiated twice: the first derivative pops its
+/// adjoint element by element, and the second must replay those pops (and push back a
+/// zero for the element that received nothing).
+#[differentiable]
+#[allow(clippy::vec_init_then_push)] // the construct under test
+fn pushed_then_read(b: f64) -> f64 {
+    let mut buf = Vec::with_capacity(3);
+    buf.push(1.0);
+    buf.push(b);
+    buf.push(b * b);
+    (buf[buf.len() - 1] + 1.5).acosh() * buf[1]
+}
+
+#[differentiable]
+fn d_pushed_then_read(b: f64) -> f64 {
+    grad!(pushed_then_read)(b)
+}
+
+/// … and a pushed buffer handed to a nested `value_and_grad!`, at the third order.
+#[differentiable(order = 3)]
+fn squares(u: &[f64]) -> f64 {
+    u.iter().map(|v| v * v).sum()
+}
+
+#[differentiable(order = 2)]
+#[allow(clippy::vec_init_then_push)] // the construct under test
+fn pushed_into_nested(a: f64) -> f64 {
+    let mut buf = Vec::with_capacity(2);
+    buf.push(a);
+    buf.push(2.0);
+    let (v, g) = value_and_grad!(squares)(&buf);
+    v * g[0]
+}
+
+#[differentiable]
+fn d_pushed_into_nested(a: f64) -> f64 {
+    grad!(pushed_into_nested)(a)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn pushed_buffers_at_second_order(b in 0.2..1.5f64) {
+        check("d/db", grad!(pushed_then_read)(b), fd(pushed_then_read, b), FD)?;
+        check("d2/db2", grad!(d_pushed_then_read)(b), fd(d_pushed_then_read, b), FD2)?;
+        // (a² + 4)·2a: derivative 6a² + 8, second derivative 12a.
+        check("d/da", d_pushed_into_nested(b), 6.0 * b * b + 8.0, FD)?;
+        check("d2/da2", grad!(d_pushed_into_nested)(b), 12.0 * b, FD2)?;
     }
 }

@@ -42,22 +42,62 @@ pub type Block = Vec<Stmt>;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
     /// `let [mut] name = value;`
-    Let { name: String, mutable: bool, value: Expr },
+    Let {
+        name: String,
+        mutable: bool,
+        value: Expr,
+    },
     /// `let name: f64 = of.iter().sum();` (or `.product()`).
-    LetFold { name: String, of: String, product: bool },
+    LetFold {
+        name: String,
+        of: String,
+        product: bool,
+    },
     /// `name = value;`, `name += value;`, …
-    Assign { name: String, op: AOp, value: Expr },
+    Assign {
+        name: String,
+        op: AOp,
+        value: Expr,
+    },
     /// A local buffer.
-    Buffer { name: String, mutable: bool, init: BufInit },
+    Buffer {
+        name: String,
+        mutable: bool,
+        init: BufInit,
+    },
     /// `buf[index] = value;`, `buf[index] += value;`, …
-    Store { buf: String, index: Idx, op: AOp, value: Expr },
-    If { cond: Cond, then: Block, els: Option<Block> },
-    For { head: ForHead, body: Block },
+    Store {
+        buf: String,
+        index: Idx,
+        op: AOp,
+        value: Expr,
+    },
+    If {
+        cond: Cond,
+        then: Block,
+        els: Option<Block>,
+    },
+    For {
+        head: ForHead,
+        body: Block,
+    },
     /// `let mut counter = 0; while counter < limit [&& extra] { body; counter += 1; }`
-    While { counter: String, limit: usize, extra: Option<Cond>, body: Block },
+    While {
+        counter: String,
+        limit: usize,
+        extra: Option<Cond>,
+        body: Block,
+    },
     /// `let mut counter = 0; let name = loop { counter += 1; body; if counter >= limit
     /// [|| until] { break value; } };`
-    Loop { name: String, counter: String, limit: usize, body: Block, until: Option<Cond>, value: Expr },
+    Loop {
+        name: String,
+        counter: String,
+        limit: usize,
+        body: Block,
+        until: Option<Cond>,
+        value: Expr,
+    },
     /// `if cond { break; }`
     Break(Cond),
     /// `if cond { continue; }`
@@ -65,11 +105,23 @@ pub enum Stmt {
     /// `if cond { return value; }`
     Return(Cond, Expr),
     /// `let pat = grad!(callee)(args);` or `value_and_grad!`.
-    Nested { pat: Pat, value: bool, callee: String, args: Vec<Arg> },
+    Nested {
+        pat: Pat,
+        value: bool,
+        callee: String,
+        args: Vec<Arg>,
+    },
     /// `let pat = from;` (a tuple bound to a name first).
-    Unpack { pat: Pat, from: String },
+    Unpack {
+        pat: Pat,
+        from: String,
+    },
     /// `match on { arms…, _ => default }` on an integer variable.
-    Match { on: String, arms: Vec<(MatchPat, Block)>, default: Block },
+    Match {
+        on: String,
+        arms: Vec<(MatchPat, Block)>,
+        default: Block,
+    },
 }
 
 /// The pattern of a `match` arm on an integer.
@@ -136,7 +188,11 @@ pub enum Idx {
     /// `of.len() - 1`.
     Last(String),
     /// `(var + offset) % of.len()`.
-    Wrap { var: String, offset: usize, of: String },
+    Wrap {
+        var: String,
+        offset: usize,
+        of: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -318,7 +374,11 @@ pub enum Arg {
     /// `&name` (or `name` for a slice parameter).
     Slice(String),
     /// `&of[lo..]`, `&of[lo..of.len() - cut]`.
-    Sub { of: String, lo: usize, cut: usize },
+    Sub {
+        of: String,
+        lo: usize,
+        cut: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -342,7 +402,14 @@ pub enum ForHead {
     Range { var: String, lo: usize, hi: LenExpr, inclusive: bool, adapters: Vec<Adapter> },
     /// `for elem in over.iter()` / `&over` / `.iter().copied()`, with `.enumerate()` (an
     /// index name), `.zip(other.iter())` (a second element name), `.rev()`.
-    Iter { elem: String, over: String, style: IterStyle, index: Option<String>, zip: Option<(String, String)>, rev: bool },
+    Iter {
+        elem: String,
+        over: String,
+        style: IterStyle,
+        index: Option<String>,
+        zip: Option<(String, String)>,
+        rev: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -447,7 +514,9 @@ pub fn stmt_size(s: &Stmt) -> usize {
         Stmt::Break(c) | Stmt::Continue(c) => cond_size(c),
         Stmt::Return(c, e) => cond_size(c) + expr_size(e),
         Stmt::Nested { args, .. } => args.iter().map(arg_size).sum(),
-        Stmt::Match { arms, default, .. } => arms.iter().map(|(_, b)| 1 + block_size(b)).sum::<usize>() + block_size(default),
+        Stmt::Match { arms, default, .. } => {
+            arms.iter().map(|(_, b)| 1 + block_size(b)).sum::<usize>() + block_size(default)
+        }
     }
 }
 

@@ -263,7 +263,9 @@ impl Workspace {
                 // The process died or hung before this program's line: run it alone.
                 let alone = self.run(Some(i), Duration::from_secs(60));
                 let r = alone.get(&i).cloned().unwrap_or_else(|| {
-                    Class::RuntimePanic("the process died or hung (a stack overflow, an abort or an endless loop)".into())
+                    Class::RuntimePanic(
+                        "the process died or hung (a stack overflow, an abort or an endless loop)".into(),
+                    )
                 });
                 results.insert(i, r);
             }

@@ -189,20 +189,20 @@ impl Gen {
         let tuples = env.tuples();
         let nested_ok = self.entry && !env.callable.is_empty();
         let weights = [
-            20,                                                                    // let
-            if muts.is_empty() { 0 } else { 16 },                                  // assign
-            7,                                                                     // buffer
-            if bufs.is_empty() { 0 } else { 9 },                                   // store
-            if nest { 9 } else { 0 },                                              // if
-            if nest { 10 } else { 0 },                                             // for
-            if nest { 3 } else { 0 },                                              // while
-            if nest { 3 } else { 0 },                                              // loop with a value
-            if env.innermost == LoopKind::Plain { 5 } else { 0 },                  // break / continue
-            3,                                                                     // return
-            if nested_ok { 7 } else { 0 },                                         // grad! / value_and_grad!
-            if tuples.is_empty() { 0 } else { 5 },                                 // unpack
-            if slices.is_empty() { 0 } else { 3 },                                 // fold
-            if nest && !env.integers().is_empty() { 3 } else { 0 },                // match
+            20,                                                     // let
+            if muts.is_empty() { 0 } else { 16 },                   // assign
+            7,                                                      // buffer
+            if bufs.is_empty() { 0 } else { 9 },                    // store
+            if nest { 9 } else { 0 },                               // if
+            if nest { 10 } else { 0 },                              // for
+            if nest { 3 } else { 0 },                               // while
+            if nest { 3 } else { 0 },                               // loop with a value
+            if env.innermost == LoopKind::Plain { 5 } else { 0 },   // break / continue
+            3,                                                      // return
+            if nested_ok { 7 } else { 0 },                          // grad! / value_and_grad!
+            if tuples.is_empty() { 0 } else { 5 },                  // unpack
+            if slices.is_empty() { 0 } else { 3 },                  // fold
+            if nest && !env.integers().is_empty() { 3 } else { 0 }, // match
         ];
         let d = self.cfg.expr_depth;
         Some(match self.rng.weighted(&weights) {
@@ -417,9 +417,9 @@ impl Gen {
     /// parts, some of them `_`.
     fn pattern(&mut self, kind: &Kind, destructure: bool) -> Pat {
         match kind {
-            Kind::Tuple(items) if destructure || self.rng.chance(0.6) => {
-                Pat::Tuple(items.iter().map(|k| if self.rng.chance(0.15) { Pat::Wild } else { self.pattern(k, false) }).collect())
-            }
+            Kind::Tuple(items) if destructure || self.rng.chance(0.6) => Pat::Tuple(
+                items.iter().map(|k| if self.rng.chance(0.15) { Pat::Wild } else { self.pattern(k, false) }).collect(),
+            ),
             Kind::Tuple(_) => Pat::Name(self.name("gt")),
             _ => Pat::Name(self.name("g")),
         }
@@ -470,7 +470,13 @@ impl Gen {
             }
         }
         for (i, _, _) in env.indices() {
-            for idx in [Idx::Var(i.clone()), Idx::Var(i.clone()), Idx::Var(i.clone()), Idx::Prev(i.clone()), Idx::Next(i.clone())] {
+            for idx in [
+                Idx::Var(i.clone()),
+                Idx::Var(i.clone()),
+                Idx::Var(i.clone()),
+                Idx::Prev(i.clone()),
+                Idx::Next(i.clone()),
+            ] {
                 if env.index_ok(of, len, &idx) {
                     options.push(idx);
                 }
@@ -527,7 +533,8 @@ impl Gen {
             return self.leaf(env);
         }
         let d = depth - 1;
-        let calls_ok = env.callable.iter().any(|s| s.params.iter().all(|p| *p == PTy::Scalar) || !env.slices().is_empty());
+        let calls_ok =
+            env.callable.iter().any(|s| s.params.iter().all(|p| *p == PTy::Scalar) || !env.slices().is_empty());
         let weights = [16, 4, 10, 5, 2, 2, 1, if calls_ok { 4 } else { 0 }, 2, if self.in_cond { 3 } else { 0 }];
         match self.rng.weighted(&weights) {
             0 => {

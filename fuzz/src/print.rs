@@ -42,9 +42,8 @@ fn orders(p: &Program) -> (Option<u32>, Vec<Option<u32>>) {
 /// Whether the source `text` calls the function `name` (`name(` after a non-identifier).
 fn calls(text: &str, name: &str) -> bool {
     let pattern = format!("{name}(");
-    text.match_indices(&pattern).any(|(at, _)| {
-        !text[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_')
-    })
+    text.match_indices(&pattern)
+        .any(|(at, _)| !text[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_'))
 }
 
 /// The module of one program: its functions and `run`.
@@ -506,7 +505,9 @@ impl Printer<'_> {
             Expr::LenF(n) => format!("({n}.len() as f64)"),
             Expr::IntF(n) => format!("({n} as f64)"),
             Expr::Field(n, i) => format!("{n}.{i}"),
-            Expr::IfExpr(c, a, b) => format!("(if {} {{ {} }} else {{ {} }})", self.cond(c), self.expr(a), self.expr(b)),
+            Expr::IfExpr(c, a, b) => {
+                format!("(if {} {{ {} }} else {{ {} }})", self.cond(c), self.expr(a), self.expr(b))
+            }
             Expr::Detach(a) => format!("detach({})", self.expr(a)),
         }
     }

@@ -65,12 +65,21 @@ impl Len {
 /// What a name denotes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
-    Scalar { mutable: bool },
+    Scalar {
+        mutable: bool,
+    },
     /// A slice parameter (`&[f64]`) or a local buffer (`Vec<f64>`, `[f64; N]`), or a
     /// gradient vector.
-    Slice { len: Len, mutable: bool, param: bool },
+    Slice {
+        len: Len,
+        mutable: bool,
+        param: bool,
+    },
     /// A loop index `lo <= i < bound`.
-    Index { bound: Len, lo: usize },
+    Index {
+        bound: Len,
+        lo: usize,
+    },
     /// An integer counter of a `while`/`loop`.
     Counter,
     /// A tuple of gradients.
@@ -114,8 +123,14 @@ pub struct Env {
 impl Env {
     /// The environment at the start of a function's body.
     pub fn for_func(f: &Func, callable: Vec<Sig>, helper: bool) -> Env {
-        let mut env =
-            Env { scopes: vec![Vec::new()], scope_depths: vec![0], innermost: LoopKind::None, loop_depth: 0, callable, helper };
+        let mut env = Env {
+            scopes: vec![Vec::new()],
+            scope_depths: vec![0],
+            innermost: LoopKind::None,
+            loop_depth: 0,
+            callable,
+            helper,
+        };
         for p in &f.params {
             let kind = match p.ty {
                 PTy::Scalar => Kind::Scalar { mutable: false },
@@ -288,7 +303,8 @@ impl Env {
             Idx::Prev(i) => matches!(self.lookup(i), Some(Kind::Index { bound, lo }) if *lo >= 1 && bound.within(len)),
             // i + 1 < len when i < bound ≤ len − 1.
             Idx::Next(i) => {
-                len.min() >= 1 && matches!(self.lookup(i), Some(Kind::Index { bound, .. }) if bound.within(&len.minus(1)))
+                len.min() >= 1
+                    && matches!(self.lookup(i), Some(Kind::Index { bound, .. }) if bound.within(&len.minus(1)))
             }
         }
     }
@@ -640,7 +656,9 @@ pub fn check_expr(env: &Env, e: &Expr) -> Result<(), String> {
             check_expr(env, a)?;
             check_expr(env, b)
         }
-        Expr::Neg(a) | Expr::Unary(_, a) | Expr::Powi(a, _) | Expr::Clamp(a, ..) | Expr::Detach(a) => check_expr(env, a),
+        Expr::Neg(a) | Expr::Unary(_, a) | Expr::Powi(a, _) | Expr::Clamp(a, ..) | Expr::Detach(a) => {
+            check_expr(env, a)
+        }
         Expr::MulAdd(a, b, c) => {
             check_expr(env, a)?;
             check_expr(env, b)?;

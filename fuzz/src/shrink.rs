@@ -19,7 +19,14 @@ const ROUND: usize = 48;
 
 /// Shrink `p` (which fails as `class` at input `case`); returns the smallest program
 /// found and its class.
-pub fn shrink(ws: &Workspace, p: &Program, class: &Class, case: u64, budget: Duration, timing: &mut Timing) -> (Program, Class) {
+pub fn shrink(
+    ws: &Workspace,
+    p: &Program,
+    class: &Class,
+    case: u64,
+    budget: Duration,
+    timing: &mut Timing,
+) -> (Program, Class) {
     let started = Instant::now();
     let mut best = p.clone();
     let mut best_class = class.clone();
@@ -276,10 +283,22 @@ fn head_variants(h: &ForHead) -> Vec<ForHead> {
             for k in 0..adapters.len() {
                 let mut a = adapters.clone();
                 a.remove(k);
-                out.push(ForHead::Range { var: var.clone(), lo: *lo, hi: hi.clone(), inclusive: *inclusive, adapters: a });
+                out.push(ForHead::Range {
+                    var: var.clone(),
+                    lo: *lo,
+                    hi: hi.clone(),
+                    inclusive: *inclusive,
+                    adapters: a,
+                });
             }
             if *inclusive {
-                out.push(ForHead::Range { var: var.clone(), lo: *lo, hi: hi.clone(), inclusive: false, adapters: adapters.clone() });
+                out.push(ForHead::Range {
+                    var: var.clone(),
+                    lo: *lo,
+                    hi: hi.clone(),
+                    inclusive: false,
+                    adapters: adapters.clone(),
+                });
             }
         }
         ForHead::Iter { elem, over, style, index, zip, rev } => {

@@ -130,7 +130,13 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     let order_arg = args.order.as_ref().map(|(n, _)| *n);
     let on_error = |cx: Ctxt| {
         let stubs = match sig_ok {
-            true => stubs::typed(&sig, &stub_wrt, order_arg, &krate, sig.params.first().is_some_and(|p| p.receiver.is_some())),
+            true => stubs::typed(
+                &sig,
+                &stub_wrt,
+                order_arg,
+                &krate,
+                sig.params.first().is_some_and(|p| p.receiver.is_some()),
+            ),
             false => stubs::untyped(&sig),
         };
         with_errors(primal.clone(), &sig, &krate, cx, stubs)

@@ -79,6 +79,9 @@ impl<'a> Transform<'a> {
             self.finals.get(&self.region_of(b)).is_some_and(|f| f.iter().any(|(fin, _)| self.store.contains_key(fin)))
         };
         match s {
+            // A pop shortens its buffer or tape: kept while anything later reads that
+            // buffer (its length, a later pop's value), whether or not the value is used.
+            Stmt::Let { rv: Rvalue::Pop(b), .. } if needed.contains(b) => true,
             Stmt::Let { dst, .. } => dst.leaves().iter().any(|v| needed.contains(v) || self.store.contains_key(v)),
             Stmt::Cell { var, .. } | Stmt::Buffer { var, .. } | Stmt::Tape { var } | Stmt::Slot { var } => {
                 needed.contains(var)

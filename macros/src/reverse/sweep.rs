@@ -63,6 +63,19 @@ impl<'a> Transform<'a> {
     pub(super) fn rev_stmt(&mut self, s: &'a Stmt, region: RegionId, out: &mut Block) {
         self.current = s;
         match s {
+            Stmt::Let { dst: Tree::Leaf(v), rv: rv @ Rvalue::Pop(b), span } if self.active(*b) => {
+                // The adjoint buffer gets back one element per pop, a zero if the popped
+                // value received nothing, so that its length stays the buffer's.
+                let ybar = match self.active(*v) {
+                    true => self.adj_value(*v, out),
+                    false => None,
+                };
+                let ybar = match ybar {
+                    Some(c) => c,
+                    None => self.zero_now(*v, region, out),
+                };
+                self.rev_rvalue(*v, rv, ybar, *span, region, out);
+            }
             Stmt::Let { dst: Tree::Leaf(v), rv, span } => {
                 if !self.active(*v) {
                     return;
