@@ -145,6 +145,19 @@ fn curvature(x: &[f64]) -> f64 {
     g.iter().sum::<f64>()
 }
 
+/// Chains and a closure call as the elements of a `vec![…]` literal.
+#[differentiable]
+fn summary(x: &[f64], a: f64) -> f64 {
+    let scaled = |t: f64| (t * a).tanh();
+    let stats = vec![
+        x.iter().map(|&v| v * v).sum::<f64>(),
+        x.iter().fold(f64::NEG_INFINITY, |m: f64, &v| m.max(v * a)),
+        scaled(x[0]),
+        a,
+    ];
+    stats[0] * stats[3] + stats[1] + stats[2]
+}
+
 fn xs(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f64>> {
     prop::collection::vec(prop_oneof![-2.0..-0.6, 0.6..2.0], len)
 }
@@ -164,6 +177,13 @@ proptest! {
     #[test]
     fn enumerate_and_ranges(x in xs(1..9)) {
         check_vec("grad", &grad!(weighted_positions)(&x), &fd_vec(weighted_positions, &x), TOL)?;
+    }
+
+    #[test]
+    fn chains_inside_vec_literals(x in xs(1..8), a in 0.3f64..1.5) {
+        let (gx, ga) = grad!(summary)(&x, a);
+        check_vec("d/dx", &gx, &fd_vec(|v| summary(v, a), &x), TOL)?;
+        check("d/da", ga, fd(|t| summary(&x, t), a), TOL)?;
     }
 
     #[test]

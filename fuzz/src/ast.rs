@@ -116,6 +116,12 @@ pub enum Stmt {
         pat: Pat,
         from: String,
     },
+    /// `let name = |param: f64| body;`
+    Closure {
+        name: String,
+        param: String,
+        body: Expr,
+    },
     /// `match on { arms…, _ => default }` on an integer variable.
     Match {
         on: String,
@@ -224,6 +230,24 @@ pub enum Expr {
     IfExpr(Box<Cond>, Box<Expr>, Box<Expr>),
     /// `detach(a)`
     Detach(Box<Expr>),
+    /// `over.iter().map(|&elem| body).sum::<f64>()`, or over
+    /// `over.iter().zip(other.iter())` with `|(&elem, &elem2)|`.
+    MapSum {
+        over: String,
+        elem: String,
+        zip: Option<(String, String)>,
+        body: Box<Expr>,
+    },
+    /// `over.iter().fold(init, |acc: f64, &elem| body)`.
+    Fold {
+        over: String,
+        init: Box<Expr>,
+        acc: String,
+        elem: String,
+        body: Box<Expr>,
+    },
+    /// `name(arg)` of a closure bound by `let`.
+    Apply(String, Box<Expr>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -489,7 +513,7 @@ pub fn block_size(b: &Block) -> usize {
 
 pub fn stmt_size(s: &Stmt) -> usize {
     1 + match s {
-        Stmt::Let { value, .. } | Stmt::Assign { value, .. } => expr_size(value),
+        Stmt::Let { value, .. } | Stmt::Assign { value, .. } | Stmt::Closure { body: value, .. } => expr_size(value),
         Stmt::LetFold { .. } | Stmt::Unpack { .. } => 0,
         Stmt::Buffer { init, .. } => match init {
             BufInit::Array(v) | BufInit::VecList(v) | BufInit::Pushed(v) => v.iter().map(expr_size).sum(),
@@ -540,6 +564,8 @@ pub fn expr_size(e: &Expr) -> usize {
         Expr::Neg(a) | Expr::Unary(_, a) | Expr::Powi(a, _) | Expr::Clamp(a, ..) | Expr::Detach(a) => expr_size(a),
         Expr::MulAdd(a, b, c) => expr_size(a) + expr_size(b) + expr_size(c),
         Expr::Call(_, args) => args.iter().map(arg_size).sum(),
+        Expr::MapSum { body, .. } | Expr::Apply(_, body) => 1 + expr_size(body),
+        Expr::Fold { init, body, .. } => 1 + expr_size(init) + expr_size(body),
         Expr::IfExpr(c, a, b) => cond_size(c) + expr_size(a) + expr_size(b),
     }
 }

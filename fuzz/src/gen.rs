@@ -203,6 +203,7 @@ impl Gen {
             if tuples.is_empty() { 0 } else { 5 },                  // unpack
             if slices.is_empty() { 0 } else { 3 },                  // fold
             if nest && !env.integers().is_empty() { 3 } else { 0 }, // match
+            3,                                                      // let closure
         ];
         let d = self.cfg.expr_depth;
         Some(match self.rng.weighted(&weights) {
@@ -310,6 +311,11 @@ impl Gen {
             12 => {
                 let (of, _) = self.rng.pick(&slices).clone();
                 Stmt::LetFold { name: self.name("s"), of, product: self.rng.chance(0.2) }
+            }
+            14 => {
+                let (name, param) = (self.name("cl"), self.name("t"));
+                let body = self.expr(&env.closure_body(&param), d);
+                Stmt::Closure { name, param, body }
             }
             _ => {
                 let ints = env.integers();
@@ -535,7 +541,22 @@ impl Gen {
         let d = depth - 1;
         let calls_ok =
             env.callable.iter().any(|s| s.params.iter().all(|p| *p == PTy::Scalar) || !env.slices().is_empty());
-        let weights = [16, 4, 10, 5, 2, 2, 1, if calls_ok { 4 } else { 0 }, 2, if self.in_cond { 3 } else { 0 }];
+        let has_slices = !env.slices().is_empty();
+        let weights = [
+            16,
+            4,
+            10,
+            5,
+            2,
+            2,
+            1,
+            if calls_ok { 4 } else { 0 },
+            2,
+            if self.in_cond { 3 } else { 0 },
+            if has_slices { 2 } else { 0 },
+            if has_slices { 1 } else { 0 },
+            if env.closures().is_empty() { 0 } else { 3 },
+        ];
         match self.rng.weighted(&weights) {
             0 => {
                 let op = *self.rng.pick(&[BOp::Add, BOp::Add, BOp::Sub, BOp::Mul, BOp::Mul, BOp::Div, BOp::Rem]);
@@ -569,7 +590,43 @@ impl Gen {
                 }
             }
             8 => Expr::IfExpr(Box::new(self.cond(env)), Box::new(self.expr(env, d)), Box::new(self.expr(env, d))),
-            _ => Expr::Detach(Box::new(self.expr(env, d))),
+            9 => Expr::Detach(Box::new(self.expr(env, d))),
+            10 => {
+                let slices = env.slices();
+                let over = self.rng.pick(&slices).0.clone();
+                let elem = self.name("e");
+                let zip = match self.rng.chance(0.35) {
+                    true => Some((self.rng.pick(&slices).0.clone(), self.name("e"))),
+                    false => None,
+                };
+                let mut names = vec![elem.clone()];
+                names.extend(zip.iter().map(|(_, e)| e.clone()));
+                let body = self.expr(&env.with_scalars(&names), d.min(2));
+                Expr::MapSum { over, elem, zip, body: Box::new(body) }
+            }
+            11 => {
+                let slices = env.slices();
+                let over = self.rng.pick(&slices).0.clone();
+                let init = self.expr(env, 1);
+                let (acc, elem) = (self.name("acc"), self.name("e"));
+                // Bounded, so that a long slice cannot make the fold overflow.
+                let inner = self.expr(&env.with_scalars(&[acc.clone(), elem.clone()]), 1);
+                let body = match self.rng.chance(0.5) {
+                    true => Expr::Binary(Bm::Max, Box::new(Expr::Var(acc.clone())), Box::new(inner)),
+                    false => Expr::Bin(
+                        BOp::Add,
+                        Box::new(Expr::Bin(BOp::Mul, Box::new(Expr::Lit(0.5)), Box::new(Expr::Var(acc.clone())))),
+                        Box::new(Expr::Unary(Un::Tanh, Box::new(inner))),
+                    ),
+                };
+                Expr::Fold { over, init: Box::new(init), acc, elem, body: Box::new(body) }
+            }
+            12 => {
+                let closures = env.closures();
+                let f = self.rng.pick(&closures).clone();
+                Expr::Apply(f, Box::new(self.expr(env, d)))
+            }
+            _ => unreachable!("a weight without an arm"),
         }
     }
 

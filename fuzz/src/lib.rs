@@ -99,6 +99,11 @@ mod tests {
             "} else if ",
             "detach(",
             " + 1]",
+            ".iter().map(|&",
+            ".iter().zip(",
+            ".fold(",
+            ": f64| ",
+            "(|(&",
         ] {
             assert!(text.contains(needle), "no generated program contains `{needle}`");
         }

@@ -362,6 +362,9 @@ impl Printer<'_> {
                 writeln!(out, "let {} = {mac}!({callee})({});", pattern(pat), self.args(args)).unwrap();
             }
             Stmt::Unpack { pat, from } => writeln!(out, "let {} = {from};", pattern(pat)).unwrap(),
+            Stmt::Closure { name, param, body } => {
+                writeln!(out, "let {name} = |{param}: f64| {};", self.expr(body)).unwrap()
+            }
         }
     }
 
@@ -509,6 +512,16 @@ impl Printer<'_> {
                 format!("(if {} {{ {} }} else {{ {} }})", self.cond(c), self.expr(a), self.expr(b))
             }
             Expr::Detach(a) => format!("detach({})", self.expr(a)),
+            Expr::MapSum { over, elem, zip: None, body } => {
+                format!("{over}.iter().map(|&{elem}| {}).sum::<f64>()", self.expr(body))
+            }
+            Expr::MapSum { over, elem, zip: Some((other, elem2)), body } => {
+                format!("{over}.iter().zip({other}.iter()).map(|(&{elem}, &{elem2})| {}).sum::<f64>()", self.expr(body))
+            }
+            Expr::Fold { over, init, acc, elem, body } => {
+                format!("{over}.iter().fold({}, |{acc}: f64, &{elem}| {})", self.receiver(init), self.expr(body))
+            }
+            Expr::Apply(f, a) => format!("{f}({})", self.expr(a)),
         }
     }
 }

@@ -86,6 +86,8 @@ pub enum Kind {
     Tuple(Vec<Kind>),
     /// A vector moved out of a tuple by a destructuring `let`.
     Moved,
+    /// A closure `|t: f64| …` bound by `let`.
+    Closure,
 }
 
 /// The signature of a function, for calls.
@@ -161,6 +163,51 @@ impl Env {
     pub fn pop(&mut self) {
         self.scopes.pop();
         self.scope_depths.pop();
+    }
+
+    /// The scope of an iterator adaptor's closure body: everything visible, and the
+    /// closure's own scalar parameters.
+    pub fn with_scalars(&self, names: &[String]) -> Env {
+        let mut env = self.clone();
+        env.push();
+        for n in names {
+            env.define(n, Kind::Scalar { mutable: false });
+        }
+        env
+    }
+
+    /// The scope of a `let` closure's body: its parameter, and what it may capture for
+    /// as long as it lives without a borrow conflict: values nothing writes (immutable
+    /// scalars, slices and indices, other closures), not counters, mutable scalars,
+    /// buffers being written, or tuples a later `let` may move out of.
+    pub fn closure_body(&self, param: &str) -> Env {
+        let mut env = Env {
+            scopes: vec![Vec::new()],
+            scope_depths: vec![0],
+            innermost: LoopKind::None,
+            loop_depth: 0,
+            callable: self.callable.clone(),
+            helper: self.helper,
+        };
+        for (n, k) in self.visible() {
+            let keep = matches!(
+                k,
+                Kind::Scalar { mutable: false }
+                    | Kind::Slice { mutable: false, .. }
+                    | Kind::Index { .. }
+                    | Kind::Closure
+            );
+            if keep {
+                env.define(&n, k);
+            }
+        }
+        env.define(param, Kind::Scalar { mutable: false });
+        env
+    }
+
+    /// Closures bound by `let`.
+    pub fn closures(&self) -> Vec<String> {
+        self.visible().into_iter().filter(|(_, k)| matches!(k, Kind::Closure)).map(|(n, _)| n).collect()
     }
 
     /// The loop depth at which the visible `name` was defined.
@@ -553,6 +600,10 @@ pub fn check_stmt(env: &mut Env, s: &Stmt) -> Result<(), String> {
             }
             in_block(env, default, None, |_| {})?;
         }
+        Stmt::Closure { name, param, body } => {
+            check_expr(&env.closure_body(param), body)?;
+            env.define(name, Kind::Closure);
+        }
         Stmt::Unpack { pat, from } => {
             let kind = env.lookup(from).cloned().ok_or_else(|| format!("`{from}` is not defined"))?;
             if !env.unpack_ok(pat, from) || !bind_pat(env, pat, &kind) {
@@ -659,6 +710,24 @@ pub fn check_expr(env: &Env, e: &Expr) -> Result<(), String> {
         Expr::Neg(a) | Expr::Unary(_, a) | Expr::Powi(a, _) | Expr::Clamp(a, ..) | Expr::Detach(a) => {
             check_expr(env, a)
         }
+        Expr::MapSum { over, elem, zip, body } => {
+            slice_len(env, over)?;
+            let mut names = vec![elem.clone()];
+            if let Some((other, elem2)) = zip {
+                slice_len(env, other)?;
+                names.push(elem2.clone());
+            }
+            check_expr(&env.with_scalars(&names), body)
+        }
+        Expr::Fold { over, init, acc, elem, body } => {
+            slice_len(env, over)?;
+            check_expr(env, init)?;
+            check_expr(&env.with_scalars(&[acc.clone(), elem.clone()]), body)
+        }
+        Expr::Apply(f, a) => match env.lookup(f) {
+            Some(Kind::Closure) => check_expr(env, a),
+            _ => Err(format!("`{f}` is not a closure")),
+        },
         Expr::MulAdd(a, b, c) => {
             check_expr(env, a)?;
             check_expr(env, b)?;

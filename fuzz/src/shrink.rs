@@ -271,6 +271,11 @@ fn stmt_variants(s: &Stmt) -> Vec<Stmt> {
                 out.push(Stmt::Match { on: on.clone(), arms: arms.clone(), default: b });
             }
         }
+        Stmt::Closure { name, param, body } => {
+            for v in expr_variants(body) {
+                out.push(Stmt::Closure { name: name.clone(), param: param.clone(), body: v });
+            }
+        }
         Stmt::LetFold { .. } | Stmt::Unpack { .. } => {}
     }
     out
@@ -392,6 +397,37 @@ fn expr_variants(e: &Expr) -> Vec<Expr> {
             for v in expr_variants(y) {
                 out.push(Expr::Binary(*m, b(x), Box::new(v)));
             }
+        }
+        Expr::MapSum { over, elem, zip, body } => {
+            out.push(Expr::Sum(over.clone()));
+            if zip.is_some() {
+                out.push(Expr::MapSum {
+                    over: over.clone(),
+                    elem: elem.clone(),
+                    zip: None,
+                    body: Expr::Lit(1.0).into(),
+                });
+            }
+            for v in expr_variants(body) {
+                out.push(Expr::MapSum { over: over.clone(), elem: elem.clone(), zip: zip.clone(), body: Box::new(v) });
+            }
+        }
+        Expr::Fold { over, init, acc, elem, body } => {
+            out.push((**init).clone());
+            out.push(Expr::Sum(over.clone()));
+            for v in expr_variants(body) {
+                out.push(Expr::Fold {
+                    over: over.clone(),
+                    init: init.clone(),
+                    acc: acc.clone(),
+                    elem: elem.clone(),
+                    body: Box::new(v),
+                });
+            }
+        }
+        Expr::Apply(f, x) => {
+            out.push((**x).clone());
+            out.extend(expr_variants(x).into_iter().map(|v| Expr::Apply(f.clone(), Box::new(v))));
         }
         Expr::Detach(x) => {
             out.push((**x).clone());

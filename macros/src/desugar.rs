@@ -1460,6 +1460,36 @@ fn comparison(e: &Expr) -> Option<Greater> {
 
 // ------------------------------------------------------------------ the walk
 
+impl Desugarer<'_> {
+    /// `let v = vec![a, { …chain… }, c];`: an element that became a block (a chain or
+    /// an inlined closure, with loops inside) is computed by a `let` of its own before
+    /// the buffer, which then lists plain values.
+    fn hoist_vec_items(&mut self, s: &mut Stmt) -> Vec<Stmt> {
+        let Stmt::Local(local) = s else { return Vec::new() };
+        let Some(init) = &mut local.init else { return Vec::new() };
+        let Expr::Macro(m) = &mut *init.expr else { return Vec::new() };
+        if !m.mac.path.is_ident("vec") {
+            return Vec::new();
+        }
+        let Ok(crate::lower::VecMacro::List(mut items)) = crate::lower::parse_vec_macro(&m.mac) else {
+            return Vec::new();
+        };
+        let mut hoisted = Vec::new();
+        for item in &mut items {
+            if matches!(strip(item), Expr::Block(_)) {
+                let span = item.span();
+                let name = self.names.fresh("element", span);
+                hoisted.push(parse_quote_spanned!(span=> let #name = #item;));
+                *item = parse_quote_spanned!(span=> #name);
+            }
+        }
+        if !hoisted.is_empty() {
+            m.mac.tokens = quote::quote!(#(#items),*);
+        }
+        hoisted
+    }
+}
+
 impl VisitMut for Desugarer<'_> {
     fn visit_block_mut(&mut self, b: &mut syn::Block) {
         self.scoped(|this| {
@@ -1476,6 +1506,7 @@ impl VisitMut for Desugarer<'_> {
                     }
                 }
                 this.visit_stmt_mut(&mut s);
+                out.extend(this.hoist_vec_items(&mut s));
                 if let Stmt::Local(local) = &s {
                     this.bind_names(&local.pat);
                 }
@@ -1489,6 +1520,26 @@ impl VisitMut for Desugarer<'_> {
     }
 
     fn visit_expr_mut(&mut self, e: &mut Expr) {
+        // `vec![…]`: its elements are expressions too (a chain, a closure call), though
+        // a visitor does not look inside a macro's tokens.
+        if let Expr::Macro(m) = e {
+            if m.mac.path.is_ident("vec") {
+                if let Ok(parsed) = crate::lower::parse_vec_macro(&m.mac) {
+                    m.mac.tokens = match parsed {
+                        crate::lower::VecMacro::Repeat(mut v, mut n) => {
+                            self.visit_expr_mut(&mut v);
+                            self.visit_expr_mut(&mut n);
+                            quote::quote!(#v; #n)
+                        }
+                        crate::lower::VecMacro::List(mut items) => {
+                            items.iter_mut().for_each(|i| self.visit_expr_mut(i));
+                            quote::quote!(#(#items),*)
+                        }
+                    };
+                }
+                return;
+            }
+        }
         // A call of a local closure.
         if let Expr::Call(call) = &*e {
             if let Expr::Path(p) = strip(&call.func) {

@@ -2,12 +2,12 @@
 
 use super::*;
 
-pub(super) enum VecMacro {
+pub(crate) enum VecMacro {
     Repeat(Box<Expr>, Box<Expr>),
     List(Vec<Expr>),
 }
 
-pub(super) fn parse_vec_macro(m: &syn::Macro) -> syn::Result<VecMacro> {
+pub(crate) fn parse_vec_macro(m: &syn::Macro) -> syn::Result<VecMacro> {
     use syn::parse::Parser;
     let parser = |input: syn::parse::ParseStream| -> syn::Result<VecMacro> {
         if input.is_empty() {

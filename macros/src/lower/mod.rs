@@ -27,6 +27,7 @@ use crate::sig::{self, Class, Signature};
 
 mod branch;
 mod buffers;
+pub(crate) use buffers::{parse_vec_macro, VecMacro};
 mod call;
 mod expr;
 mod loops;
