@@ -149,13 +149,14 @@ fn curvature(x: &[f64]) -> f64 {
 #[differentiable]
 fn summary(x: &[f64], a: f64) -> f64 {
     let scaled = |t: f64| (t * a).tanh();
-    let stats = vec![
+    let mut stats = vec![
         x.iter().map(|&v| v * v).sum::<f64>(),
         x.iter().fold(f64::NEG_INFINITY, |m: f64, &v| m.max(v * a)),
         scaled(x[0]),
         a,
     ];
-    stats[0] * stats[3] + stats[1] + stats[2]
+    stats[3] *= stats[0];
+    stats[3] + stats[1] + stats[2]
 }
 
 fn xs(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f64>> {
