@@ -153,10 +153,11 @@ fn summary(x: &[f64], a: f64) -> f64 {
         x.iter().map(|&v| v * v).sum::<f64>(),
         x.iter().fold(f64::NEG_INFINITY, |m: f64, &v| m.max(v * a)),
         scaled(x[0]),
+        if x.iter().map(|&v| v * v).sum::<f64>() > 1.0 { a } else { 2.0 * a },
     ];
     stats.push(a);
-    stats[3] *= stats[0];
-    stats[3] + stats[1] + stats[2]
+    stats[4] *= stats[0];
+    stats[4] + stats[1] + stats[2] * stats[3]
 }
 
 fn xs(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f64>> {

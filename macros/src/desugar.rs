@@ -1474,9 +1474,22 @@ impl Desugarer<'_> {
         let Ok(crate::lower::VecMacro::List(mut items)) = crate::lower::parse_vec_macro(&m.mac) else {
             return Vec::new();
         };
+        // Loops inside an element (a chain in an `if` condition) are lowered in the
+        // element's own statement too.
+        struct HasBlock(bool);
+        impl<'v> Visit<'v> for HasBlock {
+            fn visit_expr(&mut self, e: &'v Expr) {
+                match e {
+                    Expr::Block(_) | Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) => self.0 = true,
+                    _ => syn::visit::visit_expr(self, e),
+                }
+            }
+        }
         let mut hoisted = Vec::new();
         for item in &mut items {
-            if matches!(strip(item), Expr::Block(_)) {
+            let mut found = HasBlock(false);
+            found.visit_expr(item);
+            if found.0 {
                 let span = item.span();
                 let name = self.names.fresh("element", span);
                 hoisted.push(parse_quote_spanned!(span=> let #name = #item;));

@@ -141,8 +141,21 @@ impl<'a> Lowerer<'a> {
 
     pub(super) fn loop_expr(&mut self, lp: &syn::ExprLoop) -> Value {
         let span = lp.span();
+        match self.loop_binding(lp) {
+            Ok(Some(b)) => self.read_binding(&b, span),
+            Ok(None) => Value::Unit,
+            Err(Rejected) => Value::Poison,
+        }
+    }
+
+    /// A `loop`, and the cells its `break value`s assign (unread: a loop that may
+    /// `return` has assigned them only if it ended by a `break`, so they are read where
+    /// the value is used, after the guard of that return).
+    pub(super) fn loop_binding(&mut self, lp: &syn::ExprLoop) -> Result<Option<Binding>, Rejected> {
+        let span = lp.span();
         if let Some(l) = &lp.label {
-            return self.unsupported(l, "a loop label", "restructure the loop with flags");
+            self.unsupported(l, "a loop label", "restructure the loop with flags");
+            return Err(Rejected);
         }
         let mut exits = exits_of_block(&lp.body);
         exits.brk = true;
@@ -203,10 +216,7 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
-        match frame.value {
-            Some(b) => self.read_binding(&b, span),
-            None => Value::Unit,
-        }
+        Ok(frame.value)
     }
 
     pub(super) fn while_loop(&mut self, w: &syn::ExprWhile) {
@@ -516,3 +526,6 @@ fn names_a_field(e: &Expr) -> bool {
         _ => false,
     }
 }
+
+/// A construct already reported as an error.
+pub(super) struct Rejected;

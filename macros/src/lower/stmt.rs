@@ -221,6 +221,23 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
+        // `let v = loop { … return …; … break value; };`: `v` names the loop's value
+        // cell, read where `v` is used (after the return's guard), not right after the
+        // loop, where a return leaves it unassigned.
+        if let (Pat::Ident(p), Expr::Loop(lp)) = (pat, &*init.expr) {
+            if p.by_ref.is_none() && self.ret.is_some() && exits_of_block(&lp.body).ret {
+                match self.loop_binding(lp) {
+                    Ok(Some(b @ Binding::Cell(_))) => self.bind(&p.ident, b),
+                    Ok(Some(b)) => {
+                        let value = self.read_binding(&b, span);
+                        self.bind_let(pat, value, ty, span);
+                    }
+                    Ok(None) => self.bind_let(pat, Value::Unit, ty, span),
+                    Err(loops::Rejected) => self.bind_let(pat, Value::Poison, ty, span),
+                }
+                return;
+            }
+        }
         let mut value = self.expr(&init.expr);
         if let (Some(ty), Value::Op(Operand::Const(c))) = (ty, &value) {
             // `let c: f32 = 2.0;` keeps the literal's type.
