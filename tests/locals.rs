@@ -574,3 +574,31 @@ proptest! {
         check("d2/da2", grad!(d_pushed_into_nested)(b), 12.0 * b, FD2)?;
     }
 }
+
+/// A gradient tuple destructured, then one of its scalar fields read again (Rust allows
+/// it: only the vector moved out).
+#[differentiable(order = 2)]
+fn ends_scaled(u: &[f64], v: f64) -> f64 {
+    u[0] * v * v
+}
+
+#[differentiable]
+fn unpacked_then_field(x: &[f64]) -> f64 {
+    let gt = grad!(ends_scaled)(&x[1..], x[0]);
+    let (g, gv) = gt;
+    g[0] * gv + gt.1 * x[0]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn tuples_unpacked_then_read(x in vec_in(-1.5, 1.5, 2..6)) {
+        // g[0]·gv + gv·x₀ = v²·2u₀v + 2u₀v·v with u₀ = x₁, v = x₀: 2x₁x₀³ + 2x₁x₀².
+        let want = [6.0 * x[1] * x[0] * x[0] + 4.0 * x[1] * x[0], 2.0 * x[0].powi(3) + 2.0 * x[0] * x[0]];
+        let g = grad!(unpacked_then_field)(&x);
+        check("d/dx0", g[0], want[0], FD)?;
+        check("d/dx1", g[1], want[1], FD)?;
+        check_vec("grad", &g, &fd_vec(unpacked_then_field, &x), FD)?;
+    }
+}

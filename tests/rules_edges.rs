@@ -336,3 +336,43 @@ fn towers_agree_with_differences() {
         }
     }
 }
+
+/// A value that went unused sends no NaN back through its rule: a skipped sample, an
+/// untaken branch, the NaN operand of `max`/`min`, a product of it that is discarded.
+#[differentiable]
+fn skipped_samples(x: &[f64], a: f64) -> f64 {
+    let mut s = 0.0;
+    for &v in x {
+        let y = (v * a).ln();
+        if !y.is_finite() {
+            continue;
+        }
+        s += y * y;
+    }
+    s
+}
+
+#[differentiable]
+fn nan_not_taken(x: f64) -> f64 {
+    let r = (x - 1.0).sqrt();
+    let discarded = r * x + (x - 2.0).acos() / x;
+    let r = if r.is_nan() { 0.0 } else { r + 0.0 * discarded };
+    r + r.max(x) + (x - 3.0).ln().min(2.0 * x)
+}
+
+#[differentiable]
+fn d_nan_not_taken(x: f64) -> f64 {
+    grad!(nan_not_taken)(x)
+}
+
+#[test]
+fn unused_values_send_back_no_nan() {
+    let g = grad!(skipped_samples)(&[1.0, -1.0, 2.0], 0.5);
+    assert!(g.0.iter().all(|v| v.is_finite()) && g.1.is_finite(), "{g:?}");
+    assert!(close(g.0[0], 2.0 * 0.5f64.ln(), EXACT2) && g.0[1] == 0.0, "{g:?}");
+    // Below 1 every NaN is unused: r = 0, max(0, x) = x, min(NaN, 2x) = 2x.
+    for x in [0.25, 0.5, 0.75] {
+        assert_eq!(grad!(nan_not_taken)(x), 3.0, "at {x}");
+        assert_eq!(grad!(d_nan_not_taken)(x), 0.0, "at {x}");
+    }
+}

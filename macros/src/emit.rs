@@ -365,7 +365,7 @@ impl<'a> Emitter<'a> {
                         let kind = self.func.vars.kind(*c);
                         if kind == Kind::Float {
                             quote!(#id += #v;)
-                        } else if kind == Kind::Buffer(Elem::Float) {
+                        } else if kind.is_buffer() || value.var().is_some_and(|o| self.func.vars.kind(o).is_buffer()) {
                             // Element by element: the two sides may be a `Vec` and an
                             // array (an array buffer's adjoint and a call's gradient).
                             let o = self.operand(value);
@@ -661,9 +661,14 @@ impl<'a> Emitter<'a> {
                 let o = self.operand(o);
                 quote!(::core::clone::Clone::clone(&#o.#m))
             }
-            Rvalue::Field(o, m) => {
-                let o = self.operand(o);
-                quote!(#o.#m)
+            Rvalue::Field(base, m) => {
+                // A field of a tuple read again later (its adjoint's shape, another
+                // field) is cloned: moving it out would leave the tuple partly moved.
+                let o = self.operand(base);
+                match base.var() {
+                    Some(v) if !self.read_once(v) => quote!(::core::clone::Clone::clone(&#o.#m)),
+                    _ => quote!(#o.#m),
+                }
             }
             Rvalue::Pop(t) => {
                 let id = self.ident(*t);

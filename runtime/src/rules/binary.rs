@@ -13,7 +13,14 @@ pub trait ScalarMul: Sized {
 impl<F: Float> ScalarMul for F {
     #[inline]
     fn mul_adjoint(ybar: &F, other: &F) -> F {
-        *ybar * *other
+        {
+            let contribution = *ybar * *other;
+            if contribution.is_nan() && *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                contribution
+            }
+        }
     }
 }
 
@@ -30,11 +37,25 @@ pub trait ScalarDiv: Sized {
 impl<F: Float> ScalarDiv for F {
     #[inline]
     fn div_lhs_adjoint(ybar: &F, b: &F) -> F {
-        *ybar / *b
+        {
+            let contribution = *ybar / *b;
+            if contribution.is_nan() && *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                contribution
+            }
+        }
     }
     #[inline]
     fn div_rhs_adjoint(ybar: &F, b: &F, y: &F) -> F {
-        -(*ybar * *y / *b)
+        {
+            let contribution = -(*ybar * *y / *b);
+            if contribution.is_nan() && *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                contribution
+            }
+        }
     }
 }
 

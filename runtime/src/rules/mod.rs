@@ -9,6 +9,14 @@
 //! values it needs; the macro's table (`adjoint-macros/src/ops.rs`) lists them so the
 //! reverse sweep keeps nothing else.
 
+// A contribution `ȳ·∂y/∂x` whose partial is not finite (the `√x` of a negative
+// number, `1/0`) where `ȳ` is exactly zero is 0, not 0·NaN = NaN: the value of `y` went
+// unused (a skipped sample, an untaken branch, the NaN side of `max`). The rules that
+// can meet such a partial write it out (`contribution.is_nan() && ȳ == 0`; the
+// attribute that differentiates them does not expand macros). Derivatives of a rule
+// are unaffected: the zero is taken only where the partial does not exist, and a
+// finite partial keeps its formula at ȳ = 0.
+
 mod binary;
 mod nalgebra;
 mod special;

@@ -22,7 +22,14 @@ impl<F: Float> Powi for F {
             // n − 1 is not an `i32`.
             *ybar * F::from_i32(n) * x.powf(F::from_f64(-2_147_483_649.0))
         } else {
-            *ybar * F::from_i32(n) * x.powi(n - 1)
+            {
+                let contribution = *ybar * F::from_i32(n) * x.powi(n - 1);
+                if contribution.is_nan() && *ybar == F::ZERO {
+                    *ybar * F::ZERO
+                } else {
+                    contribution
+                }
+            }
         }
     }
 }
@@ -57,7 +64,14 @@ impl<F: Float> Powf for F {
                 *ybar * *p * x.powi(n - 1)
             }
         } else {
-            *ybar * *p * x.powf(*p - F::ONE)
+            {
+                let contribution = *ybar * *p * x.powf(*p - F::ONE);
+                if contribution.is_nan() && *ybar == F::ZERO {
+                    *ybar * F::ZERO
+                } else {
+                    contribution
+                }
+            }
         }
     }
     #[inline]
@@ -65,7 +79,14 @@ impl<F: Float> Powf for F {
         if *y == F::ZERO {
             *ybar * F::ZERO
         } else {
-            *ybar * *y * x.ln()
+            {
+                let contribution = *ybar * *y * x.ln();
+                if contribution.is_nan() && *ybar == F::ZERO {
+                    *ybar * F::ZERO
+                } else {
+                    contribution
+                }
+            }
         }
     }
 }
@@ -85,12 +106,26 @@ impl<F: Float> Atan2 for F {
     #[inline]
     fn atan2_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
         let r = a.hypot(*b);
-        *ybar * (*b / r) / r
+        {
+            let contribution = *ybar * (*b / r) / r;
+            if contribution.is_nan() && *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                contribution
+            }
+        }
     }
     #[inline]
     fn atan2_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
         let r = a.hypot(*b);
-        -(*ybar * (*a / r) / r)
+        {
+            let contribution = -(*ybar * (*a / r) / r);
+            if contribution.is_nan() && *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                contribution
+            }
+        }
     }
 }
 
@@ -108,11 +143,25 @@ pub trait Log: Sized {
 impl<F: Float> Log for F {
     #[inline]
     fn log_value_adjoint(ybar: &F, x: &F, b: &F) -> F {
-        *ybar * x.recip() / b.ln()
+        {
+            let contribution = *ybar * x.recip() / b.ln();
+            if contribution.is_nan() && *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                contribution
+            }
+        }
     }
     #[inline]
     fn log_base_adjoint(ybar: &F, b: &F, y: &F) -> F {
-        -(*ybar * *y / (*b * b.ln()))
+        {
+            let contribution = -(*ybar * *y / (*b * b.ln()));
+            if contribution.is_nan() && *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                contribution
+            }
+        }
     }
 }
 
@@ -157,9 +206,10 @@ pub trait Max: Sized {
 impl<F: Float> Max for F {
     #[inline]
     fn max_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
-        if *a > *b {
+        // `max` returns the operand that is not NaN: all of the gradient goes there.
+        if *a > *b || b.is_nan() {
             *ybar
-        } else if *a < *b {
+        } else if *a < *b || a.is_nan() {
             *ybar * F::ZERO
         } else {
             *ybar * F::HALF
@@ -167,9 +217,9 @@ impl<F: Float> Max for F {
     }
     #[inline]
     fn max_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
-        if *b > *a {
+        if *b > *a || a.is_nan() {
             *ybar
-        } else if *b < *a {
+        } else if *b < *a || b.is_nan() {
             *ybar * F::ZERO
         } else {
             *ybar * F::HALF
@@ -188,9 +238,10 @@ pub trait Min: Sized {
 impl<F: Float> Min for F {
     #[inline]
     fn min_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
-        if *a < *b {
+        // `min` returns the operand that is not NaN: all of the gradient goes there.
+        if *a < *b || b.is_nan() {
             *ybar
-        } else if *a > *b {
+        } else if *a > *b || a.is_nan() {
             *ybar * F::ZERO
         } else {
             *ybar * F::HALF
@@ -198,9 +249,9 @@ impl<F: Float> Min for F {
     }
     #[inline]
     fn min_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
-        if *b < *a {
+        if *b < *a || a.is_nan() {
             *ybar
-        } else if *b > *a {
+        } else if *b > *a || b.is_nan() {
             *ybar * F::ZERO
         } else {
             *ybar * F::HALF
@@ -223,11 +274,21 @@ pub trait MulAdd: Sized {
 impl<F: Float> MulAdd for F {
     #[inline]
     fn mul_add_self_adjoint(ybar: &F, a: &F) -> F {
-        *ybar * *a
+        let contribution = *ybar * *a;
+        if contribution.is_nan() && *ybar == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            contribution
+        }
     }
     #[inline]
     fn mul_add_factor_adjoint(ybar: &F, x: &F) -> F {
-        *ybar * *x
+        let contribution = *ybar * *x;
+        if contribution.is_nan() && *ybar == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            contribution
+        }
     }
     #[inline]
     fn mul_add_addend_adjoint(ybar: &F, _b: &F) -> F {

@@ -19,7 +19,14 @@ macro_rules! unary_rule {
             fn $method($ybar: &F, $arg: &F) -> F {
                 let $ybar = *$ybar;
                 let $arg = *$arg;
-                $body
+                {
+                    let contribution = $body;
+                    if contribution.is_nan() && $ybar == F::ZERO {
+                        $ybar * F::ZERO
+                    } else {
+                        contribution
+                    }
+                }
             }
         }
     )*};
