@@ -338,7 +338,7 @@ fn towers_agree_with_differences() {
 }
 
 /// A value that went unused sends no NaN back through its rule: a skipped sample, an
-/// untaken branch, the NaN operand of `max`/`min`, a product of it that is discarded.
+/// untaken branch, the NaN operand of `max`/`min`, a quotient of it that is discarded.
 #[differentiable]
 fn skipped_samples(x: &[f64], a: f64) -> f64 {
     let mut s = 0.0;
@@ -355,7 +355,7 @@ fn skipped_samples(x: &[f64], a: f64) -> f64 {
 #[differentiable]
 fn nan_not_taken(x: f64) -> f64 {
     let r = (x - 1.0).sqrt();
-    let discarded = r * x + (x - 2.0).acos() / x;
+    let discarded = (x - 2.0).acos() / x + (1.0 - x).ln() / (x - 1.0);
     let r = if r.is_nan() { 0.0 } else { r + 0.0 * discarded };
     r + r.max(x) + (x - 3.0).ln().min(2.0 * x)
 }

@@ -19,9 +19,29 @@ macro_rules! unary_rule {
             fn $method($ybar: &F, $arg: &F) -> F {
                 let $ybar = *$ybar;
                 let $arg = *$arg;
+                $body
+            }
+        }
+    )*};
+}
+
+macro_rules! guarded_unary_rule {
+    ($($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
+        $(#[doc = $doc])+
+        #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+        pub trait $trait_: Sized {
+            $(#[doc = $doc])+
+            fn $method($ybar: &Self, $arg: &Self) -> Self;
+        }
+        #[differentiable(crate = crate, order = 3)]
+        impl<F: Float> $trait_ for F {
+            #[inline]
+            fn $method($ybar: &F, $arg: &F) -> F {
+                let $ybar = *$ybar;
+                let $arg = *$arg;
                 {
                     let contribution = $body;
-                    if contribution.is_nan() && $ybar == F::ZERO {
+                    if contribution.is_nan() & ($ybar == F::ZERO) {
                         $ybar * F::ZERO
                     } else {
                         contribution
@@ -32,39 +52,18 @@ macro_rules! unary_rule {
     )*};
 }
 
+// Rules whose partial is finite wherever their value is: no guard on these paths.
 unary_rule! {
-    /// d√x/dx = 1/(2√x) = 1/(2y).
-    Sqrt::sqrt_adjoint(ybar, y) => ybar / (F::TWO * y);
-    /// d∛x/dx = 1/(3∛x²) = 1/(3y²), as u²/3 with u = 1/y: its own derivatives stay
-    /// finite as x → ±∞ (y·y would meet 0·∞).
-    Cbrt::cbrt_adjoint(ybar, y) => {
-        let u = y.recip();
-        ybar * u * u / F::from_f64(3.0)
-    };
     /// d eˣ/dx = eˣ = y.
     Exp::exp_adjoint(ybar, y) => ybar * y;
     /// d 2ˣ/dx = ln 2 · 2ˣ = ln 2 · y.
     Exp2::exp2_adjoint(ybar, y) => ybar * y * F::LN_2;
     /// d(eˣ−1)/dx = eˣ = y + 1.
     ExpM1::exp_m1_adjoint(ybar, y) => ybar * (y + F::ONE);
-    /// d ln x/dx = 1/x.
-    Ln::ln_adjoint(ybar, x) => ybar / x;
-    /// d ln(1+x)/dx = 1/(1+x).
-    Ln1p::ln_1p_adjoint(ybar, x) => ybar / (F::ONE + x);
-    /// d log₁₀x/dx = 1/(x ln 10).
-    Log10::log10_adjoint(ybar, x) => ybar / (x * F::LN_10);
-    /// d log₂x/dx = 1/(x ln 2).
-    Log2::log2_adjoint(ybar, x) => ybar / (x * F::LN_2);
     /// d sin x/dx = cos x.
     Sin::sin_adjoint(ybar, x) => ybar * x.cos();
     /// d cos x/dx = −sin x.
     Cos::cos_adjoint(ybar, x) => -(ybar * x.sin());
-    /// d tan x/dx = 1 + tan²x = 1 + y².
-    Tan::tan_adjoint(ybar, y) => ybar * (F::ONE + y * y);
-    /// d asin x/dx = 1/√(1−x²).
-    Asin::asin_adjoint(ybar, x) => ybar / (F::ONE - x * x).sqrt();
-    /// d acos x/dx = −1/√(1−x²).
-    Acos::acos_adjoint(ybar, x) => -(ybar / (F::ONE - x * x).sqrt());
     /// d atan x/dx = 1/(1+x²); for |x| > 1 as u²/(1+u²) with u = 1/x, so that the
     /// derivatives of this rule are 0, not NaN, as x → ±∞ (x·x would meet 0·∞).
     Atan::atan_adjoint(ybar, x) => if x.abs() > F::ONE {
@@ -91,6 +90,36 @@ unary_rule! {
     } else {
         ybar / x.hypot(F::ONE)
     };
+    /// d|x|/dx = sign x, and 0 at x = 0 (the subgradient PyTorch and JAX use).
+    Abs::abs_adjoint(ybar, x) => if x > F::ZERO { ybar } else if x < F::ZERO { -ybar } else { ybar * F::ZERO };
+}
+
+// Rules whose partial is not finite at some points where the value is (0 for `√x`,
+// ±1 for `asin`) or beyond the domain (a NaN value): a zero ȳ gives a zero
+// contribution there (see the notes of `rules`).
+guarded_unary_rule! {
+    /// d√x/dx = 1/(2√x) = 1/(2y).
+    Sqrt::sqrt_adjoint(ybar, y) => ybar / (F::TWO * y);
+    /// d∛x/dx = 1/(3∛x²) = 1/(3y²), as u²/3 with u = 1/y: its own derivatives stay
+    /// finite as x → ±∞ (y·y would meet 0·∞).
+    Cbrt::cbrt_adjoint(ybar, y) => {
+        let u = y.recip();
+        ybar * u * u / F::from_f64(3.0)
+    };
+    /// d ln x/dx = 1/x.
+    Ln::ln_adjoint(ybar, x) => ybar / x;
+    /// d ln(1+x)/dx = 1/(1+x).
+    Ln1p::ln_1p_adjoint(ybar, x) => ybar / (F::ONE + x);
+    /// d log₁₀x/dx = 1/(x ln 10).
+    Log10::log10_adjoint(ybar, x) => ybar / (x * F::LN_10);
+    /// d log₂x/dx = 1/(x ln 2).
+    Log2::log2_adjoint(ybar, x) => ybar / (x * F::LN_2);
+    /// d tan x/dx = 1 + tan²x = 1 + y².
+    Tan::tan_adjoint(ybar, y) => ybar * (F::ONE + y * y);
+    /// d asin x/dx = 1/√(1−x²).
+    Asin::asin_adjoint(ybar, x) => ybar / (F::ONE - x * x).sqrt();
+    /// d acos x/dx = −1/√(1−x²).
+    Acos::acos_adjoint(ybar, x) => -(ybar / (F::ONE - x * x).sqrt());
     /// d acosh x/dx = 1/√(x²−1): 1/(√(x−1)·√(x+1)) near 1 (no cancellation), and
     /// u/√(1−u²) with u = 1/x for x > 2 (no overflow; finite derivatives as x → ∞).
     Acosh::acosh_adjoint(ybar, x) => if x > F::TWO {
@@ -101,8 +130,6 @@ unary_rule! {
     };
     /// d atanh x/dx = 1/(1−x²) = 1/((1−x)(1+x)) (no cancellation near ±1).
     Atanh::atanh_adjoint(ybar, x) => ybar / ((F::ONE - x) * (F::ONE + x));
-    /// d|x|/dx = sign x, and 0 at x = 0 (the subgradient PyTorch and JAX use).
-    Abs::abs_adjoint(ybar, x) => if x > F::ZERO { ybar } else if x < F::ZERO { -ybar } else { ybar * F::ZERO };
     /// d(1/x)/dx = −1/x² = −y².
     Recip::recip_adjoint(ybar, y) => -(ybar * y * y);
 }
