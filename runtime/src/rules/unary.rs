@@ -6,7 +6,7 @@
 use crate::{differentiable, Float};
 
 macro_rules! unary_rule {
-    ($($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
+    (guarded = $guarded:literal; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
         $(#[doc = $doc])+
         #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
         pub trait $trait_: Sized {
@@ -19,33 +19,12 @@ macro_rules! unary_rule {
             fn $method($ybar: &F, $arg: &F) -> F {
                 let $ybar = *$ybar;
                 let $arg = *$arg;
-                $body
-            }
-        }
-    )*};
-}
-
-macro_rules! guarded_unary_rule {
-    ($($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
-        $(#[doc = $doc])+
-        #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
-        pub trait $trait_: Sized {
-            $(#[doc = $doc])+
-            fn $method($ybar: &Self, $arg: &Self) -> Self;
-        }
-        #[differentiable(crate = crate, order = 3)]
-        impl<F: Float> $trait_ for F {
-            #[inline]
-            fn $method($ybar: &F, $arg: &F) -> F {
-                let $ybar = *$ybar;
-                let $arg = *$arg;
-                {
-                    let contribution = $body;
-                    if contribution.is_nan() & ($ybar == F::ZERO) {
-                        $ybar * F::ZERO
-                    } else {
-                        contribution
-                    }
+                let contribution = $body;
+                // `guarded` is a literal: rustc drops the test where it is `false`.
+                if $guarded & contribution.is_nan() & ($ybar == F::ZERO) {
+                    $ybar * F::ZERO
+                } else {
+                    contribution
                 }
             }
         }
@@ -54,6 +33,7 @@ macro_rules! guarded_unary_rule {
 
 // Rules whose partial is finite wherever their value is: no guard on these paths.
 unary_rule! {
+    guarded = false;
     /// d eˣ/dx = eˣ = y.
     Exp::exp_adjoint(ybar, y) => ybar * y;
     /// d 2ˣ/dx = ln 2 · 2ˣ = ln 2 · y.
@@ -97,7 +77,8 @@ unary_rule! {
 // Rules whose partial is not finite at some points where the value is (0 for `√x`,
 // ±1 for `asin`) or beyond the domain (a NaN value): a zero ȳ gives a zero
 // contribution there (see the notes of `rules`).
-guarded_unary_rule! {
+unary_rule! {
+    guarded = true;
     /// d√x/dx = 1/(2√x) = 1/(2y).
     Sqrt::sqrt_adjoint(ybar, y) => ybar / (F::TWO * y);
     /// d∛x/dx = 1/(3∛x²) = 1/(3y²), as u²/3 with u = 1/y: its own derivatives stay
