@@ -1054,3 +1054,69 @@ mod tuple_break_values {
         assert_close("break tuple", grad!(break_tuple)(0.7), fd(break_tuple, 0.7), FD);
     }
 }
+
+/// Labelled `continue`/`break` out of an inner `for`, as in a search over pairs.
+#[differentiable(order = 2)]
+fn labelled_search(x: &[f64], a: f64) -> f64 {
+    let mut s = 0.0;
+    'rows: for i in 0..x.len() {
+        for j in 0..x.len() {
+            if x[i] * x[j] > 2.0 {
+                continue 'rows;
+            }
+            if s > 5.0 {
+                break 'rows;
+            }
+            s += x[i] * x[j] * a;
+        }
+        s *= a;
+    }
+    s
+}
+
+/// A labelled `break` two levels out (a `while` inside an `if` inside a `loop`), next to
+/// an unlabelled `continue` of the inner loop.
+#[differentiable]
+fn labelled_break_from_while(x: &[f64], a: f64) -> f64 {
+    let mut s = a;
+    let mut k = 0;
+    'outer: loop {
+        k += 1;
+        let mut i = 0;
+        while i < x.len() {
+            if x[i] < 0.0 {
+                if k > 3 {
+                    break 'outer;
+                }
+                i += 1;
+                continue;
+            }
+            s = s * 0.5 + x[i] * a;
+            i += 1;
+        }
+        if k >= 5 {
+            break;
+        }
+    }
+    s
+}
+
+#[differentiable]
+fn d_labelled_search(x: &[f64], a: f64) -> f64 {
+    grad!(labelled_search)(x, a).1
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn labelled_exits(x in vec_in(-1.0, 2.0, 1..6), a in 0.3..1.5f64) {
+        let (gx, ga) = grad!(labelled_search)(&x, a);
+        check_vec("search d/dx", &gx, &fd_vec(|v| labelled_search(v, a), &x), FD)?;
+        check("search d/da", ga, fd(|t| labelled_search(&x, t), a), FD)?;
+        let (gx, ga) = grad!(labelled_break_from_while)(&x, a);
+        check_vec("while d/dx", &gx, &fd_vec(|v| labelled_break_from_while(v, a), &x), FD)?;
+        check("while d/da", ga, fd(|t| labelled_break_from_while(&x, t), a), FD)?;
+        check("d2/da2", grad!(d_labelled_search)(&x, a).1, fd(|t| d_labelled_search(&x, t), a), FD2)?;
+    }
+}

@@ -57,6 +57,7 @@ pub fn desugar(body: &syn::Block, cx: &mut Ctxt) -> syn::Block {
     let mut d =
         Desugarer { cx, names, closures: vec![Vec::new()], bindings: vec![Vec::new()], next_binding: 1, depth: 0 };
     let mut body = body.clone();
+    crate::labels::unlabel(&mut body, &mut |base, span| d.names.fresh(base, span), d.cx);
     d.visit_block_mut(&mut body);
     body
 }
@@ -391,7 +392,7 @@ impl Desugarer<'_> {
 pub const REJECTED: &str = "__adjoint_rejected";
 
 /// [`REJECTED`] at `span`.
-fn rejected(span: Span) -> Expr {
+pub(crate) fn rejected(span: Span) -> Expr {
     let name = Ident::new(REJECTED, span);
     parse_quote_spanned!(span=> #name!())
 }

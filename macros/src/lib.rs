@@ -25,6 +25,7 @@ mod emit;
 mod expand;
 mod graph;
 mod ir;
+mod labels;
 mod lower;
 mod names;
 mod ops;
