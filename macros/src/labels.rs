@@ -52,6 +52,8 @@ impl VisitMut for Finder<'_, '_> {
                     label,
                     "a labelled block is not supported inside a `#[differentiable]` function; use a loop, or `if`/`else`",
                 );
+                // Reported once: the `break 'label` inside it is not reported again.
+                *e = crate::desugar::rejected(e.span());
                 return;
             }
             _ => return,
