@@ -83,15 +83,8 @@ fn func(out: &mut String, f: &Func, order: Option<u32>, params: &[String]) {
         Some(n) => writeln!(out, "#[differentiable(order = {n})]").unwrap(),
         None => out.push_str("#[differentiable]\n"),
     }
-    let ps: Vec<String> = f
-        .params
-        .iter()
-        .map(|p| match p.ty {
-            PTy::Scalar => format!("{}: f64", p.name),
-            PTy::Slice => format!("{}: &[f64]", p.name),
-        })
-        .collect();
-    writeln!(out, "pub fn {}({}) -> f64 {{", f.name, ps.join(", ")).unwrap();
+    let ps = param_list(f);
+    writeln!(out, "pub fn {}({ps}) -> f64 {{", f.name).unwrap();
     pr.block(out, &f.body, 1);
     writeln!(out, "    {}", pr.expr(&f.ret)).unwrap();
     out.push_str("}\n\n");
@@ -131,9 +124,8 @@ fn flatten(f: &Func, g: &str) -> String {
     s
 }
 
-/// `d_f`: a scalar function of `f`'s gradient, whose own gradient is a second derivative.
-fn second_order_fn(out: &mut String, p: &Program) {
-    let f = &p.entry;
+/// `a: f64, x: &[f64]`: a function's parameter list.
+fn param_list(f: &Func) -> String {
     let ps: Vec<String> = f
         .params
         .iter()
@@ -142,6 +134,13 @@ fn second_order_fn(out: &mut String, p: &Program) {
             PTy::Slice => format!("{}: &[f64]", p.name),
         })
         .collect();
+    ps.join(", ")
+}
+
+/// `d_f`: a scalar function of `f`'s gradient, whose own gradient is a second derivative.
+fn second_order_fn(out: &mut String, p: &Program) {
+    let f = &p.entry;
+    let ps = param_list(f);
     let args: Vec<&str> = f.params.iter().map(|p| p.name.as_str()).collect();
     let names: Vec<String> = (0..f.params.len()).map(|i| format!("g{i}")).collect();
     let pat = if names.len() == 1 { names[0].clone() } else { format!("({})", names.join(", ")) };
@@ -159,7 +158,7 @@ fn second_order_fn(out: &mut String, p: &Program) {
             }
         })
         .collect();
-    writeln!(out, "#[differentiable]\npub fn d_f({}) -> f64 {{", ps.join(", ")).unwrap();
+    writeln!(out, "#[differentiable]\npub fn d_f({ps}) -> f64 {{").unwrap();
     writeln!(out, "    let {pat} = grad!(f)({});", args.join(", ")).unwrap();
     writeln!(out, "    {}\n}}\n", terms.join(" + ")).unwrap();
 }
