@@ -1120,3 +1120,88 @@ proptest! {
         check("d2/da2", grad!(d_labelled_search)(&x, a).1, fd(|t| d_labelled_search(&x, t), a), FD2)?;
     }
 }
+
+/// The value of a `loop` that may `return` first, of a type the macro cannot see (a
+/// call's result, a field of a nested `value_and_grad!`): when the `return` is taken the
+/// loop never assigned its value, and the reverse sweep must not shape a zero by it.
+mod loop_value_after_return {
+    use super::*;
+
+    #[differentiable(order = 3)]
+    fn square(u: f64) -> f64 {
+        u * u
+    }
+
+    #[differentiable(order = 2)]
+    fn call_value(c: f64) -> f64 {
+        let mut k = 0;
+        let r = loop {
+            k += 1;
+            if c < 1.0 {
+                return 3.0 * c;
+            }
+            if k >= 2 {
+                break square(c);
+            }
+        };
+        r * c
+    }
+
+    /// The same loop inside another loop (its value's zero saved per outer iteration).
+    #[differentiable(order = 2)]
+    fn nested_value(x: &[f64], c: f64) -> f64 {
+        let mut s = 0.0;
+        for &xi in x {
+            let mut k = 0;
+            let r = loop {
+                k += 1;
+                if xi * c > 2.0 {
+                    return s + xi;
+                }
+                if k >= 2 {
+                    break square(xi * c);
+                }
+            };
+            s += r;
+        }
+        s
+    }
+
+    /// A field of a `value_and_grad!` result as the loop's value.
+    #[differentiable]
+    fn nested_grad_value(c: f64) -> f64 {
+        let vg = value_and_grad!(square)(c);
+        let mut k = 0;
+        let r = loop {
+            k += 1;
+            if c > 1.5 {
+                return c * c;
+            }
+            if k >= 3 {
+                break vg.1;
+            }
+        };
+        r * c
+    }
+
+    #[differentiable]
+    fn d_call_value(c: f64) -> f64 {
+        grad!(call_value)(c)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn loop_value_of_a_loop_that_returned(c in -1.0..3.0f64, x in vec_in(-1.0, 2.0, 0..5)) {
+            prop_assume!((c - 1.0).abs() > 1e-3 && (c - 1.5).abs() > 1e-3);
+            check("call value", grad!(call_value)(c), fd(call_value, c), FD)?;
+            check("call value, second order", grad!(d_call_value)(c), fd(d_call_value, c), FD2)?;
+            check("grad value", grad!(nested_grad_value)(c), fd(nested_grad_value, c), FD)?;
+            prop_assume!(x.iter().all(|v| (v * c - 2.0).abs() > 1e-3));
+            let (gx, gc) = grad!(nested_value)(&x, c);
+            check_vec("nested d/dx", &gx, &fd_vec(|v| nested_value(v, c), &x), FD)?;
+            check("nested d/dc", gc, fd(|t| nested_value(&x, t), c), FD)?;
+        }
+    }
+}

@@ -35,6 +35,8 @@ pub struct Emitter<'a> {
     /// they hold an `Option`, because rustc cannot see that the loop assigns them
     /// before they are read.
     late: HashSet<Var>,
+    /// The zeros of late cells (late too), saved for the reverse sweep as `Option`s.
+    late_zeros: HashSet<Var>,
 }
 
 /// A rule call whose result is only added into an adjoint (`let g = Trait::m(ȳ, …);
@@ -87,7 +89,20 @@ impl<'a> Emitter<'a> {
         }
         let mut late = HashSet::new();
         late_cells(&func.body, 0, &mut HashMap::new(), &mut late);
-        Emitter { func, krate, names, uses, reads, depth, deferred: RefCell::default(), late }
+        let late_zeros = late_adjoints(&func.body, &mut late);
+        Emitter { func, krate, names, uses, reads, depth, deferred: RefCell::default(), late, late_zeros }
+    }
+
+    /// A cell written in place (`+=`, `accumulate(&mut …)`): a late cell through its
+    /// `Option`.
+    fn place(&self, v: Var) -> TokenStream {
+        let id = self.ident(v);
+        if self.late.contains(&v) {
+            let p = self.private();
+            quote!((*#p::late_mut(&mut #id)))
+        } else {
+            id.to_token_stream()
+        }
     }
 
     fn read_once(&self, v: Var) -> bool {
@@ -162,6 +177,21 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// A value saved for the reverse sweep: a late one is saved as it is, an `Option`.
+    fn late_or_by_value(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) if self.late_zeros.contains(v) => {
+                let id = self.ident(*v);
+                if self.read_once(*v) {
+                    id.to_token_stream()
+                } else {
+                    quote!(::core::clone::Clone::clone(&#id))
+                }
+            }
+            _ => self.by_value(o),
+        }
+    }
+
     /// An operand of an arithmetic operator (values of unknown type are cloned, since
     /// derivative code may read them again).
     fn arith(&self, o: &Operand) -> TokenStream {
@@ -233,7 +263,12 @@ impl<'a> Emitter<'a> {
         let accumulating = crate::ops::ACCUMULATING_RULES.contains(trait_name);
         let read_only_here =
             self.reads.get(g) == Some(&1) && !self.func.ret.leaves().iter().any(|o| o.var() == Some(*g));
-        if v != g || !accumulating || !read_only_here || self.func.vars.kind(*acc) == Kind::Float {
+        if v != g
+            || !accumulating
+            || !read_only_here
+            || self.func.vars.kind(*acc) == Kind::Float
+            || self.late.contains(acc)
+        {
             return None;
         }
         Some(Fusion { trait_name, method, args, span: *span, acc: *acc })
@@ -340,6 +375,11 @@ impl<'a> Emitter<'a> {
             Stmt::Cell { var, init } => {
                 let id = self.ident(*var);
                 match init {
+                    // The adjoint of a late cell starts as the late zero: still an `Option`.
+                    Some(o @ Operand::Var(z)) if self.late_zeros.contains(z) => {
+                        let o = self.late_or_by_value(o);
+                        quote!(let mut #id = #o;)
+                    }
                     Some(o) => {
                         let o = self.by_value(o);
                         quote!(let mut #id = #o;)
@@ -361,7 +401,7 @@ impl<'a> Emitter<'a> {
                 let v = self.by_value(value);
                 match place {
                     Place::Cell(c) => {
-                        let id = self.ident(*c);
+                        let id = self.place(*c);
                         let kind = self.func.vars.kind(*c);
                         if kind == Kind::Float {
                             quote!(#id += #v;)
@@ -389,7 +429,7 @@ impl<'a> Emitter<'a> {
                         quote!(#p::accumulate_slice(&mut #id[#range], &#v);)
                     }
                     Place::Field(acc, m) => {
-                        let id = self.ident(*acc);
+                        let id = self.place(*acc);
                         quote!(#p::accumulate(&mut #id.#m, #v);)
                     }
                 }
@@ -430,7 +470,7 @@ impl<'a> Emitter<'a> {
                 quote!(#b[#i] = #v;)
             }
             Stmt::Push { buf, value } => {
-                let (b, v) = (self.ident(*buf), self.by_value(value));
+                let (b, v) = (self.ident(*buf), self.late_or_by_value(value));
                 quote!(#b.push(#v);)
             }
             Stmt::Tape { var } => {
@@ -446,7 +486,7 @@ impl<'a> Emitter<'a> {
                 quote!(#t.reserve(::core::iter::Iterator::size_hint(&(#r)).0);)
             }
             Stmt::Save { slot, value } => {
-                let (s, v) = (self.ident(*slot), self.by_value(value));
+                let (s, v) = (self.ident(*slot), self.late_or_by_value(value));
                 quote!(#s.save(#v);)
             }
             Stmt::If { cond, then_, else_ } => {
@@ -682,6 +722,12 @@ impl<'a> Emitter<'a> {
                 let id = self.ident(*s);
                 quote!(#id.load())
             }
+            // The zero of a late cell is late too: there is nothing to shape it by
+            // until the loop has assigned the cell (see [`late_adjoints`]).
+            Rvalue::Zero(Operand::Var(v)) if self.late.contains(v) => {
+                let id = self.ident(*v);
+                quote!(#p::late_zero(&#id))
+            }
             Rvalue::Zero(o) => {
                 let o = self.operand(o);
                 quote!(#p::zero_like(&#o))
@@ -860,6 +906,48 @@ fn late_cells(block: &Block, depth: usize, declared: &mut HashMap<Var, usize>, o
                     late_cells(b, depth, declared, out);
                 }
             }
+        }
+    }
+}
+
+/// The adjoints of late cells, late in turn: the zero of a late cell is built from its
+/// value, which may never be assigned (the loop `return`ed first), so it is an
+/// `Option` too, and so is the accumulator it starts; the reverse sweep only touches
+/// that accumulator on the paths where the loop did assign the cell.
+fn late_adjoints(body: &Block, late: &mut HashSet<Var>) -> HashSet<Var> {
+    let (mut zeros, mut stores) = (HashSet::new(), HashSet::new());
+    loop {
+        let before = late.len();
+        walk_blocks(body, &mut |block: &Block| {
+            for s in block {
+                match s {
+                    Stmt::Let { dst: Tree::Leaf(z), rv: Rvalue::Zero(Operand::Var(l)), .. } if late.contains(l) => {
+                        zeros.insert(*z);
+                        late.insert(*z);
+                    }
+                    Stmt::Cell { var, init: Some(Operand::Var(z)) } if zeros.contains(z) => {
+                        late.insert(*var);
+                    }
+                    // Saved for a loop's reverse sweep (the zero of a loop nested in
+                    // another): the tape holds the `Option`, and what it gives back is late.
+                    Stmt::Push { buf: store, value: Operand::Var(z) }
+                    | Stmt::Save { slot: store, value: Operand::Var(z) }
+                        if zeros.contains(z) =>
+                    {
+                        stores.insert(*store);
+                    }
+                    Stmt::Let { dst: Tree::Leaf(z), rv: Rvalue::Pop(store) | Rvalue::Load(store), .. }
+                        if stores.contains(store) =>
+                    {
+                        zeros.insert(*z);
+                        late.insert(*z);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if late.len() == before {
+            return zeros;
         }
     }
 }

@@ -47,7 +47,7 @@ pub mod __private {
     pub use crate::permute::{sort_order, Direction};
     pub use crate::rules;
     pub use crate::support::{
-        accumulate, accumulate_slice, late_ref, late_value, mask_bits, one_like, pop, primal, range_len, range_nth,
-        zero_like, zeros_like, Mask, MaskBits, Slot, Tangent, Tape,
+        accumulate, accumulate_slice, late_mut, late_ref, late_value, late_zero, mask_bits, one_like, pop, primal,
+        range_len, range_nth, zero_like, zeros_like, Mask, MaskBits, Slot, Tangent, Tape,
     };
 }

@@ -334,6 +334,22 @@ pub fn late_value<T>(v: Option<T>) -> T {
     }
 }
 
+/// [`late_ref`], to write in place (an accumulator of a loop's value).
+#[inline]
+pub fn late_mut<T>(v: &mut Option<T>) -> &mut T {
+    match v {
+        Some(x) => x,
+        None => late_unassigned(),
+    }
+}
+
+/// The zero of a loop's value, if the loop assigned it: a loop that `return`ed first
+/// leaves nothing to shape the zero by, and then the reverse sweep never reads it.
+#[inline]
+pub fn late_zero<T: ZeroTangent>(v: &Option<T>) -> Option<T::Tangent> {
+    v.as_ref().map(ZeroTangent::zero_tangent)
+}
+
 #[cold]
 #[inline(never)]
 fn late_unassigned() -> ! {

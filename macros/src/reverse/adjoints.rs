@@ -73,11 +73,14 @@ impl<'a> Transform<'a> {
         let like = match self.def_stmt.get(&v) {
             Some(Stmt::Cell { init: Some(o), .. }) => o.clone(),
             Some(Stmt::Cell { init: None, .. }) if region != 0 => {
+                // The zero itself is saved (not the final value it is shaped by): the
+                // cell of a loop that may `return` may never be assigned.
                 let info = self.vars.info(v).clone();
-                let fin = self.vars.add_like(v, format!("{}_final", info.name), Role::Temp);
-                self.def_region.insert(fin, region);
-                self.finals.entry(region).or_default().push((fin, Rvalue::Use(Operand::Var(v))));
-                Operand::Var(fin)
+                let zero = self.vars.add_like(v, format!("{}_zero", info.name), Role::Temp);
+                self.def_region.insert(zero, region);
+                self.finals.entry(region).or_default().push((zero, Rvalue::Zero(Operand::Var(v))));
+                self.needs.push((zero, region));
+                return (None, Operand::Var(zero));
             }
             _ => Operand::Var(v),
         };
