@@ -191,12 +191,17 @@ const STEPS: (f64, f64) = (1e-5, 1e-3);
 
 /// A central difference of `f` along coordinate `k` with step `h`, and the magnitude
 /// of the values it subtracted.
-fn difference(f: Value, p: &Point, k: usize, h: f64) -> Option<(f64, f64)> {
+/// `None` also when the point itself is on another branch than both neighbours (their
+/// mean is far from the value at the point): two step sizes can then agree on the
+/// slope of the neighbours' branch, which is not the derivative at the point.
+fn difference(f: Value, p: &Point, k: usize, h: f64, at: f64) -> Option<(f64, f64)> {
     let x = p.get(k);
     let up = p.with(k, x + h);
     let down = p.with(k, x - h);
     let (fu, fd) = guarded(|| (f(&up.s, &up.v), f(&down.s, &down.v))).ok()?;
-    (fu.is_finite() && fd.is_finite()).then(|| ((fu - fd) / (2.0 * h), fu.abs().max(fd.abs())))
+    let magnitude = fu.abs().max(fd.abs());
+    let continuous = ((fu + fd) / 2.0 - at).abs() <= 1e-3 * magnitude.max(at.abs()).max(1.0);
+    (fu.is_finite() && fd.is_finite() && continuous).then(|| ((fu - fd) / (2.0 * h), magnitude))
 }
 
 /// Compare a gradient with the differences of `f`; `None` if it matches.
@@ -208,10 +213,11 @@ fn compare(what: &str, f: Value, grad: &[f64], p: &Point, layout: &[P]) -> Optio
             format!("{what}: {} gradient entries for {} coordinates", grad.len(), order.len()),
         ));
     }
+    let Ok(at) = guarded(|| f(&p.s, &p.v)) else { return None };
     for (g, &k) in grad.iter().zip(&order) {
         let scale = p.get(k).abs().max(1.0);
         let (h1, h2) = (STEPS.0 * scale, STEPS.1 * scale);
-        let (Some((d1, m1)), Some((d2, _))) = (difference(f, p, k, h1), difference(f, p, k, h2)) else {
+        let (Some((d1, m1)), Some((d2, _))) = (difference(f, p, k, h1, at), difference(f, p, k, h2, at)) else {
             continue;
         };
         // The differences agree (to their own truncation and rounding): the function is
@@ -377,6 +383,20 @@ mod tests {
         let p = Point { s: vec![0.5], v: vec![] };
         assert!(compare("kink", &kink, &[-1.0], &p, &layout).is_some());
         assert!(compare("kink", &kink, &[1.0], &p, &layout).is_none());
+    }
+
+    /// The point alone on another branch (a condition that flips at every scale, as
+    /// `sin` of a huge argument): both step sizes see the neighbours' branch and agree
+    /// on its slope, which is not the derivative at the point (fuzz campaign 0x2000,
+    /// program 1737).
+    #[test]
+    fn a_point_alone_on_its_branch_is_not_judged() {
+        let layout = [P::Scalar];
+        let isolated = |s: &[f64], _: &[Vec<f64>]| if s[0] == 0.25 { 0.3 } else { 200.0 * s[0] };
+        let p = Point { s: vec![0.25], v: vec![] };
+        assert!(compare("isolated", &isolated, &[0.0], &p, &layout).is_none());
+        let p = Point { s: vec![0.5], v: vec![] };
+        assert!(compare("isolated", &isolated, &[0.0], &p, &layout).is_some());
     }
 
     #[test]
