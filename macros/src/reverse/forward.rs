@@ -69,9 +69,16 @@ impl<'a> Transform<'a> {
         self.emit_forward(&src.body, &needed)
     }
 
-    /// Whether anything inside a block is kept.
+    /// Whether anything inside a block is kept: a statement, or a snapshot taken before
+    /// one (a buffer passed to a call in a branch whose value is otherwise unused).
     pub(super) fn block_kept(&self, block: &Block, needed: &HashSet<Var>) -> bool {
-        block.iter().any(|s| self.stmt_kept(s, needed))
+        block.iter().any(|s| {
+            self.stmt_kept(s, needed)
+                || self
+                    .snapshots
+                    .get(&(s as *const Stmt))
+                    .is_some_and(|snaps| snaps.iter().any(|(snap, _)| needed.contains(snap)))
+        })
     }
 
     pub(super) fn stmt_kept(&self, s: &Stmt, needed: &HashSet<Var>) -> bool {
