@@ -41,6 +41,26 @@ fn heat(kappa: f64, u0: &[f64], dt: f64, steps: usize) -> f64 {
     u.iter().map(|v| v * v).sum()
 }
 
+/// The helper of the README's `chord` example.
+#[differentiable]
+fn bezier(t: f64, ctrl: &[[f64; 2]; 4]) -> [f64; 2] {
+    let s = 1.0 - t;
+    let basis = [s * s * s, 3.0 * s * s * t, 3.0 * s * t * t, t * t * t];
+    let mut p = [0.0; 2];
+    for (b, c) in basis.iter().zip(ctrl) {
+        p[0] += b * c[0];
+        p[1] += b * c[1];
+    }
+    p
+}
+
+#[differentiable]
+fn chord(ctrl: &[[f64; 2]; 4]) -> f64 {
+    let [x0, y0] = bezier(0.25, ctrl); // a #[differentiable] helper returning [f64; 2]
+    let [x1, y1] = bezier(0.75, ctrl);
+    (x1 - x0).hypot(y1 - y0)
+}
+
 #[test]
 fn readme_examples() {
     let (x, w) = ([0.3, -1.2, 2.5, 0.7], [1.1, 0.4, -0.6, 2.0]);
@@ -56,4 +76,9 @@ fn readme_examples() {
     let (gk, gu) = grad!(heat)(0.8, &u0, 0.1, 6);
     assert_close("heat d/dkappa", gk, fd(|k| heat(k, &u0, 0.1, 6), 0.8), TOL);
     assert_vec_close("heat d/du0", &gu, &fd_vec(|u| heat(0.8, u, 0.1, 6), &u0), TOL);
+    let ctrl = [[0.0, 0.0], [1.0, 2.0], [3.0, -1.0], [4.0, 1.5]];
+    let g: [[f64; 2]; 4] = grad!(chord)(&ctrl);
+    let flat = ctrl.concat();
+    let to_ctrl = |v: &[f64]| -> [[f64; 2]; 4] { std::array::from_fn(|i| [v[2 * i], v[2 * i + 1]]) };
+    assert_vec_close("chord d/dctrl", &g.concat(), &fd_vec(|v| chord(&to_ctrl(v)), &flat), TOL);
 }

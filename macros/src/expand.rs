@@ -921,7 +921,7 @@ fn tree_arg(t: &Tree<Operand>) -> Arg {
 fn grad_class(c: &Class) -> Class {
     match c {
         Class::Tuple(items) => Class::Tuple(items.iter().map(grad_class).collect()),
-        Class::Float | Class::FloatBuffer | Class::Opaque => c.clone(),
+        Class::Float | Class::FloatBuffer | Class::NestedBuffer | Class::Opaque => c.clone(),
         _ => Class::Inactive,
     }
 }

@@ -21,6 +21,13 @@ pub enum Class {
     Float,
     /// A container of floats indexed with `[]`.
     FloatBuffer,
+    /// A container of differentiable containers (`&[Vec<f64>]`, `[[f64; 2]; 4]`,
+    /// `Vec<DVector<f64>>`): a buffer whose elements' type the macro does not look into,
+    /// and whose gradient has the same nesting.
+    NestedBuffer,
+    /// A container of borrowed rows (`&[&[f64]]`): read like a buffer of rows, but
+    /// without a gradient (the gradient of a row would have to be owned).
+    BorrowedRows,
     /// A container of integers.
     IntBuffer,
     Int,
@@ -35,7 +42,7 @@ pub enum Class {
 impl Class {
     pub fn differentiable(&self) -> bool {
         match self {
-            Class::Float | Class::FloatBuffer | Class::Opaque => true,
+            Class::Float | Class::FloatBuffer | Class::NestedBuffer | Class::Opaque => true,
             Class::Tuple(items) => items.iter().any(Class::differentiable),
             _ => false,
         }
@@ -45,6 +52,7 @@ impl Class {
         match self {
             Class::Float => Kind::Float,
             Class::FloatBuffer => Kind::Buffer(Elem::Float),
+            Class::NestedBuffer | Class::BorrowedRows => Kind::Buffer(Elem::Unknown),
             Class::IntBuffer => Kind::Buffer(Elem::Int),
             Class::Int => Kind::Int,
             Class::Bool => Kind::Bool,
@@ -182,6 +190,12 @@ impl Signature {
                     let mut class = classify(&pt.ty, &float_params, cx);
                     if opaque_by_default && class == Class::Inactive {
                         class = Class::Opaque;
+                    }
+                    if class == Class::BorrowedRows && !no_grad {
+                        cx.error_spanned_by(
+                            &pt.ty,
+                            "a buffer of borrowed slices cannot carry a gradient: take owned rows (`&[Vec<f64>]`, `&[[f64; N]]`), or mark the parameter `#[no_grad]` if it is data",
+                        );
                     }
                     let mutable = matches!(&*pt.pat, Pat::Ident(p) if p.mutability.is_some());
                     params.push(ParamSig {
@@ -428,6 +442,11 @@ fn buffer_of(elem: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
     match classify(elem, float_params, cx) {
         Class::Float => Class::FloatBuffer,
         Class::Int | Class::Bool => Class::IntBuffer,
+        // Owned rows (`Vec<f64>`, `[f64; 2]`, nested further) and the runtime's own
+        // differentiable types: each element's adjoint is a value of the same type.
+        Class::FloatBuffer | Class::NestedBuffer if !matches!(elem, Type::Reference(_)) => Class::NestedBuffer,
+        Class::Opaque if is_own_tangent(elem) => Class::NestedBuffer,
+        Class::FloatBuffer | Class::NestedBuffer | Class::BorrowedRows => Class::BorrowedRows,
         _ => Class::Inactive,
     }
 }
@@ -447,6 +466,14 @@ pub fn grad_type(ty: &Type, class: &Class, tangent: Option<&syn::Path>) -> Type 
         }
         Class::Float => strip_ref(ty).clone(),
         Class::FloatBuffer => {
+            let elem = buffer_elem(ty);
+            match strip_ref(ty) {
+                Type::Array(a) => Type::Array(a.clone()),
+                _ => syn::parse_quote_spanned!(ty.span()=> ::std::vec::Vec<#elem>),
+            }
+        }
+        // The elements are owned rows or the runtime's own types: their own gradient type.
+        Class::NestedBuffer => {
             let elem = buffer_elem(ty);
             match strip_ref(ty) {
                 Type::Array(a) => Type::Array(a.clone()),

@@ -89,8 +89,10 @@ impl<'a> Lowerer<'a> {
         };
         let elem = match elem {
             Kind::Int | Kind::Bool => Elem::Int,
-            Kind::Unknown => Elem::Unknown,
-            _ => Elem::Float,
+            // Rows (`vec![vec![0.0; n]; m]`, `[[0.0; 2]; 4]`) are elements the macro does
+            // not look into, as any value of unknown type.
+            Kind::Unknown | Kind::Buffer(_) => Elem::Unknown,
+            Kind::Float => Elem::Float,
         };
         let v = self.vars.add(name.to_string(), Kind::Buffer(elem), Role::Buffer, name.span());
         self.emit(Stmt::Buffer { var: v, init });

@@ -50,6 +50,11 @@ impl<'a> Lowerer<'a> {
                             return Value::Poison;
                         }
                         let v = self.operand(&m.args[0]);
+                        // Rows pushed into a `Vec` (a nested `collect`, `rows.push(row)`):
+                        // a buffer of buffers, whose elements the macro does not look into.
+                        if self.kind_of(&v).is_buffer() && self.vars.kind(buf) == Kind::Buffer(Elem::Float) {
+                            self.vars.info_mut(buf).kind = Kind::Buffer(Elem::Unknown);
+                        }
                         self.emit(Stmt::Push { buf, value: v });
                         return Value::Unit;
                     }

@@ -364,38 +364,61 @@ impl<'a> Lowerer<'a> {
                 }
             }
             Expr::Index(ix) => {
-                let Some(buf) = self.buffer_of(&ix.expr) else {
-                    self.cx.error_spanned_by(&ix.expr, "only elements of local buffers (`v[i] = …`) can be assigned");
-                    return;
-                };
-                if self.vars.role(buf) == Role::Param {
-                    self.cx.error_spanned_by(
-                        &ix.expr,
-                        "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
+                // `m[i][j] = …` in a buffer of rows: the row is copied out, written, and
+                // stored back (values, not places, as everywhere in the IR).
+                if let Expr::Index(outer) = strip_parens(&ix.expr) {
+                    let Some(rows) = self.writable_buffer(&outer.expr) else { return };
+                    let i = self.operand(&outer.index);
+                    let row = self.temp(
+                        "row",
+                        Kind::Buffer(Elem::Unknown),
+                        Rvalue::Index { buf: rows, index: i.clone() },
+                        span,
                     );
+                    let Operand::Var(row) = row else { return };
+                    let copy = self.copy_buffer(row, &Ident::new("row", span), span);
+                    self.store_element(copy, &ix.index, op, right, span);
+                    self.emit(Stmt::Store { buf: rows, index: i, value: Operand::Var(copy) });
                     return;
                 }
-                let index = self.operand(&ix.index);
-                let rhs = self.operand(right);
-                let value = match op {
-                    None => rhs,
-                    Some(op) => {
-                        let kind = self.vars.kind(buf).element();
-                        let old = self.temp("old", kind, Rvalue::Index { buf, index: index.clone() }, span);
-                        self.temp(
-                            "updated",
-                            combine_kinds(kind, self.kind_of(&rhs)),
-                            Rvalue::Binary(op, old, rhs),
-                            span,
-                        )
-                    }
-                };
-                self.emit(Stmt::Store { buf, index, value });
+                let Some(buf) = self.writable_buffer(&ix.expr) else { return };
+                self.store_element(buf, &ix.index, op, right, span);
             }
             other => {
                 self.unsupported(other, "assignment to this place", "assign to a local variable or a buffer element");
             }
         }
+    }
+
+    /// The local buffer an element assignment writes into (an error otherwise).
+    fn writable_buffer(&mut self, e: &Expr) -> Option<Var> {
+        let Some(buf) = self.buffer_of(e) else {
+            self.cx.error_spanned_by(e, "only elements of local buffers (`v[i] = …`, `m[i][j] = …`) can be assigned");
+            return None;
+        };
+        if self.vars.role(buf) == Role::Param {
+            self.cx.error_spanned_by(
+                e,
+                "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
+            );
+            return None;
+        }
+        Some(buf)
+    }
+
+    /// `buf[index] = right` or `buf[index] op= right`.
+    fn store_element(&mut self, buf: Var, index: &Expr, op: Option<BinOp>, right: &Expr, span: Span) {
+        let index = self.operand(index);
+        let rhs = self.operand(right);
+        let value = match op {
+            None => rhs,
+            Some(op) => {
+                let kind = self.vars.kind(buf).element();
+                let old = self.temp("old", kind, Rvalue::Index { buf, index: index.clone() }, span);
+                self.temp("updated", combine_kinds(kind, self.kind_of(&rhs)), Rvalue::Binary(op, old, rhs), span)
+            }
+        };
+        self.emit(Stmt::Store { buf, index, value });
     }
 }
 

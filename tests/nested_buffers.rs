@@ -1,0 +1,212 @@
+//! Buffers of rows: `&[Vec<f64>]`, `Vec<Vec<f64>>`, `&[[f64; 3]]` and `[[f64; 2]; 4]`
+//! arguments (their gradient has the same nesting), rows read with `x[i][j]`, iterated
+//! (`for r in x`, `x.iter().zip(…)`, `r.iter()`), local matrices `vec![vec![0.0; n]; m]`
+//! written with `m[i][j] = …` / `+=`, rows pushed or collected from nested iterator
+//! chains, and helpers returning `[f64; 2]` destructured by `let [x, y] = …`.
+
+#![allow(clippy::needless_range_loop)]
+
+mod common;
+
+use adjoint::prelude::*;
+use common::*;
+use proptest::prelude::*;
+
+/// Sum of squared distances of the rows to a centre, with the centre also differentiated.
+#[differentiable(order = 2)]
+fn spread(points: &[Vec<f64>], centre: &[f64]) -> f64 {
+    let mut total = 0.0;
+    for p in points {
+        let d2: f64 = p.iter().zip(centre).map(|(a, c)| (a - c) * (a - c)).sum();
+        total += d2.sqrt();
+    }
+    total + points[0][1] * points[points.len() - 1][0]
+}
+
+#[differentiable]
+fn d_spread(points: &[Vec<f64>], centre: &[f64]) -> f64 {
+    let (gp, gc) = grad!(spread)(points, centre);
+    gp[0][0] + gc.iter().sum::<f64>()
+}
+
+/// A covariance matrix built by nested `collect`s, then the quadratic form wᵀΣw.
+#[differentiable]
+fn quadratic_form(samples: &[Vec<f64>], w: &[f64]) -> f64 {
+    let n = samples.len() as f64;
+    let k = w.len();
+    let mean: Vec<f64> = (0..k).map(|j| samples.iter().map(|s| s[j]).sum::<f64>() / n).collect();
+    let cov: Vec<Vec<f64>> = (0..k)
+        .map(|i| (0..k).map(|j| samples.iter().map(|s| (s[i] - mean[i]) * (s[j] - mean[j])).sum::<f64>() / n).collect())
+        .collect();
+    w.iter().zip(&cov).map(|(wi, row)| wi * row.iter().zip(w).map(|(c, wj)| c * wj).sum::<f64>()).sum()
+}
+
+/// A local matrix written element by element, then read by rows.
+#[differentiable(order = 2)]
+fn kernel_sum(x: &[f64], scale: f64) -> f64 {
+    let n = x.len();
+    let mut k = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..n {
+            k[i][j] = (-(x[i] - x[j]) * (x[i] - x[j]) / scale).exp();
+            k[i][j] += 0.1 * x[i] * x[i];
+        }
+    }
+    let mut s = 0.0;
+    for row in &k {
+        s += row.iter().map(|v| v.sqrt()).sum::<f64>();
+    }
+    s + k[0][n - 1] * scale
+}
+
+#[differentiable]
+fn d_kernel_sum(x: &[f64], scale: f64) -> f64 {
+    grad!(kernel_sum)(x, scale).1
+}
+
+/// Rows pushed into a `Vec<Vec<f64>>`, then one row overwritten.
+#[differentiable]
+fn pushed_rows(x: &[f64]) -> f64 {
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    for i in 0..x.len() {
+        let row: Vec<f64> = x.iter().map(|v| v * x[i]).collect();
+        rows.push(row);
+    }
+    rows[0][0] = x[0].sin();
+    rows.iter().map(|r| r.iter().sum::<f64>()).sum::<f64>() + rows[0][x.len() - 1]
+}
+
+/// Points as `[f64; 3]` rows: the perimeter of the polygon they make.
+#[differentiable]
+fn perimeter(pts: &[[f64; 3]]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..pts.len() {
+        let (a, b) = (pts[i], pts[(i + 1) % pts.len()]);
+        s += ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
+    }
+    s
+}
+
+/// The centroid of a quadrilateral `[[f64; 2]; 4]`, destructured by the caller.
+#[differentiable]
+fn centroid(quad: &[[f64; 2]; 4]) -> [f64; 2] {
+    let mut c = [0.0; 2];
+    for p in quad {
+        c[0] += p[0] / 4.0;
+        c[1] += p[1] / 4.0;
+    }
+    c
+}
+
+#[differentiable]
+fn radius_sum(quad: &[[f64; 2]; 4]) -> f64 {
+    let [cx, cy] = centroid(quad);
+    quad.iter().map(|p| (p[0] - cx).hypot(p[1] - cy)).sum()
+}
+
+fn rows(n: usize, m: usize) -> impl Strategy<Value = Vec<Vec<f64>>> {
+    proptest::collection::vec(proptest::collection::vec(-2.0..2.0f64, m), n)
+}
+
+/// Finite differences of `f` in every entry of a matrix.
+fn fd_rows(f: impl Fn(&[Vec<f64>]) -> f64, x: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    (0..x.len())
+        .map(|i| {
+            (0..x[i].len())
+                .map(|j| {
+                    let at = |v: f64| {
+                        let mut y = x.to_vec();
+                        y[i][j] = v;
+                        f(&y)
+                    };
+                    fd(at, x[i][j])
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn check_rows(what: &str, got: &[Vec<f64>], want: &[Vec<f64>], tol: Tol) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        check_vec(&format!("{what}, row {i}"), g, w, tol)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn rows_of_vecs(points in rows(3, 2), centre in vec_in(-1.0, 1.0, 2..3)) {
+        let (gp, gc): (Vec<Vec<f64>>, Vec<f64>) = grad!(spread)(&points, &centre);
+        check_rows("d/dpoints", &gp, &fd_rows(|p| spread(p, &centre), &points), FD)?;
+        check_vec("d/dcentre", &gc, &fd_vec(|c| spread(&points, c), &centre), FD)?;
+        let (hp, hc) = grad!(d_spread)(&points, &centre);
+        check_rows("second order d/dpoints", &hp, &fd_rows(|p| d_spread(p, &centre), &points), FD2)?;
+        check_vec("second order d/dcentre", &hc, &fd_vec(|c| d_spread(&points, c), &centre), FD2)?;
+    }
+
+    #[test]
+    fn nested_collect(samples in rows(5, 3), w in vec_in(-1.0, 1.0, 3..4)) {
+        let (gs, gw) = grad!(quadratic_form)(&samples, &w);
+        check_rows("d/dsamples", &gs, &fd_rows(|s| quadratic_form(s, &w), &samples), FD)?;
+        check_vec("d/dw", &gw, &fd_vec(|v| quadratic_form(&samples, v), &w), FD)?;
+    }
+
+    #[test]
+    fn local_matrix_writes(x in vec_in(-1.0, 1.0, 2..5), scale in 0.5..2.0f64) {
+        let (gx, gs) = grad!(kernel_sum)(&x, scale);
+        check_vec("d/dx", &gx, &fd_vec(|v| kernel_sum(v, scale), &x), FD)?;
+        check("d/dscale", gs, fd(|t| kernel_sum(&x, t), scale), FD)?;
+        let (hx, hs) = grad!(d_kernel_sum)(&x, scale);
+        check_vec("second order d/dx", &hx, &fd_vec(|v| d_kernel_sum(v, scale), &x), FD2)?;
+        check("second order d/dscale", hs, fd(|t| d_kernel_sum(&x, t), scale), FD2)?;
+    }
+
+    #[test]
+    fn rows_pushed(x in vec_in(-1.5, 1.5, 2..6)) {
+        check_vec("pushed rows", &grad!(pushed_rows)(&x), &fd_vec(pushed_rows, &x), FD)?;
+    }
+
+    #[test]
+    fn array_rows(flat in vec_in(-2.0, 2.0, 12..13)) {
+        let pts: Vec<[f64; 3]> = flat.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+        let g: Vec<[f64; 3]> = grad!(perimeter)(&pts);
+        let f = |v: &[f64]| perimeter(&v.chunks(3).map(|c| [c[0], c[1], c[2]]).collect::<Vec<_>>());
+        let want = fd_vec(f, &flat);
+        check_vec("d/dpts", &g.concat(), &want, FD)?;
+    }
+
+    #[test]
+    fn array_of_arrays(flat in vec_in(-2.0, 2.0, 8..9)) {
+        let to_ctrl = |v: &[f64]| -> [[f64; 2]; 4] { std::array::from_fn(|i| [v[2 * i], v[2 * i + 1]]) };
+        let g: [[f64; 2]; 4] = grad!(radius_sum)(&to_ctrl(&flat));
+        let want = fd_vec(|v| radius_sum(&to_ctrl(v)), &flat);
+        check_vec("d/dquad", &g.concat(), &want, FD)?;
+    }
+}
+
+/// The gradient has the argument's nesting: rows of the same lengths.
+#[test]
+fn gradient_shapes() {
+    let points = vec![vec![1.0, 2.0], vec![0.5, -1.0], vec![3.0, 0.0]];
+    let (gp, gc) = grad!(spread)(&points, &[0.1, 0.2]);
+    assert_eq!(gp.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2]);
+    assert_eq!(gc.len(), 2);
+}
+
+/// Borrowed rows as data (`#[no_grad]`): read like any rows.
+#[differentiable]
+fn weighted_rows(#[no_grad] data: &[&[f64]], w: &[f64]) -> f64 {
+    data.iter().map(|r| r.iter().zip(w).map(|(a, b)| a * b).sum::<f64>().tanh()).sum()
+}
+
+#[test]
+fn borrowed_rows_as_data() {
+    let (a, b) = ([0.5, -1.0, 2.0], [1.5, 0.25, -0.5]);
+    let data: [&[f64]; 2] = [&a, &b];
+    let w = [0.3, -0.2, 0.1];
+    let g = grad!(weighted_rows)(&data, &w);
+    assert_vec_close("d/dw", &g, &fd_vec(|v| weighted_rows(&data, v), &w), FD);
+}
