@@ -1,4 +1,4 @@
-//! Buffers of rows: `&[Vec<f64>]`, `Vec<Vec<f64>>`, `&[[f64; 3]]` and `[[f64; 2]; 4]`
+//! Buffers of rows: `&[Vec<f64>]`, `Vec<Vec<f64>>`, `&[[f64; 3]]`, `[[f64; 2]; 4]` and `&[(f64, f64)]`
 //! arguments (their gradient has the same nesting), rows read with `x[i][j]`, iterated
 //! (`for r in x`, `x.iter().zip(…)`, `r.iter()`), local matrices `vec![vec![0.0; n]; m]`
 //! written with `m[i][j] = …` / `+=`, rows pushed or collected from nested iterator
@@ -104,6 +104,22 @@ fn radius_sum(quad: &[[f64; 2]; 4]) -> f64 {
     quad.iter().map(|p| (p[0] - cx).hypot(p[1] - cy)).sum()
 }
 
+/// Pairs as tuples: `for &(x, y) in pts`, `let (a, b) = pts[0];`.
+#[differentiable(order = 2)]
+fn pair_products(pts: &[(f64, f64)], w: f64) -> f64 {
+    let mut s = 0.0;
+    for &(x, y) in pts {
+        s += (x * y * w).sin();
+    }
+    let (a, b) = pts[0];
+    s + a * b
+}
+
+#[differentiable]
+fn d_pair_products(pts: &[(f64, f64)], w: f64) -> f64 {
+    grad!(pair_products)(pts, w).1
+}
+
 fn rows(n: usize, m: usize) -> impl Strategy<Value = Vec<Vec<f64>>> {
     proptest::collection::vec(proptest::collection::vec(-2.0..2.0f64, m), n)
 }
@@ -184,6 +200,23 @@ proptest! {
         let g: [[f64; 2]; 4] = grad!(radius_sum)(&to_ctrl(&flat));
         let want = fd_vec(|v| radius_sum(&to_ctrl(v)), &flat);
         check_vec("d/dquad", &g.concat(), &want, FD)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn tuple_rows(flat in vec_in(-1.5, 1.5, 6..7), w in -1.0..1.0f64) {
+        let to_pairs = |v: &[f64]| -> Vec<(f64, f64)> { v.chunks(2).map(|c| (c[0], c[1])).collect() };
+        let (g, gw): (Vec<(f64, f64)>, f64) = grad!(pair_products)(&to_pairs(&flat), w);
+        let g: Vec<f64> = g.iter().flat_map(|&(a, b)| [a, b]).collect();
+        check_vec("d/dpts", &g, &fd_vec(|v| pair_products(&to_pairs(v), w), &flat), FD)?;
+        check("d/dw", gw, fd(|t| pair_products(&to_pairs(&flat), t), w), FD)?;
+        let (h, hw) = grad!(d_pair_products)(&to_pairs(&flat), w);
+        let h: Vec<f64> = h.iter().flat_map(|&(a, b)| [a, b]).collect();
+        check_vec("second order d/dpts", &h, &fd_vec(|v| d_pair_products(&to_pairs(v), w), &flat), FD2)?;
+        check("second order d/dw", hw, fd(|t| d_pair_products(&to_pairs(&flat), t), w), FD2)?;
     }
 }
 

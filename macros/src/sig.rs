@@ -446,6 +446,8 @@ fn buffer_of(elem: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
         // differentiable types: each element's adjoint is a value of the same type.
         Class::FloatBuffer | Class::NestedBuffer if !matches!(elem, Type::Reference(_)) => Class::NestedBuffer,
         Class::Opaque if is_own_tangent(elem) => Class::NestedBuffer,
+        // Tuples of floats (`&[(f64, f64)]`): each element is its own adjoint.
+        Class::Tuple(items) if items.iter().all(|c| *c == Class::Float) => Class::NestedBuffer,
         Class::FloatBuffer | Class::NestedBuffer | Class::BorrowedRows => Class::BorrowedRows,
         _ => Class::Inactive,
     }
