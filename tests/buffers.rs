@@ -635,3 +635,51 @@ mod snapshot_in_a_returned_branch {
         }
     }
 }
+
+/// A work list drained with `while let Some(v) = stack.pop()`, pushing new work as it
+/// goes; and `stack.pop().unwrap()` in straight-line code.
+mod stacks {
+    use super::*;
+
+    #[differentiable(order = 2)]
+    fn drain(x: &[f64], decay: f64) -> f64 {
+        let mut stack = x.to_vec();
+        let mut s = 0.0;
+        while let Some(v) = stack.pop() {
+            s = s * decay + v * v;
+            if v > 1.0 {
+                stack.push(v * 0.25);
+            }
+        }
+        s
+    }
+
+    #[differentiable]
+    fn d_drain(x: &[f64], decay: f64) -> f64 {
+        grad!(drain)(x, decay).1
+    }
+
+    #[differentiable]
+    fn last_two(x: &[f64]) -> f64 {
+        let mut v: Vec<f64> = x.iter().map(|t| t.exp()).collect();
+        let a = v.pop().unwrap();
+        let b = v.pop().expect("two elements");
+        a * b + v.iter().sum::<f64>() * v.len() as f64
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn pops(x in vec_in(-2.0, 2.0, 2..7), decay in 0.2..0.9f64) {
+            prop_assume!(x.iter().all(|v| (v - 1.0).abs() > 1e-3 && (v * 0.25 - 1.0).abs() > 1e-3));
+            let (gx, gd) = grad!(drain)(&x, decay);
+            check_vec("drain d/dx", &gx, &fd_vec(|v| drain(v, decay), &x), FD)?;
+            check("drain d/ddecay", gd, fd(|d| drain(&x, d), decay), FD)?;
+            let (hx, hd) = grad!(d_drain)(&x, decay);
+            check_vec("second order d/dx", &hx, &fd_vec(|v| d_drain(v, decay), &x), FD2)?;
+            check("second order d/ddecay", hd, fd(|d| d_drain(&x, d), decay), FD2)?;
+            check_vec("last two", &grad!(last_two)(&x), &fd_vec(last_two, &x), FD)?;
+        }
+    }
+}

@@ -6,7 +6,6 @@
 
 use crate::Float;
 
-use crate::tape::tape_underflow;
 pub use crate::tape::Tape;
 
 /// A value saved in a branch of the forward sweep and read back in the same branch of
@@ -289,12 +288,16 @@ pub fn zeros_like<T: ZerosLike + ?Sized>(x: &T) -> T::Buffer {
     x.zeros_like()
 }
 
-/// Pop the last element of a buffer adjoint (the reverse of `push`).
+/// Pop the last element of a buffer (`stack.pop().unwrap()` in the user's code) or of a
+/// buffer's adjoint (the reverse of `push`).
 #[inline]
+#[track_caller]
 pub fn pop<T>(v: &mut Vec<T>) -> T {
     match v.pop() {
         Some(x) => x,
-        None => tape_underflow(),
+        None => panic!(
+            "adjoint: `pop()` of an empty buffer (the function unwraps `pop()` of an empty `Vec`; if it does not, this is a bug in adjoint: please report it)"
+        ),
     }
 }
 

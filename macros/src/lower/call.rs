@@ -84,6 +84,25 @@ impl<'a> Lowerer<'a> {
             );
             return Value::Poison;
         }
+        // `stack.pop().unwrap()` (or `.expect(…)`) on a local buffer: the last element,
+        // removed (its adjoint goes back onto the buffer's adjoint in the reverse sweep).
+        if name == "unwrap" || name == "expect" {
+            if let Expr::MethodCall(pop) = strip_parens(&m.receiver) {
+                if pop.method == "pop" && pop.args.is_empty() {
+                    if let Some(buf) = self.buffer_of(&pop.receiver) {
+                        if self.vars.role(buf) == Role::Param {
+                            self.cx.error_spanned_by(
+                                &pop.receiver,
+                                "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
+                            );
+                            return Value::Poison;
+                        }
+                        let kind = self.vars.kind(buf).element();
+                        return Value::Op(self.temp("popped", kind, Rvalue::Pop(buf), span));
+                    }
+                }
+            }
+        }
         if m.turbofish.is_some() {
             self.cx.error_spanned_by(&m.turbofish, "turbofish on a method is not supported here");
         }

@@ -226,7 +226,23 @@ impl<'a> Lowerer<'a> {
             return;
         }
         if let Expr::Let(l) = &*w.cond {
-            self.unsupported(l, "`while let`", "loop with `while` on a boolean condition");
+            // `while let Some(v) = stack.pop() { … }` drains a local buffer: the loop
+            // `while !stack.is_empty() { let v = stack.pop().unwrap(); … }`.
+            if let Some((pat, stack)) = pop_loop(l) {
+                let body = &w.body.stmts;
+                let drain: syn::ExprWhile = syn::parse_quote_spanned! {span=>
+                    while !#stack.is_empty() {
+                        let #pat = #stack.pop().unwrap();
+                        #(#body)*
+                    }
+                };
+                return self.while_loop(&drain);
+            }
+            self.unsupported(
+                l,
+                "this `while let`",
+                "drain a local buffer with `while let Some(v) = stack.pop()`, or loop with `while` on a boolean condition",
+            );
             return;
         }
         let exits = exits_of_block(&w.body);
@@ -529,3 +545,16 @@ fn names_a_field(e: &Expr) -> bool {
 
 /// A construct already reported as an error.
 pub(super) struct Rejected;
+
+/// `let Some(p) = stack.pop()` (a local buffer named by a path): the pattern and the buffer.
+fn pop_loop(l: &syn::ExprLet) -> Option<(&syn::Pat, &Expr)> {
+    let syn::Pat::TupleStruct(ts) = &*l.pat else { return None };
+    if !ts.path.is_ident("Some") || ts.elems.len() != 1 {
+        return None;
+    }
+    let Expr::MethodCall(m) = &*l.expr else { return None };
+    if m.method != "pop" || !m.args.is_empty() || !matches!(&*m.receiver, Expr::Path(_)) {
+        return None;
+    }
+    Some((&ts.elems[0], &m.receiver))
+}

@@ -14,7 +14,11 @@ impl<'a> Transform<'a> {
     pub(super) fn scan_regions(&mut self, block: &'a Block, region: RegionId) {
         for s in block {
             match s {
-                Stmt::Let { dst, .. } => {
+                Stmt::Let { dst, rv, .. } => {
+                    // A pop shortens its buffer: a write, as a push is.
+                    if let Rvalue::Pop(b) = rv {
+                        self.mutated.insert(*b);
+                    }
                     for v in dst.leaves() {
                         self.def_region.insert(*v, region);
                         self.def_stmt.insert(*v, s);
@@ -232,7 +236,9 @@ impl<'a> Transform<'a> {
             let at = *next;
             *next += 1;
             match s {
-                Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => self.writes.entry(*buf).or_default().push(at),
+                Stmt::Store { buf, .. } | Stmt::Push { buf, .. } | Stmt::Let { rv: Rvalue::Pop(buf), .. } => {
+                    self.writes.entry(*buf).or_default().push(at)
+                }
                 Stmt::Accumulate { place, .. } => self.writes.entry(place.target()).or_default().push(at),
                 _ => {}
             }
