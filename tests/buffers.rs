@@ -683,3 +683,42 @@ mod stacks {
         }
     }
 }
+
+/// A sub-slice bound to a name (`let part = &x[a..b];`), read, iterated and passed on.
+mod named_sub_slices {
+    use super::*;
+
+    #[differentiable(order = 2)]
+    fn windows_energy(x: &[f64], a: f64) -> f64 {
+        let n = x.len();
+        let head = &x[..n / 2];
+        let tail = &x[n / 2..];
+        let mut s = head.iter().map(|v| (v * a).sin()).sum::<f64>();
+        for i in 0..tail.len() {
+            s += tail[i] * tail[tail.len() - 1 - i] * a;
+        }
+        let mut local = x.to_vec();
+        local[0] *= a;
+        let inner = &local[1..];
+        s + inner.iter().sum::<f64>() * local[0] + head.len() as f64
+    }
+
+    #[differentiable]
+    fn d_windows_energy(x: &[f64], a: f64) -> f64 {
+        grad!(windows_energy)(x, a).1
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn named_sub_slice(x in vec_in(-1.5, 1.5, 2..7), a in -1.0..1.0f64) {
+            let (gx, ga) = grad!(windows_energy)(&x, a);
+            check_vec("d/dx", &gx, &fd_vec(|v| windows_energy(v, a), &x), FD)?;
+            check("d/da", ga, fd(|t| windows_energy(&x, t), a), FD)?;
+            let (hx, ha) = grad!(d_windows_energy)(&x, a);
+            check_vec("second order d/dx", &hx, &fd_vec(|v| d_windows_energy(v, a), &x), FD2)?;
+            check("second order d/da", ha, fd(|t| d_windows_energy(&x, t), a), FD2)?;
+        }
+    }
+}

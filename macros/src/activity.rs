@@ -92,7 +92,12 @@ pub fn differentiable_operands(rv: &Rvalue) -> Vec<Operand> {
             }
         }
         Rvalue::Pop(t) | Rvalue::Load(t) => vec![Operand::Var(*t)],
-        Rvalue::Len(_) | Rvalue::RangeLen(_) | Rvalue::RangeNth(..) | Rvalue::Zero(_) | Rvalue::One(_) => Vec::new(),
+        Rvalue::Len(_)
+        | Rvalue::SortOrder { .. }
+        | Rvalue::RangeLen(_)
+        | Rvalue::RangeNth(..)
+        | Rvalue::Zero(_)
+        | Rvalue::One(_) => Vec::new(),
     }
 }
 

@@ -673,6 +673,11 @@ impl<'a> Emitter<'a> {
                 let b = self.ident(*b);
                 quote!(#b.len())
             }
+            Rvalue::SortOrder { buf, direction } => {
+                let b = self.ident(*buf);
+                let d = format_ident!("{}", format!("{direction:?}"));
+                quote!(#p::sort_order(&#b[..], #p::Direction::#d))
+            }
             Rvalue::RangeLen(r) => {
                 let r = self.range(r);
                 quote!(#p::range_len(#r))

@@ -402,6 +402,7 @@ fn op_label(rv: &Rvalue, func: &Func) -> String {
         },
         Rvalue::Index { .. } => "index".into(),
         Rvalue::Len(_) => "len".into(),
+        Rvalue::SortOrder { .. } => "sort_order".into(),
         Rvalue::RangeLen(_) => "range_len".into(),
         Rvalue::RangeNth(..) => "range_nth".into(),
         Rvalue::Cast(_, ty) => format!("as {}", tokens_text(&quote!(#ty))),

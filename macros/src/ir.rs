@@ -336,6 +336,12 @@ pub enum Rvalue {
     Tuple(Vec<Operand>),
     /// `buf.len()`.
     Len(Var),
+    /// The positions of a float buffer's elements in sorted order (`sort_order(&buf,
+    /// direction)`): the decision of a `sort_by`, which a gather then applies.
+    SortOrder {
+        buf: Var,
+        direction: SortDirection,
+    },
     /// `operand as ty`.
     Cast(Operand, syn::Type),
     /// A field of a value (`value.field`), never differentiated.
@@ -382,6 +388,16 @@ pub enum BufferInit {
     Empty { capacity: Option<Operand> },
     /// A zero buffer shaped like another buffer (`zeros_like`).
     ZerosLike(Var),
+}
+
+/// The order a `sort_by` comparator asks for (`a.partial_cmp(b).unwrap()`: ascending,
+/// `b.total_cmp(a)`: descending in the total order, …); the runtime's `Direction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortDirection {
+    Ascending,
+    Descending,
+    TotalAscending,
+    TotalDescending,
 }
 
 /// One loop adapter applied to a range, in order.
@@ -575,7 +591,9 @@ impl Rvalue {
             }
             Rvalue::Index { buf, index } => vec![Operand::Var(*buf), index.clone()],
             Rvalue::Tuple(items) => items.clone(),
-            Rvalue::Len(b) | Rvalue::Pop(b) | Rvalue::Load(b) => vec![Operand::Var(*b)],
+            Rvalue::Len(b) | Rvalue::Pop(b) | Rvalue::Load(b) | Rvalue::SortOrder { buf: b, .. } => {
+                vec![Operand::Var(*b)]
+            }
             Rvalue::Slice { buf, lo, hi, .. } => {
                 let mut out = vec![Operand::Var(*buf)];
                 out.extend(lo.iter().cloned());
@@ -810,7 +828,7 @@ fn rename_rvalue(rv: &mut Rvalue, map: &std::collections::HashMap<Var, Var>) {
             ro(index);
         }
         Rvalue::Tuple(items) => items.iter_mut().for_each(ro),
-        Rvalue::Len(b) => r(b),
+        Rvalue::Len(b) | Rvalue::SortOrder { buf: b, .. } => r(b),
         Rvalue::Slice { buf, lo, hi, .. } => {
             r(buf);
             if let Some(o) = lo {

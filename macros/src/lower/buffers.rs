@@ -268,3 +268,106 @@ impl<'a> Lowerer<'a> {
         self.emit(Stmt::If { cond: differ, then_, else_: Vec::new() });
     }
 }
+
+impl Lowerer<'_> {
+    /// `v.sort_by(cmp)`: the order the comparator asks for (a decision, like a branch),
+    /// then the elements gathered in it from a copy, so each adjoint goes back to where
+    /// its element came from.
+    pub(super) fn sort_buffer(&mut self, buf: Var, cmp: &Expr, span: Span) {
+        let Some(direction) = comparator(cmp) else {
+            self.cx.error_spanned_by(
+                cmp,
+                "this comparator is not supported: compare the two elements, `|a, b| a.partial_cmp(b).unwrap()` (`b.partial_cmp(a)` for descending, or `total_cmp`)",
+            );
+            return;
+        };
+        if self.vars.kind(buf) != Kind::Buffer(Elem::Float) {
+            self.cx.error_spanned_by(cmp, "only buffers of floats can be sorted here");
+            return;
+        }
+        let order = self.temp("order", Kind::Buffer(Elem::Int), Rvalue::SortOrder { buf, direction }, span);
+        let Operand::Var(order) = order else { return };
+        let unsorted = self.copy_buffer(buf, &Ident::new("unsorted", span), span);
+        let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
+        let i = self.vars.add("i", Kind::Int, Role::Index, span);
+        let body = self.nested(|l| {
+            let from = l.temp("from", Kind::Int, Rvalue::Index { buf: order, index: Operand::Var(i) }, span);
+            let x = l.temp("sorted", Kind::Float, Rvalue::Index { buf: unsorted, index: from }, span);
+            l.emit(Stmt::Store { buf, index: Operand::Var(i), value: x });
+        });
+        self.emit(Stmt::For {
+            var: i,
+            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
+            body,
+        });
+    }
+}
+
+/// The direction a comparator sorts in: `|a, b| a.partial_cmp(b).unwrap()` (or
+/// `.expect(…)`), `|a, b| a.total_cmp(b)`, either with the operands swapped, with
+/// `&`/`*` on either side or `|&a, &b|` patterns; and `f64::total_cmp`.
+fn comparator(e: &Expr) -> Option<SortDirection> {
+    let e = strip_parens(e);
+    if let Expr::Path(p) = e {
+        let last = p.path.segments.last()?;
+        return (last.ident == "total_cmp").then_some(SortDirection::TotalAscending);
+    }
+    let Expr::Closure(c) = e else { return None };
+    if c.inputs.len() != 2 {
+        return None;
+    }
+    let names: Vec<String> = c.inputs.iter().map(param_name).collect::<Option<_>>()?;
+    let mut body = strip_parens(&c.body);
+    while let Expr::Block(b) = body {
+        match b.block.stmts.as_slice() {
+            [syn::Stmt::Expr(inner, None)] => body = strip_parens(inner),
+            _ => return None,
+        }
+    }
+    let Expr::MethodCall(call) = body else { return None };
+    let (total, cmp) = match call.method.to_string().as_str() {
+        "total_cmp" => (true, call),
+        "unwrap" | "expect" => match strip_parens(&call.receiver) {
+            Expr::MethodCall(inner) if inner.method == "partial_cmp" => (false, inner),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if cmp.args.len() != 1 {
+        return None;
+    }
+    let (lhs, rhs) = (operand_name(&cmp.receiver)?, operand_name(&cmp.args[0])?);
+    let ascending = if lhs == names[0] && rhs == names[1] {
+        true
+    } else if lhs == names[1] && rhs == names[0] {
+        false
+    } else {
+        return None;
+    };
+    Some(match (total, ascending) {
+        (false, true) => SortDirection::Ascending,
+        (false, false) => SortDirection::Descending,
+        (true, true) => SortDirection::TotalAscending,
+        (true, false) => SortDirection::TotalDescending,
+    })
+}
+
+/// `a`, `&a`, `a: &f64`: the name a comparator's parameter binds.
+fn param_name(p: &syn::Pat) -> Option<String> {
+    match p {
+        syn::Pat::Ident(i) => Some(i.ident.to_string()),
+        syn::Pat::Reference(r) => param_name(&r.pat),
+        syn::Pat::Type(t) => param_name(&t.pat),
+        _ => None,
+    }
+}
+
+/// `a`, `&a`, `*a`, `(a)`: the name compared.
+fn operand_name(e: &Expr) -> Option<String> {
+    match strip_parens(e) {
+        Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
+        Expr::Reference(r) => operand_name(&r.expr),
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => operand_name(&u.expr),
+        _ => None,
+    }
+}

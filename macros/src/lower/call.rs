@@ -58,6 +58,26 @@ impl<'a> Lowerer<'a> {
                         self.emit(Stmt::Push { buf, value: v });
                         return Value::Unit;
                     }
+                    "sort_by" | "sort_unstable_by" | "swap" if self.vars.role(buf) == Role::Param => {
+                        self.cx.error_spanned_by(
+                            &m.receiver,
+                            "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
+                        );
+                        return Value::Poison;
+                    }
+                    "sort_by" | "sort_unstable_by" if m.args.len() == 1 => {
+                        self.sort_buffer(buf, &m.args[0], span);
+                        return Value::Unit;
+                    }
+                    "swap" if m.args.len() == 2 => {
+                        let (i, j) = (self.operand(&m.args[0]), self.operand(&m.args[1]));
+                        let kind = self.vars.kind(buf).element();
+                        let a = self.temp("first", kind, Rvalue::Index { buf, index: i.clone() }, span);
+                        let b = self.temp("second", kind, Rvalue::Index { buf, index: j.clone() }, span);
+                        self.emit(Stmt::Store { buf, index: i, value: b });
+                        self.emit(Stmt::Store { buf, index: j, value: a });
+                        return Value::Unit;
+                    }
                     "sum" | "product" if m.args.is_empty() => return self.fold_buffer(buf, name == "sum", span),
                     "is_empty" if m.args.is_empty() => {
                         let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
@@ -80,7 +100,7 @@ impl<'a> Lowerer<'a> {
             }
             self.cx.error_spanned_by(
                 &m.method,
-                format!("`.{name}()` on a slice is not supported here; use indexing, `.len()`, `.push()`, `.iter().sum()` or a `for` loop"),
+                format!("`.{name}()` on a slice is not supported here; use indexing, `.len()`, `.push()`, `.pop()`, `.swap(i, j)`, `.sort_by(…)`, `.iter().sum()` or a `for` loop"),
             );
             return Value::Poison;
         }

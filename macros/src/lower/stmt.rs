@@ -349,8 +349,15 @@ impl<'a> Lowerer<'a> {
             (Pat::Ident(p), Value::Unit) => {
                 self.bind(&p.ident, Binding::Tuple(Vec::new()));
             }
-            (Pat::Ident(_), Value::Slice { .. }) => {
-                self.cx.error_at(span, "a sub-slice can only be passed directly to a call: write `g(&x[a..b])`");
+            // `let part = &x[a..b];`: a copy of the elements (rustc's borrow rules keep `x`
+            // unchanged while `part` is used, so the copy reads the same values).
+            (Pat::Ident(p), Value::Slice { buf, lo, hi, inclusive }) => {
+                let kind = self.vars.kind(buf);
+                let part = self.temp(&p.ident.to_string(), kind, Rvalue::Slice { buf, lo, hi, inclusive }, span);
+                match part {
+                    Operand::Var(v) => self.bind(&p.ident, Binding::Buffer(v)),
+                    _ => self.bind(&p.ident, Binding::Poison),
+                }
             }
             (Pat::Type(pt), v) => self.bind_let(&pt.pat, v, Some(&pt.ty), span),
             (other, _) => {

@@ -167,7 +167,12 @@ fn apply(block: &mut Block, a: usize, b: usize, plan: Plan) {
 fn moving_reads(s: &Stmt) -> Vec<Var> {
     let borrowed: Vec<Var> = match s {
         Stmt::Let { rv, .. } => match rv {
-            Rvalue::Index { buf, .. } | Rvalue::Len(buf) | Rvalue::Slice { buf, .. } => vec![*buf],
+            Rvalue::Index { buf, .. }
+            | Rvalue::Len(buf)
+            | Rvalue::SortOrder { buf, .. }
+            | Rvalue::Slice { buf, .. } => {
+                vec![*buf]
+            }
             Rvalue::Zero(o) | Rvalue::One(o) => o.var().into_iter().collect(),
             Rvalue::Method { args, by_ref, .. } => {
                 args.iter().zip(by_ref).filter(|(_, r)| **r).filter_map(|(a, _)| a.var()).collect()

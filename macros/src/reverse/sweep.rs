@@ -450,6 +450,7 @@ impl<'a> Transform<'a> {
             }
             Rvalue::Field(..)
             | Rvalue::Len(_)
+            | Rvalue::SortOrder { .. }
             | Rvalue::RangeLen(_)
             | Rvalue::RangeNth(..)
             | Rvalue::Zero(_)
