@@ -696,3 +696,44 @@ mod partially_active_arguments {
         }
     }
 }
+
+/// Writing into a `Vec` a call returned (`let mut h = dense(…); h[k] = …`), typed or not.
+mod writes_into_returned_vecs {
+    use super::*;
+
+    #[differentiable(order = 3)]
+    fn dense(x: &[f64], a: f64) -> Vec<f64> {
+        x.iter().map(|v| (v * a).tanh()).collect()
+    }
+
+    #[differentiable(order = 2)]
+    fn layer(x: &[f64], a: f64) -> f64 {
+        let mut h = dense(x, a);
+        h[0] = h[0] * 2.0 + a;
+        for k in 1..h.len() {
+            h[k] += x[k - 1] * h[k - 1];
+        }
+        let mut g: Vec<f64> = dense(&h, 0.5);
+        g[0] *= a;
+        h.iter().map(|v| v * v).sum::<f64>() + g.iter().sum::<f64>()
+    }
+
+    #[differentiable]
+    fn d_layer(x: &[f64], a: f64) -> f64 {
+        grad!(layer)(x, a).1
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn returned_vec_written(x in vec_in(-1.5, 1.5, 1..6), a in -1.0..1.0f64) {
+            let (gx, ga) = grad!(layer)(&x, a);
+            check_vec("d/dx", &gx, &fd_vec(|v| layer(v, a), &x), FD)?;
+            check("d/da", ga, fd(|t| layer(&x, t), a), FD)?;
+            let (hx, ha) = grad!(d_layer)(&x, a);
+            check_vec("second order d/dx", &hx, &fd_vec(|v| d_layer(v, a), &x), FD2)?;
+            check("second order d/da", ha, fd(|t| d_layer(&x, t), a), FD2)?;
+        }
+    }
+}

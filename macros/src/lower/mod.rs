@@ -109,6 +109,8 @@ struct Lowerer<'a> {
     ret: Option<ReturnFrame>,
     /// Names of `let mut` bindings assigned inside nested control flow.
     cell_names: HashSet<String>,
+    /// Names whose elements the body assigns (see [`Scan`]).
+    element_assigned: HashSet<String>,
     nests: bool,
 }
 
@@ -128,6 +130,7 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
         loops: Vec::new(),
         ret: None,
         cell_names: scan.assigned_in_control,
+        element_assigned: scan.element_assigned,
         nests: false,
     };
     let mut params = Vec::new();

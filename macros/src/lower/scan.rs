@@ -8,6 +8,8 @@ pub(super) struct Scan {
     pub(super) has_return: bool,
     /// Names assigned (`x = …`, `x += …`) inside nested control flow.
     pub(super) assigned_in_control: HashSet<String>,
+    /// Names whose elements are assigned (`h[k] = …`, `m[i][j] += …`).
+    pub(super) element_assigned: HashSet<String>,
     control_depth: usize,
 }
 
@@ -17,6 +19,9 @@ impl<'ast> Visit<'ast> for Scan {
         syn::visit::visit_expr_return(self, e);
     }
     fn visit_expr_assign(&mut self, e: &'ast syn::ExprAssign) {
+        if let Some(name) = indexed_base(&e.left) {
+            self.element_assigned.insert(name);
+        }
         if self.control_depth > 0 {
             if let Some(name) = assigned_name(&e.left) {
                 self.assigned_in_control.insert(name);
@@ -38,6 +43,11 @@ impl<'ast> Visit<'ast> for Scan {
         syn::visit::visit_expr_call(self, e);
     }
     fn visit_expr_binary(&mut self, e: &'ast syn::ExprBinary) {
+        if compound_op(&e.op).is_some() {
+            if let Some(name) = indexed_base(&e.left) {
+                self.element_assigned.insert(name);
+            }
+        }
         if self.control_depth > 0 && compound_op(&e.op).is_some() {
             if let Some(name) = assigned_name(&e.left) {
                 self.assigned_in_control.insert(name);
@@ -87,6 +97,17 @@ pub(super) fn assigned_name(e: &Expr) -> Option<String> {
     match e {
         Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
         Expr::Paren(p) => assigned_name(&p.expr),
+        _ => None,
+    }
+}
+
+/// `h` of `h[k]` or `m[i][j]`.
+fn indexed_base(e: &Expr) -> Option<String> {
+    match strip_parens(e) {
+        Expr::Index(ix) => match strip_parens(&ix.expr) {
+            inner @ Expr::Index(_) => indexed_base(inner),
+            base => assigned_name(base),
+        },
         _ => None,
     }
 }

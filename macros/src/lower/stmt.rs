@@ -320,6 +320,24 @@ impl<'a> Lowerer<'a> {
                     }
                     _ => o,
                 };
+                // `let mut h = dense(…);` then `h[k] = …`: the returned `Vec` becomes a
+                // local buffer (a copy, made once here).
+                if let Operand::Var(v) = o {
+                    let name = p.ident.to_string();
+                    let kind = self.vars.kind(v);
+                    if p.mutability.is_some()
+                        && self.element_assigned.contains(&name)
+                        && self.vars.role(v) == Role::Temp
+                        && (kind == Kind::Unknown || kind.is_buffer())
+                    {
+                        if kind == Kind::Unknown {
+                            self.vars.info_mut(v).kind = Kind::Buffer(Elem::Unknown);
+                        }
+                        let local = self.copy_buffer(v, &p.ident, span);
+                        self.bind(&p.ident, Binding::Buffer(local));
+                        return;
+                    }
+                }
                 let b = self.maybe_cell(p, o, span);
                 self.bind(&p.ident, b);
             }
