@@ -737,3 +737,84 @@ mod writes_into_returned_vecs {
         }
     }
 }
+
+/// Helpers that write into `&mut` buffers (`fn forces(x: &[f64], out: &mut [f64])`),
+/// called with `&mut buf`: with and without a value, with an early `return`, reading
+/// the buffer's old contents, two output buffers, and one helper calling another.
+mod output_parameters {
+    use super::*;
+
+    #[differentiable(order = 3)]
+    fn forces(x: &[f64], k: f64, out: &mut [f64]) {
+        for i in 0..x.len() {
+            out[i] = -k * x[i] * x[i].abs();
+        }
+    }
+
+    /// Adds into the buffer (its old contents are read) and returns the energy.
+    #[differentiable(order = 3)]
+    fn energy(x: &[f64], k: f64, acc: &mut Vec<f64>) -> f64 {
+        let mut e = 0.0;
+        for i in 0..x.len() {
+            acc[i] += k * x[i] * acc[i];
+            e += 0.5 * k * x[i] * x[i];
+            if e > 3.0 {
+                return e;
+            }
+        }
+        e
+    }
+
+    #[differentiable(order = 3)]
+    fn split(x: &[f64], lo: &mut [f64], hi: &mut [f64]) -> f64 {
+        let mut s = 0.0;
+        for i in 0..x.len() {
+            lo[i] = x[i].min(0.0) * x[i];
+            hi[i] = x[i].max(0.0).sin();
+            s += lo[i] + hi[i];
+        }
+        forces(x, 0.5, hi);
+        s
+    }
+
+    #[differentiable(order = 2)]
+    fn simulate(x: &[f64], k: f64, dt: f64) -> f64 {
+        let n = x.len();
+        let mut f = vec![0.0; n];
+        forces(x, k, &mut f);
+        let mut acc = vec![1.0; n];
+        let e = energy(x, k, &mut acc);
+        let (mut lo, mut hi) = (vec![0.0; n], vec![0.0; n]);
+        let s = split(&acc, &mut lo, &mut hi);
+        let v: Vec<f64> = x.iter().zip(&f).map(|(a, b)| a + dt * b).collect();
+        v.iter().map(|t| t * t).sum::<f64>() + e + s + lo.iter().sum::<f64>() * hi[0]
+    }
+
+    #[differentiable]
+    fn d_simulate(x: &[f64], k: f64, dt: f64) -> f64 {
+        grad!(simulate)(x, k, dt).1
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn output_buffers(x in vec_in(-1.5, 1.5, 1..6), k in 0.2..1.5f64) {
+            prop_assume!(x.iter().all(|v| v.abs() > 1e-3));
+            let (gx, gk, _) = grad!(simulate)(&x, k, 0.1);
+            check_vec("d/dx", &gx, &fd_vec(|v| simulate(v, k, 0.1), &x), FD)?;
+            check("d/dk", gk, fd(|t| simulate(&x, t, 0.1), k), FD)?;
+            let (hx, hk, _) = grad!(d_simulate)(&x, k, 0.1);
+            check_vec("second order d/dx", &hx, &fd_vec(|v| d_simulate(v, k, 0.1), &x), FD2)?;
+            check("second order d/dk", hk, fd(|t| d_simulate(&x, t, 0.1), k), FD2)?;
+        }
+    }
+
+    /// The helpers stay ordinary functions for ordinary callers.
+    #[test]
+    fn helpers_still_write() {
+        let mut out = vec![0.0; 2];
+        forces(&[1.0, -2.0], 0.5, &mut out);
+        assert_eq!(out, vec![-0.5, 2.0]);
+    }
+}

@@ -26,6 +26,7 @@ use crate::names;
 use crate::reverse::{self, Config, GradOut, Seed};
 use crate::sig::{self, Class, Signature};
 
+mod outputs;
 mod stubs;
 
 /// The default number of derivative levels: second derivatives by nesting work out
@@ -115,6 +116,26 @@ fn default_order(sig: &Signature, nests_derivatives: bool) -> u32 {
 }
 
 pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
+    if let Some(pure) = outputs::pure_item(&item) {
+        // A helper writing into `&mut` buffers: the function as written, and its pure
+        // form (the buffers' new contents returned) with the derivative code, which
+        // callers use in its place.
+        let primal = primal_item(&item);
+        let pure = differentiable(args, pure);
+        let entry_points = outputs::entry_points(&item);
+        let (vis, name) = (&item.vis, &item.sig.ident);
+        return quote! {
+            #primal
+            #[doc(hidden)]
+            #[allow(non_snake_case, dead_code, clippy::all, clippy::pedantic)]
+            #vis mod #name {
+                #[allow(unused_imports)]
+                use super::*;
+                #pure
+                #entry_points
+            }
+        };
+    }
     let mut cx = Ctxt::new();
     let krate: syn::Path = args.krate.clone().unwrap_or_else(|| syn::parse_quote!(::adjoint));
     let sig = Signature::parse(&item.sig, &item.vis, &mut cx);

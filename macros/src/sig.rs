@@ -361,7 +361,7 @@ pub fn classify(ty: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
             if let Some(m) = &r.mutability {
                 cx.error_spanned_by(
                     m,
-                    "`&mut` arguments are not supported by `#[differentiable]`: take the value and return the result instead",
+                    "`&mut` arguments other than buffers (`&mut [f64]`, `&mut Vec<f64>`) are not supported by `#[differentiable]`: take the value and return the result instead",
                 );
                 return Class::Inactive;
             }

@@ -220,6 +220,7 @@ impl<'a> Lowerer<'a> {
                 Some(v)
             }
             CalleeKind::Assoc(path) if is_join(&path, c) => self.join(&path, c),
+            CalleeKind::Free(path) if c.args.iter().any(is_mut_borrow) => self.call_with_outputs(path, c),
             CalleeKind::Free(path) | CalleeKind::Assoc(path) => {
                 if nested {
                     self.nests = true;
@@ -233,6 +234,62 @@ impl<'a> Lowerer<'a> {
                 Some(v)
             }
         }
+    }
+
+    /// `forces(&x, &mut out)`: a helper writing into `&mut` buffers is differentiated as
+    /// its pure form, `forces::__pure(&x, &out)`, which returns `(value, out′, …)` (one
+    /// new buffer per `&mut` argument, in order); each buffer then takes its new
+    /// contents, as after the call.
+    fn call_with_outputs(&mut self, path: syn::Path, c: &syn::ExprCall) -> Option<Var> {
+        let span = c.span();
+        let mut args = Vec::new();
+        let mut outputs = Vec::new();
+        for a in &c.args {
+            if !is_mut_borrow(a) {
+                args.push(self.arg(a));
+                continue;
+            }
+            let Expr::Reference(r) = strip_parens(a) else { unreachable!("a `&mut` borrow") };
+            let Some(buf) = self.buffer_of(&r.expr) else {
+                self.cx.error_spanned_by(
+                    a,
+                    "a `&mut` argument must be a local buffer (`&mut out` with `let mut out = vec![0.0; n];`)",
+                );
+                return None;
+            };
+            if self.vars.role(buf) == Role::Param {
+                self.cx.error_spanned_by(
+                    a,
+                    "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
+                );
+                return None;
+            }
+            args.push(Arg::Buffer { buf, borrowed: true });
+            outputs.push(buf);
+        }
+        let mut pure = path.clone();
+        pure.segments.push(syn::PathSegment::from(Ident::new("__pure", span)));
+        let name = path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+        let value = self.vars.add(name, Kind::Unknown, Role::Temp, span);
+        let written: Vec<Var> = outputs
+            .iter()
+            .map(|b| {
+                let name = format!("{}_written", self.vars.info(*b).name);
+                let kind = self.vars.kind(*b);
+                self.vars.add(name, kind, Role::Temp, span)
+            })
+            .collect();
+        let mut leaves = vec![Tree::Leaf(value)];
+        leaves.extend(written.iter().map(|w| Tree::Leaf(*w)));
+        self.emit(Stmt::Let {
+            dst: Tree::Tuple(leaves),
+            rv: Rvalue::Call { callee: Callee::Free { path: pure }, args },
+            span,
+        });
+        for (buf, w) in outputs.into_iter().zip(written) {
+            self.copy_into(buf, w, span);
+        }
+        Some(value)
     }
 
     /// `Tensor::cat(&[a, b, …], axis)` and `Tensor::stack(&[a, b, …], axis)` with the
@@ -470,4 +527,9 @@ fn output_kind(output: ops::Output, recv: Kind) -> Kind {
         ops::Output::Scalar => Kind::Unknown,
         ops::Output::Same | ops::Output::Constant => recv,
     }
+}
+
+/// `&mut x` (an argument a helper writes into).
+fn is_mut_borrow(a: &Expr) -> bool {
+    matches!(strip_parens(a), Expr::Reference(r) if r.mutability.is_some())
 }
