@@ -752,6 +752,7 @@ mod output_parameters {
     }
 
     /// Adds into the buffer (its old contents are read) and returns the energy.
+    #[allow(clippy::ptr_arg)] // `&mut Vec<f64>`, as users write it, is under test
     #[differentiable(order = 3)]
     fn energy(x: &[f64], k: f64, acc: &mut Vec<f64>) -> f64 {
         let mut e = 0.0;

@@ -32,7 +32,7 @@ pub fn pure_item(item: &ItemFn) -> Option<ItemFn> {
         let Pat::Ident(name) = &*pt.pat else { continue };
         let span = pt.ty.span();
         outputs.push((name.ident.clone(), elem.clone()));
-        pt.ty = Box::new(parse_quote_spanned!(span=> &[#elem]));
+        *pt.ty = parse_quote_spanned!(span=> &[#elem]);
     }
     if outputs.is_empty() {
         return None;
@@ -123,7 +123,7 @@ impl VisitMut for ReturnWithOutputs<'_> {
     fn visit_expr_call_mut(&mut self, c: &mut syn::ExprCall) {
         for a in &mut c.args {
             if let syn::Expr::Path(p) = a {
-                if p.path.get_ident().is_some_and(|i| self.names.iter().any(|n| *n == i)) {
+                if p.path.get_ident().is_some_and(|i| self.names.contains(&i)) {
                     let span = p.span();
                     *a = parse_quote_spanned!(span=> &mut #p);
                 }
