@@ -688,6 +688,11 @@ mod stacks {
 mod named_sub_slices {
     use super::*;
 
+    #[differentiable(order = 3)]
+    fn ends(u: &[f64]) -> f64 {
+        u[0] * u[u.len() - 1]
+    }
+
     #[differentiable(order = 2)]
     fn windows_energy(x: &[f64], a: f64) -> f64 {
         let n = x.len();
@@ -700,7 +705,7 @@ mod named_sub_slices {
         let mut local = x.to_vec();
         local[0] *= a;
         let inner = &local[1..];
-        s + inner.iter().sum::<f64>() * local[0] + head.len() as f64
+        s + inner.iter().sum::<f64>() * local[0] + head.len() as f64 + ends(tail) * ends(inner)
     }
 
     #[differentiable]

@@ -472,7 +472,13 @@ impl<'a> Lowerer<'a> {
                 self.cx.error_spanned_by(r, "`&mut` arguments are not supported; return the result instead");
                 Arg::Value(Operand::Const(Const { tokens: quote!(()), kind: Kind::Unknown, scalar_ty: None }))
             }
-            _ => value_arg(self.expr(a)),
+            // A named sub-slice passed on as the slice reference it stands for.
+            _ => match self.expr(a) {
+                Value::Buffer(b) if self.views.contains(&b) => {
+                    Arg::Slice { buf: b, lo: None, hi: None, inclusive: false }
+                }
+                v => value_arg(v),
+            },
         }
     }
 

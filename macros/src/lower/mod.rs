@@ -31,6 +31,7 @@ pub(crate) use buffers::{parse_vec_macro, VecMacro};
 mod call;
 mod expr;
 mod loops;
+mod reads;
 mod scan;
 mod stmt;
 
@@ -111,6 +112,8 @@ struct Lowerer<'a> {
     cell_names: HashSet<String>,
     /// Names whose elements the body assigns (see [`Scan`]).
     element_assigned: HashSet<String>,
+    /// Buffers bound by `let part = &x[a..b];` (copies standing for slice references).
+    views: HashSet<Var>,
     nests: bool,
 }
 
@@ -131,6 +134,7 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
         ret: None,
         cell_names: scan.assigned_in_control,
         element_assigned: scan.element_assigned,
+        views: HashSet::new(),
         nests: false,
     };
     let mut params = Vec::new();
@@ -168,7 +172,9 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
     };
     let ret = l.value_tree(ret_value, body.span());
     let block = l.out.pop().expect("function block");
-    Lowered { func: Func { vars: l.vars, params, body: block, ret }, nests_derivatives: l.nests }
+    let mut func = Func { vars: l.vars, params, body: block, ret };
+    reads::share_cell_reads(&mut func);
+    Lowered { func, nests_derivatives: l.nests }
 }
 
 fn const_bool(b: bool) -> Operand {

@@ -373,7 +373,10 @@ impl<'a> Lowerer<'a> {
                 let kind = self.vars.kind(buf);
                 let part = self.temp(&p.ident.to_string(), kind, Rvalue::Slice { buf, lo, hi, inclusive }, span);
                 match part {
-                    Operand::Var(v) => self.bind(&p.ident, Binding::Buffer(v)),
+                    Operand::Var(v) => {
+                        self.views.insert(v);
+                        self.bind(&p.ident, Binding::Buffer(v));
+                    }
                     _ => self.bind(&p.ident, Binding::Poison),
                 }
             }
