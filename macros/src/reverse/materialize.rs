@@ -18,7 +18,10 @@ impl<'a> Transform<'a> {
             {
                 continue;
             }
-            let how = if self.recomputable(v) { Materialize::Recompute } else { Materialize::Save };
+            // Recomputed when that saves no more than the value itself would: `κ·(u[i−1] −
+            // 2u[i] + u[i+1])` of an overwritten `u` saves its one sum, not three elements.
+            let cheap = self.recomputable(v) && self.saves_to_recompute(v, region, &mut HashSet::new()) <= 1;
+            let how = if cheap { Materialize::Recompute } else { Materialize::Save };
             self.decided.insert(v, how);
             here.push(v);
             if how == Materialize::Recompute {
@@ -66,6 +69,27 @@ impl<'a> Transform<'a> {
         rename_uses(&mut recomputed, &renames);
         out.extend(recomputed);
         (out, renames)
+    }
+
+    /// How many values of `region` recomputing `v` would save on tapes (the inputs of
+    /// its recomputation chain that cannot be recomputed and are not saved already).
+    fn saves_to_recompute(&self, v: Var, region: RegionId, seen: &mut HashSet<Var>) -> usize {
+        let Some(Stmt::Let { rv, .. }) = self.def_stmt.get(&v).copied() else { return 0 };
+        let mut saves = 0;
+        for x in rv.operands().iter().filter_map(Operand::var) {
+            if !seen.insert(x)
+                || self.def_region.get(&x).copied().unwrap_or(0) != region
+                || self.vars.role(x) != Role::Temp
+                || self.decided.contains_key(&x)
+            {
+                continue;
+            }
+            saves += match self.recomputable(x) {
+                true => self.saves_to_recompute(x, region, seen),
+                false => 1,
+            };
+        }
+        saves
     }
 
     /// A pure, cheap operation on scalars whose inputs never change.
