@@ -162,3 +162,38 @@ fn mismatched(x: &[f64]) -> f64 {
 fn swapping_buffers_of_different_lengths_panics() {
     let _ = grad!(mismatched)(&[1.0, 2.0]);
 }
+
+/// Slice patterns with a named rest (`let [a, rest @ .., last] = v;`) and `let … else`
+/// on a slice that may be too short.
+mod slice_patterns {
+    use super::*;
+
+    #[differentiable(order = 2)]
+    fn head_and_tail(x: &[f64], t: f64) -> f64 {
+        let [first, tail @ ..] = x else {
+            return t * t;
+        };
+        let v = [t, 2.0 * t, *first, 4.0];
+        let [a, middle @ .., last] = v;
+        a * middle[0] * middle[1] + last * t + first * tail.iter().map(|u| u.sin()).sum::<f64>()
+    }
+
+    #[differentiable]
+    fn d_head_and_tail(x: &[f64], t: f64) -> f64 {
+        grad!(head_and_tail)(x, t).1
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn rest_patterns(x in vec_in(-1.5, 1.5, 0..5), t in -1.0..1.0f64) {
+            let (gx, gt) = grad!(head_and_tail)(&x, t);
+            check_vec("d/dx", &gx, &fd_vec(|v| head_and_tail(v, t), &x), FD)?;
+            check("d/dt", gt, fd(|s| head_and_tail(&x, s), t), FD)?;
+            let (hx, ht) = grad!(d_head_and_tail)(&x, t);
+            check_vec("second order d/dx", &hx, &fd_vec(|v| d_head_and_tail(v, t), &x), FD2)?;
+            check("second order d/dt", ht, fd(|s| d_head_and_tail(&x, s), t), FD2)?;
+        }
+    }
+}

@@ -1674,19 +1674,42 @@ impl VisitMut for Desugarer<'_> {
 
 impl Desugarer<'_> {
     /// `let [a, b, c] = e;` → `let a = e[0]; let b = e[1]; let c = e[2];` (`e` named first
-    /// unless it is a plain path, so that it is evaluated once); `_` and `..` skip.
+    /// unless it is a plain path, so that it is evaluated once); `_` and `..` skip;
+    /// `rest @ ..` binds the sub-slice in between.
     fn array_pattern(&mut self, s: &Stmt) -> Option<Vec<Stmt>> {
         let Stmt::Local(local) = s else { return None };
         let (Pat::Slice(slice), Some(init)) = (&local.pat, &local.init) else { return None };
-        if init.diverge.is_some() {
-            return None;
-        }
         let span = slice.span();
         let mut out = Vec::new();
         let value = self.name_it(&init.expr, "array", &mut out, span);
-        let rest = slice.elems.iter().position(|p| matches!(p, Pat::Rest(_)));
+        let is_rest = |p: &Pat| match p {
+            Pat::Rest(_) => true,
+            Pat::Ident(i) => matches!(i.subpat.as_ref().map(|(_, s)| &**s), Some(Pat::Rest(_))),
+            _ => false,
+        };
+        let rest = slice.elems.iter().position(is_rest);
         let count = slice.elems.len();
+        // `let [a, b, ..] = x else { return …; };`: the `else` runs when `x` is too short.
+        if let Some((_, diverge)) = &init.diverge {
+            let short: Expr = match rest {
+                Some(_) => {
+                    let fixed = count - 1;
+                    parse_quote_spanned!(span=> #value.len() < #fixed)
+                }
+                None => parse_quote_spanned!(span=> #value.len() != #count),
+            };
+            out.push(parse_quote_spanned!(span=> if #short #diverge));
+        }
         for (k, p) in slice.elems.iter().enumerate() {
+            // `rest @ ..`: the elements in between, as a named sub-slice.
+            if let Pat::Ident(i) = p {
+                if is_rest(p) {
+                    let name = &i.ident;
+                    let back = count - k - 1;
+                    out.push(parse_quote_spanned!(span=> let #name = &#value[#k..#value.len() - #back];));
+                    continue;
+                }
+            }
             if matches!(p, Pat::Rest(_) | Pat::Wild(_)) {
                 continue;
             }

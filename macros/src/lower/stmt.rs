@@ -189,16 +189,23 @@ impl<'a> Lowerer<'a> {
                         self.bind(&p.ident, Binding::Cell(v));
                     } else {
                         self.unsupported(&local.pat, "this pattern", "bind a single name");
+                        self.poison_pattern(&local.pat);
                     }
                 }
                 other => {
                     self.unsupported(other, "this pattern", "bind a single name");
+                    self.poison_pattern(other);
                 }
             }
             return;
         };
         if let Some((_, diverge)) = &init.diverge {
-            self.unsupported(diverge, "`let … else`", "use `if`/`match` on an integer");
+            self.unsupported(
+                diverge,
+                "this `let … else`",
+                "destructure a slice (`let [a, rest @ ..] = x else { … };`) or test with `if`",
+            );
+            self.poison_pattern(&local.pat);
             return;
         }
         let (pat, ty) = match &local.pat {
@@ -383,7 +390,25 @@ impl<'a> Lowerer<'a> {
             (Pat::Type(pt), v) => self.bind_let(&pt.pat, v, Some(&pt.ty), span),
             (other, _) => {
                 self.unsupported(other, "this pattern", "bind a name or a tuple of names");
+                self.poison_pattern(other);
             }
+        }
+    }
+
+    /// Bind every name of a rejected pattern to a poisoned value, so that its uses add
+    /// no errors of their own (one mistake, one error).
+    pub(super) fn poison_pattern(&mut self, pat: &Pat) {
+        struct Names(Vec<Ident>);
+        impl<'ast> syn::visit::Visit<'ast> for Names {
+            fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+                self.0.push(p.ident.clone());
+                syn::visit::visit_pat_ident(self, p);
+            }
+        }
+        let mut names = Names(Vec::new());
+        syn::visit::Visit::visit_pat(&mut names, pat);
+        for n in names.0 {
+            self.bind(&n, Binding::Poison);
         }
     }
 
