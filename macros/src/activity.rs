@@ -140,6 +140,10 @@ fn forward(func: &Func, s: &Stmt, varied: &mut HashSet<Var>) {
         Stmt::Store { buf, value, .. } | Stmt::Push { buf, value } if any_in(std::slice::from_ref(value), varied) => {
             mark(*buf, varied);
         }
+        Stmt::Swap { a, b } if varied.contains(a) || varied.contains(b) => {
+            mark(*a, varied);
+            mark(*b, varied);
+        }
         _ => {}
     }
 }
@@ -177,6 +181,9 @@ fn backward(func: &Func, s: &Stmt, useful: &mut HashSet<Var>) {
         }
         Stmt::Store { buf, value, .. } | Stmt::Push { buf, value } if useful.contains(buf) => {
             add(vec![value.clone()], useful);
+        }
+        Stmt::Swap { a, b } if useful.contains(a) || useful.contains(b) => {
+            add(vec![Operand::Var(*a), Operand::Var(*b)], useful);
         }
         _ => {}
     }

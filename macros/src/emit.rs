@@ -473,6 +473,10 @@ impl<'a> Emitter<'a> {
                 let (b, v) = (self.ident(*buf), self.late_or_by_value(value));
                 quote!(#b.push(#v);)
             }
+            Stmt::Swap { a, b } => {
+                let (a, b) = (self.ident(*a), self.ident(*b));
+                quote!(::core::mem::swap(&mut #a, &mut #b);)
+            }
             Stmt::Tape { var } => {
                 let id = self.ident(*var);
                 quote!(let mut #id = #p::Tape::new();)
@@ -832,6 +836,11 @@ fn count_reads(block: &Block, weight: usize, loop_weight: usize, uses: &mut Hash
                 add(value, uses);
             }
             Stmt::Reserve { range, .. } => range.operands().iter().for_each(|o| add(o, uses)),
+            // Both buffers are used (neither may be moved away before the swap).
+            Stmt::Swap { a, b } => {
+                add(&Operand::Var(*a), uses);
+                add(&Operand::Var(*b), uses);
+            }
             Stmt::Tape { .. } | Stmt::Slot { .. } => {}
             Stmt::If { cond, then_, else_ } => {
                 add(cond, uses);

@@ -293,6 +293,13 @@ impl<'a> Builder<'a> {
                 self.edges.push((n, b));
             }
             Stmt::Tape { var } | Stmt::Slot { var } => self.variable(*var, &[]),
+            Stmt::Swap { a, b } => {
+                let active = self.is_active(*a) || self.is_active(*b);
+                let n = self.reader(Shape::Op, "swap".into(), active, &[Operand::Var(*a), Operand::Var(*b)]);
+                let (na, nb) = (self.var_node(*a), self.var_node(*b));
+                self.edges.push((n, na));
+                self.edges.push((n, nb));
+            }
             Stmt::Save { slot, value } => {
                 let n = self.var_node(*slot);
                 self.flow(value, n);

@@ -492,6 +492,12 @@ pub enum Stmt {
         buf: Var,
         value: Operand,
     },
+    /// `std::mem::swap(&mut a, &mut b)` of two buffers: their contents exchanged as a
+    /// whole (the reverse sweep exchanges their adjoints).
+    Swap {
+        a: Var,
+        b: Var,
+    },
     /// `let mut tape = Tape::new();` (only produced by the transform).
     Tape {
         var: Var,
@@ -662,6 +668,7 @@ impl Stmt {
             Stmt::While { cond, .. } => vec![cond.clone()],
             Stmt::For { range, .. } | Stmt::Reserve { range, .. } => range.operands(),
             Stmt::Tape { .. } | Stmt::Slot { .. } => Vec::new(),
+            Stmt::Swap { a, b } => vec![Operand::Var(*a), Operand::Var(*b)],
         }
     }
 }
@@ -738,7 +745,7 @@ pub fn rename_uses(block: &mut Block, map: &std::collections::HashMap<Var, Var>)
                 ro(value);
             }
             Stmt::Push { value, .. } | Stmt::Save { value, .. } => ro(value),
-            Stmt::Tape { .. } | Stmt::Slot { .. } => {}
+            Stmt::Tape { .. } | Stmt::Slot { .. } | Stmt::Swap { .. } => {}
             Stmt::Reserve { range, .. } => {
                 ro(&mut range.lo);
                 ro(&mut range.hi);

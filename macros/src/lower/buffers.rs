@@ -237,24 +237,10 @@ impl<'a> Lowerer<'a> {
         });
     }
 
-    /// `std::mem::swap(&mut a, &mut b)` for two buffers of the same length: their
-    /// elements exchanged one by one.
-    pub(super) fn swap_buffers(&mut self, a: Var, b: Var, span: Span) {
-        self.same_length(a, b, span);
-        let len = self.temp("len", Kind::Int, Rvalue::Len(a), span);
-        let (ka, kb) = (self.vars.kind(a).element(), self.vars.kind(b).element());
-        let i = self.vars.add("i", Kind::Int, Role::Index, span);
-        let body = self.nested(|l| {
-            let x = l.temp("elem", ka, Rvalue::Index { buf: a, index: Operand::Var(i) }, span);
-            let y = l.temp("elem", kb, Rvalue::Index { buf: b, index: Operand::Var(i) }, span);
-            l.emit(Stmt::Store { buf: a, index: Operand::Var(i), value: y });
-            l.emit(Stmt::Store { buf: b, index: Operand::Var(i), value: x });
-        });
-        self.emit(Stmt::For {
-            var: i,
-            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
-            body,
-        });
+    /// `std::mem::swap(&mut a, &mut b)` of two buffers: the contents exchanged as a whole
+    /// (and, in the reverse sweep, their adjoints), whatever their lengths.
+    pub(super) fn swap_buffers(&mut self, a: Var, b: Var, _span: Span) {
+        self.emit(Stmt::Swap { a, b });
     }
 
     /// `if len(a) != len(b) { a[len(a)] = 0 }`: a panic (index out of bounds) where two

@@ -33,6 +33,10 @@ impl<'a> Transform<'a> {
                 Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => {
                     self.mutated.insert(*buf);
                 }
+                Stmt::Swap { a, b } => {
+                    self.mutated.insert(*a);
+                    self.mutated.insert(*b);
+                }
                 Stmt::Accumulate { place, .. } => {
                     self.mutated.insert(place.target());
                 }
@@ -240,6 +244,10 @@ impl<'a> Transform<'a> {
                     self.writes.entry(*buf).or_default().push(at)
                 }
                 Stmt::Accumulate { place, .. } => self.writes.entry(place.target()).or_default().push(at),
+                Stmt::Swap { a, b } => {
+                    self.writes.entry(*a).or_default().push(at);
+                    self.writes.entry(*b).or_default().push(at);
+                }
                 _ => {}
             }
             for b in s.blocks() {

@@ -95,6 +95,7 @@ impl<'a> Transform<'a> {
             }
             Stmt::Assign { var, .. } => needed.contains(var),
             Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => needed.contains(buf),
+            Stmt::Swap { a, b } => needed.contains(a) || needed.contains(b),
             Stmt::Accumulate { place, .. } => needed.contains(&place.target()),
             Stmt::Save { slot, .. } => needed.contains(slot),
             Stmt::Reserve { tape, .. } => needed.contains(tape) || self.store.values().any(|t| t == tape),
@@ -138,6 +139,7 @@ impl<'a> Transform<'a> {
                 Stmt::Buffer { init, .. } => add(init.operands(), needed),
                 Stmt::Store { index, value, .. } => add(vec![index.clone(), value.clone()], needed),
                 Stmt::Push { value, .. } => add(vec![value.clone()], needed),
+                Stmt::Swap { a, b } => add(vec![Operand::Var(*a), Operand::Var(*b)], needed),
                 Stmt::Accumulate { place, value } => {
                     let mut ops = place.operands();
                     ops.push(value.clone());

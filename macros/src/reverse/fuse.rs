@@ -69,6 +69,7 @@ impl Effects {
                 Stmt::Cell { var, .. } | Stmt::Assign { var, .. } | Stmt::Buffer { var, .. } => vec![*var],
                 Stmt::Accumulate { place, .. } => vec![place.target()],
                 Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => vec![*buf],
+                Stmt::Swap { a, b } => vec![*a, *b],
                 Stmt::Save { slot, .. } => vec![*slot],
                 Stmt::Tape { var } | Stmt::Slot { var } | Stmt::For { var, .. } => vec![*var],
                 Stmt::Reserve { tape, .. } => vec![*tape],

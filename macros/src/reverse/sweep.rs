@@ -293,6 +293,13 @@ impl<'a> Transform<'a> {
                 out.push(Stmt::For { var: i, range, body: rb });
             }
             Stmt::Tape { .. } | Stmt::Slot { .. } | Stmt::Reserve { .. } => {}
+            // The adjoints travel with the contents.
+            Stmt::Swap { a, b } => {
+                if self.active(*a) || self.active(*b) {
+                    let (abar, bbar) = (self.accumulator(*a), self.accumulator(*b));
+                    out.push(Stmt::Swap { a: abar, b: bbar });
+                }
+            }
         }
     }
 
@@ -745,6 +752,7 @@ impl<'a> Transform<'a> {
         let mut reads: HashMap<Var, usize> = HashMap::new();
         walk_stmts(body, &mut |s| match s {
             Stmt::Store { buf, .. } | Stmt::Push { buf, .. } if self.active(*buf) => ok = false,
+            Stmt::Swap { .. } => ok = false,
             Stmt::Accumulate { place, .. } if self.active(place.target()) => ok = false,
             Stmt::Save { slot, .. } if self.active(*slot) => ok = false,
             Stmt::Assign { var, value } if self.active(*var) => {
