@@ -30,11 +30,13 @@ pub struct Param {
     pub ty: PTy,
 }
 
-/// A parameter's type: `f64` or `&[f64]`.
+/// A parameter's type: `f64`, `&[f64]` or `&[Vec<f64>]` (rows; only the entry function
+/// has them, square: as many rows as its slices have elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PTy {
     Scalar,
     Slice,
+    Rows,
 }
 
 pub type Block = Vec<Stmt>;
@@ -77,16 +79,85 @@ pub enum Stmt {
         then: Block,
         els: Option<Block>,
     },
+    /// `['label:] for head { body }`
     For {
         head: ForHead,
         body: Block,
+        label: Option<String>,
     },
-    /// `let mut counter = 0; while counter < limit [&& extra] { body; counter += 1; }`
+    /// `let mut counter = 0; ['label:] while counter < limit [&& extra] { counter += 1;
+    /// body }`
     While {
         counter: String,
         limit: usize,
         extra: Option<Cond>,
         body: Block,
+        label: Option<String>,
+    },
+    /// `let mut counter = 0; ['label:] loop { if counter >= limit { break; } counter += 1;
+    /// body }`: a `loop` without a value (the exit first, so `continue` cannot skip it).
+    PlainLoop {
+        counter: String,
+        limit: usize,
+        body: Block,
+        label: Option<String>,
+    },
+    /// `[let mut counter = 0;] ['label:] while let Some(var) = buf.pop() { [counter += 1;]
+    /// body [if counter < limit [&& cond] { buf.push(value); }] }`: drains a local `Vec`
+    /// (the counter, present when it pushes, bounds the extra work).
+    Drain {
+        buf: String,
+        var: String,
+        counter: String,
+        body: Block,
+        push: Option<Push>,
+        label: Option<String>,
+    },
+    /// `let name = buf.pop().unwrap();` (or `.expect("…")`) on a `Vec` known non-empty.
+    Pop {
+        name: String,
+        buf: String,
+        expect: bool,
+    },
+    /// `buf.sort_by(…)` / `buf.sort_unstable_by(…)` with one of the usual comparators.
+    Sort {
+        buf: String,
+        how: SortHow,
+    },
+    /// `buf.swap(i, j);`
+    Swap {
+        buf: String,
+        i: Idx,
+        j: Idx,
+    },
+    /// `let name = &of[lo..hi];`
+    SubSlice {
+        name: String,
+        of: String,
+        lo: SubLo,
+        hi: SubHi,
+    },
+    /// `let mut name = vec![vec![0.0; cols]; rows];`, then maybe filled:
+    /// `for i in 0..rows { for j in 0..cols { name[i][j] = value; } }`.
+    Rows {
+        name: String,
+        rows: LenExpr,
+        cols: LenExpr,
+        fill: Option<Fill>,
+    },
+    /// `buf[row][col] = value;`, `+=`, …
+    StoreRow {
+        buf: String,
+        row: Idx,
+        col: Idx,
+        op: AOp,
+        value: Expr,
+    },
+    /// `let name = &of[index];`: one row of a buffer of rows.
+    RowRef {
+        name: String,
+        of: String,
+        index: Idx,
     },
     /// `let mut counter = 0; let name = loop { counter += 1; body; if counter >= limit
     /// [|| until] { break value; } };`
@@ -98,10 +169,10 @@ pub enum Stmt {
         until: Option<Cond>,
         value: Expr,
     },
-    /// `if cond { break; }`
-    Break(Cond),
-    /// `if cond { continue; }`
-    Continue(Cond),
+    /// `if cond { break; }`, or `break 'label;` out of an enclosing labelled loop.
+    Break(Cond, Option<String>),
+    /// `if cond { continue; }`, or `continue 'label;`.
+    Continue(Cond, Option<String>),
     /// `if cond { return value; }`
     Return(Cond, Expr),
     /// `let pat = grad!(callee)(args);` or `value_and_grad!`.
@@ -128,6 +199,56 @@ pub enum Stmt {
         arms: Vec<(MatchPat, Block)>,
         default: Block,
     },
+}
+
+/// The bounded extra work a [`Stmt::Drain`] pushes back on its buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Push {
+    pub limit: usize,
+    pub cond: Option<Cond>,
+    pub value: Expr,
+}
+
+/// The loops filling a new buffer of rows, element by element.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fill {
+    pub i: String,
+    pub j: String,
+    pub value: Expr,
+}
+
+/// The comparator of a sort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortHow {
+    /// `sort_by(|a, b| a.partial_cmp(b).unwrap())`
+    Ascending,
+    /// `sort_by(|a, b| b.partial_cmp(a).unwrap())`
+    Descending,
+    /// `sort_unstable_by(|a, b| a.total_cmp(b))` (needs the element type known to rustc).
+    UnstableTotal,
+    /// `sort_by(f64::total_cmp)`
+    TotalPath,
+}
+
+/// The start of a named sub-slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubLo {
+    Const(usize),
+    /// `of.len() / 2`
+    Half,
+}
+
+/// The end of a named sub-slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubHi {
+    /// `lo..`
+    End,
+    /// `lo..of.len() - k`
+    Cut(usize),
+    /// `lo..b`
+    Const(usize),
+    /// `..of.len() / 2`
+    Half,
 }
 
 /// The pattern of a `match` arm on an integer.
@@ -207,6 +328,8 @@ pub enum Expr {
     Var(String),
     /// `name[index]`
     Elem(String, Idx),
+    /// `name[row][col]` of a buffer of rows.
+    Elem2(String, Idx, Idx),
     Bin(BOp, Box<Expr>, Box<Expr>),
     Neg(Box<Expr>),
     /// `arg.method()`
@@ -434,6 +557,9 @@ pub enum ForHead {
         zip: Option<(String, String)>,
         rev: bool,
     },
+    /// `for row in &over` / `over.iter()`, with `.enumerate()` (an index name): the rows
+    /// of a buffer of rows.
+    Rows { row: String, over: String, index: Option<String>, iter: bool },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -497,7 +623,11 @@ pub fn sub_blocks(s: &Stmt) -> Vec<&Block> {
             v.extend(els.iter());
             v
         }
-        Stmt::For { body, .. } | Stmt::While { body, .. } | Stmt::Loop { body, .. } => vec![body],
+        Stmt::For { body, .. }
+        | Stmt::While { body, .. }
+        | Stmt::Loop { body, .. }
+        | Stmt::PlainLoop { body, .. }
+        | Stmt::Drain { body, .. } => vec![body],
         Stmt::Match { arms, default, .. } => {
             let mut v: Vec<&Block> = arms.iter().map(|(_, b)| b).collect();
             v.push(default);
@@ -514,34 +644,54 @@ pub fn block_size(b: &Block) -> usize {
 pub fn stmt_size(s: &Stmt) -> usize {
     1 + match s {
         Stmt::Let { value, .. } | Stmt::Assign { value, .. } | Stmt::Closure { body: value, .. } => expr_size(value),
-        Stmt::LetFold { .. } | Stmt::Unpack { .. } => 0,
+        Stmt::LetFold { .. } | Stmt::Unpack { .. } | Stmt::Pop { .. } => 0,
+        Stmt::Rows { fill, .. } => fill.as_ref().map_or(0, |f| 2 + expr_size(&f.value)),
+        Stmt::Sort { how, .. } => usize::from(*how != SortHow::Ascending),
+        Stmt::Swap { i, j, .. } => 1 + idx_size(i) + idx_size(j),
+        Stmt::RowRef { index, .. } => 1 + idx_size(index),
+        Stmt::SubSlice { lo, hi, .. } => usize::from(*lo != SubLo::Const(0)) + usize::from(*hi != SubHi::End),
+        Stmt::StoreRow { row, col, value, .. } => 2 + idx_size(row) + idx_size(col) + expr_size(value),
         Stmt::Buffer { init, .. } => match init {
             BufInit::Array(v) | BufInit::VecList(v) | BufInit::Pushed(v) => v.iter().map(expr_size).sum(),
             BufInit::PushLoop { value, .. } => 1 + expr_size(value),
             _ => 0,
         },
-        Stmt::Store { value, .. } => 1 + expr_size(value),
+        Stmt::Store { index, value, .. } => 1 + idx_size(index) + expr_size(value),
         Stmt::If { cond, then, els } => cond_size(cond) + block_size(then) + els.as_ref().map_or(0, block_size),
-        Stmt::For { head, body } => {
+        Stmt::For { head, body, label } => {
             let h = match head {
                 ForHead::Range { adapters, .. } => adapters.len(),
                 ForHead::Iter { index, zip, rev, .. } => {
                     usize::from(index.is_some()) + usize::from(zip.is_some()) + usize::from(*rev)
                 }
+                ForHead::Rows { index, .. } => usize::from(index.is_some()),
             };
-            1 + h + block_size(body)
+            1 + h + block_size(body) + usize::from(label.is_some())
         }
-        Stmt::While { extra, body, .. } => 1 + extra.as_ref().map_or(0, cond_size) + block_size(body),
+        Stmt::While { extra, body, label, .. } => {
+            1 + extra.as_ref().map_or(0, cond_size) + block_size(body) + usize::from(label.is_some())
+        }
+        Stmt::PlainLoop { body, label, .. } => 1 + block_size(body) + usize::from(label.is_some()),
+        Stmt::Drain { body, push, label, .. } => {
+            1 + block_size(body)
+                + push.as_ref().map_or(0, |p| 1 + p.cond.as_ref().map_or(0, cond_size) + expr_size(&p.value))
+                + usize::from(label.is_some())
+        }
         Stmt::Loop { body, until, value, .. } => {
             1 + block_size(body) + until.as_ref().map_or(0, cond_size) + expr_size(value)
         }
-        Stmt::Break(c) | Stmt::Continue(c) => cond_size(c),
+        Stmt::Break(c, label) | Stmt::Continue(c, label) => cond_size(c) + usize::from(label.is_some()),
         Stmt::Return(c, e) => cond_size(c) + expr_size(e),
         Stmt::Nested { args, .. } => args.iter().map(arg_size).sum(),
         Stmt::Match { arms, default, .. } => {
             arms.iter().map(|(_, b)| 1 + block_size(b)).sum::<usize>() + block_size(default)
         }
     }
+}
+
+/// 0 for a constant index (what the shrinker reduces indices to), 1 otherwise.
+pub fn idx_size(i: &Idx) -> usize {
+    usize::from(!matches!(i, Idx::Const(_)))
 }
 
 pub fn cond_size(c: &Cond) -> usize {
@@ -559,7 +709,8 @@ pub fn arg_size(a: &Arg) -> usize {
 pub fn expr_size(e: &Expr) -> usize {
     1 + match e {
         Expr::Lit(_) | Expr::Var(_) | Expr::Sum(_) | Expr::LenF(_) | Expr::IntF(_) | Expr::Field(..) => 0,
-        Expr::Elem(_, i) => usize::from(!matches!(i, Idx::Const(_))),
+        Expr::Elem(_, i) => idx_size(i),
+        Expr::Elem2(_, i, j) => 1 + idx_size(i) + idx_size(j),
         Expr::Bin(_, a, b) | Expr::Binary(_, a, b) => expr_size(a) + expr_size(b),
         Expr::Neg(a) | Expr::Unary(_, a) | Expr::Powi(a, _) | Expr::Clamp(a, ..) | Expr::Detach(a) => expr_size(a),
         Expr::MulAdd(a, b, c) => expr_size(a) + expr_size(b) + expr_size(c),
@@ -567,5 +718,17 @@ pub fn expr_size(e: &Expr) -> usize {
         Expr::MapSum { body, .. } | Expr::Apply(_, body) => 1 + expr_size(body),
         Expr::Fold { init, body, .. } => 1 + expr_size(init) + expr_size(body),
         Expr::IfExpr(c, a, b) => cond_size(c) + expr_size(a) + expr_size(b),
+    }
+}
+
+/// Whether an expression reads no variable (its float type is then unknown to rustc).
+pub fn is_constant(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) => true,
+        Expr::Bin(_, a, b) => is_constant(a) && is_constant(b),
+        Expr::Neg(a) => is_constant(a),
+        Expr::IfExpr(c, a, b) => is_constant(&c.lhs) && is_constant(&c.rhs) && is_constant(a) && is_constant(b),
+        // A method call's receiver is printed typed, so its result has a type.
+        _ => false,
     }
 }

@@ -258,7 +258,7 @@ impl Workspace {
         if !alive.is_empty() {
             let started = Instant::now();
             let mut results = self.run(None, self.timeout);
-            let missing: Vec<usize> = alive.iter().copied().filter(|i| !results.contains_key(&(*i))).collect();
+            let missing: Vec<usize> = alive.iter().copied().filter(|i| !results.contains_key(i)).collect();
             for i in missing {
                 // The process died or hung before this program's line: run it alone.
                 let alone = self.run(Some(i), Duration::from_secs(60));

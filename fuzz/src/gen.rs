@@ -118,11 +118,13 @@ impl Gen {
     fn entry_func(&mut self, callable: Vec<Sig>) -> Func {
         let scalars = self.rng.range(1, 3);
         let slices = self.rng.range(0, 2);
+        let rows = usize::from(self.rng.chance(0.15));
         let mut params: Vec<Param> = ["a", "b", "c"]
             .iter()
             .take(scalars)
             .map(|n| Param { name: n.to_string(), ty: PTy::Scalar })
             .chain(["x", "y"].iter().take(slices).map(|n| Param { name: n.to_string(), ty: PTy::Slice }))
+            .chain(["m"].iter().take(rows).map(|n| Param { name: n.to_string(), ty: PTy::Rows }))
             .collect();
         // A random order of the parameters.
         for i in (1..params.len()).rev() {
@@ -149,36 +151,159 @@ impl Gen {
 
     /// `count` statements at nesting `depth`, defined in `env` (the caller scopes it).
     fn block(&mut self, env: &mut Env, count: usize, depth: usize) -> Block {
+        self.block_with(env, count, depth, &Special::None)
+    }
+
+    /// `count` statements, and `special` (if any) at a random place among them.
+    fn block_with(&mut self, env: &mut Env, count: usize, depth: usize, special: &Special) -> Block {
         let mut out = Vec::new();
-        for _ in 0..count {
-            // Generating a statement may change what is in scope (a tuple whose vector
-            // an inner block moved); the checker then replays it from the state before.
-            let before = env.clone();
-            let generated = self.stmt(env, depth);
-            *env = before;
-            if let Some(s) = generated {
-                scope::check_stmt(env, &s).unwrap_or_else(|e| panic!("generated an invalid statement: {e}\n{s:#?}"));
-                out.push(s);
+        let at = match special {
+            Special::None => None,
+            _ => Some(self.rng.range(0, count)),
+        };
+        for k in 0..=count {
+            if at == Some(k) {
+                self.add(env, &mut out, |g, env| g.special(env, depth, special));
+            }
+            if k < count {
+                self.add(env, &mut out, |g, env| g.stmt(env, depth));
             }
         }
         out
     }
 
+    /// Generate a statement and bring what it defines into scope.
+    fn add(&mut self, env: &mut Env, out: &mut Block, generate: impl FnOnce(&mut Self, &mut Env) -> Option<Stmt>) {
+        // Generating a statement may change what is in scope (a tuple whose vector an
+        // inner block moved); the checker then replays it from the state before.
+        let before = env.clone();
+        let generated = generate(self, env);
+        *env = before;
+        if let Some(s) = generated {
+            scope::check_stmt(env, &s).unwrap_or_else(|e| panic!("generated an invalid statement: {e}\n{s:#?}"));
+            out.push(s);
+        }
+    }
+
+    fn special(&mut self, env: &mut Env, depth: usize, special: &Special) -> Option<Stmt> {
+        match special {
+            Special::None => self.stmt(env, depth),
+            Special::Exit(label) => {
+                let cond = self.cond(env);
+                Some(match self.rng.chance(0.5) {
+                    true => Stmt::Continue(cond, Some(label.clone())),
+                    false => Stmt::Break(cond, Some(label.clone())),
+                })
+            }
+            Special::InnerLoop(label) => {
+                let exit = Special::Exit(label.clone());
+                let kind = match self.rng.weighted(&[12, 3, 3, 2]) {
+                    2 if !env.drainable().is_empty() => LoopChoice::Drain,
+                    1 => LoopChoice::While,
+                    3 => LoopChoice::Plain,
+                    _ => LoopChoice::For,
+                };
+                self.a_loop(env, depth, kind, &exit)
+            }
+        }
+    }
+
     fn inner_block(&mut self, env: &mut Env, depth: usize, lk: Option<LoopKind>, binds: Vec<(String, Kind)>) -> Block {
-        let saved = (env.innermost, env.loop_depth);
+        self.loop_body(env, depth, lk, None, binds, &Special::None)
+    }
+
+    /// A nested block (a loop body when `lk` is given, with the loop's label).
+    fn loop_body(
+        &mut self,
+        env: &mut Env,
+        depth: usize,
+        lk: Option<LoopKind>,
+        label: Option<&String>,
+        binds: Vec<(String, Kind)>,
+        special: &Special,
+    ) -> Block {
+        let saved = (env.innermost, env.loop_depth, env.labels.len());
         if let Some(k) = lk {
             env.innermost = k;
             env.loop_depth += 1;
         }
+        env.labels.extend(label.cloned());
         env.push();
         for (n, k) in binds {
             env.define(&n, k);
         }
         let count = self.rng.range(self.cfg.inner_stmts.0, self.cfg.inner_stmts.1);
-        let b = self.block(env, count, depth + 1);
+        let b = self.block_with(env, count, depth + 1, special);
         env.pop();
-        (env.innermost, env.loop_depth) = saved;
+        (env.innermost, env.loop_depth) = (saved.0, saved.1);
+        env.labels.truncate(saved.2);
         b
+    }
+
+    /// A loop without a value. Given `special`, its body holds it (an exit to an outer
+    /// label); otherwise, where an inner loop fits in its body, it is sometimes labelled
+    /// and its body given an inner loop that leaves it by `break 'label`/`continue
+    /// 'label`.
+    fn a_loop(&mut self, env: &mut Env, depth: usize, kind: LoopChoice, special: &Special) -> Option<Stmt> {
+        let mut label = None;
+        let mut inner = special.clone();
+        if matches!(special, Special::None) && depth + 1 < self.cfg.max_depth && self.rng.chance(0.3) {
+            let l = self.name("outer");
+            inner = Special::InnerLoop(l.clone());
+            label = Some(l);
+        }
+        let plain = Some(LoopKind::Plain);
+        let mut s = match kind {
+            LoopChoice::For => {
+                let head = self.for_head(env)?;
+                let binds = scope::head_bindings(env, &head).ok()?;
+                let body = self.loop_body(env, depth, plain, label.as_ref(), binds, &inner);
+                Stmt::For { head, body, label: label.clone() }
+            }
+            LoopChoice::While => {
+                let counter = self.name("k");
+                let limit = self.rng.range(1, 4);
+                env.define(&counter, Kind::Counter);
+                let extra = self.rng.chance(0.4).then(|| self.cond(env));
+                let body = self.loop_body(env, depth, plain, label.as_ref(), Vec::new(), &inner);
+                Stmt::While { counter, limit, extra, body, label: label.clone() }
+            }
+            LoopChoice::Plain => {
+                let counter = self.name("k");
+                let limit = self.rng.range(1, 4);
+                env.define(&counter, Kind::Counter);
+                let body = self.loop_body(env, depth, plain, label.as_ref(), Vec::new(), &inner);
+                Stmt::PlainLoop { counter, limit, body, label: label.clone() }
+            }
+            LoopChoice::Drain => {
+                let buf = self.rng.pick(&env.drainable()).clone();
+                let (var, counter) = (self.name("v"), self.name("k"));
+                let pushes = self.rng.chance(0.5);
+                let mut binds = vec![(buf.clone(), Kind::Moved), (var.clone(), Kind::Scalar { mutable: false })];
+                if pushes {
+                    binds.push((counter.clone(), Kind::Counter));
+                }
+                let body = self.loop_body(env, depth, plain, label.as_ref(), binds.clone(), &inner);
+                let push = pushes.then(|| {
+                    let mut e = env.clone();
+                    e.push();
+                    for (n, k) in binds {
+                        e.define(&n, k);
+                    }
+                    let cond = self.rng.chance(0.5).then(|| self.cond(&e));
+                    let value = self.expr(&e, 2);
+                    Push { limit: self.rng.range(2, 4), cond, value }
+                });
+                Stmt::Drain { buf, var, counter, body, push, label: label.clone() }
+            }
+        };
+        // A label no exit names is dropped.
+        if let Some(l) = &label {
+            if !exits_to(&s, l) {
+                set_label(&mut s, None);
+            }
+        }
+        Some(s)
     }
 
     fn stmt(&mut self, env: &mut Env, depth: usize) -> Option<Stmt> {
@@ -188,22 +313,36 @@ impl Gen {
         let slices = env.slices();
         let tuples = env.tuples();
         let nested_ok = self.entry && !env.callable.is_empty();
+        let drainable = env.drainable();
+        let poppable = env.poppable();
+        let rows = env.rows();
+        let has_mut_rows = rows.iter().any(|r| r.3);
+        let can_exit = env.innermost == LoopKind::Plain || !env.labels.is_empty();
         let weights = [
             20,                                                     // let
             if muts.is_empty() { 0 } else { 16 },                   // assign
-            7,                                                      // buffer
+            8,                                                      // buffer
             if bufs.is_empty() { 0 } else { 9 },                    // store
             if nest { 9 } else { 0 },                               // if
             if nest { 10 } else { 0 },                              // for
             if nest { 3 } else { 0 },                               // while
             if nest { 3 } else { 0 },                               // loop with a value
-            if env.innermost == LoopKind::Plain { 5 } else { 0 },   // break / continue
+            if can_exit { 5 } else { 0 },                           // break / continue
             3,                                                      // return
             if nested_ok { 7 } else { 0 },                          // grad! / value_and_grad!
             if tuples.is_empty() { 0 } else { 5 },                  // unpack
             if slices.is_empty() { 0 } else { 3 },                  // fold
             if nest && !env.integers().is_empty() { 3 } else { 0 }, // match
             3,                                                      // let closure
+            if nest && !drainable.is_empty() { 6 } else { 0 },      // while let Some(v) = buf.pop()
+            if poppable.is_empty() { 0 } else { 5 },                // let v = buf.pop().unwrap();
+            if bufs.is_empty() { 0 } else { 4 },                    // sort
+            if bufs.is_empty() { 0 } else { 2 },                    // swap
+            if slices.is_empty() { 0 } else { 2 },                  // let part = &x[a..b];
+            2,                                                      // vec![vec![0.0; n]; k]
+            if has_mut_rows { 7 } else { 0 },                       // m[i][j] = …
+            if rows.is_empty() { 0 } else { 2 },                    // let row = &m[i];
+            if nest { 2 } else { 0 },                               // loop { … } without a value
         ];
         let d = self.cfg.expr_depth;
         Some(match self.rng.weighted(&weights) {
@@ -233,18 +372,9 @@ impl Gen {
             2 => self.buffer(env),
             3 => {
                 let (buf, len) = self.rng.pick(&bufs).clone();
-                // `buf[buf.len() - 1] = …` borrows a `Vec` twice (E0502): write through
-                // an index that does not read the buffer.
-                let mut index = self.index(env, &buf, &len);
-                for _ in 0..8 {
-                    if !reads_len(&index) {
-                        break;
-                    }
-                    index = self.index(env, &buf, &len);
-                }
-                if reads_len(&index) {
+                let Some(index) = self.write_index(env, &buf, &len) else {
                     return Some(self.buffer(env));
-                }
+                };
                 let op = *self.rng.pick(&[AOp::Set, AOp::Set, AOp::Add, AOp::Sub, AOp::Mul]);
                 let value = self.expr(env, d);
                 Stmt::Store { buf, index, op, value }
@@ -255,20 +385,8 @@ impl Gen {
                 let els = self.rng.chance(0.5).then(|| self.inner_block(env, depth, None, Vec::new()));
                 Stmt::If { cond, then, els }
             }
-            5 => {
-                let head = self.for_head(env)?;
-                let binds = scope::head_bindings(env, &head).ok()?;
-                let body = self.inner_block(env, depth, Some(LoopKind::Plain), binds);
-                Stmt::For { head, body }
-            }
-            6 => {
-                let counter = self.name("k");
-                let limit = self.rng.range(1, 4);
-                env.define(&counter, Kind::Counter);
-                let extra = self.rng.chance(0.4).then(|| self.cond(env));
-                let body = self.inner_block(env, depth, Some(LoopKind::Plain), Vec::new());
-                Stmt::While { counter, limit, extra, body }
-            }
+            5 => self.a_loop(env, depth, LoopChoice::For, &Special::None)?,
+            6 => self.a_loop(env, depth, LoopChoice::While, &Special::None)?,
             7 => {
                 let counter = self.name("k");
                 let name = self.name("r");
@@ -288,10 +406,13 @@ impl Gen {
             }
             8 => {
                 let cond = self.cond(env);
+                let plain = env.innermost == LoopKind::Plain;
+                let label = (!env.labels.is_empty() && (!plain || self.rng.chance(0.5)))
+                    .then(|| self.rng.pick(&env.labels).clone());
                 if self.rng.chance(0.5) {
-                    Stmt::Break(cond)
+                    Stmt::Break(cond, label)
                 } else {
-                    Stmt::Continue(cond)
+                    Stmt::Continue(cond, label)
                 }
             }
             9 => {
@@ -317,6 +438,81 @@ impl Gen {
                 let body = self.expr(&env.closure_body(&param), d);
                 Stmt::Closure { name, param, body }
             }
+            15 => self.a_loop(env, depth, LoopChoice::Drain, &Special::None)?,
+            16 => {
+                Stmt::Pop { name: self.name("s"), buf: self.rng.pick(&poppable).clone(), expect: self.rng.chance(0.25) }
+            }
+            17 => {
+                let (buf, _) = self.rng.pick(&bufs).clone();
+                let typed = matches!(env.lookup(&buf), Some(Kind::Slice { typed: true, .. }));
+                let hows: &[SortHow] = if typed {
+                    &[SortHow::Ascending, SortHow::Descending, SortHow::UnstableTotal, SortHow::TotalPath]
+                } else {
+                    &[SortHow::Ascending, SortHow::Descending, SortHow::TotalPath]
+                };
+                Stmt::Sort { buf, how: *self.rng.pick(hows) }
+            }
+            18 => {
+                let (buf, len) = self.rng.pick(&bufs).clone();
+                let (i, j) = (self.write_index(env, &buf, &len)?, self.write_index(env, &buf, &len)?);
+                Stmt::Swap { buf, i, j }
+            }
+            19 => {
+                let (of, len) = self.rng.pick(&slices).clone();
+                let options: Vec<(SubLo, SubHi)> = [
+                    (SubLo::Const(1), SubHi::End),
+                    (SubLo::Const(0), SubHi::Cut(1)),
+                    (SubLo::Const(1), SubHi::Cut(1)),
+                    (SubLo::Const(0), SubHi::Half),
+                    (SubLo::Half, SubHi::End),
+                    (SubLo::Const(0), SubHi::Const(2)),
+                    (SubLo::Const(1), SubHi::Const(3)),
+                ]
+                .into_iter()
+                .filter(|(lo, hi)| scope::sub_len(&len, *lo, *hi).is_some())
+                .collect();
+                if options.is_empty() {
+                    return None;
+                }
+                let (lo, hi) = *self.rng.pick(&options);
+                Stmt::SubSlice { name: self.name("part"), of, lo, hi }
+            }
+            20 => {
+                let dim = |g: &mut Self| {
+                    if !slices.is_empty() && g.rng.chance(0.5) {
+                        LenExpr::LenOf(g.rng.pick(&slices).0.clone(), 0)
+                    } else {
+                        LenExpr::Const(g.rng.range(2, 3))
+                    }
+                };
+                let (rows, cols) = (dim(self), dim(self));
+                let name = self.name("mat");
+                let fill = self.rng.chance(0.6).then(|| {
+                    let (i, j) = (self.name("i"), self.name("j"));
+                    let mut inner = env.clone();
+                    inner.push();
+                    let bound = |l: &LenExpr| scope::len_expr(env, l).expect("a valid length");
+                    inner.define(&i, Kind::Index { bound: bound(&rows), lo: 0 });
+                    inner.define(&j, Kind::Index { bound: bound(&cols), lo: 0 });
+                    Fill { i, j, value: self.expr(&inner, d - 1) }
+                });
+                Stmt::Rows { name, rows, cols, fill }
+            }
+            21 => {
+                let writable: Vec<_> = rows.iter().filter(|r| r.3).cloned().collect();
+                let (buf, nrows, cols, _) = self.rng.pick(&writable).clone();
+                let row = self.write_index(env, &buf, &nrows)?;
+                let col = self.column(env, &cols);
+                let op = *self.rng.pick(&[AOp::Set, AOp::Set, AOp::Add, AOp::Add, AOp::Sub, AOp::Mul]);
+                let value = self.expr(env, d);
+                Stmt::StoreRow { buf, row, col, op, value }
+            }
+            22 => {
+                let (of, nrows, _, _) = self.rng.pick(&rows).clone();
+                let index = self.index(env, &of, &nrows);
+                Stmt::RowRef { name: self.name("row"), of, index }
+            }
+            23 => self.a_loop(env, depth, LoopChoice::Plain, &Special::None)?,
             _ => {
                 let ints = env.integers();
                 let on = self.rng.pick(&ints).clone();
@@ -371,6 +567,13 @@ impl Gen {
     }
 
     fn for_head(&mut self, env: &Env) -> Option<ForHead> {
+        let rows = env.rows();
+        if !rows.is_empty() && self.rng.chance(0.45) {
+            let over = self.rng.pick(&rows).0.clone();
+            let row = self.name("row");
+            let index = self.rng.chance(0.3).then(|| self.name("i"));
+            return Some(ForHead::Rows { row, over, index, iter: self.rng.chance(0.3) });
+        }
         let slices = env.slices();
         if !slices.is_empty() && self.rng.chance(0.45) {
             let (over, _) = self.rng.pick(&slices).clone();
@@ -437,6 +640,7 @@ impl Gen {
         for p in &sig.params {
             out.push(match p {
                 PTy::Scalar => Arg::Scalar(self.expr(env, 2)),
+                PTy::Rows => return None,
                 PTy::Slice => {
                     if slices.is_empty() {
                         return None;
@@ -491,6 +695,31 @@ impl Gen {
         self.rng.pick(&options).clone()
     }
 
+    /// An index to write `buf` through: `buf[buf.len() - 1] = …` borrows a `Vec` twice
+    /// (E0502), so not one that reads the buffer's length.
+    fn write_index(&mut self, env: &Env, buf: &str, len: &Len) -> Option<Idx> {
+        for _ in 0..8 {
+            let index = self.index(env, buf, len);
+            if !reads_len(&index) {
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    /// A column index of rows of length `cols`.
+    fn column(&mut self, env: &Env, cols: &Len) -> Idx {
+        let mut options: Vec<Idx> = (0..cols.min().min(3)).map(Idx::Const).collect();
+        for (i, _, _) in env.indices() {
+            for idx in [Idx::Var(i.clone()), Idx::Var(i.clone()), Idx::Prev(i.clone()), Idx::Next(i.clone())] {
+                if env.column_ok(cols, &idx) {
+                    options.push(idx);
+                }
+            }
+        }
+        self.rng.pick(&options).clone()
+    }
+
     fn leaf(&mut self, env: &Env) -> Expr {
         let scalars = env.scalars();
         let slices = env.slices();
@@ -507,6 +736,7 @@ impl Gen {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let rows = env.rows();
         let weights = [
             3,
             if scalars.is_empty() { 0 } else { 12 },
@@ -515,6 +745,7 @@ impl Gen {
             if slices.is_empty() { 0 } else { 1 },
             if ints.is_empty() { 0 } else { 2 },
             if tuples.is_empty() { 0 } else { 3 },
+            if rows.is_empty() { 0 } else { 7 },
         ];
         match self.rng.weighted(&weights) {
             0 => Expr::Lit(*self.rng.pick(LITERALS)),
@@ -527,9 +758,15 @@ impl Gen {
             3 => Expr::Sum(self.rng.pick(&slices).0.clone()),
             4 => Expr::LenF(self.rng.pick(&slices).0.clone()),
             5 => Expr::IntF(self.rng.pick(&ints).clone()),
-            _ => {
+            6 => {
                 let (n, i) = self.rng.pick(&tuples).clone();
                 Expr::Field(n, i)
+            }
+            _ => {
+                let (m, nrows, cols, _) = self.rng.pick(&rows).clone();
+                let i = self.index(env, &m, &nrows);
+                let j = self.column(env, &cols);
+                Expr::Elem2(m, i, j)
             }
         }
     }
@@ -688,6 +925,46 @@ impl Gen {
             _ => (self.expr(env, d), self.expr(env, d)),
         };
         Expr::Binary(m, Box::new(a), Box::new(b))
+    }
+}
+
+/// A statement generated at a chosen place in a block.
+#[derive(Clone, Debug)]
+enum Special {
+    None,
+    /// `if … { break 'label; }` or `continue 'label;`.
+    Exit(String),
+    /// A loop whose body holds an `Exit` to the label.
+    InnerLoop(String),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum LoopChoice {
+    For,
+    While,
+    Plain,
+    Drain,
+}
+
+/// Whether some `break`/`continue` in `s` names `label`.
+fn exits_to(s: &Stmt, label: &str) -> bool {
+    let mut found = false;
+    walk_block(&vec![s.clone()], &mut |t| {
+        if let Stmt::Break(_, Some(l)) | Stmt::Continue(_, Some(l)) = t {
+            found |= l == label;
+        }
+    });
+    found
+}
+
+/// Set the label of a loop statement.
+pub(crate) fn set_label(s: &mut Stmt, to: Option<String>) {
+    if let Stmt::For { label, .. }
+    | Stmt::While { label, .. }
+    | Stmt::PlainLoop { label, .. }
+    | Stmt::Drain { label, .. } = s
+    {
+        *label = to;
     }
 }
 

@@ -16,11 +16,14 @@ use std::cell::RefCell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
-/// A parameter of the entry function: `f64` or `&[f64]`.
+/// A parameter of the entry function: `f64`, `&[f64]` or `&[Vec<f64>]` (square: as many
+/// rows as the slices have elements, each of that length; its gradient is a
+/// `Vec<Vec<f64>>` of the same shape, flattened row by row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum P {
     Scalar,
     Slice,
+    Rows,
 }
 
 /// What the check found.
@@ -61,9 +64,10 @@ impl Report {
     }
 }
 
-type Value<'a> = &'a dyn Fn(&[f64], &[Vec<f64>]) -> f64;
-type Gradient<'a> = &'a dyn Fn(&[f64], &[Vec<f64>]) -> Vec<f64>;
-type Both<'a> = &'a dyn Fn(&[f64], &[Vec<f64>]) -> (f64, Vec<f64>);
+/// The scalars, the slices and the buffers of rows of an input point, in order.
+type Value<'a> = &'a dyn Fn(&[f64], &[Vec<f64>], &[Vec<Vec<f64>>]) -> f64;
+type Gradient<'a> = &'a dyn Fn(&[f64], &[Vec<f64>], &[Vec<Vec<f64>>]) -> Vec<f64>;
+type Both<'a> = &'a dyn Fn(&[f64], &[Vec<f64>], &[Vec<Vec<f64>>]) -> (f64, Vec<f64>);
 
 thread_local! {
     static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
@@ -104,10 +108,13 @@ impl Rng {
     }
 }
 
-/// An input point: the scalars and the slices of the entry function, in order.
+/// An input point: the scalars, the slices and the buffers of rows of the entry
+/// function, each in order. Coordinates are numbered scalars first, then the slices'
+/// elements, then the rows' elements row by row.
 struct Point {
     s: Vec<f64>,
     v: Vec<Vec<f64>>,
+    m: Vec<Vec<Vec<f64>>>,
 }
 
 impl Point {
@@ -115,18 +122,25 @@ impl Point {
         let len = 3 + (rng.next() % 3) as usize;
         let mut s = Vec::new();
         let mut v = Vec::new();
+        let mut m = Vec::new();
         for p in layout {
             match p {
                 P::Scalar => s.push(rng.float(-1.5, 1.5)),
                 P::Slice => v.push((0..len).map(|_| rng.float(-1.5, 1.5)).collect()),
+                P::Rows => m.push((0..len).map(|_| (0..len).map(|_| rng.float(-1.5, 1.5)).collect()).collect()),
             }
         }
-        Point { s, v }
+        Point { s, v, m }
+    }
+
+    /// The vectors holding the coordinates after the scalars, in order.
+    fn vectors(&self) -> impl Iterator<Item = &Vec<f64>> {
+        self.v.iter().chain(self.m.iter().flatten())
     }
 
     /// The number of float coordinates.
     fn dim(&self) -> usize {
-        self.s.len() + self.v.iter().map(Vec::len).sum::<usize>()
+        self.s.len() + self.vectors().map(Vec::len).sum::<usize>()
     }
 
     fn get(&self, k: usize) -> f64 {
@@ -134,7 +148,7 @@ impl Point {
             return self.s[k];
         }
         let mut k = k - self.s.len();
-        for v in &self.v {
+        for v in self.vectors() {
             if k < v.len() {
                 return v[k];
             }
@@ -144,13 +158,13 @@ impl Point {
     }
 
     fn with(&self, k: usize, x: f64) -> Point {
-        let mut p = Point { s: self.s.clone(), v: self.v.clone() };
+        let mut p = Point { s: self.s.clone(), v: self.v.clone(), m: self.m.clone() };
         if k < p.s.len() {
             p.s[k] = x;
             return p;
         }
         let mut k = k - p.s.len();
-        for v in &mut p.v {
+        for v in p.v.iter_mut().chain(p.m.iter_mut().flatten()) {
             if k < v.len() {
                 v[k] = x;
                 return p;
@@ -162,13 +176,18 @@ impl Point {
 
     /// The coordinates in the order the flattened gradient lists them: by parameter.
     fn order(&self, layout: &[P]) -> Vec<usize> {
-        let (mut si, mut vi) = (0, 0);
+        let (mut si, mut vi, mut mi) = (0, 0, 0);
         let mut out = Vec::new();
         let mut offsets = Vec::new();
         let mut at = self.s.len();
         for v in &self.v {
             offsets.push(at);
             at += v.len();
+        }
+        let mut row_offsets = Vec::new();
+        for m in &self.m {
+            row_offsets.push(at);
+            at += m.iter().map(Vec::len).sum::<usize>();
         }
         for p in layout {
             match p {
@@ -179,6 +198,11 @@ impl Point {
                 P::Slice => {
                     out.extend(offsets[vi]..offsets[vi] + self.v[vi].len());
                     vi += 1;
+                }
+                P::Rows => {
+                    let n = self.m[mi].iter().map(Vec::len).sum::<usize>();
+                    out.extend(row_offsets[mi]..row_offsets[mi] + n);
+                    mi += 1;
                 }
             }
         }
@@ -198,7 +222,7 @@ fn difference(f: Value, p: &Point, k: usize, h: f64, at: f64) -> Option<(f64, f6
     let x = p.get(k);
     let up = p.with(k, x + h);
     let down = p.with(k, x - h);
-    let (fu, fd) = guarded(|| (f(&up.s, &up.v), f(&down.s, &down.v))).ok()?;
+    let (fu, fd) = guarded(|| (f(&up.s, &up.v, &up.m), f(&down.s, &down.v, &down.m))).ok()?;
     let magnitude = fu.abs().max(fd.abs());
     let continuous = ((fu + fd) / 2.0 - at).abs() <= 1e-3 * magnitude.max(at.abs()).max(1.0);
     (fu.is_finite() && fd.is_finite() && continuous).then(|| ((fu - fd) / (2.0 * h), magnitude))
@@ -213,7 +237,7 @@ fn compare(what: &str, f: Value, grad: &[f64], p: &Point, layout: &[P]) -> Optio
             format!("{what}: {} gradient entries for {} coordinates", grad.len(), order.len()),
         ));
     }
-    let Ok(at) = guarded(|| f(&p.s, &p.v)) else { return None };
+    let Ok(at) = guarded(|| f(&p.s, &p.v, &p.m)) else { return None };
     for (g, &k) in grad.iter().zip(&order) {
         let scale = p.get(k).abs().max(1.0);
         let (h1, h2) = (STEPS.0 * scale, STEPS.1 * scale);
@@ -260,7 +284,7 @@ pub fn check(
     let mut point = None;
     for _ in 0..4 {
         let p = Point::draw(layout, &mut rng);
-        match guarded(|| value(&p.s, &p.v)) {
+        match guarded(|| value(&p.s, &p.v, &p.m)) {
             Err(msg) => return Report::new(Outcome::Skipped, format!("the plain function panicked: {msg}")),
             Ok(y) if y.is_finite() => {
                 point = Some((p, y));
@@ -272,11 +296,11 @@ pub fn check(
     let Some((p, y)) = point else {
         return Report::new(Outcome::Skipped, "no input point with a finite value");
     };
-    let g = match guarded(|| gradient(&p.s, &p.v)) {
+    let g = match guarded(|| gradient(&p.s, &p.v, &p.m)) {
         Ok(g) => g,
         Err(msg) => return Report::new(Outcome::Panic, format!("grad! panicked: {msg}")),
     };
-    let (v2, g2) = match guarded(|| both(&p.s, &p.v)) {
+    let (v2, g2) = match guarded(|| both(&p.s, &p.v, &p.m)) {
         Ok(r) => r,
         Err(msg) => return Report::new(Outcome::Panic, format!("value_and_grad! panicked: {msg}")),
     };
@@ -290,12 +314,12 @@ pub fn check(
         return r;
     }
     if let Some((d, dg)) = second {
-        match guarded(|| d(&p.s, &p.v)) {
+        match guarded(|| d(&p.s, &p.v, &p.m)) {
             Ok(v) if v.is_finite() => {}
             Ok(_) => return Report::new(Outcome::Passed, "second order not judged: d_f is not finite"),
             Err(msg) => return Report::new(Outcome::Panic, format!("d_f (grad! inside) panicked: {msg}")),
         }
-        let h = match guarded(|| dg(&p.s, &p.v)) {
+        let h = match guarded(|| dg(&p.s, &p.v, &p.m)) {
             Ok(h) => h,
             Err(msg) => return Report::new(Outcome::Panic, format!("grad!(d_f) panicked: {msg}")),
         };
@@ -315,11 +339,11 @@ pub fn run(f: impl FnOnce() -> Report) -> Report {
 mod tests {
     use super::*;
 
-    fn f(s: &[f64], v: &[Vec<f64>]) -> f64 {
+    fn f(s: &[f64], v: &[Vec<f64>], _: &[Vec<Vec<f64>>]) -> f64 {
         s[0] * s[0] + v[0].iter().map(|x| x.sin()).sum::<f64>()
     }
 
-    fn grad_f(s: &[f64], v: &[Vec<f64>]) -> Vec<f64> {
+    fn grad_f(s: &[f64], v: &[Vec<f64>], _: &[Vec<Vec<f64>>]) -> Vec<f64> {
         let mut g = vec![2.0 * s[0]];
         g.extend(v[0].iter().map(|x| x.cos()));
         g
@@ -327,8 +351,11 @@ mod tests {
 
     const LAYOUT: [P; 2] = [P::Scalar, P::Slice];
 
-    fn both_from(g: fn(&[f64], &[Vec<f64>]) -> Vec<f64>) -> impl Fn(&[f64], &[Vec<f64>]) -> (f64, Vec<f64>) {
-        move |s, v| (f(s, v), g(s, v))
+    type Gf = fn(&[f64], &[Vec<f64>], &[Vec<Vec<f64>>]) -> Vec<f64>;
+
+    #[allow(clippy::type_complexity)]
+    fn both_from(g: Gf) -> impl Fn(&[f64], &[Vec<f64>], &[Vec<Vec<f64>>]) -> (f64, Vec<f64>) {
+        move |s, v, m| (f(s, v, m), g(s, v, m))
     }
 
     #[test]
@@ -339,30 +366,44 @@ mod tests {
 
     #[test]
     fn a_wrong_gradient_is_reported() {
-        let wrong = |s: &[f64], v: &[Vec<f64>]| {
-            let mut g = grad_f(s, v);
+        let wrong = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| {
+            let mut g = grad_f(s, v, m);
             g[2] += 0.01;
             g
         };
-        let r = check(&LAYOUT, 1, &f, &wrong, &move |s: &[f64], v: &[Vec<f64>]| (f(s, v), wrong(s, v)), None);
+        let r = check(
+            &LAYOUT,
+            1,
+            &f,
+            &wrong,
+            &move |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| (f(s, v, m), wrong(s, v, m)),
+            None,
+        );
         assert_eq!(r.outcome, Outcome::Wrong, "{}", r.detail);
     }
 
     #[test]
     fn nan_where_differences_are_finite_is_reported() {
-        let nan = |s: &[f64], v: &[Vec<f64>]| {
-            let mut g = grad_f(s, v);
+        let nan = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| {
+            let mut g = grad_f(s, v, m);
             g[0] = f64::NAN;
             g
         };
-        let r = check(&LAYOUT, 2, &f, &nan, &move |s: &[f64], v: &[Vec<f64>]| (f(s, v), nan(s, v)), None);
+        let r = check(
+            &LAYOUT,
+            2,
+            &f,
+            &nan,
+            &move |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| (f(s, v, m), nan(s, v, m)),
+            None,
+        );
         assert_eq!(r.outcome, Outcome::Nan, "{}", r.detail);
     }
 
     #[test]
     fn a_panic_is_reported() {
         install_hook();
-        let boom = |_: &[f64], _: &[Vec<f64>]| -> Vec<f64> { panic!("tape underflow") };
+        let boom = |_: &[f64], _: &[Vec<f64>], _: &[Vec<Vec<f64>>]| -> Vec<f64> { panic!("tape underflow") };
         let r = check(&LAYOUT, 3, &f, &boom, &both_from(grad_f), None);
         assert_eq!(r.outcome, Outcome::Panic);
         assert!(r.detail.contains("tape underflow"), "{}", r.detail);
@@ -373,14 +414,14 @@ mod tests {
     #[test]
     fn kinks_and_branch_switches_are_not_judged() {
         let layout = [P::Scalar];
-        let step = |s: &[f64], _: &[Vec<f64>]| if s[0] > 0.3 { 1.0 } else { 0.0 };
-        let p = Point { s: vec![0.3 - 5e-4], v: vec![] };
+        let step = |s: &[f64], _: &[Vec<f64>], _: &[Vec<Vec<f64>>]| if s[0] > 0.3 { 1.0 } else { 0.0 };
+        let p = Point { s: vec![0.3 - 5e-4], v: vec![], m: vec![] };
         assert!(compare("step", &step, &[0.0], &p, &layout).is_none());
-        let kink = |s: &[f64], _: &[Vec<f64>]| (s[0] - 0.3).abs();
-        let p = Point { s: vec![0.3 + 3e-6], v: vec![] };
+        let kink = |s: &[f64], _: &[Vec<f64>], _: &[Vec<Vec<f64>>]| (s[0] - 0.3).abs();
+        let p = Point { s: vec![0.3 + 3e-6], v: vec![], m: vec![] };
         assert!(compare("kink", &kink, &[1.0], &p, &layout).is_none());
         // Away from the kink the gradient is judged.
-        let p = Point { s: vec![0.5], v: vec![] };
+        let p = Point { s: vec![0.5], v: vec![], m: vec![] };
         assert!(compare("kink", &kink, &[-1.0], &p, &layout).is_some());
         assert!(compare("kink", &kink, &[1.0], &p, &layout).is_none());
     }
@@ -392,17 +433,47 @@ mod tests {
     #[test]
     fn a_point_alone_on_its_branch_is_not_judged() {
         let layout = [P::Scalar];
-        let isolated = |s: &[f64], _: &[Vec<f64>]| if s[0] == 0.25 { 0.3 } else { 200.0 * s[0] };
-        let p = Point { s: vec![0.25], v: vec![] };
+        let isolated = |s: &[f64], _: &[Vec<f64>], _: &[Vec<Vec<f64>>]| if s[0] == 0.25 { 0.3 } else { 200.0 * s[0] };
+        let p = Point { s: vec![0.25], v: vec![], m: vec![] };
         assert!(compare("isolated", &isolated, &[0.0], &p, &layout).is_none());
-        let p = Point { s: vec![0.5], v: vec![] };
+        let p = Point { s: vec![0.5], v: vec![], m: vec![] };
         assert!(compare("isolated", &isolated, &[0.0], &p, &layout).is_some());
     }
 
     #[test]
     fn value_and_grad_must_agree() {
-        let off = |s: &[f64], v: &[Vec<f64>]| (f(s, v) + 1e-3, grad_f(s, v));
+        let off = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| (f(s, v, m) + 1e-3, grad_f(s, v, m));
         let r = check(&LAYOUT, 4, &f, &grad_f, &off, None);
         assert_eq!(r.outcome, Outcome::Wrong, "{}", r.detail);
+    }
+
+    /// A buffer of rows between a scalar and a slice: its coordinates come after the
+    /// slices', and the gradient lists them where the parameter stands, row by row.
+    #[test]
+    fn rows_are_checked_in_parameter_order() {
+        let layout = [P::Scalar, P::Rows, P::Slice];
+        let value = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| {
+            s[0] * m[0][0][1] + m[0].iter().flatten().map(|e| e * e).sum::<f64>() + v[0][2].sin()
+        };
+        let gradient = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| {
+            let mut g = vec![m[0][0][1]];
+            let mut rows: Vec<Vec<f64>> = m[0].iter().map(|r| r.iter().map(|e| 2.0 * e).collect()).collect();
+            rows[0][1] += s[0];
+            g.extend(rows.into_iter().flatten());
+            g.extend((0..v[0].len()).map(|i| if i == 2 { v[0][2].cos() } else { 0.0 }));
+            g
+        };
+        let both = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| (value(s, v, m), gradient(s, v, m));
+        for case in 0..4 {
+            let r = check(&layout, case, &value, &gradient, &both, None);
+            assert_eq!(r.outcome, Outcome::Passed, "{}", r.detail);
+        }
+        let off = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| {
+            let mut g = gradient(s, v, m);
+            g[2] += 0.5;
+            g
+        };
+        let both = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| (value(s, v, m), off(s, v, m));
+        assert_eq!(check(&layout, 1, &value, &off, &both, None).outcome, Outcome::Wrong);
     }
 }

@@ -23,7 +23,7 @@ fn orders(p: &Program) -> (Option<u32>, Vec<Option<u32>>) {
         let callers: Vec<&Func> = p.helpers.iter().filter(|h| third.contains(&h.name)).collect();
         for h in callers {
             let mut text = String::new();
-            func(&mut text, h, None, &slice_params(h));
+            func(&mut text, h, None);
             for g in &p.helpers {
                 if !third.contains(&g.name) && calls(&text, &g.name) {
                     third.push(g.name.clone());
@@ -52,9 +52,9 @@ pub fn module(p: &Program) -> String {
     out.push_str("use adjoint::prelude::*;\n\n");
     let (entry_order, helper_orders) = orders(p);
     for (h, order) in p.helpers.iter().zip(helper_orders) {
-        func(&mut out, h, order, &slice_params(h));
+        func(&mut out, h, order);
     }
-    func(&mut out, &p.entry, entry_order, &slice_params(&p.entry));
+    func(&mut out, &p.entry, entry_order);
     harness(&mut out, p);
     out
 }
@@ -64,21 +64,31 @@ pub fn functions(p: &Program) -> String {
     let mut out = String::new();
     let (entry_order, helper_orders) = orders(p);
     for (h, order) in p.helpers.iter().zip(helper_orders) {
-        func(&mut out, h, order, &slice_params(h));
+        func(&mut out, h, order);
     }
-    func(&mut out, &p.entry, entry_order, &slice_params(&p.entry));
+    func(&mut out, &p.entry, entry_order);
     if p.second_order {
         second_order_fn(&mut out, p);
     }
     out
 }
 
-fn slice_params(f: &Func) -> Vec<String> {
-    f.params.iter().filter(|p| p.ty == PTy::Slice).map(|p| p.name.clone()).collect()
+/// The names of `f` that are references already (`&[f64]`, `&[Vec<f64>]`, `&Vec<f64>`):
+/// its slice parameters, named sub-slices and rows; they are passed and iterated as
+/// they are, not borrowed again.
+fn references(f: &Func) -> Vec<String> {
+    let mut out: Vec<String> = f.params.iter().filter(|p| p.ty != PTy::Scalar).map(|p| p.name.clone()).collect();
+    walk_block(&f.body, &mut |s| match s {
+        Stmt::SubSlice { name, .. } | Stmt::RowRef { name, .. } => out.push(name.clone()),
+        Stmt::For { head: ForHead::Rows { row, .. }, .. } => out.push(row.clone()),
+        _ => {}
+    });
+    out
 }
 
-fn func(out: &mut String, f: &Func, order: Option<u32>, params: &[String]) {
-    let pr = Printer { params };
+fn func(out: &mut String, f: &Func, order: Option<u32>) {
+    let refs = references(f);
+    let pr = Printer { params: &refs };
     match order {
         Some(n) => writeln!(out, "#[differentiable(order = {n})]").unwrap(),
         None => out.push_str("#[differentiable]\n"),
@@ -90,9 +100,10 @@ fn func(out: &mut String, f: &Func, order: Option<u32>, params: &[String]) {
     out.push_str("}\n\n");
 }
 
-/// The arguments of a call of `f` from the harness's `s` (scalars) and `v` (slices).
+/// The arguments of a call of `f` from the harness's `s` (scalars), `v` (slices) and
+/// `m` (buffers of rows).
 fn harness_args(f: &Func) -> String {
-    let (mut si, mut vi) = (0, 0);
+    let (mut si, mut vi, mut mi) = (0, 0, 0);
     let args: Vec<String> = f
         .params
         .iter()
@@ -104,6 +115,10 @@ fn harness_args(f: &Func) -> String {
             PTy::Slice => {
                 vi += 1;
                 format!("&v[{}]", vi - 1)
+            }
+            PTy::Rows => {
+                mi += 1;
+                format!("&m[{}]", mi - 1)
             }
         })
         .collect();
@@ -119,6 +134,10 @@ fn flatten(f: &Func, g: &str) -> String {
         match p.ty {
             PTy::Scalar => writeln!(s, "        out.push({item});").unwrap(),
             PTy::Slice => writeln!(s, "        out.extend_from_slice(&{item});").unwrap(),
+            PTy::Rows => {
+                writeln!(s, "        for row in &{item} {{\n            out.extend_from_slice(row);\n        }}")
+                    .unwrap()
+            }
         }
     }
     s
@@ -132,6 +151,7 @@ fn param_list(f: &Func) -> String {
         .map(|p| match p.ty {
             PTy::Scalar => format!("{}: f64", p.name),
             PTy::Slice => format!("{}: &[f64]", p.name),
+            PTy::Rows => format!("{}: &[Vec<f64>]", p.name),
         })
         .collect();
     ps.join(", ")
@@ -155,6 +175,9 @@ fn second_order_fn(out: &mut String, p: &Program) {
             match p.ty {
                 PTy::Scalar => format!("{g} * {c:?}"),
                 PTy::Slice => format!("({g}[0] + {g}.iter().sum::<f64>()) * {c:?}"),
+                PTy::Rows => {
+                    format!("({g}[0][1] + {g}.iter().map(|r| r.iter().sum::<f64>()).sum::<f64>()) * {c:?}")
+                }
             }
         })
         .collect();
@@ -171,6 +194,7 @@ fn harness(out: &mut String, p: &Program) {
         .map(|p| match p.ty {
             PTy::Scalar => "crate::harness::P::Scalar",
             PTy::Slice => "crate::harness::P::Slice",
+            PTy::Rows => "crate::harness::P::Rows",
         })
         .collect();
     let args = harness_args(f);
@@ -179,24 +203,24 @@ fn harness(out: &mut String, p: &Program) {
     }
     writeln!(out, "pub fn run(case: u64) -> crate::harness::Report {{").unwrap();
     writeln!(out, "    let layout = [{}];", layout.join(", ")).unwrap();
-    writeln!(out, "    let value = |s: &[f64], v: &[Vec<f64>]| f({args});").unwrap();
+    writeln!(out, "    let value = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| f({args});").unwrap();
     writeln!(
         out,
-        "    let gradient = |s: &[f64], v: &[Vec<f64>]| {{\n        let g = grad!(f)({args});\n        let mut out = Vec::new();\n{}        out\n    }};",
+        "    let gradient = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| {{\n        let g = grad!(f)({args});\n        let mut out = Vec::new();\n{}        out\n    }};",
         flatten(f, "g")
     )
     .unwrap();
     writeln!(
         out,
-        "    let both = |s: &[f64], v: &[Vec<f64>]| {{\n        let (value, g) = value_and_grad!(f)({args});\n        let mut out = Vec::new();\n{}        (value, out)\n    }};",
+        "    let both = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| {{\n        let (value, g) = value_and_grad!(f)({args});\n        let mut out = Vec::new();\n{}        (value, out)\n    }};",
         flatten(f, "g")
     )
     .unwrap();
     if p.second_order {
-        writeln!(out, "    let second = |s: &[f64], v: &[Vec<f64>]| d_f({args});").unwrap();
+        writeln!(out, "    let second = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| d_f({args});").unwrap();
         writeln!(
             out,
-            "    let second_gradient = |s: &[f64], v: &[Vec<f64>]| {{\n        let g = grad!(d_f)({args});\n        let mut out = Vec::new();\n{}        out\n    }};",
+            "    let second_gradient = |s: &[f64], v: &[Vec<f64>], m: &[Vec<Vec<f64>>]| {{\n        let g = grad!(d_f)({args});\n        let mut out = Vec::new();\n{}        out\n    }};",
             flatten(f, "g")
         )
         .unwrap();
@@ -315,18 +339,19 @@ impl Printer<'_> {
                 indent(out, level);
                 out.push_str("}\n");
             }
-            Stmt::For { head, body } => {
-                writeln!(out, "for {} {{", self.head(head)).unwrap();
+            Stmt::For { head, body, label } => {
+                writeln!(out, "{}for {} {{", lab(label), self.head(head)).unwrap();
                 self.block(out, body, level + 1);
                 indent(out, level);
                 out.push_str("}\n");
             }
-            Stmt::While { counter, limit, extra, body } => {
+            Stmt::While { counter, limit, extra, body, label } => {
                 writeln!(out, "let mut {counter} = 0;").unwrap();
                 indent(out, level);
+                let l = lab(label);
                 match extra {
-                    Some(c) => writeln!(out, "while {counter} < {limit} && {} {{", self.cond(c)).unwrap(),
-                    None => writeln!(out, "while {counter} < {limit} {{").unwrap(),
+                    Some(c) => writeln!(out, "{l}while {counter} < {limit} && {} {{", self.cond(c)).unwrap(),
+                    None => writeln!(out, "{l}while {counter} < {limit} {{").unwrap(),
                 }
                 indent(out, level + 1);
                 writeln!(out, "{counter} += 1;").unwrap();
@@ -353,8 +378,93 @@ impl Printer<'_> {
                 indent(out, level);
                 out.push_str("};\n");
             }
-            Stmt::Break(c) => writeln!(out, "if {} {{ break; }}", self.cond(c)).unwrap(),
-            Stmt::Continue(c) => writeln!(out, "if {} {{ continue; }}", self.cond(c)).unwrap(),
+            Stmt::PlainLoop { counter, limit, body, label } => {
+                writeln!(out, "let mut {counter} = 0;").unwrap();
+                indent(out, level);
+                writeln!(out, "{}loop {{", lab(label)).unwrap();
+                indent(out, level + 1);
+                writeln!(out, "if {counter} >= {limit} {{ break; }}").unwrap();
+                indent(out, level + 1);
+                writeln!(out, "{counter} += 1;").unwrap();
+                self.block(out, body, level + 1);
+                indent(out, level);
+                out.push_str("}\n");
+            }
+            Stmt::Drain { buf, var, counter, body, push, label } => {
+                if push.is_some() {
+                    writeln!(out, "let mut {counter} = 0;").unwrap();
+                    indent(out, level);
+                }
+                writeln!(out, "{}while let Some({var}) = {buf}.pop() {{", lab(label)).unwrap();
+                if push.is_some() {
+                    indent(out, level + 1);
+                    writeln!(out, "{counter} += 1;").unwrap();
+                }
+                self.block(out, body, level + 1);
+                if let Some(p) = push {
+                    indent(out, level + 1);
+                    match &p.cond {
+                        Some(c) => writeln!(out, "if {counter} < {} && {} {{", p.limit, self.cond(c)).unwrap(),
+                        None => writeln!(out, "if {counter} < {} {{", p.limit).unwrap(),
+                    }
+                    indent(out, level + 2);
+                    writeln!(out, "{buf}.push({});", self.expr(&p.value)).unwrap();
+                    indent(out, level + 1);
+                    out.push_str("}\n");
+                }
+                indent(out, level);
+                out.push_str("}\n");
+            }
+            Stmt::Pop { name, buf, expect } => {
+                let how = if *expect { ".expect(\"not empty\")" } else { ".unwrap()" };
+                writeln!(out, "let {name} = {buf}.pop(){how};").unwrap();
+            }
+            Stmt::Sort { buf, how } => {
+                let call = match how {
+                    SortHow::Ascending => "sort_by(|a, b| a.partial_cmp(b).unwrap())",
+                    SortHow::Descending => "sort_by(|a, b| b.partial_cmp(a).unwrap())",
+                    SortHow::UnstableTotal => "sort_unstable_by(|a, b| a.total_cmp(b))",
+                    SortHow::TotalPath => "sort_by(f64::total_cmp)",
+                };
+                writeln!(out, "{buf}.{call};").unwrap();
+            }
+            Stmt::Swap { buf, i, j } => writeln!(out, "{buf}.swap({}, {});", idx(i), idx(j)).unwrap(),
+            Stmt::SubSlice { name, of, lo, hi } => {
+                let lo = match lo {
+                    SubLo::Const(0) => String::new(),
+                    SubLo::Const(a) => a.to_string(),
+                    SubLo::Half => format!("{of}.len() / 2"),
+                };
+                let hi = match hi {
+                    SubHi::End => String::new(),
+                    SubHi::Cut(0) => format!("{of}.len()"),
+                    SubHi::Cut(k) => format!("{of}.len() - {k}"),
+                    SubHi::Const(b) => b.to_string(),
+                    SubHi::Half => format!("{of}.len() / 2"),
+                };
+                writeln!(out, "let {name} = &{of}[{lo}..{hi}];").unwrap();
+            }
+            Stmt::Rows { name, rows, cols, fill } => {
+                writeln!(out, "let mut {name} = vec![vec![0.0; {}]; {}];", len_expr(cols), len_expr(rows)).unwrap();
+                if let Some(Fill { i, j, value }) = fill {
+                    indent(out, level);
+                    writeln!(out, "for {i} in 0..{} {{", len_expr(rows)).unwrap();
+                    indent(out, level + 1);
+                    writeln!(out, "for {j} in 0..{} {{", len_expr(cols)).unwrap();
+                    indent(out, level + 2);
+                    writeln!(out, "{name}[{i}][{j}] = {};", self.expr(value)).unwrap();
+                    indent(out, level + 1);
+                    out.push_str("}\n");
+                    indent(out, level);
+                    out.push_str("}\n");
+                }
+            }
+            Stmt::StoreRow { buf, row, col, op, value } => {
+                writeln!(out, "{buf}[{}][{}] {} {};", idx(row), idx(col), aop(*op), self.expr(value)).unwrap();
+            }
+            Stmt::RowRef { name, of, index } => writeln!(out, "let {name} = &{of}[{}];", idx(index)).unwrap(),
+            Stmt::Break(c, label) => writeln!(out, "if {} {{ break{}; }}", self.cond(c), target(label)).unwrap(),
+            Stmt::Continue(c, label) => writeln!(out, "if {} {{ continue{}; }}", self.cond(c), target(label)).unwrap(),
             Stmt::Return(c, e) => writeln!(out, "if {} {{ return {}; }}", self.cond(c), self.expr(e)).unwrap(),
             Stmt::Nested { pat, value, callee, args } => {
                 let mac = if *value { "value_and_grad" } else { "grad" };
@@ -441,6 +551,9 @@ impl Printer<'_> {
                 }
                 format!("{pat} in {iter}")
             }
+            ForHead::Rows { row, over, index: None, iter: false } => format!("{row} in {}", self.borrow(over)),
+            ForHead::Rows { row, over, index: None, iter: true } => format!("{row} in {over}.iter()"),
+            ForHead::Rows { row, over, index: Some(i), .. } => format!("({i}, {row}) in {over}.iter().enumerate()"),
         }
     }
 
@@ -475,7 +588,7 @@ impl Printer<'_> {
     fn receiver(&self, e: &Expr) -> String {
         match e {
             Expr::Lit(v) => format!("({v:?}_f64)"),
-            Expr::Var(_) | Expr::Elem(..) | Expr::Field(..) => self.expr(e),
+            Expr::Var(_) | Expr::Elem(..) | Expr::Elem2(..) | Expr::Field(..) => self.expr(e),
             other if is_constant(other) => format!("({} as f64)", self.expr(other)),
             other => format!("({})", self.expr(other)),
         }
@@ -486,6 +599,7 @@ impl Printer<'_> {
             Expr::Lit(v) => lit(*v),
             Expr::Var(n) => n.clone(),
             Expr::Elem(n, i) => format!("{n}[{}]", idx(i)),
+            Expr::Elem2(n, i, j) => format!("{n}[{}][{}]", idx(i), idx(j)),
             Expr::Bin(op, a, b) => {
                 let op = match op {
                     BOp::Add => "+",
@@ -533,6 +647,16 @@ fn pattern(p: &Pat) -> String {
     }
 }
 
+/// `'label: ` before a loop.
+fn lab(label: &Option<String>) -> String {
+    label.as_ref().map(|l| format!("'{l}: ")).unwrap_or_default()
+}
+
+/// ` 'label` after `break`/`continue`.
+fn target(label: &Option<String>) -> String {
+    label.as_ref().map(|l| format!(" '{l}")).unwrap_or_default()
+}
+
 fn aop(op: AOp) -> &'static str {
     match op {
         AOp::Set => "=",
@@ -559,17 +683,5 @@ fn idx(i: &Idx) -> String {
         Idx::Last(of) => format!("{of}.len() - 1"),
         Idx::Wrap { var, offset: 0, of } => format!("{var} % {of}.len()"),
         Idx::Wrap { var, offset, of } => format!("({var} + {offset}) % {of}.len()"),
-    }
-}
-
-/// Whether an expression reads no variable (its float type is then unknown to rustc).
-fn is_constant(e: &Expr) -> bool {
-    match e {
-        Expr::Lit(_) => true,
-        Expr::Bin(_, a, b) => is_constant(a) && is_constant(b),
-        Expr::Neg(a) => is_constant(a),
-        Expr::IfExpr(c, a, b) => is_constant(&c.lhs) && is_constant(&c.rhs) && is_constant(a) && is_constant(b),
-        // A method call's receiver is printed typed, so its result has a type.
-        _ => false,
     }
 }

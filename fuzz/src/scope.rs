@@ -69,11 +69,23 @@ pub enum Kind {
         mutable: bool,
     },
     /// A slice parameter (`&[f64]`) or a local buffer (`Vec<f64>`, `[f64; N]`), or a
-    /// gradient vector.
+    /// gradient vector, a named sub-slice, a row.
     Slice {
         len: Len,
         mutable: bool,
         param: bool,
+        /// A `Vec` (it has `pop` and `push`).
+        vec: bool,
+        /// Its element type is known to rustc where it is declared (`x.to_vec()`,
+        /// `vec![a, 1.0]`; not `vec![0.0; n]`): `|a, b| a.total_cmp(b)` needs that.
+        typed: bool,
+    },
+    /// A buffer of rows: the `&[Vec<f64>]` parameter (square) or a local
+    /// `vec![vec![0.0; cols]; rows]`.
+    Rows {
+        rows: Len,
+        cols: Len,
+        mutable: bool,
     },
     /// A loop index `lo <= i < bound`.
     Index {
@@ -84,7 +96,9 @@ pub enum Kind {
     Counter,
     /// A tuple of gradients.
     Tuple(Vec<Kind>),
-    /// A vector moved out of a tuple by a destructuring `let`.
+    /// A vector moved out of a tuple by a destructuring `let`, or a buffer drained by
+    /// `while let Some(v) = buf.pop()` (empty from then on: no slice of length 0 is ever
+    /// passed on, since a helper's slice parameter is assumed non-empty).
     Moved,
     /// A closure `|t: f64| …` bound by `let`.
     Closure,
@@ -102,7 +116,8 @@ pub struct Sig {
 pub enum LoopKind {
     /// Not in a loop.
     None,
-    /// In a `for` or `while`: `break;` and `continue;` are allowed.
+    /// In a `for`, `while`, `while let` or `loop` without a value: `break;` and
+    /// `continue;` are allowed.
     Plain,
     /// Directly in a `loop` whose value is used: `break;` without a value is not.
     Valued,
@@ -116,6 +131,9 @@ pub struct Env {
     scope_depths: Vec<usize>,
     pub innermost: LoopKind,
     pub loop_depth: usize,
+    /// The labels of the enclosing labelled loops (all of them without a value:
+    /// `break 'label value` is not generated), outermost first.
+    pub labels: Vec<String>,
     /// The functions this one may call.
     pub callable: Vec<Sig>,
     /// Whether this is a helper (its slices have lengths of their own).
@@ -130,6 +148,7 @@ impl Env {
             scope_depths: vec![0],
             innermost: LoopKind::None,
             loop_depth: 0,
+            labels: Vec::new(),
             callable,
             helper,
         };
@@ -140,7 +159,10 @@ impl Env {
                     len: if helper { Len::Of(p.name.clone()) } else { Len::L(0) },
                     mutable: false,
                     param: true,
+                    vec: false,
+                    typed: true,
                 },
+                PTy::Rows => Kind::Rows { rows: Len::L(0), cols: Len::L(0), mutable: false },
             };
             env.define(&p.name, kind);
         }
@@ -186,6 +208,7 @@ impl Env {
             scope_depths: vec![0],
             innermost: LoopKind::None,
             loop_depth: 0,
+            labels: Vec::new(),
             callable: self.callable.clone(),
             helper: self.helper,
         };
@@ -194,6 +217,7 @@ impl Env {
                 k,
                 Kind::Scalar { mutable: false }
                     | Kind::Slice { mutable: false, .. }
+                    | Kind::Rows { mutable: false, .. }
                     | Kind::Index { .. }
                     | Kind::Closure
             );
@@ -216,6 +240,58 @@ impl Env {
         Some(self.scope_depths[i])
     }
 
+    /// Whether the visible `name` was defined in the innermost scope.
+    fn defined_here(&self, name: &str) -> bool {
+        self.scopes.last().is_some_and(|s| s.iter().any(|(n, _)| n == name))
+    }
+
+    /// Whether `buf` is a local `Vec` this statement may shorten (`pop`, drain): a
+    /// mutable one defined at the current loop depth, so that a loop around the
+    /// statement never sees it shorter than the model says on its next iteration.
+    pub fn shortenable(&self, buf: &str) -> bool {
+        matches!(self.lookup(buf), Some(Kind::Slice { mutable: true, vec: true, param: false, .. }))
+            && self.depth_of(buf) == Some(self.loop_depth)
+    }
+
+    /// Local `Vec`s that may be drained here.
+    pub fn drainable(&self) -> Vec<String> {
+        self.mutable_buffers().into_iter().map(|(n, _)| n).filter(|n| self.shortenable(n)).collect()
+    }
+
+    /// Local `Vec`s that `pop().unwrap()` may shorten here (they keep an element).
+    pub fn poppable(&self) -> Vec<String> {
+        self.mutable_buffers()
+            .into_iter()
+            .filter(|(n, len)| len.min() >= 2 && self.shortenable(n))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Buffers of rows with their numbers of rows and columns.
+    pub fn rows(&self) -> Vec<(String, Len, Len, bool)> {
+        self.visible()
+            .into_iter()
+            .filter_map(|(n, k)| match k {
+                Kind::Rows { rows, cols, mutable } => Some((n, rows, cols, mutable)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Make a mutable buffer read-only in the current scope (a borrow of it lives there:
+    /// a named sub-slice, a row, a loop over it).
+    fn freeze(&mut self, name: &str) {
+        match self.lookup(name).cloned() {
+            Some(Kind::Slice { len, mutable: true, param, vec, typed }) => {
+                self.define(name, Kind::Slice { len, mutable: false, param, vec, typed })
+            }
+            Some(Kind::Rows { rows, cols, mutable: true }) => {
+                self.define(name, Kind::Rows { rows, cols, mutable: false })
+            }
+            _ => {}
+        }
+    }
+
     /// Change the kind of the visible `name` where it was defined.
     fn replace(&mut self, name: &str, kind: Kind) {
         let slot = self.scopes.iter_mut().rev().flat_map(|s| s.iter_mut().rev()).find(|(n, _)| n == name);
@@ -233,6 +309,7 @@ impl Env {
             scope_depths: vec![0],
             innermost: self.innermost,
             loop_depth: self.loop_depth,
+            labels: Vec::new(),
             callable: Vec::new(),
             helper: self.helper,
         };
@@ -338,6 +415,12 @@ impl Env {
         }
     }
 
+    /// Whether `idx` is a valid column index of rows of length `cols` (`Last` and
+    /// `Wrap` name the buffer whose length they read: not a row).
+    pub fn column_ok(&self, cols: &Len, idx: &Idx) -> bool {
+        !crate::gen::reads_len(idx) && self.index_ok("", cols, idx)
+    }
+
     /// Whether `idx` is a valid index of the slice `of` (of length `len`).
     pub fn index_ok(&self, of: &str, len: &Len, idx: &Idx) -> bool {
         match idx {
@@ -369,7 +452,7 @@ impl Env {
                 (PTy::Scalar, Arg::Scalar(_)) => out.push(Kind::Scalar { mutable: false }),
                 (PTy::Slice, a @ (Arg::Slice(_) | Arg::Sub { .. })) => {
                     let len = self.arg_len(a)?;
-                    out.push(Kind::Slice { len, mutable: false, param: false });
+                    out.push(Kind::Slice { len, mutable: false, param: false, vec: true, typed: true });
                 }
                 _ => return None,
             }
@@ -458,17 +541,67 @@ pub fn check_block(env: &mut Env, b: &Block) -> Result<(), String> {
 }
 
 fn in_block(env: &mut Env, b: &Block, innermost: Option<LoopKind>, setup: impl FnOnce(&mut Env)) -> Result<(), String> {
-    let saved = (env.innermost, env.loop_depth);
+    in_loop(env, b, innermost, None, setup)
+}
+
+/// Check a block (a loop body when `innermost` is given, with its label).
+fn in_loop(
+    env: &mut Env,
+    b: &Block,
+    innermost: Option<LoopKind>,
+    label: Option<&String>,
+    setup: impl FnOnce(&mut Env),
+) -> Result<(), String> {
+    if let Some(l) = label.filter(|l| env.labels.contains(l)) {
+        return Err(format!("label `'{l}` shadows an enclosing one"));
+    }
+    let saved = (env.innermost, env.loop_depth, env.labels.len());
     if let Some(k) = innermost {
         env.innermost = k;
         env.loop_depth += 1;
     }
+    env.labels.extend(label.cloned());
     env.push();
     setup(env);
     let r = check_block(env, b);
     env.pop();
-    (env.innermost, env.loop_depth) = saved;
+    (env.innermost, env.loop_depth) = (saved.0, saved.1);
+    env.labels.truncate(saved.2);
     r
+}
+
+/// The kind of a local buffer made by `init` (of length `len`).
+pub fn buffer_kind(init: &BufInit, len: Len, mutable: bool) -> Kind {
+    let vec = !matches!(init, BufInit::Array(_) | BufInit::ArrayZeros(_));
+    let typed = match init {
+        BufInit::Zeros(_) | BufInit::ArrayZeros(_) => false,
+        BufInit::Array(items) | BufInit::VecList(items) | BufInit::Pushed(items) => {
+            items.iter().any(|e| !is_constant(e))
+        }
+        BufInit::Copy(_) => true,
+        BufInit::PushLoop { value, .. } => !is_constant(value),
+    };
+    Kind::Slice { len, mutable, param: false, vec, typed }
+}
+
+/// The length of `&of[lo..hi]` for a slice of length `len`, if the range is valid and
+/// not empty.
+pub fn sub_len(len: &Len, lo: SubLo, hi: SubHi) -> Option<Len> {
+    let min = len.min();
+    match (lo, hi) {
+        (SubLo::Const(a), SubHi::End) if a < min => Some(len.minus(a)),
+        (SubLo::Const(a), SubHi::Cut(k)) if a + k < min => Some(len.minus(a + k)),
+        (SubLo::Const(a), SubHi::Const(b)) if a < b && b <= min => Some(Len::C(b - a)),
+        (SubLo::Const(0), SubHi::Half) if min >= 2 => Some(match len {
+            Len::C(n) => Len::C(n / 2),
+            _ => Len::Opaque(min / 2),
+        }),
+        (SubLo::Half, SubHi::End) if min >= 1 => Some(match len {
+            Len::C(n) => Len::C(n - n / 2),
+            _ => Len::Opaque(min - min / 2),
+        }),
+        _ => None,
+    }
 }
 
 /// Check a statement and bring what it defines into scope.
@@ -510,7 +643,7 @@ pub fn check_stmt(env: &mut Env, s: &Stmt) -> Result<(), String> {
                     l
                 }
             };
-            env.define(name, Kind::Slice { len, mutable: *mutable, param: false });
+            env.define(name, buffer_kind(init, len, *mutable));
         }
         Stmt::Store { buf, index, value, .. } => {
             check_expr(env, value)?;
@@ -534,20 +667,115 @@ pub fn check_stmt(env: &mut Env, s: &Stmt) -> Result<(), String> {
                 in_block(env, e, None, |_| {})?;
             }
         }
-        Stmt::For { head, body } => {
+        Stmt::For { head, body, label } => {
             let binds = head_bindings(env, head)?;
-            in_block(env, body, Some(LoopKind::Plain), |env| {
+            in_loop(env, body, Some(LoopKind::Plain), label.as_ref(), |env| {
                 for (n, k) in binds {
                     env.define(&n, k);
                 }
             })?;
         }
-        Stmt::While { counter, extra, body, .. } => {
+        Stmt::While { counter, extra, body, label, .. } => {
             env.define(counter, Kind::Counter);
             if let Some(c) = extra {
                 check_cond(env, c)?;
             }
-            in_block(env, body, Some(LoopKind::Plain), |_| {})?;
+            in_loop(env, body, Some(LoopKind::Plain), label.as_ref(), |_| {})?;
+        }
+        Stmt::PlainLoop { counter, body, label, .. } => {
+            env.define(counter, Kind::Counter);
+            in_loop(env, body, Some(LoopKind::Plain), label.as_ref(), |_| {})?;
+        }
+        Stmt::Drain { buf, var, counter, body, push, label } => {
+            if !env.shortenable(buf) {
+                return Err(format!("`{buf}` is not a local `Vec` that may be drained here"));
+            }
+            // In the body the buffer is being drained: only the push below touches it.
+            let bind = |env: &mut Env| {
+                env.define(buf, Kind::Moved);
+                env.define(var, Kind::Scalar { mutable: false });
+                if push.is_some() {
+                    env.define(counter, Kind::Counter);
+                }
+            };
+            in_loop(env, body, Some(LoopKind::Plain), label.as_ref(), bind)?;
+            if let Some(p) = push {
+                let mut inner = env.clone();
+                inner.loop_depth += 1;
+                inner.push();
+                bind(&mut inner);
+                if let Some(c) = &p.cond {
+                    check_cond(&inner, c)?;
+                }
+                check_expr(&inner, &p.value)?;
+            }
+            env.replace(buf, Kind::Moved);
+        }
+        Stmt::Pop { name, buf, .. } => {
+            let Some(Kind::Slice { len, mutable, param, vec, typed }) = env.lookup(buf).cloned() else {
+                return Err(format!("`{buf}` is not a buffer"));
+            };
+            if len.min() < 2 || !env.shortenable(buf) {
+                return Err(format!("`{buf}.pop().unwrap()` may empty it or is not allowed here"));
+            }
+            // In a nested block, the length after the block is one of two.
+            let len = if env.defined_here(buf) { len.minus(1) } else { Len::Opaque(len.min() - 1) };
+            env.replace(buf, Kind::Slice { len, mutable, param, vec, typed });
+            env.define(name, Kind::Scalar { mutable: false });
+        }
+        Stmt::Sort { buf, how } => match env.lookup(buf) {
+            Some(Kind::Slice { mutable: true, typed, .. }) if *typed || *how != SortHow::UnstableTotal => {}
+            _ => return Err(format!("`{buf}` cannot be sorted that way")),
+        },
+        Stmt::Swap { buf, i, j } => {
+            let Some(Kind::Slice { len, mutable: true, .. }) = env.lookup(buf) else {
+                return Err(format!("`{buf}` is not a mutable buffer"));
+            };
+            for idx in [i, j] {
+                if crate::gen::reads_len(idx) || !env.index_ok(buf, len, idx) {
+                    return Err(format!("`{buf}.swap` index {idx:?} is out of bounds or borrows twice"));
+                }
+            }
+        }
+        Stmt::SubSlice { name, of, lo, hi } => {
+            let len = slice_len(env, of)?;
+            let sub = sub_len(&len, *lo, *hi).ok_or_else(|| format!("bad range {lo:?}..{hi:?} of `{of}`"))?;
+            env.freeze(of);
+            env.define(name, Kind::Slice { len: sub, mutable: false, param: false, vec: false, typed: true });
+        }
+        Stmt::Rows { name, rows, cols, fill } => {
+            let (r, c) = (len_expr(env, rows)?, len_expr(env, cols)?);
+            if r.min() == 0 || c.min() == 0 {
+                return Err("a buffer of rows with no row or no column".into());
+            }
+            if let Some(f) = fill {
+                let mut inner = env.clone();
+                inner.loop_depth += 2;
+                inner.push();
+                inner.define(&f.i, Kind::Index { bound: r.clone(), lo: 0 });
+                inner.define(&f.j, Kind::Index { bound: c.clone(), lo: 0 });
+                check_expr(&inner, &f.value)?;
+            }
+            env.define(name, Kind::Rows { rows: r, cols: c, mutable: true });
+        }
+        Stmt::StoreRow { buf, row, col, value, .. } => {
+            check_expr(env, value)?;
+            let Some(Kind::Rows { rows, cols, mutable: true }) = env.lookup(buf) else {
+                return Err(format!("`{buf}` is not a mutable buffer of rows"));
+            };
+            if crate::gen::reads_len(row) || !env.index_ok(buf, rows, row) || !env.column_ok(cols, col) {
+                return Err(format!("`{buf}[{row:?}][{col:?}] = …` is out of bounds or borrows twice"));
+            }
+        }
+        Stmt::RowRef { name, of, index } => {
+            let Some(Kind::Rows { rows, cols, .. }) = env.lookup(of).cloned() else {
+                return Err(format!("`{of}` is not a buffer of rows"));
+            };
+            if !env.index_ok(of, &rows, index) {
+                return Err(format!("row {index:?} of `{of}` may be out of bounds"));
+            }
+            env.freeze(of);
+            env.define(name, Kind::Slice { len: cols, mutable: false, param: false, vec: false, typed: true });
         }
         Stmt::Loop { name, counter, body, until, value, .. } => {
             env.define(counter, Kind::Counter);
@@ -567,7 +795,13 @@ pub fn check_stmt(env: &mut Env, s: &Stmt) -> Result<(), String> {
             r?;
             env.define(name, Kind::Scalar { mutable: false });
         }
-        Stmt::Break(c) | Stmt::Continue(c) => {
+        Stmt::Break(c, Some(label)) | Stmt::Continue(c, Some(label)) => {
+            check_cond(env, c)?;
+            if !env.labels.contains(label) {
+                return Err(format!("no enclosing loop labelled `'{label}`"));
+            }
+        }
+        Stmt::Break(c, None) | Stmt::Continue(c, None) => {
             check_cond(env, c)?;
             match env.innermost {
                 LoopKind::None => return Err("`break`/`continue` outside a loop".into()),
@@ -644,12 +878,27 @@ pub fn head_bindings(env: &Env, head: &ForHead) -> Result<Vec<(String, Kind)>, S
             // A buffer the loop iterates is borrowed for the whole loop: read-only in
             // the body (modelled by shadowing it immutable there).
             for name in std::iter::once(over).chain(zip.as_ref().map(|(o, _)| o)) {
-                if let Some(Kind::Slice { len, mutable: true, param }) = env.lookup(name) {
-                    out.push((name.clone(), Kind::Slice { len: len.clone(), mutable: false, param: *param }));
+                if let Some(Kind::Slice { len, mutable: true, param, vec, typed }) = env.lookup(name) {
+                    let k = Kind::Slice { len: len.clone(), mutable: false, param: *param, vec: *vec, typed: *typed };
+                    out.push((name.clone(), k));
                 }
             }
             if let Some(i) = index {
                 out.push((i.clone(), Kind::Index { bound: len, lo: 0 }));
+            }
+            Ok(out)
+        }
+        ForHead::Rows { row, over, index, .. } => {
+            let Some(Kind::Rows { rows, cols, mutable }) = env.lookup(over).cloned() else {
+                return Err(format!("`{over}` is not a buffer of rows"));
+            };
+            let mut out = Vec::new();
+            if mutable {
+                out.push((over.clone(), Kind::Rows { rows: rows.clone(), cols: cols.clone(), mutable: false }));
+            }
+            out.push((row.clone(), Kind::Slice { len: cols, mutable: false, param: false, vec: false, typed: true }));
+            if let Some(i) = index {
+                out.push((i.clone(), Kind::Index { bound: rows, lo: 0 }));
             }
             Ok(out)
         }
@@ -703,6 +952,10 @@ pub fn check_expr(env: &Env, e: &Expr) -> Result<(), String> {
                 Err(format!("index {idx:?} of `{n}` may be out of bounds"))
             }
         }
+        Expr::Elem2(n, i, j) => match env.lookup(n) {
+            Some(Kind::Rows { rows, cols, .. }) if env.index_ok(n, rows, i) && env.column_ok(cols, j) => Ok(()),
+            _ => Err(format!("`{n}[{i:?}][{j:?}]` is not an element of a buffer of rows in bounds")),
+        },
         Expr::Bin(_, a, b) | Expr::Binary(_, a, b) => {
             check_expr(env, a)?;
             check_expr(env, b)
@@ -761,5 +1014,107 @@ pub fn check_expr(env: &Env, e: &Expr) -> Result<(), String> {
             check_expr(env, a)?;
             check_expr(env, b)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lit() -> Expr {
+        Expr::Lit(1.0)
+    }
+
+    fn cond() -> Cond {
+        Cond { lhs: lit(), op: Cmp::Lt, rhs: lit() }
+    }
+
+    /// The entry function `f(x: &[f64])` with `body`.
+    fn entry(body: Block) -> Result<(), String> {
+        let f = Func { name: "f".into(), params: vec![Param { name: "x".into(), ty: PTy::Slice }], body, ret: lit() };
+        check(&Program { helpers: Vec::new(), entry: f, second_order: false })
+    }
+
+    fn copy(name: &str) -> Stmt {
+        Stmt::Buffer { name: name.into(), mutable: true, init: BufInit::Copy("x".into()) }
+    }
+
+    fn range(var: &str, body: Block, label: Option<&str>) -> Stmt {
+        let head =
+            ForHead::Range { var: var.into(), lo: 0, hi: LenExpr::Const(2), inclusive: false, adapters: Vec::new() };
+        Stmt::For { head, body, label: label.map(str::to_string) }
+    }
+
+    fn read(buf: &str, i: Idx) -> Stmt {
+        Stmt::Let { name: "s".into(), mutable: false, value: Expr::Elem(buf.into(), i) }
+    }
+
+    #[test]
+    fn labelled_exits_need_an_enclosing_label() {
+        let exit = Stmt::Continue(cond(), Some("outer".into()));
+        assert!(entry(vec![range("i", vec![range("j", vec![exit.clone()], None)], Some("outer"))]).is_ok());
+        assert!(entry(vec![range("i", vec![range("j", vec![exit.clone()], None)], None)]).is_err());
+        assert!(entry(vec![range("i", vec![], Some("outer")), exit]).is_err());
+    }
+
+    #[test]
+    fn pops_keep_buffers_in_bounds() {
+        let pop = Stmt::Pop { name: "v".into(), buf: "b".into(), expect: false };
+        // x has at least 3 elements: after one pop, b[1] is still there, b[2] may not be.
+        assert!(entry(vec![copy("b"), pop.clone(), read("b", Idx::Const(1))]).is_ok());
+        assert!(entry(vec![copy("b"), pop.clone(), read("b", Idx::Const(2))]).is_err());
+        // Not in a loop the buffer lives outside of (the next iteration would pop again).
+        assert!(entry(vec![copy("b"), range("i", vec![pop.clone()], None)]).is_err());
+        assert!(entry(vec![range("i", vec![copy("b"), pop.clone()], None)]).is_ok());
+        // Never down to an empty buffer.
+        assert!(entry(vec![copy("b"), pop.clone(), pop.clone(), pop]).is_err());
+    }
+
+    #[test]
+    fn a_drained_buffer_is_gone() {
+        let drain = Stmt::Drain {
+            buf: "b".into(),
+            var: "v".into(),
+            counter: "k".into(),
+            body: vec![Stmt::Let { name: "t".into(), mutable: false, value: Expr::Var("v".into()) }],
+            push: Some(Push { limit: 3, cond: None, value: Expr::Var("v".into()) }),
+            label: None,
+        };
+        assert!(entry(vec![copy("b"), drain.clone()]).is_ok());
+        assert!(entry(vec![copy("b"), drain.clone(), read("b", Idx::Const(0))]).is_err());
+        let Stmt::Drain { buf, var, counter, push, label, .. } = drain.clone() else { unreachable!() };
+        let reads_itself = Stmt::Drain { buf, var, counter, body: vec![read("b", Idx::Const(0))], push, label };
+        assert!(entry(vec![copy("b"), reads_itself]).is_err());
+        // Not an argument, and not from inside a loop around the buffer.
+        let Stmt::Drain { var, counter, body, push, label, .. } = drain.clone() else { unreachable!() };
+        assert!(entry(vec![Stmt::Drain { buf: "x".into(), var, counter, body, push, label }]).is_err());
+        assert!(entry(vec![copy("b"), range("i", vec![drain], None)]).is_err());
+    }
+
+    #[test]
+    fn a_borrowed_buffer_is_read_only_while_the_borrow_lives() {
+        let part = Stmt::SubSlice { name: "p".into(), of: "b".into(), lo: SubLo::Const(1), hi: SubHi::End };
+        let write = Stmt::Store { buf: "b".into(), index: Idx::Const(0), op: AOp::Set, value: lit() };
+        let sort = Stmt::Sort { buf: "b".into(), how: SortHow::Ascending };
+        assert!(entry(vec![copy("b"), part.clone(), read("p", Idx::Const(1))]).is_ok());
+        assert!(entry(vec![copy("b"), part.clone(), read("p", Idx::Const(2))]).is_err());
+        assert!(entry(vec![copy("b"), part.clone(), write.clone()]).is_err());
+        assert!(entry(vec![copy("b"), part.clone(), sort.clone()]).is_err());
+        // The borrow ends with its block.
+        let borrowed = Stmt::If { cond: cond(), then: vec![part], els: None };
+        assert!(entry(vec![copy("b"), borrowed, write, sort]).is_ok());
+    }
+
+    #[test]
+    fn rows_are_indexed_in_bounds() {
+        let mat =
+            Stmt::Rows { name: "m".into(), rows: LenExpr::Const(2), cols: LenExpr::LenOf("x".into(), 0), fill: None };
+        let store = |row: Idx, col: Idx| Stmt::StoreRow { buf: "m".into(), row, col, op: AOp::Add, value: lit() };
+        assert!(entry(vec![mat.clone(), store(Idx::Const(1), Idx::Const(2))]).is_ok());
+        assert!(entry(vec![mat.clone(), store(Idx::Const(2), Idx::Const(0))]).is_err());
+        assert!(entry(vec![mat.clone(), store(Idx::Last("m".into()), Idx::Const(0))]).is_err());
+        let row = Stmt::RowRef { name: "r".into(), of: "m".into(), index: Idx::Last("m".into()) };
+        assert!(entry(vec![mat.clone(), row.clone(), read("r", Idx::Const(2))]).is_ok());
+        assert!(entry(vec![mat, row, store(Idx::Const(0), Idx::Const(0))]).is_err());
     }
 }

@@ -126,7 +126,9 @@ fn inline_options(s: &Stmt) -> Vec<Block> {
             v.extend(els.iter().cloned());
             v
         }
-        Stmt::For { body, .. } | Stmt::While { body, .. } => vec![body.clone()],
+        Stmt::For { body, .. } | Stmt::While { body, .. } | Stmt::PlainLoop { body, .. } | Stmt::Drain { body, .. } => {
+            vec![body.clone()]
+        }
         Stmt::Match { arms, default, .. } => {
             let mut v: Vec<Block> = arms.iter().map(|(_, b)| b.clone()).collect();
             v.push(default.clone());
@@ -194,24 +196,124 @@ fn stmt_variants(s: &Stmt) -> Vec<Stmt> {
                 out.push(Stmt::If { cond: c, then: then.clone(), els: els.clone() });
             }
         }
-        Stmt::For { head, body } => {
+        Stmt::For { head, body, label } => {
             for b in block_variants(body) {
-                out.push(Stmt::For { head: head.clone(), body: b });
+                out.push(Stmt::For { head: head.clone(), body: b, label: label.clone() });
             }
             for h in head_variants(head) {
-                out.push(Stmt::For { head: h, body: body.clone() });
+                out.push(Stmt::For { head: h, body: body.clone(), label: label.clone() });
             }
         }
-        Stmt::While { counter, limit, extra, body } => {
+        Stmt::While { counter, limit, extra, body, label } => {
+            let mk = |limit: usize, extra: Option<Cond>, body: Block| Stmt::While {
+                counter: counter.clone(),
+                limit,
+                extra,
+                body,
+                label: label.clone(),
+            };
             for b in block_variants(body) {
-                out.push(Stmt::While { counter: counter.clone(), limit: *limit, extra: extra.clone(), body: b });
+                out.push(mk(*limit, extra.clone(), b));
             }
             if extra.is_some() {
-                out.push(Stmt::While { counter: counter.clone(), limit: *limit, extra: None, body: body.clone() });
+                out.push(mk(*limit, None, body.clone()));
             }
             if *limit > 1 {
-                out.push(Stmt::While { counter: counter.clone(), limit: 1, extra: extra.clone(), body: body.clone() });
+                out.push(mk(1, extra.clone(), body.clone()));
             }
+        }
+        Stmt::PlainLoop { counter, limit, body, label } => {
+            let mk = |limit: usize, body: Block| Stmt::PlainLoop {
+                counter: counter.clone(),
+                limit,
+                body,
+                label: label.clone(),
+            };
+            for b in block_variants(body) {
+                out.push(mk(*limit, b));
+            }
+            if *limit > 1 {
+                out.push(mk(1, body.clone()));
+            }
+        }
+        Stmt::Drain { buf, var, counter, body, push, label } => {
+            let mk = |body: Block, push: Option<Push>| Stmt::Drain {
+                buf: buf.clone(),
+                var: var.clone(),
+                counter: counter.clone(),
+                body,
+                push,
+                label: label.clone(),
+            };
+            for b in block_variants(body) {
+                out.push(mk(b, push.clone()));
+            }
+            if let Some(p) = push {
+                out.push(mk(body.clone(), None));
+                if p.cond.is_some() {
+                    out.push(mk(body.clone(), Some(Push { cond: None, ..p.clone() })));
+                }
+                if p.limit > 2 {
+                    out.push(mk(body.clone(), Some(Push { limit: 2, ..p.clone() })));
+                }
+                for v in expr_variants(&p.value) {
+                    out.push(mk(body.clone(), Some(Push { value: v, ..p.clone() })));
+                }
+                if let Some(c) = &p.cond {
+                    for v in cond_variants(c) {
+                        out.push(mk(body.clone(), Some(Push { cond: Some(v), ..p.clone() })));
+                    }
+                }
+            }
+        }
+        Stmt::StoreRow { buf, row, col, op, value } => {
+            let mk = |row: &Idx, col: &Idx, op: AOp, value: Expr| Stmt::StoreRow {
+                buf: buf.clone(),
+                row: row.clone(),
+                col: col.clone(),
+                op,
+                value,
+            };
+            for e in expr_variants(value) {
+                out.push(mk(row, col, *op, e));
+            }
+            if *op != AOp::Set {
+                out.push(mk(row, col, AOp::Set, value.clone()));
+            }
+            if !matches!(row, Idx::Const(0)) {
+                out.push(mk(&Idx::Const(0), col, *op, value.clone()));
+            }
+            if !matches!(col, Idx::Const(0)) {
+                out.push(mk(row, &Idx::Const(0), *op, value.clone()));
+            }
+        }
+        Stmt::Swap { buf, i, j } => {
+            for (a, b) in [(Idx::Const(0), j.clone()), (i.clone(), Idx::Const(0))] {
+                if (&a, &b) != (i, j) {
+                    out.push(Stmt::Swap { buf: buf.clone(), i: a, j: b });
+                }
+            }
+        }
+        Stmt::Sort { buf, how } if *how != SortHow::Ascending => {
+            out.push(Stmt::Sort { buf: buf.clone(), how: SortHow::Ascending });
+        }
+        Stmt::SubSlice { name, of, lo, hi } => {
+            for (l, h) in [(SubLo::Const(0), *hi), (*lo, SubHi::End)] {
+                if (l, h) != (*lo, *hi) {
+                    out.push(Stmt::SubSlice { name: name.clone(), of: of.clone(), lo: l, hi: h });
+                }
+            }
+        }
+        Stmt::Rows { name, rows, cols, fill: Some(f) } => {
+            let mk =
+                |fill: Option<Fill>| Stmt::Rows { name: name.clone(), rows: rows.clone(), cols: cols.clone(), fill };
+            out.push(mk(None));
+            for v in expr_variants(&f.value) {
+                out.push(mk(Some(Fill { value: v, ..f.clone() })));
+            }
+        }
+        Stmt::RowRef { name, of, index } if !matches!(index, Idx::Const(0)) => {
+            out.push(Stmt::RowRef { name: name.clone(), of: of.clone(), index: Idx::Const(0) });
         }
         Stmt::Loop { name, counter, limit, body, until, value } => {
             let mk = |limit: usize, body: Block, until: Option<Cond>, value: Expr| Stmt::Loop {
@@ -243,8 +345,18 @@ fn stmt_variants(s: &Stmt) -> Vec<Stmt> {
                 out.push(Stmt::Return(v, e.clone()));
             }
         }
-        Stmt::Break(c) => out.extend(cond_variants(c).into_iter().map(Stmt::Break)),
-        Stmt::Continue(c) => out.extend(cond_variants(c).into_iter().map(Stmt::Continue)),
+        Stmt::Break(c, label) => {
+            if label.is_some() {
+                out.push(Stmt::Break(c.clone(), None));
+            }
+            out.extend(cond_variants(c).into_iter().map(|v| Stmt::Break(v, label.clone())));
+        }
+        Stmt::Continue(c, label) => {
+            if label.is_some() {
+                out.push(Stmt::Continue(c.clone(), None));
+            }
+            out.extend(cond_variants(c).into_iter().map(|v| Stmt::Continue(v, label.clone())));
+        }
         Stmt::Nested { pat, value, callee, args } => {
             for (k, a) in args.iter().enumerate() {
                 if let Arg::Scalar(e) = a {
@@ -276,7 +388,18 @@ fn stmt_variants(s: &Stmt) -> Vec<Stmt> {
                 out.push(Stmt::Closure { name: name.clone(), param: param.clone(), body: v });
             }
         }
-        Stmt::LetFold { .. } | Stmt::Unpack { .. } => {}
+        Stmt::LetFold { .. }
+        | Stmt::Unpack { .. }
+        | Stmt::Pop { .. }
+        | Stmt::Sort { .. }
+        | Stmt::Rows { .. }
+        | Stmt::RowRef { .. } => {}
+    }
+    // A loop's label, once no exit names it.
+    let mut unlabelled = s.clone();
+    crate::gen::set_label(&mut unlabelled, None);
+    if unlabelled != *s {
+        out.push(unlabelled);
     }
     out
 }
@@ -304,6 +427,11 @@ fn head_variants(h: &ForHead) -> Vec<ForHead> {
                     inclusive: false,
                     adapters: adapters.clone(),
                 });
+            }
+        }
+        ForHead::Rows { row, over, index, iter } => {
+            if index.is_some() || *iter {
+                out.push(ForHead::Rows { row: row.clone(), over: over.clone(), index: None, iter: false });
             }
         }
         ForHead::Iter { elem, over, style, index, zip, rev } => {
@@ -376,6 +504,14 @@ fn expr_variants(e: &Expr) -> Vec<Expr> {
         Expr::Elem(n, i) => {
             if !matches!(i, Idx::Const(0)) {
                 out.push(Expr::Elem(n.clone(), Idx::Const(0)));
+            }
+        }
+        Expr::Elem2(n, i, j) => {
+            if !matches!(i, Idx::Const(0)) {
+                out.push(Expr::Elem2(n.clone(), Idx::Const(0), j.clone()));
+            }
+            if !matches!(j, Idx::Const(0)) {
+                out.push(Expr::Elem2(n.clone(), i.clone(), Idx::Const(0)));
             }
         }
         Expr::Bin(op, x, y) => {
