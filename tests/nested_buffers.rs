@@ -120,6 +120,35 @@ fn d_pair_products(pts: &[(f64, f64)], w: f64) -> f64 {
     grad!(pair_products)(pts, w).1
 }
 
+/// Rows iterated the ways users write it: `m.iter().map(|row| …)`, `enumerate`,
+/// `iter_mut()` over rows and over a row's entries (`*v /= s`), and `m[i].iter_mut()`.
+#[differentiable(order = 2)]
+fn row_chains(m: &[Vec<f64>], v: &[f64]) -> f64 {
+    let y: Vec<f64> = m.iter().map(|row| row.iter().zip(v).map(|(a, b)| a * b).sum::<f64>()).collect();
+    let mut out = m.to_vec();
+    for row in out.iter_mut() {
+        let s: f64 = row.iter().map(|t| t * t).sum::<f64>() + 1.0;
+        for e in row.iter_mut() {
+            *e /= s;
+        }
+    }
+    for i in 0..out.len() {
+        for e in out[i].iter_mut() {
+            *e *= y[i];
+        }
+    }
+    let mut total = 0.0;
+    for (i, row) in out.iter().enumerate() {
+        total += row[i % row.len()] + row.iter().sum::<f64>() * 0.5;
+    }
+    total
+}
+
+#[differentiable]
+fn d_row_chains(m: &[Vec<f64>], v: &[f64]) -> f64 {
+    grad!(row_chains)(m, v).1.iter().sum()
+}
+
 fn rows(n: usize, m: usize) -> impl Strategy<Value = Vec<Vec<f64>>> {
     proptest::collection::vec(proptest::collection::vec(-2.0..2.0f64, m), n)
 }
@@ -161,6 +190,16 @@ proptest! {
         let (hp, hc) = grad!(d_spread)(&points, &centre);
         check_rows("second order d/dpoints", &hp, &fd_rows(|p| d_spread(p, &centre), &points), FD2)?;
         check_vec("second order d/dcentre", &hc, &fd_vec(|c| d_spread(&points, c), &centre), FD2)?;
+    }
+
+    #[test]
+    fn rows_through_chains(m in rows(3, 2), v in vec_in(-1.0, 1.0, 2..3)) {
+        let (gm, gv) = grad!(row_chains)(&m, &v);
+        check_rows("d/dm", &gm, &fd_rows(|x| row_chains(x, &v), &m), FD)?;
+        check_vec("d/dv", &gv, &fd_vec(|x| row_chains(&m, x), &v), FD)?;
+        let (hm, hv) = grad!(d_row_chains)(&m, &v);
+        check_rows("second order d/dm", &hm, &fd_rows(|x| d_row_chains(x, &v), &m), FD2)?;
+        check_vec("second order d/dv", &hv, &fd_vec(|x| d_row_chains(&m, x), &v), FD2)?;
     }
 
     #[test]

@@ -602,6 +602,15 @@ impl<'d> Desugarer<'d> {
                 let len = self.len_of(&buf, span);
                 (buf, None, len)
             }
+            // A row written through (`m[i].iter_mut()`): the place itself, not a copy
+            // (its index named, so it is evaluated once).
+            Expr::Index(ix) if mutable => {
+                let base = self.name_it(&ix.expr, "rows", &mut setup, span);
+                let index = self.name_it(&ix.index, "row", &mut setup, span);
+                let buf: Expr = parse_quote_spanned!(span=> #base[#index]);
+                let len = self.len_of(&buf, span);
+                (buf, None, len)
+            }
             _ => {
                 let buf = self.name_it(inner, "items", &mut setup, span);
                 let len = self.len_of(&buf, span);
