@@ -476,7 +476,8 @@ pub fn nested_result(grads: Vec<Kind>, value: bool) -> Kind {
 pub fn bind_pat(env: &mut Env, pat: &Pat, kind: &Kind) -> bool {
     match (pat, kind) {
         (Pat::Wild, _) => true,
-        (Pat::Name(_), Kind::Moved) => false,
+        // A moved vector, or a tuple with one (E0382: use of a partially moved value).
+        (Pat::Name(_), k) if has_moved(k) => false,
         (Pat::Name(n), k) => {
             env.define(n, k.clone());
             true
@@ -484,6 +485,15 @@ pub fn bind_pat(env: &mut Env, pat: &Pat, kind: &Kind) -> bool {
         (Pat::Tuple(ps), Kind::Tuple(ks)) if ps.len() == ks.len() => {
             ps.iter().zip(ks).all(|(p, k)| bind_pat(env, p, k))
         }
+        _ => false,
+    }
+}
+
+/// Whether a value of this kind is, or holds, a moved vector.
+fn has_moved(kind: &Kind) -> bool {
+    match kind {
+        Kind::Moved => true,
+        Kind::Tuple(ks) => ks.iter().any(has_moved),
         _ => false,
     }
 }
@@ -1116,5 +1126,36 @@ mod tests {
         let row = Stmt::RowRef { name: "r".into(), of: "m".into(), index: Idx::Last("m".into()) };
         assert!(entry(vec![mat.clone(), row.clone(), read("r", Idx::Const(2))]).is_ok());
         assert!(entry(vec![mat, row, store(Idx::Const(0), Idx::Const(0))]).is_err());
+    }
+
+    /// `let (v, (g1, g2)) = gt;` moves both vectors out: `gt.0` may still be read, but
+    /// `gt.1` may not be bound again (E0382, fuzz campaign 0x2110, program 263).
+    #[test]
+    fn a_partly_moved_tuple_is_not_bound_whole() {
+        let slice = |n: &str| Param { name: n.into(), ty: PTy::Slice };
+        let h = Func { name: "h0".into(), params: vec![slice("u"), slice("v")], body: Vec::new(), ret: lit() };
+        let name = |n: &str| Pat::Name(n.into());
+        let body = |last: Pat| {
+            vec![
+                Stmt::Nested {
+                    pat: name("gt"),
+                    value: true,
+                    callee: "h0".into(),
+                    args: vec![Arg::Slice("x".into()), Arg::Slice("x".into())],
+                },
+                Stmt::Unpack {
+                    pat: Pat::Tuple(vec![name("v"), Pat::Tuple(vec![name("g1"), name("g2")])]),
+                    from: "gt".into(),
+                },
+                Stmt::Unpack { pat: last, from: "gt".into() },
+            ]
+        };
+        let program = |last: Pat| {
+            let f =
+                Func { name: "f".into(), params: vec![slice("x")], body: body(last), ret: Expr::Field("gt".into(), 0) };
+            check(&Program { helpers: vec![h.clone()], entry: f, second_order: false })
+        };
+        assert!(program(Pat::Tuple(vec![name("w"), Pat::Wild])).is_ok());
+        assert!(program(Pat::Tuple(vec![name("w"), name("t")])).is_err());
     }
 }
