@@ -149,6 +149,41 @@ fn d_row_chains(m: &[Vec<f64>], v: &[f64]) -> f64 {
     grad!(row_chains)(m, v).1.iter().sum()
 }
 
+/// Rows passed to helpers that take `&[f64]` (`let row = &m[i]; h(a, row)`,
+/// `for row in m { h(a, row) }`, `h(a, &row[1..])`), and sorts of buffers whose elements
+/// come from rows or calls (fuzz campaign 0x2110: E0308 and "only buffers of floats").
+#[differentiable(order = 3)]
+fn ends(u: f64, v: &[f64]) -> f64 {
+    u * v[0] * v[v.len() - 1]
+}
+
+#[differentiable(order = 3)]
+fn squared(u: f64) -> f64 {
+    u * u
+}
+
+#[differentiable(order = 2)]
+fn rows_to_helpers(m: &[Vec<f64>], a: f64) -> f64 {
+    let first = &m[0];
+    let mut s = ends(1.0, first);
+    for row in m {
+        s += ends(a, row);
+    }
+    for row in m.iter() {
+        s += ends(a, &row[1..]);
+    }
+    let mut picked = vec![squared(m[0][1]), m[1][0], a];
+    picked.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let mut copy = m[1].to_vec();
+    copy.sort_by(|x, y| y.partial_cmp(x).unwrap());
+    s + picked[0] * 3.0 + picked[2] + copy[0] * copy[copy.len() - 1]
+}
+
+#[differentiable]
+fn d_rows_to_helpers(m: &[Vec<f64>], a: f64) -> f64 {
+    grad!(rows_to_helpers)(m, a).1
+}
+
 fn rows(n: usize, m: usize) -> impl Strategy<Value = Vec<Vec<f64>>> {
     proptest::collection::vec(proptest::collection::vec(-2.0..2.0f64, m), n)
 }
@@ -200,6 +235,16 @@ proptest! {
         let (hm, hv) = grad!(d_row_chains)(&m, &v);
         check_rows("second order d/dm", &hm, &fd_rows(|x| d_row_chains(x, &v), &m), FD2)?;
         check_vec("second order d/dv", &hv, &fd_vec(|x| d_row_chains(&m, x), &v), FD2)?;
+    }
+
+    #[test]
+    fn rows_passed_on(m in rows(2, 3), a in -1.0..1.0f64) {
+        let (gm, ga) = grad!(rows_to_helpers)(&m, a);
+        check_rows("d/dm", &gm, &fd_rows(|x| rows_to_helpers(x, a), &m), FD)?;
+        check("d/da", ga, fd(|t| rows_to_helpers(&m, t), a), FD)?;
+        let (hm, ha) = grad!(d_rows_to_helpers)(&m, a);
+        check_rows("second order d/dm", &hm, &fd_rows(|x| d_rows_to_helpers(x, a), &m), FD2)?;
+        check("second order d/da", ha, fd(|t| d_rows_to_helpers(&m, t), a), FD2)?;
     }
 
     #[test]

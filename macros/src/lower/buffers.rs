@@ -166,6 +166,17 @@ impl<'a> Lowerer<'a> {
             Expr::MethodCall(m) if m.args.is_empty() && (m.method == "iter" || m.method == "as_slice") => {
                 return self.slice_like(&m.receiver)
             }
+            // A row of a buffer of rows: `m[i].to_vec()`, `m[i].iter()`.
+            Expr::Index(ix) if !matches!(strip_parens(&ix.index), Expr::Range(_)) => {
+                let rows = self.buffer_of(&ix.expr)?;
+                if self.vars.kind(rows) != Kind::Buffer(Elem::Unknown) {
+                    return None;
+                }
+                let index = self.operand(&ix.index);
+                let span = ix.span();
+                let row = self.temp("row", Kind::Buffer(Elem::Unknown), Rvalue::Index { buf: rows, index }, span);
+                return row.var();
+            }
             Expr::Path(p) => p.path.get_ident()?,
             _ => return None,
         };
@@ -267,7 +278,8 @@ impl Lowerer<'_> {
             );
             return;
         };
-        if self.vars.kind(buf) != Kind::Buffer(Elem::Float) {
+        // Elements the macro cannot see are floats too: the comparator compares them as such.
+        if !matches!(self.vars.kind(buf), Kind::Buffer(Elem::Float | Elem::Unknown)) {
             self.cx.error_spanned_by(cmp, "only buffers of floats can be sorted here");
             return;
         }
@@ -278,7 +290,8 @@ impl Lowerer<'_> {
         let i = self.vars.add("i", Kind::Int, Role::Index, span);
         let body = self.nested(|l| {
             let from = l.temp("from", Kind::Int, Rvalue::Index { buf: order, index: Operand::Var(i) }, span);
-            let x = l.temp("sorted", Kind::Float, Rvalue::Index { buf: unsorted, index: from }, span);
+            let kind = l.vars.kind(unsorted).element();
+            let x = l.temp("sorted", kind, Rvalue::Index { buf: unsorted, index: from }, span);
             l.emit(Stmt::Store { buf, index: Operand::Var(i), value: x });
         });
         self.emit(Stmt::For {

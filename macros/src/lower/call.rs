@@ -477,6 +477,9 @@ impl<'a> Lowerer<'a> {
                 Value::Buffer(b) if self.views.contains(&b) => {
                     Arg::Slice { buf: b, lo: None, hi: None, inclusive: false }
                 }
+                // A row bound by reference (`let row = &m[i];`, `for row in m`).
+                Value::Op(Operand::Var(v)) if self.borrowed.contains(&v) => Arg::Ref(Operand::Var(v)),
+                Value::Buffer(b) if self.borrowed.contains(&b) => Arg::Buffer { buf: b, borrowed: true },
                 v => value_arg(v),
             },
         }

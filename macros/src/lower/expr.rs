@@ -66,7 +66,8 @@ impl<'a> Lowerer<'a> {
                 // An element of a value the macro cannot see: a matrix's `m[(i, j)]`, a
                 // vector's `v[i]`, a `Vec` returned by a call.
                 match self.expr(&ix.expr) {
-                    Value::Op(Operand::Var(v)) if self.vars.kind(v) == Kind::Unknown => {
+                    // (A row already used as a slice elsewhere is a buffer by now.)
+                    Value::Op(Operand::Var(v)) if matches!(self.vars.kind(v), Kind::Unknown | Kind::Buffer(_)) => {
                         let index = self.index_operand(&ix.index);
                         Value::Op(self.element(v, index, span))
                     }

@@ -114,6 +114,9 @@ struct Lowerer<'a> {
     element_assigned: HashSet<String>,
     /// Buffers bound by `let part = &x[a..b];` (copies standing for slice references).
     views: HashSet<Var>,
+    /// Values of unknown type bound by `let row = &m[i];` (and `for row in m`): passed
+    /// on to a call by reference, as the user's reference is.
+    borrowed: HashSet<Var>,
     nests: bool,
 }
 
@@ -135,6 +138,7 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
         cell_names: scan.assigned_in_control,
         element_assigned: scan.element_assigned,
         views: HashSet::new(),
+        borrowed: HashSet::new(),
         nests: false,
     };
     let mut params = Vec::new();

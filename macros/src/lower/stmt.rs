@@ -246,6 +246,11 @@ impl<'a> Lowerer<'a> {
             }
         }
         let mut value = self.expr(&init.expr);
+        if let (Expr::Reference(r), Value::Op(Operand::Var(v))) = (strip_parens(&init.expr), &value) {
+            if r.mutability.is_none() && self.vars.kind(*v) == Kind::Unknown {
+                self.borrowed.insert(*v);
+            }
+        }
         if let (Some(ty), Value::Op(Operand::Const(c))) = (ty, &value) {
             // `let c: f32 = 2.0;` keeps the literal's type.
             if let syn::Type::Path(tp) = ty {
