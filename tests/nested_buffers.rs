@@ -4,7 +4,7 @@
 //! written with `m[i][j] = …` / `+=`, rows pushed or collected from nested iterator
 //! chains, and helpers returning `[f64; 2]` destructured by `let [x, y] = …`.
 
-#![allow(clippy::needless_range_loop)]
+#![allow(clippy::needless_range_loop, clippy::useless_vec)]
 
 mod common;
 
