@@ -327,3 +327,20 @@ fn borrowed_rows_as_data() {
     let g = grad!(weighted_rows)(&data, &w);
     assert_vec_close("d/dw", &g, &fd_vec(|v| weighted_rows(&data, v), &w), FD);
 }
+
+/// A matrix of literal zeros that is read but never written (fuzz campaign 0x2200,
+/// program 1563: its element type could not be inferred in the derivative code).
+#[differentiable]
+fn unwritten_matrix(x: &[f64]) -> f64 {
+    let mat = vec![vec![0.0; x.len()]; 2];
+    if x[0] > 0.0 {
+        return -(mat[0][2] * x[2]) + x[0];
+    }
+    mat[1][0] + x[1] * x[1]
+}
+
+#[test]
+fn matrix_of_literals_read_only() {
+    assert_eq!(grad!(unwritten_matrix)(&[1.0, 2.0, 3.0]), vec![1.0, 0.0, 0.0]);
+    assert_eq!(grad!(unwritten_matrix)(&[-1.0, 2.0, 3.0]), vec![0.0, 4.0, 0.0]);
+}

@@ -376,3 +376,48 @@ fn unused_values_send_back_no_nan() {
         assert_eq!(grad!(d_nan_not_taken)(x), 0.0, "at {x}");
     }
 }
+
+/// A value computed at a rule's singular point (`atan2` at the origin) and then
+/// overwritten, seen by second derivatives: fuzz campaign 0x2200, program 464, as the
+/// shrinker left it (the NaN of the guarded formula came back through the second
+/// order's unguarded `*`). The function does not depend on it.
+#[allow(unused_variables, unused_mut, unused_parens, unused_assignments, clippy::all)]
+mod fuzz_0x2200_464 {
+    use super::*;
+
+    #[differentiable]
+    pub fn h0(u: f64) -> f64 {
+        let mut s1 = (2.0 * u.tanh()).sinh();
+        for i2 in 0..4 {
+            let mut buf3 = vec![u, 1.0, s1];
+            s1 *= (i2 as f64);
+            let s4 = buf3.pop().unwrap();
+        }
+        (-s1).atan2((s1 * s1))
+    }
+
+    #[differentiable]
+    pub fn f(y: &[f64], a: f64, x: &[f64]) -> f64 {
+        let mut s5 = (h0((a + 0.25)) + 2.0);
+        s5 -= y.iter().sum::<f64>();
+        for i6 in (0..y.len() - 1).step_by(3).rev() {
+            s5 *= 1.0;
+            let mut buf10 = x.to_vec();
+        }
+        s5 += (x[1] * s5);
+        s5 = a;
+        s5
+    }
+
+    #[differentiable]
+    pub fn d_f(y: &[f64], a: f64, x: &[f64]) -> f64 {
+        let (g0, g1, g2) = grad!(f)(y, a, x);
+        (g0[0] + g0.iter().sum::<f64>()) * 0.75 + g1 * -1.25 + (g2[0] + g2.iter().sum::<f64>()) * 0.5
+    }
+}
+
+#[test]
+fn singular_values_unused_in_second_order() {
+    let (y, x) = ([0.3, -0.2, 0.5], [0.1, 0.4, -0.3]);
+    assert_eq!(grad!(fuzz_0x2200_464::d_f)(&y, 0.6, &x), (vec![0.0; 3], 0.0, vec![0.0; 3]));
+}

@@ -40,6 +40,9 @@ impl<'a> Lowerer<'a> {
             Expr::Macro(m) if m.mac.path.is_ident("vec") => match parse_vec_macro(&m.mac) {
                 Ok(VecMacro::Repeat(v, n)) => {
                     let value = self.operand(&v);
+                    if let Operand::Var(row) = &value {
+                        self.type_row_literal(*row);
+                    }
                     let len = self.operand(&n);
                     BufferInit::Repeat { value, len }
                 }
@@ -367,6 +370,57 @@ fn operand_name(e: &Expr) -> Option<String> {
         Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
         Expr::Reference(r) => operand_name(&r.expr),
         Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => operand_name(&u.expr),
+        _ => None,
+    }
+}
+
+impl Lowerer<'_> {
+    /// `vec![vec![0.0; n]; m]`: the row's untyped literal gets the function's float type
+    /// (when its float arguments all have one, `f64` or `f32`). In the user's code the
+    /// first arithmetic on an element fixes it; in derivative code that arithmetic may be
+    /// pruned (a matrix read but never written), and a generic rule cannot infer it.
+    fn type_row_literal(&mut self, row: Var) {
+        let mut types = self.sig.params.iter().filter_map(|p| float_name(&p.ty));
+        let Some(ty) = types.next() else { return };
+        if types.any(|t| t != ty) || !self.sig.float_params.is_empty() {
+            return;
+        }
+        let Some(block) = self.out.last_mut() else { return };
+        for s in block.iter_mut().rev() {
+            if let Stmt::Buffer { var, init: BufferInit::Repeat { value: Operand::Const(c), .. } } = s {
+                if *var != row {
+                    continue;
+                }
+                if let Ok(syn::Lit::Float(f)) = syn::parse2::<syn::Lit>(c.tokens.clone()) {
+                    if f.suffix().is_empty() {
+                        c.tokens = format!("{}{ty}", f.base10_digits()).parse().unwrap_or_else(|_| c.tokens.clone());
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// `f64` or `f32` of a parameter type (`f64`, `&[f64]`, `Vec<f32>`, …).
+fn float_name(ty: &syn::Type) -> Option<String> {
+    match sig::strip_ref(ty) {
+        syn::Type::Path(p) => {
+            let last = p.path.segments.last()?;
+            let name = last.ident.to_string();
+            if name == "f64" || name == "f32" {
+                return Some(name);
+            }
+            match &last.arguments {
+                syn::PathArguments::AngleBracketed(a) => match a.args.first()? {
+                    syn::GenericArgument::Type(t) => float_name(t),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        syn::Type::Slice(s) => float_name(&s.elem),
+        syn::Type::Array(a) => float_name(&a.elem),
         _ => None,
     }
 }

@@ -12,10 +12,12 @@
 // A contribution `ȳ·∂y/∂x` whose partial is not finite (the `√x` of a negative
 // number, `1/0`) where `ȳ` is exactly zero is 0, not 0·NaN = NaN: the value of `y` went
 // unused (a skipped sample, an untaken branch, the NaN side of `max`). The rules that
-// can meet such a partial write it out (`contribution.is_nan() && ȳ == 0`; the
-// attribute that differentiates them does not expand macros). Derivatives of a rule
-// are unaffected: the zero is taken only where the partial does not exist, and a
-// finite partial keeps its formula at ȳ = 0. `*` and the rules whose partial is finite
+// can meet such a partial write it out (`detach(contribution).is_nan() && ȳ == 0`, the
+// contribution itself computed in the other branch; the attribute that differentiates
+// them does not expand macros). Derivatives of a rule are unaffected: the zero is taken
+// only where the partial does not exist, a finite partial keeps its formula at ȳ = 0,
+// and the untaken formula is not differentiated (its NaN would come back through the
+// unguarded `*` of the second-order code). `*` and the rules whose partial is finite
 // wherever their value is (`exp`, `sin`, …) go without: on Rosenbrock's gradient the
 // check in `ScalarMul` and `powi` cost 2.2× (0.73 → 1.66 µs at n = 1000, Xeon model
 // 167); in `/` it costs the Newton benchmark about 12 %.

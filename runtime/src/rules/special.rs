@@ -26,11 +26,13 @@ impl<F: Float> Powi for F {
             *ybar * F::from_i32(n) * x.powi(n - 1)
         } else {
             {
-                let contribution = *ybar * F::from_i32(n) * x.powi(n - 1);
-                if contribution.is_nan() & (*ybar == F::ZERO) {
+                // The test reads a detached copy; the contribution is computed in the
+                // other branch only, so second derivatives never meet its NaN.
+                let probe = crate::detach(*ybar * F::from_i32(n) * x.powi(n - 1));
+                if probe.is_nan() & (*ybar == F::ZERO) {
                     *ybar * F::ZERO
                 } else {
-                    contribution
+                    *ybar * F::from_i32(n) * x.powi(n - 1)
                 }
             }
         }
@@ -68,11 +70,13 @@ impl<F: Float> Powf for F {
             }
         } else {
             {
-                let contribution = *ybar * *p * x.powf(*p - F::ONE);
-                if contribution.is_nan() & (*ybar == F::ZERO) {
+                // The test reads a detached copy; the contribution is computed in the
+                // other branch only, so second derivatives never meet its NaN.
+                let probe = crate::detach(*ybar * *p * x.powf(*p - F::ONE));
+                if probe.is_nan() & (*ybar == F::ZERO) {
                     *ybar * F::ZERO
                 } else {
-                    contribution
+                    *ybar * *p * x.powf(*p - F::ONE)
                 }
             }
         }
@@ -83,11 +87,13 @@ impl<F: Float> Powf for F {
             *ybar * F::ZERO
         } else {
             {
-                let contribution = *ybar * *y * x.ln();
-                if contribution.is_nan() & (*ybar == F::ZERO) {
+                // The test reads a detached copy; the contribution is computed in the
+                // other branch only, so second derivatives never meet its NaN.
+                let probe = crate::detach(*ybar * *y * x.ln());
+                if probe.is_nan() & (*ybar == F::ZERO) {
                     *ybar * F::ZERO
                 } else {
-                    contribution
+                    *ybar * *y * x.ln()
                 }
             }
         }
@@ -110,11 +116,13 @@ impl<F: Float> Atan2 for F {
     fn atan2_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
         let r = a.hypot(*b);
         {
-            let contribution = *ybar * (*b / r) / r;
-            if contribution.is_nan() & (*ybar == F::ZERO) {
+            // The test reads a detached copy; the contribution is computed in the
+            // other branch only, so second derivatives never meet its NaN.
+            let probe = crate::detach(*ybar * (*b / r) / r);
+            if probe.is_nan() & (*ybar == F::ZERO) {
                 *ybar * F::ZERO
             } else {
-                contribution
+                *ybar * (*b / r) / r
             }
         }
     }
@@ -122,11 +130,13 @@ impl<F: Float> Atan2 for F {
     fn atan2_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
         let r = a.hypot(*b);
         {
-            let contribution = -(*ybar * (*a / r) / r);
-            if contribution.is_nan() & (*ybar == F::ZERO) {
+            // The test reads a detached copy; the contribution is computed in the
+            // other branch only, so second derivatives never meet its NaN.
+            let probe = crate::detach(-(*ybar * (*a / r) / r));
+            if probe.is_nan() & (*ybar == F::ZERO) {
                 *ybar * F::ZERO
             } else {
-                contribution
+                -(*ybar * (*a / r) / r)
             }
         }
     }
@@ -147,22 +157,26 @@ impl<F: Float> Log for F {
     #[inline]
     fn log_value_adjoint(ybar: &F, x: &F, b: &F) -> F {
         {
-            let contribution = *ybar * x.recip() / b.ln();
-            if contribution.is_nan() & (*ybar == F::ZERO) {
+            // The test reads a detached copy; the contribution is computed in the
+            // other branch only, so second derivatives never meet its NaN.
+            let probe = crate::detach(*ybar * x.recip() / b.ln());
+            if probe.is_nan() & (*ybar == F::ZERO) {
                 *ybar * F::ZERO
             } else {
-                contribution
+                *ybar * x.recip() / b.ln()
             }
         }
     }
     #[inline]
     fn log_base_adjoint(ybar: &F, b: &F, y: &F) -> F {
         {
-            let contribution = -(*ybar * *y / (*b * b.ln()));
-            if contribution.is_nan() & (*ybar == F::ZERO) {
+            // The test reads a detached copy; the contribution is computed in the
+            // other branch only, so second derivatives never meet its NaN.
+            let probe = crate::detach(-(*ybar * *y / (*b * b.ln())));
+            if probe.is_nan() & (*ybar == F::ZERO) {
                 *ybar * F::ZERO
             } else {
-                contribution
+                -(*ybar * *y / (*b * b.ln()))
             }
         }
     }
@@ -277,20 +291,24 @@ pub trait MulAdd: Sized {
 impl<F: Float> MulAdd for F {
     #[inline]
     fn mul_add_self_adjoint(ybar: &F, a: &F) -> F {
-        let contribution = *ybar * *a;
-        if contribution.is_nan() & (*ybar == F::ZERO) {
+        // The test reads a detached copy; the contribution is computed in the
+        // other branch only, so second derivatives never meet its NaN.
+        let probe = crate::detach(*ybar * *a);
+        if probe.is_nan() & (*ybar == F::ZERO) {
             *ybar * F::ZERO
         } else {
-            contribution
+            *ybar * *a
         }
     }
     #[inline]
     fn mul_add_factor_adjoint(ybar: &F, x: &F) -> F {
-        let contribution = *ybar * *x;
-        if contribution.is_nan() & (*ybar == F::ZERO) {
+        // The test reads a detached copy; the contribution is computed in the
+        // other branch only, so second derivatives never meet its NaN.
+        let probe = crate::detach(*ybar * *x);
+        if probe.is_nan() & (*ybar == F::ZERO) {
             *ybar * F::ZERO
         } else {
-            contribution
+            *ybar * *x
         }
     }
     #[inline]

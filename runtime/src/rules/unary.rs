@@ -6,7 +6,12 @@
 use crate::{differentiable, Float};
 
 macro_rules! unary_rule {
-    (guarded = $guarded:literal; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
+    // Rules whose partial may not be finite: the contribution is 0 where ȳ is exactly 0
+    // and the contribution would be NaN. The test reads a detached copy of the
+    // contribution and the contribution itself is computed in the other branch only,
+    // so the derivatives of the rule (second order) never differentiate through the
+    // NaN either; in the rule itself rustc computes the expression once.
+    (guarded = true; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
         $(#[doc = $doc])+
         #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
         pub trait $trait_: Sized {
@@ -19,13 +24,29 @@ macro_rules! unary_rule {
             fn $method($ybar: &F, $arg: &F) -> F {
                 let $ybar = *$ybar;
                 let $arg = *$arg;
-                let contribution = $body;
-                // `guarded` is a literal: rustc drops the test where it is `false`.
-                if $guarded & contribution.is_nan() & ($ybar == F::ZERO) {
+                let probe = crate::detach($body);
+                if probe.is_nan() & ($ybar == F::ZERO) {
                     $ybar * F::ZERO
                 } else {
-                    contribution
+                    $body
                 }
+            }
+        }
+    )*};
+    (guarded = false; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
+        $(#[doc = $doc])+
+        #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+        pub trait $trait_: Sized {
+            $(#[doc = $doc])+
+            fn $method($ybar: &Self, $arg: &Self) -> Self;
+        }
+        #[differentiable(crate = crate, order = 3)]
+        impl<F: Float> $trait_ for F {
+            #[inline]
+            fn $method($ybar: &F, $arg: &F) -> F {
+                let $ybar = *$ybar;
+                let $arg = *$arg;
+                $body
             }
         }
     )*};
