@@ -141,9 +141,9 @@ pub struct Env {
 }
 
 impl Env {
-    /// The environment at the start of a function's body.
-    pub fn for_func(f: &Func, callable: Vec<Sig>, helper: bool) -> Env {
-        let mut env = Env {
+    /// An environment with nothing in scope, outside any loop.
+    fn empty(callable: Vec<Sig>, helper: bool) -> Env {
+        Env {
             scopes: vec![Vec::new()],
             scope_depths: vec![0],
             innermost: LoopKind::None,
@@ -151,7 +151,12 @@ impl Env {
             labels: Vec::new(),
             callable,
             helper,
-        };
+        }
+    }
+
+    /// The environment at the start of a function's body.
+    pub fn for_func(f: &Func, callable: Vec<Sig>, helper: bool) -> Env {
+        let mut env = Env::empty(callable, helper);
         for p in &f.params {
             let kind = match p.ty {
                 PTy::Scalar => Kind::Scalar { mutable: false },
@@ -203,15 +208,7 @@ impl Env {
     /// scalars, slices and indices, other closures), not counters, mutable scalars,
     /// buffers being written, or tuples a later `let` may move out of.
     pub fn closure_body(&self, param: &str) -> Env {
-        let mut env = Env {
-            scopes: vec![Vec::new()],
-            scope_depths: vec![0],
-            innermost: LoopKind::None,
-            loop_depth: 0,
-            labels: Vec::new(),
-            callable: self.callable.clone(),
-            helper: self.helper,
-        };
+        let mut env = Env::empty(self.callable.clone(), self.helper);
         for (n, k) in self.visible() {
             let keep = matches!(
                 k,
@@ -304,15 +301,8 @@ impl Env {
     /// tuple only once, and not inside a loop the tuple was defined outside of.
     pub fn unpack_ok(&self, pat: &Pat, from: &str) -> bool {
         let Some(kind) = self.lookup(from) else { return false };
-        let mut probe = Env {
-            scopes: vec![Vec::new()],
-            scope_depths: vec![0],
-            innermost: self.innermost,
-            loop_depth: self.loop_depth,
-            labels: Vec::new(),
-            callable: Vec::new(),
-            helper: self.helper,
-        };
+        let mut probe =
+            Env { innermost: self.innermost, loop_depth: self.loop_depth, ..Env::empty(Vec::new(), self.helper) };
         matches!(kind, Kind::Tuple(_))
             && bind_pat(&mut probe, pat, kind)
             && (!moves(pat, kind) || self.depth_of(from) == Some(self.loop_depth))
