@@ -109,17 +109,22 @@ impl<'a> Lowerer<'a> {
         let kind = self.vars.kind(src);
         let v = self.vars.add(name.to_string(), kind, Role::Buffer, name.span());
         self.emit(Stmt::Buffer { var: v, init: BufferInit::Empty { capacity: Some(len.clone()) } });
-        let i = self.vars.add("i", Kind::Int, Role::Index, span);
-        let body = self.nested(|l| {
-            let x = l.temp("elem", kind.element(), Rvalue::Index { buf: src, index: Operand::Var(i) }, span);
+        self.each_index(len, span, |l, i| {
+            let x = l.temp("elem", kind.element(), Rvalue::Index { buf: src, index: i }, span);
             l.emit(Stmt::Push { buf: v, value: x });
         });
+        v
+    }
+
+    /// `for i in 0..len { body(i) }`.
+    pub(super) fn each_index(&mut self, len: Operand, span: Span, body: impl FnOnce(&mut Self, Operand)) {
+        let i = self.vars.add("i", Kind::Int, Role::Index, span);
+        let body = self.nested(|l| body(l, Operand::Var(i)));
         self.emit(Stmt::For {
             var: i,
             range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
             body,
         });
-        v
     }
 
     /// The buffer a `for` loop over a field iterates (`&self.layers`,
@@ -213,18 +218,12 @@ impl<'a> Lowerer<'a> {
         let acc = self.vars.add(if sum { "total" } else { "product" }, kind, Role::Cell, span);
         self.emit(Stmt::Cell { var: acc, init: Some(Operand::float(if sum { "0.0" } else { "1.0" })) });
         let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
-        let i = self.vars.add("i", Kind::Int, Role::Index, span);
-        let body = self.nested(|l| {
-            let x = l.temp("elem", kind, Rvalue::Index { buf, index: Operand::Var(i) }, span);
+        self.each_index(len, span, |l, i| {
+            let x = l.temp("elem", kind, Rvalue::Index { buf, index: i }, span);
             let cur = l.temp("acc", kind, Rvalue::Use(Operand::Var(acc)), span);
             let op = if sum { BinOp::Add } else { BinOp::Mul };
             let next = l.temp("acc", kind, Rvalue::Binary(op, cur, x), span);
             l.emit(Stmt::Assign { var: acc, value: next });
-        });
-        self.emit(Stmt::For {
-            var: i,
-            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
-            body,
         });
         Value::Op(self.temp("folded", kind, Rvalue::Use(Operand::Var(acc)), span))
     }
@@ -239,21 +238,15 @@ impl<'a> Lowerer<'a> {
         self.same_length(dst, src, span);
         let len = self.temp("len", Kind::Int, Rvalue::Len(src), span);
         let kind = self.vars.kind(src).element();
-        let i = self.vars.add("i", Kind::Int, Role::Index, span);
-        let body = self.nested(|l| {
-            let x = l.temp("elem", kind, Rvalue::Index { buf: src, index: Operand::Var(i) }, span);
-            l.emit(Stmt::Store { buf: dst, index: Operand::Var(i), value: x });
-        });
-        self.emit(Stmt::For {
-            var: i,
-            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
-            body,
+        self.each_index(len, span, |l, i| {
+            let x = l.temp("elem", kind, Rvalue::Index { buf: src, index: i.clone() }, span);
+            l.emit(Stmt::Store { buf: dst, index: i, value: x });
         });
     }
 
     /// `std::mem::swap(&mut a, &mut b)` of two buffers: the contents exchanged as a whole
     /// (and, in the reverse sweep, their adjoints), whatever their lengths.
-    pub(super) fn swap_buffers(&mut self, a: Var, b: Var, _span: Span) {
+    pub(super) fn swap_buffers(&mut self, a: Var, b: Var) {
         self.emit(Stmt::Swap { a, b });
     }
 
@@ -290,17 +283,11 @@ impl Lowerer<'_> {
         let Operand::Var(order) = order else { return };
         let unsorted = self.copy_buffer(buf, &Ident::new("unsorted", span), span);
         let len = self.temp("len", Kind::Int, Rvalue::Len(buf), span);
-        let i = self.vars.add("i", Kind::Int, Role::Index, span);
-        let body = self.nested(|l| {
-            let from = l.temp("from", Kind::Int, Rvalue::Index { buf: order, index: Operand::Var(i) }, span);
+        self.each_index(len, span, |l, i| {
+            let from = l.temp("from", Kind::Int, Rvalue::Index { buf: order, index: i.clone() }, span);
             let kind = l.vars.kind(unsorted).element();
             let x = l.temp("sorted", kind, Rvalue::Index { buf: unsorted, index: from }, span);
-            l.emit(Stmt::Store { buf, index: Operand::Var(i), value: x });
-        });
-        self.emit(Stmt::For {
-            var: i,
-            range: Range { lo: const_int(0), hi: len, inclusive: false, adapters: Vec::new() },
-            body,
+            l.emit(Stmt::Store { buf, index: i, value: x });
         });
     }
 }

@@ -58,12 +58,8 @@ impl<'a> Lowerer<'a> {
                         self.emit(Stmt::Push { buf, value: v });
                         return Value::Unit;
                     }
-                    "sort_by" | "sort_unstable_by" | "swap" if self.vars.role(buf) == Role::Param => {
-                        self.cx.error_spanned_by(
-                            &m.receiver,
-                            "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
-                        );
-                        return Value::Poison;
+                    "sort_by" | "sort_unstable_by" | "swap" if !self.modifiable(buf, &m.receiver) => {
+                        return Value::Poison
                     }
                     "sort_by" | "sort_unstable_by" if m.args.len() == 1 => {
                         self.sort_buffer(buf, &m.args[0], span);
@@ -110,11 +106,7 @@ impl<'a> Lowerer<'a> {
             if let Expr::MethodCall(pop) = strip_parens(&m.receiver) {
                 if pop.method == "pop" && pop.args.is_empty() {
                     if let Some(buf) = self.buffer_of(&pop.receiver) {
-                        if self.vars.role(buf) == Role::Param {
-                            self.cx.error_spanned_by(
-                                &pop.receiver,
-                                "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
-                            );
+                        if !self.modifiable(buf, &pop.receiver) {
                             return Value::Poison;
                         }
                         let kind = self.vars.kind(buf).element();
@@ -257,11 +249,7 @@ impl<'a> Lowerer<'a> {
                 );
                 return None;
             };
-            if self.vars.role(buf) == Role::Param {
-                self.cx.error_spanned_by(
-                    a,
-                    "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
-                );
+            if !self.modifiable(buf, a) {
                 return None;
             }
             args.push(Arg::Buffer { buf, borrowed: true });

@@ -397,14 +397,20 @@ impl<'a> Lowerer<'a> {
             self.cx.error_spanned_by(e, "only elements of local buffers (`v[i] = …`, `m[i][j] = …`) can be assigned");
             return None;
         };
-        if self.vars.role(buf) == Role::Param {
-            self.cx.error_spanned_by(
-                e,
-                "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
-            );
-            return None;
+        self.modifiable(buf, e).then_some(buf)
+    }
+
+    /// Whether `buf` may be modified in place: an argument may not (one error, spanned at
+    /// `at`, with the fix).
+    pub(super) fn modifiable(&mut self, buf: Var, at: impl quote::ToTokens) -> bool {
+        if self.vars.role(buf) != Role::Param {
+            return true;
         }
-        Some(buf)
+        self.cx.error_spanned_by(
+            at,
+            "an argument cannot be modified; copy it into a local buffer first (`let mut v = x.to_vec();`)",
+        );
+        false
     }
 
     /// `buf[index] = right` or `buf[index] op= right`.
@@ -431,7 +437,7 @@ pub(super) fn is_mem_swap(func: &Expr) -> bool {
 }
 
 impl Lowerer<'_> {
-    /// `std::mem::swap(&mut a, &mut b)`: two buffers exchange their elements, two
+    /// `std::mem::swap(&mut a, &mut b)`: two buffers exchange their contents, two
     /// mutable scalars their values.
     fn swap_call(&mut self, c: &syn::ExprCall) -> Value {
         let span = c.span();
@@ -446,7 +452,7 @@ impl Lowerer<'_> {
         };
         match (self.buffer_of(&a), self.buffer_of(&b)) {
             (Some(x), Some(y)) if self.vars.role(x) != Role::Param && self.vars.role(y) != Role::Param => {
-                self.swap_buffers(x, y, span);
+                self.swap_buffers(x, y);
                 Value::Unit
             }
             (None, None) => {
