@@ -818,21 +818,11 @@ impl<'a> Tower<'a> {
             "write `#[differentiable(order = {needed})]` on `{user}` (the order counts every derivative taken through it, \
              including `grad!` calls in its body), or give the calling function a lower `order`"
         );
-        let n = e.sig.params.len() + 1;
-        let tys: Vec<Ident> = (0..n).map(|i| format_ident!("A{}", i)).collect();
-        quote! {
-            #[diagnostic::on_unimplemented(message = #msg, label = "derivative order exceeded", note = #note)]
-            #[doc(hidden)]
-            pub trait OrderExceeded {}
-            #[doc(hidden)]
-            #[allow(clippy::all)]
-            pub fn __adjoint_d1<'__adjoint, #(#tys,)* R>(#(_: #tys),*) -> R
-            where
-                &'__adjoint (): OrderExceeded,
-            {
-                ::core::unreachable!()
-            }
-        }
+        let name = format_ident!("__adjoint_d1");
+        let trait_name = format_ident!("OrderExceeded");
+        let refusal = refusal_trait(&trait_name, &msg, "derivative order exceeded", &note);
+        let stub = refusing_fn(&name, e.sig.params.len() + 1, &trait_name, false);
+        quote!(#refusal #stub)
     }
 
     /// `grad!`/`value_and_grad!` of a function whose output is not a scalar: a located
@@ -845,20 +835,39 @@ impl<'a> Tower<'a> {
             "for a non-scalar output use `vjp!({user})(args…, cotangent)`: its last argument is the output's cotangent"
         );
         let trait_name = format_ident!("{}NeedsScalarOutput", if which == "grad" { "Grad" } else { "ValueAndGrad" });
-        let n = sig.params.len();
-        let tys: Vec<Ident> = (0..n).map(|i| format_ident!("A{}", i)).collect();
-        quote! {
-            #[diagnostic::on_unimplemented(message = #msg, label = "not a scalar output", note = #note)]
-            #[doc(hidden)]
-            pub trait #trait_name {}
-            #[doc(hidden)]
-            #[allow(clippy::all)]
-            pub fn #name<'__adjoint, #(#tys),*>(#(_: #tys),*) -> !
-            where
-                &'__adjoint (): #trait_name,
-            {
-                ::core::unreachable!()
-            }
+        let refusal = refusal_trait(&trait_name, &msg, "not a scalar output", &note);
+        let stub = refusing_fn(name, sig.params.len(), &trait_name, true);
+        quote!(#refusal #stub)
+    }
+}
+
+/// A trait with no implementation, whose `on_unimplemented` message explains a misuse
+/// (see [`refusing_fn`]).
+pub(crate) fn refusal_trait(trait_name: &Ident, message: &str, label: &str, note: &str) -> TokenStream {
+    quote_spanned! {trait_name.span()=>
+        #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+        #[doc(hidden)]
+        pub trait #trait_name {}
+    }
+}
+
+/// A function of `arity` arguments of any type that is a compile error to call: it
+/// requires `&(): Trait` of a [`refusal_trait`], so the error is that trait's message,
+/// at the call. It returns `!` where `diverges`, or else any `R` the caller expects.
+pub(crate) fn refusing_fn(name: &Ident, arity: usize, trait_name: &Ident, diverges: bool) -> TokenStream {
+    let tys: Vec<Ident> = (0..arity).map(|i| format_ident!("A{}", i, span = name.span())).collect();
+    let (out_param, output) = match diverges {
+        true => (None, quote!(!)),
+        false => (Some(quote!(R)), quote!(R)),
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(clippy::all)]
+        pub fn #name<'__adjoint, #(#tys,)* #out_param>(#(_: #tys),*) -> #output
+        where
+            &'__adjoint (): #trait_name,
+        {
+            ::core::unreachable!()
         }
     }
 }

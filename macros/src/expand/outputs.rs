@@ -147,31 +147,17 @@ pub fn entry_points(item: &ItemFn) -> TokenStream {
         "call `{name}(…, &mut buf)` from a `#[differentiable]` function and take `grad!` of that one, or return the buffer from `{name}` instead of writing into it"
     );
     let n = item.sig.inputs.len();
-    let entry = |fn_name: &str, arity: usize| {
-        let f = format_ident!("{}", fn_name, span = span);
-        let tys: Vec<Ident> = (0..arity).map(|i| format_ident!("A{}", i, span = span)).collect();
-        quote_spanned! {span=>
-            #[doc(hidden)]
-            #[allow(clippy::all)]
-            pub fn #f<'__adjoint, #(#tys,)* R>(#(_: #tys),*) -> R
-            where
-                &'__adjoint (): WritesIntoArguments,
-            {
-                unreachable!()
-            }
-        }
-    };
-    let grad = entry(crate::names::GRAD, n);
-    let value_and_grad = entry(crate::names::VALUE_AND_GRAD, n);
-    let vjp = entry(crate::names::VJP, n + 1);
-    let graph = entry(crate::names::GRAPH, 0);
+    let trait_name = format_ident!("WritesIntoArguments", span = span);
+    let refusal = super::refusal_trait(&trait_name, &message, "not differentiable on its own", &note);
+    let entries = [
+        (crate::names::GRAD, n),
+        (crate::names::VALUE_AND_GRAD, n),
+        (crate::names::VJP, n + 1),
+        (crate::names::GRAPH, 0),
+    ]
+    .map(|(f, arity)| super::refusing_fn(&format_ident!("{}", f, span = span), arity, &trait_name, false));
     quote_spanned! {span=>
-        #[diagnostic::on_unimplemented(message = #message, label = "not differentiable on its own", note = #note)]
-        #[doc(hidden)]
-        pub trait WritesIntoArguments {}
-        #grad
-        #value_and_grad
-        #vjp
-        #graph
+        #refusal
+        #(#entries)*
     }
 }
