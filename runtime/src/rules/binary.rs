@@ -32,28 +32,24 @@ pub trait ScalarDiv: Sized {
 impl<F: Float> ScalarDiv for F {
     #[inline]
     fn div_lhs_adjoint(ybar: &F, b: &F) -> F {
-        {
-            // The test reads a detached copy; the contribution is computed in the
-            // other branch only, so second derivatives never meet its NaN.
-            let probe = crate::detach(*ybar / *b);
-            if probe.is_nan() & (*ybar == F::ZERO) {
-                *ybar * F::ZERO
-            } else {
-                *ybar / *b
-            }
+        // ∂ decides, read detached and off the adjoint chain (see `rules`).
+        if crate::detach(b.recip()).is_finite() {
+            *ybar * (b.recip())
+        } else if *ybar == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            *ybar / *b
         }
     }
     #[inline]
     fn div_rhs_adjoint(ybar: &F, b: &F, y: &F) -> F {
-        {
-            // The test reads a detached copy; the contribution is computed in the
-            // other branch only, so second derivatives never meet its NaN.
-            let probe = crate::detach(-(*ybar * *y / *b));
-            if probe.is_nan() & (*ybar == F::ZERO) {
-                *ybar * F::ZERO
-            } else {
-                -(*ybar * *y / *b)
-            }
+        // ∂ decides, read detached and off the adjoint chain (see `rules`).
+        if crate::detach(-(*y * b.recip())).is_finite() {
+            *ybar * (-(*y * b.recip()))
+        } else if *ybar == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            -(*ybar * *y / *b)
         }
     }
 }

@@ -25,15 +25,13 @@ impl<F: Float> Powi for F {
             // xⁿ⁻¹ is finite wherever x is: no guard on this hot path.
             *ybar * F::from_i32(n) * x.powi(n - 1)
         } else {
-            {
-                // The test reads a detached copy; the contribution is computed in the
-                // other branch only, so second derivatives never meet its NaN.
-                let probe = crate::detach(*ybar * F::from_i32(n) * x.powi(n - 1));
-                if probe.is_nan() & (*ybar == F::ZERO) {
-                    *ybar * F::ZERO
-                } else {
-                    *ybar * F::from_i32(n) * x.powi(n - 1)
-                }
+            // ∂ decides, read detached and off the adjoint chain (see `rules`).
+            if crate::detach(F::from_i32(n) * x.powi(n - 1)).is_finite() {
+                *ybar * (F::from_i32(n) * x.powi(n - 1))
+            } else if *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                *ybar * F::from_i32(n) * x.powi(n - 1)
             }
         }
     }
@@ -69,15 +67,13 @@ impl<F: Float> Powf for F {
                 *ybar * *p * x.powi(n - 1)
             }
         } else {
-            {
-                // The test reads a detached copy; the contribution is computed in the
-                // other branch only, so second derivatives never meet its NaN.
-                let probe = crate::detach(*ybar * *p * x.powf(*p - F::ONE));
-                if probe.is_nan() & (*ybar == F::ZERO) {
-                    *ybar * F::ZERO
-                } else {
-                    *ybar * *p * x.powf(*p - F::ONE)
-                }
+            // ∂ decides, read detached and off the adjoint chain (see `rules`).
+            if crate::detach(*p * x.powf(*p - F::ONE)).is_finite() {
+                *ybar * (*p * x.powf(*p - F::ONE))
+            } else if *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                *ybar * *p * x.powf(*p - F::ONE)
             }
         }
     }
@@ -86,15 +82,13 @@ impl<F: Float> Powf for F {
         if *y == F::ZERO {
             *ybar * F::ZERO
         } else {
-            {
-                // The test reads a detached copy; the contribution is computed in the
-                // other branch only, so second derivatives never meet its NaN.
-                let probe = crate::detach(*ybar * *y * x.ln());
-                if probe.is_nan() & (*ybar == F::ZERO) {
-                    *ybar * F::ZERO
-                } else {
-                    *ybar * *y * x.ln()
-                }
+            // ∂ decides, read detached and off the adjoint chain (see `rules`).
+            if crate::detach(*y * x.ln()).is_finite() {
+                *ybar * (*y * x.ln())
+            } else if *ybar == F::ZERO {
+                *ybar * F::ZERO
+            } else {
+                *ybar * *y * x.ln()
             }
         }
     }
@@ -115,29 +109,25 @@ impl<F: Float> Atan2 for F {
     #[inline]
     fn atan2_lhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
         let r = a.hypot(*b);
-        {
-            // The test reads a detached copy; the contribution is computed in the
-            // other branch only, so second derivatives never meet its NaN.
-            let probe = crate::detach(*ybar * (*b / r) / r);
-            if probe.is_nan() & (*ybar == F::ZERO) {
-                *ybar * F::ZERO
-            } else {
-                *ybar * (*b / r) / r
-            }
+        // ∂ decides, read detached and off the adjoint chain (see `rules`).
+        if crate::detach((*b / r) / r).is_finite() {
+            *ybar * ((*b / r) / r)
+        } else if *ybar == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            *ybar * (*b / r) / r
         }
     }
     #[inline]
     fn atan2_rhs_adjoint(ybar: &F, a: &F, b: &F) -> F {
         let r = a.hypot(*b);
-        {
-            // The test reads a detached copy; the contribution is computed in the
-            // other branch only, so second derivatives never meet its NaN.
-            let probe = crate::detach(-(*ybar * (*a / r) / r));
-            if probe.is_nan() & (*ybar == F::ZERO) {
-                *ybar * F::ZERO
-            } else {
-                -(*ybar * (*a / r) / r)
-            }
+        // ∂ decides, read detached and off the adjoint chain (see `rules`).
+        if crate::detach(-((*a / r) / r)).is_finite() {
+            *ybar * (-((*a / r) / r))
+        } else if *ybar == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            -(*ybar * (*a / r) / r)
         }
     }
 }
@@ -156,28 +146,24 @@ pub trait Log: Sized {
 impl<F: Float> Log for F {
     #[inline]
     fn log_value_adjoint(ybar: &F, x: &F, b: &F) -> F {
-        {
-            // The test reads a detached copy; the contribution is computed in the
-            // other branch only, so second derivatives never meet its NaN.
-            let probe = crate::detach(*ybar * x.recip() / b.ln());
-            if probe.is_nan() & (*ybar == F::ZERO) {
-                *ybar * F::ZERO
-            } else {
-                *ybar * x.recip() / b.ln()
-            }
+        // ∂ decides, read detached and off the adjoint chain (see `rules`).
+        if crate::detach(x.recip() / b.ln()).is_finite() {
+            *ybar * (x.recip() / b.ln())
+        } else if *ybar == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            *ybar * x.recip() / b.ln()
         }
     }
     #[inline]
     fn log_base_adjoint(ybar: &F, b: &F, y: &F) -> F {
-        {
-            // The test reads a detached copy; the contribution is computed in the
-            // other branch only, so second derivatives never meet its NaN.
-            let probe = crate::detach(-(*ybar * *y / (*b * b.ln())));
-            if probe.is_nan() & (*ybar == F::ZERO) {
-                *ybar * F::ZERO
-            } else {
-                -(*ybar * *y / (*b * b.ln()))
-            }
+        // ∂ decides, read detached and off the adjoint chain (see `rules`).
+        if crate::detach(-(*y / (*b * b.ln()))).is_finite() {
+            *ybar * (-(*y / (*b * b.ln())))
+        } else if *ybar == F::ZERO {
+            *ybar * F::ZERO
+        } else {
+            -(*ybar * *y / (*b * b.ln()))
         }
     }
 }
@@ -291,10 +277,10 @@ pub trait MulAdd: Sized {
 impl<F: Float> MulAdd for F {
     #[inline]
     fn mul_add_self_adjoint(ybar: &F, a: &F) -> F {
-        // The test reads a detached copy; the contribution is computed in the
-        // other branch only, so second derivatives never meet its NaN.
-        let probe = crate::detach(*ybar * *a);
-        if probe.is_nan() & (*ybar == F::ZERO) {
+        // ∂ decides, read detached and off the adjoint chain (see `rules`).
+        if crate::detach(*a).is_finite() {
+            *ybar * (*a)
+        } else if *ybar == F::ZERO {
             *ybar * F::ZERO
         } else {
             *ybar * *a
@@ -302,10 +288,10 @@ impl<F: Float> MulAdd for F {
     }
     #[inline]
     fn mul_add_factor_adjoint(ybar: &F, x: &F) -> F {
-        // The test reads a detached copy; the contribution is computed in the
-        // other branch only, so second derivatives never meet its NaN.
-        let probe = crate::detach(*ybar * *x);
-        if probe.is_nan() & (*ybar == F::ZERO) {
+        // ∂ decides, read detached and off the adjoint chain (see `rules`).
+        if crate::detach(*x).is_finite() {
+            *ybar * (*x)
+        } else if *ybar == F::ZERO {
             *ybar * F::ZERO
         } else {
             *ybar * *x

@@ -6,12 +6,14 @@
 use crate::{differentiable, Float};
 
 macro_rules! unary_rule {
-    // Rules whose partial may not be finite: the contribution is 0 where ȳ is exactly 0
-    // and the contribution would be NaN. The test reads a detached copy of the
-    // contribution and the contribution itself is computed in the other branch only,
-    // so the derivatives of the rule (second order) never differentiate through the
-    // NaN either; in the rule itself rustc computes the expression once.
-    (guarded = true; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
+    // Rules whose partial may not be finite: the contribution is ȳ·∂ where ∂ is finite,
+    // 0 where ȳ is exactly 0 and ∂ is not, and the exact formula otherwise (∞ or NaN, or
+    // a finite value where only ∂ overflows). The test reads a detached ∂, which reads
+    // no ȳ: the adjoint chain waits for one multiplication, not for the test. Each
+    // formula, ∂ included, stands in its own branch, so the derivatives of the rule
+    // (second order) never differentiate through a NaN either; in the rule itself
+    // rustc computes ∂ once.
+    (guarded = true; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr, partial $partial:expr;)*) => {$(
         $(#[doc = $doc])+
         #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
         pub trait $trait_: Sized {
@@ -24,8 +26,9 @@ macro_rules! unary_rule {
             fn $method($ybar: &F, $arg: &F) -> F {
                 let $ybar = *$ybar;
                 let $arg = *$arg;
-                let probe = crate::detach($body);
-                if probe.is_nan() & ($ybar == F::ZERO) {
+                if crate::detach($partial).is_finite() {
+                    $ybar * ($partial)
+                } else if $ybar == F::ZERO {
                     $ybar * F::ZERO
                 } else {
                     $body
@@ -101,27 +104,30 @@ unary_rule! {
 unary_rule! {
     guarded = true;
     /// d√x/dx = 1/(2√x) = 1/(2y).
-    Sqrt::sqrt_adjoint(ybar, y) => ybar / (F::TWO * y);
+    Sqrt::sqrt_adjoint(ybar, y) => ybar / (F::TWO * y), partial (F::TWO * y).recip();
     /// d∛x/dx = 1/(3∛x²) = 1/(3y²), as u²/3 with u = 1/y: its own derivatives stay
     /// finite as x → ±∞ (y·y would meet 0·∞).
     Cbrt::cbrt_adjoint(ybar, y) => {
         let u = y.recip();
         ybar * u * u / F::from_f64(3.0)
+    }, partial {
+        let u = y.recip();
+        u * u / F::from_f64(3.0)
     };
     /// d ln x/dx = 1/x.
-    Ln::ln_adjoint(ybar, x) => ybar / x;
+    Ln::ln_adjoint(ybar, x) => ybar / x, partial x.recip();
     /// d ln(1+x)/dx = 1/(1+x).
-    Ln1p::ln_1p_adjoint(ybar, x) => ybar / (F::ONE + x);
+    Ln1p::ln_1p_adjoint(ybar, x) => ybar / (F::ONE + x), partial (F::ONE + x).recip();
     /// d log₁₀x/dx = 1/(x ln 10).
-    Log10::log10_adjoint(ybar, x) => ybar / (x * F::LN_10);
+    Log10::log10_adjoint(ybar, x) => ybar / (x * F::LN_10), partial (x * F::LN_10).recip();
     /// d log₂x/dx = 1/(x ln 2).
-    Log2::log2_adjoint(ybar, x) => ybar / (x * F::LN_2);
+    Log2::log2_adjoint(ybar, x) => ybar / (x * F::LN_2), partial (x * F::LN_2).recip();
     /// d tan x/dx = 1 + tan²x = 1 + y².
-    Tan::tan_adjoint(ybar, y) => ybar * (F::ONE + y * y);
+    Tan::tan_adjoint(ybar, y) => ybar * (F::ONE + y * y), partial F::ONE + y * y;
     /// d asin x/dx = 1/√(1−x²).
-    Asin::asin_adjoint(ybar, x) => ybar / (F::ONE - x * x).sqrt();
+    Asin::asin_adjoint(ybar, x) => ybar / (F::ONE - x * x).sqrt(), partial (F::ONE - x * x).sqrt().recip();
     /// d acos x/dx = −1/√(1−x²).
-    Acos::acos_adjoint(ybar, x) => -(ybar / (F::ONE - x * x).sqrt());
+    Acos::acos_adjoint(ybar, x) => -(ybar / (F::ONE - x * x).sqrt()), partial -(F::ONE - x * x).sqrt().recip();
     /// d acosh x/dx = 1/√(x²−1): 1/(√(x−1)·√(x+1)) near 1 (no cancellation), and
     /// u/√(1−u²) with u = 1/x for x > 2 (no overflow; finite derivatives as x → ∞).
     Acosh::acosh_adjoint(ybar, x) => if x > F::TWO {
@@ -129,11 +135,16 @@ unary_rule! {
         ybar * u / (F::ONE - u * u).sqrt()
     } else {
         ybar / ((x - F::ONE).sqrt() * (x + F::ONE).sqrt())
+    }, partial if x > F::TWO {
+        let u = x.recip();
+        u / (F::ONE - u * u).sqrt()
+    } else {
+        ((x - F::ONE).sqrt() * (x + F::ONE).sqrt()).recip()
     };
     /// d atanh x/dx = 1/(1−x²) = 1/((1−x)(1+x)) (no cancellation near ±1).
-    Atanh::atanh_adjoint(ybar, x) => ybar / ((F::ONE - x) * (F::ONE + x));
+    Atanh::atanh_adjoint(ybar, x) => ybar / ((F::ONE - x) * (F::ONE + x)), partial ((F::ONE - x) * (F::ONE + x)).recip();
     /// d(1/x)/dx = −1/x² = −y².
-    Recip::recip_adjoint(ybar, y) => -(ybar * y * y);
+    Recip::recip_adjoint(ybar, y) => -(ybar * y * y), partial -(y * y);
 }
 
 /// `y = x·180/π`: d y/dx = 180/π.
