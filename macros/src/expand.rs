@@ -446,7 +446,12 @@ impl<'a> Tower<'a> {
             masked_calls: Some(self.krate.clone()),
             split_calls: false,
         };
-        let d = reverse::vjp(&user.func, &cfg, self.cx);
+        let mut d = reverse::vjp(&user.func, &cfg, self.cx);
+        // The sums gather within the reverse sweep only, which the split returns as
+        // its pullback.
+        let mut reverse_sweep = d.func.body.split_off(d.reverse_start);
+        reverse::gather_sums(&mut reverse_sweep, &mut d.func.vars);
+        d.func.body.extend(reverse_sweep);
         let sig = derivative_sig(&user.sig, grads, Seed::Param, true, false, self.tangent.as_ref());
         let shape =
             SplitShape { reverse_start: d.reverse_start, value: user.sig.output.clone(), grads: d1.sig.output.clone() };
@@ -657,6 +662,7 @@ impl<'a> Tower<'a> {
         let mut d = reverse::vjp(&e.func, &cfg, self.cx);
         // (Not in a split derivative: its forward and reverse sweeps stay apart.)
         reverse::fuse_loops(&mut d.func.body, &d.func.vars);
+        reverse::gather_sums(&mut d.func.body, &mut d.func.vars);
         let sig = derivative_sig(&e.sig, grads, seed, keep_value, facing, self.tangent.as_ref());
         if facing && grads.iter().filter(|g| **g != GradOut::Omit).count() == 1 {
             d.func.ret = match std::mem::replace(&mut d.func.ret, Tree::Tuple(Vec::new())) {

@@ -39,14 +39,14 @@ struct Plan {
 /// write; popping a tape or taking a slot's value too), and the reads that may move
 /// the value (all but those the emitter borrows).
 #[derive(Default)]
-struct Effects {
-    reads: HashSet<Var>,
-    writes: HashSet<Var>,
+pub(super) struct Effects {
+    pub(super) reads: HashSet<Var>,
+    pub(super) writes: HashSet<Var>,
     moves: HashSet<Var>,
 }
 
 impl Effects {
-    fn of(stmts: &[Stmt]) -> Effects {
+    pub(super) fn of(stmts: &[Stmt]) -> Effects {
         let mut e = Effects::default();
         for s in stmts {
             e.add(s);

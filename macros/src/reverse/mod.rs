@@ -36,9 +36,11 @@ mod carry;
 mod forward;
 mod fuse;
 mod materialize;
+mod sums;
 mod sweep;
 
 pub use fuse::fuse_loops;
+pub use sums::gather_sums;
 
 /// Which gradient a parameter contributes to the result.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
