@@ -37,6 +37,9 @@ pub struct Emitter<'a> {
     late: HashSet<Var>,
     /// The zeros of late cells (late too), saved for the reverse sweep as `Option`s.
     late_zeros: HashSet<Var>,
+    /// The tapes that the loop being emitted pushes through a segment writer, each
+    /// with the writer (see [`Emitter::segmented_loop`]).
+    segments: RefCell<HashMap<Var, syn::Ident>>,
 }
 
 /// A rule call whose result is only added into an adjoint (`let g = Trait::m(ȳ, …);
@@ -90,7 +93,18 @@ impl<'a> Emitter<'a> {
         let mut late = HashSet::new();
         late_cells(&func.body, 0, &mut HashMap::new(), &mut late);
         let late_zeros = late_adjoints(&func.body, &mut late);
-        Emitter { func, krate, names, uses, reads, depth, deferred: RefCell::default(), late, late_zeros }
+        Emitter {
+            func,
+            krate,
+            names,
+            uses,
+            reads,
+            depth,
+            deferred: RefCell::default(),
+            late,
+            late_zeros,
+            segments: RefCell::default(),
+        }
     }
 
     /// A cell written in place (`+=`, `accumulate(&mut …)`): a late cell through its
@@ -225,12 +239,66 @@ impl<'a> Emitter<'a> {
             if let Some(fused) = b.get(i + 1).and_then(|next| self.accumulated_rule(&b[i], next)) {
                 out.extend(fused);
                 i += 2;
+            } else if let Some((segmented, taken)) = self.segmented_loop(&b[i..]) {
+                out.extend(segmented);
+                i += taken;
             } else {
                 out.extend(self.stmt(&b[i]));
                 i += 1;
             }
         }
         out
+    }
+
+    /// The `reserve` statements before a loop and the loop, when some reserved tape is
+    /// pushed once in the loop's body and touched nowhere else in it: that tape gets a
+    /// segment writer (`let mut t_segment = t.segment(trip count);`), the body pushes
+    /// through it, and it is dropped after the loop. The writer's cursor stays in
+    /// registers, where each `Tape::push` would check and update the tape in memory.
+    /// Returns the code and how many statements it covers.
+    fn segmented_loop(&self, stmts: &[Stmt]) -> Option<(TokenStream, usize)> {
+        let reserves = stmts.iter().take_while(|s| matches!(s, Stmt::Reserve { .. })).count();
+        let Some(Stmt::For { body, .. }) = stmts.get(reserves) else { return None };
+        if reserves == 0 {
+            return None;
+        }
+        let mut before = TokenStream::new();
+        let mut after = TokenStream::new();
+        let mut writers = HashMap::new();
+        for s in &stmts[..reserves] {
+            let Stmt::Reserve { tape, range } = s else { unreachable!("counted above") };
+            if writers.contains_key(tape) {
+                // Reserved twice (a derivative of a derivative keeps the first
+                // transform's `reserve` and adds its own): one writer.
+                continue;
+            }
+            let (t, r) = (self.ident(*tape), self.range(range));
+            let trips = quote!(::core::iter::Iterator::size_hint(&(#r)).0);
+            let mut mentions = 0;
+            walk_stmts(body, &mut |s| {
+                let named = matches!(s, Stmt::Push { buf: t, .. } | Stmt::Reserve { tape: t, .. } if t == tape);
+                if named || s.operands().iter().any(|o| o.var() == Some(*tape)) {
+                    mentions += 1;
+                }
+            });
+            let pushed_at_top = body.iter().any(|s| matches!(s, Stmt::Push { buf, .. } if buf == tape));
+            if mentions == 1 && pushed_at_top {
+                let w = self.fresh_ident(&format!("{t}_segment"));
+                before.extend(quote!(let mut #w = #t.segment(#trips);));
+                after.extend(quote!(::core::mem::drop(#w);));
+                writers.insert(*tape, w);
+            } else {
+                before.extend(quote!(#t.reserve(#trips);));
+            }
+        }
+        if writers.is_empty() {
+            return None;
+        }
+        let outer = self.segments.borrow().clone();
+        self.segments.borrow_mut().extend(writers);
+        let the_loop = self.stmt(&stmts[reserves]);
+        *self.segments.borrow_mut() = outer;
+        Some((quote!(#before #the_loop #after), reserves + 1))
     }
 
     /// `let g = Trait::m(ȳ, …); accumulate(&mut acc, g);`, where nothing else reads `g`
@@ -470,7 +538,11 @@ impl<'a> Emitter<'a> {
                 quote!(#b[#i] = #v;)
             }
             Stmt::Push { buf, value } => {
-                let (b, v) = (self.ident(*buf), self.late_or_by_value(value));
+                let v = self.late_or_by_value(value);
+                let b = match self.segments.borrow().get(buf) {
+                    Some(writer) => writer.clone(),
+                    None => self.ident(*buf).clone(),
+                };
                 quote!(#b.push(#v);)
             }
             Stmt::Swap { a, b } => {

@@ -26,7 +26,7 @@ pub use nn::{cross_entropy, mse_loss, relu, Linear};
 pub use optim::{Adam, Sgd};
 pub use param::{join_path, Differentiable, Param, UpdateInPlace};
 pub use random::Rng;
-pub use support::{Adjoint, Primal, Seed, Tangent, Tape, ZeroTangent};
+pub use support::{Adjoint, Primal, Seed, Segment, Tangent, Tape, ZeroTangent};
 pub use tensor::Tensor;
 
 /// The identity in the primal computation; no gradient flows through its result.

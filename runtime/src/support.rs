@@ -6,7 +6,7 @@
 
 use crate::Float;
 
-pub use crate::tape::Tape;
+pub use crate::tape::{Segment, Tape};
 
 /// A value saved in a branch of the forward sweep and read back in the same branch of
 /// the reverse sweep (no allocation).

@@ -19,6 +19,9 @@ pub struct Tape<T> {
     /// Values `0..inline_len` (the first ones pushed, at most [`INLINE`]).
     inline: [MaybeUninit<T>; INLINE],
     inline_len: usize,
+    /// How many values `inline` takes: [`INLINE`], or 0 once a [`Segment`] moved them
+    /// into `spill` (later pushes must follow them there).
+    inline_cap: usize,
     /// The values pushed once `inline` was full, in order.
     spill: Vec<T>,
 }
@@ -26,12 +29,12 @@ pub struct Tape<T> {
 impl<T> Tape<T> {
     #[inline]
     pub fn new() -> Self {
-        Tape { inline: [const { MaybeUninit::uninit() }; INLINE], inline_len: 0, spill: Vec::new() }
+        Tape { inline: [const { MaybeUninit::uninit() }; INLINE], inline_len: 0, inline_cap: INLINE, spill: Vec::new() }
     }
 
     #[inline]
     pub fn push(&mut self, value: T) {
-        if self.inline_len < INLINE {
+        if self.inline_len < self.inline_cap {
             self.inline[self.inline_len].write(value);
             self.inline_len += 1;
         } else {
@@ -67,8 +70,109 @@ impl<T> Tape<T> {
         self.inline_len + self.spill.len()
     }
 
+    /// A writer for the `additional` values a loop of known length pushes, one per
+    /// iteration: its `push` writes into capacity reserved here and counts, with no
+    /// check of the tape's state, so the loop keeps its cursor in registers. More
+    /// pushes than announced still work (the writer reserves again); the values join
+    /// the tape when the writer is dropped.
+    #[inline]
+    pub fn segment(&mut self, additional: usize) -> Segment<'_, T> {
+        if self.len() + additional <= self.inline_cap {
+            // Short enough for the inline part: every push takes the tape's own path.
+            let null = core::ptr::null_mut();
+            return Segment { tape: self, start: null, next: null, end: null };
+        }
+        if self.spill.is_empty() && self.inline_len > 0 {
+            // The values come after the inline ones: those move to `spill` first, and
+            // the inline part stays unused, so the order stays that of the pushes.
+            self.spill.reserve(self.inline_len + additional);
+            for v in &self.inline[..self.inline_len] {
+                // SAFETY: values `0..inline_len` are initialised; `inline_len` is reset
+                // below, so each is moved out once.
+                self.spill.push(unsafe { v.assume_init_read() });
+            }
+            self.inline_len = 0;
+        }
+        self.inline_cap = self.inline_len;
+        self.spill.reserve(additional);
+        let (start, end) = spare(&mut self.spill);
+        Segment { tape: self, start, next: start, end }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The uninitialised capacity of `v`, as pointers.
+#[inline]
+fn spare<T>(v: &mut Vec<T>) -> (*mut T, *mut T) {
+    let spare = v.spare_capacity_mut().as_mut_ptr_range();
+    (spare.start.cast(), spare.end.cast())
+}
+
+/// Pushes onto a [`Tape`] from a loop of known length ([`Tape::segment`]).
+pub struct Segment<'t, T> {
+    tape: &'t mut Tape<T>,
+    /// The spare capacity of the tape's `spill` when the writer (re)started, the
+    /// next place to write, and its end; all null while pushes go through the tape.
+    start: *mut T,
+    next: *mut T,
+    end: *mut T,
+}
+
+impl<T> Segment<'_, T> {
+    #[inline]
+    pub fn push(&mut self, value: T) {
+        if self.next < self.end {
+            // SAFETY: `next` lies in the spare capacity of `spill`, which nothing else
+            // touches while the writer borrows the tape; it is written once and
+            // counted when the writer commits.
+            unsafe {
+                self.next.write(value);
+                self.next = self.next.add(1);
+            }
+        } else {
+            (self.start, self.next, self.end) = refill(self.tape, self.start, self.next, value);
+        }
+    }
+}
+
+/// The writer's slow path (its capacity is used up, or the values go through the
+/// tape): commits what it wrote, pushes `value` on the tape, and returns the new spare
+/// capacity. It takes the cursor by value, so the writer itself never escapes the loop
+/// and its cursor stays in registers.
+#[cold]
+#[inline(never)]
+fn refill<T>(tape: &mut Tape<T>, start: *mut T, next: *mut T, value: T) -> (*mut T, *mut T, *mut T) {
+    commit(tape, start, next);
+    tape.push(value);
+    if start.is_null() {
+        let null = core::ptr::null_mut();
+        return (null, null, null);
+    }
+    let (start, end) = spare(&mut tape.spill);
+    (start, start, end)
+}
+
+/// Counts the values written in `start..next` as part of `spill`.
+#[inline]
+fn commit<T>(tape: &mut Tape<T>, start: *mut T, next: *mut T) {
+    if !start.is_null() {
+        // SAFETY: `start..next` is the prefix of `spill`'s spare capacity written by
+        // `Segment::push`, so the new length covers initialised values only.
+        unsafe {
+            let written = next.offset_from(start) as usize;
+            let len = tape.spill.len();
+            tape.spill.set_len(len + written);
+        }
+    }
+}
+
+impl<T> Drop for Segment<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        commit(self.tape, self.start, self.next);
     }
 }
 
@@ -134,6 +238,56 @@ mod tests {
             drop(t.pop());
             drop(t.pop());
             assert_eq!(Rc::strong_count(&counted), 1 + INLINE - 1);
+        }
+        assert_eq!(Rc::strong_count(&counted), 1);
+    }
+
+    #[test]
+    fn segments_keep_the_order_of_pushes() {
+        // Before, inside and after a segment; segments shorter and longer than
+        // announced; starting with the inline part empty, partly or wholly filled.
+        for before in [0, 3, INLINE, INLINE + 2] {
+            for (announced, pushed) in [(0, 0), (2, 2), (5, 5), (20, 20), (20, 7), (3, 40), (0, 9)] {
+                for after in [0, 1, 12] {
+                    let mut t = Tape::new();
+                    let mut k = 0usize;
+                    for _ in 0..before {
+                        t.push(k);
+                        k += 1;
+                    }
+                    {
+                        let mut s = t.segment(announced);
+                        for _ in 0..pushed {
+                            s.push(k);
+                            k += 1;
+                        }
+                    }
+                    for _ in 0..after {
+                        t.push(k);
+                        k += 1;
+                    }
+                    assert_eq!(t.len(), k);
+                    let popped: Vec<usize> = (0..k).map(|_| t.pop()).collect();
+                    assert_eq!(popped, (0..k).rev().collect::<Vec<_>>(), "{before} {announced} {pushed} {after}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn segments_drop_what_they_wrote_once() {
+        let counted = Rc::new(());
+        {
+            let mut t = Tape::new();
+            t.push(Rc::clone(&counted));
+            {
+                let mut s = t.segment(INLINE);
+                for _ in 0..INLINE + 5 {
+                    s.push(Rc::clone(&counted));
+                }
+            }
+            drop(t.pop());
+            assert_eq!(Rc::strong_count(&counted), 1 + INLINE + 5);
         }
         assert_eq!(Rc::strong_count(&counted), 1);
     }

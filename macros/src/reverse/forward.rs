@@ -203,9 +203,11 @@ impl<'a> Transform<'a> {
                     let b = self.emit_forward(body, needed);
                     // A tape pushed once per iteration gets its capacity up front: one
                     // allocation per loop instead of one per doubling.
+                    let mut reserved = Vec::new();
                     for s in &b {
                         if let Stmt::Push { buf, .. } = s {
-                            if self.vars.role(*buf) == Role::Tape {
+                            if self.vars.role(*buf) == Role::Tape && !reserved.contains(buf) {
+                                reserved.push(*buf);
                                 out.push(Stmt::Reserve { tape: *buf, range: range.clone() });
                             }
                         }
