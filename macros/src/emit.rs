@@ -301,6 +301,68 @@ impl<'a> Emitter<'a> {
         Some((quote!(#before #the_loop #after), reserves + 1))
     }
 
+    /// The local numeric buffers a loop body uses element by element only (reads
+    /// `b[i]`, `b.len()`, copies of ranges, stores and additions to elements), each
+    /// with whether it writes them. The loop reaches them through a slice bound before
+    /// it (`let u = &u[..];`): a `Vec`'s pointer and length then stay in registers,
+    /// where a store to any element would make the compiler load them again from the
+    /// `Vec`, whose address the function has passed elsewhere.
+    fn element_views(&self, body: &Block) -> Vec<(Var, bool)> {
+        let vars = &self.func.vars;
+        let numeric = |v: Var| {
+            matches!(vars.kind(v), Kind::Buffer(_))
+                && matches!(vars.kind(v).element(), Kind::Float | Kind::Int)
+                && !matches!(vars.role(v), Role::Param | Role::Tape | Role::Slot)
+                && !self.late.contains(&v)
+        };
+        let mut views: Vec<(Var, bool)> = Vec::new();
+        let mut refused: HashSet<Var> = HashSet::new();
+        walk_stmts(body, &mut |s| {
+            // The buffers this statement uses element by element, and whether it writes.
+            let element_use: Option<(Var, bool)> = match s {
+                Stmt::Let { rv: Rvalue::Index { buf, .. } | Rvalue::Len(buf) | Rvalue::Slice { buf, .. }, .. } => {
+                    Some((*buf, false))
+                }
+                Stmt::Store { buf, .. } => Some((*buf, true)),
+                _ => None,
+            };
+            let mut mentioned: Vec<Var> = s.operands().iter().filter_map(Operand::var).collect();
+            match s {
+                Stmt::Push { buf: v, .. }
+                | Stmt::Buffer { var: v, .. }
+                | Stmt::Cell { var: v, .. }
+                | Stmt::Assign { var: v, .. }
+                | Stmt::Store { buf: v, .. } => mentioned.push(*v),
+                Stmt::Let { dst, .. } => mentioned.extend(dst.leaves().into_iter().copied()),
+                _ => {}
+            }
+            for v in mentioned {
+                if !numeric(v) {
+                    continue;
+                }
+                // The index or value of an element use is a plain mention of its own.
+                let own = element_use.filter(|(b, _)| *b == v);
+                let plain = match s {
+                    Stmt::Let { rv: Rvalue::Index { index, .. }, .. } => index.var() == Some(v),
+                    Stmt::Store { index, value, .. } => index.var() == Some(v) || value.var() == Some(v),
+                    Stmt::Accumulate { value, .. } => value.var() == Some(v),
+                    _ => false,
+                };
+                match own {
+                    Some((_, written)) if !plain => match views.iter_mut().find(|(b, _)| *b == v) {
+                        Some(view) => view.1 |= written,
+                        None => views.push((v, written)),
+                    },
+                    _ => {
+                        refused.insert(v);
+                    }
+                }
+            }
+        });
+        views.retain(|(v, _)| !refused.contains(v));
+        views
+    }
+
     /// `let g = Trait::m(ȳ, …); accumulate(&mut acc, g);`, where nothing else reads `g`
     /// and the rule has an accumulating form, as the one call `Trait::m_into(&mut acc,
     /// ȳ, …)`: a weight's adjoint summed over a loop then gets each step's product
@@ -579,7 +641,22 @@ impl<'a> Emitter<'a> {
                 let id = self.ident(*var);
                 let r = self.range(range);
                 let b = self.block(body);
-                quote!(for #id in #r { #b })
+                let views = self.element_views(body);
+                if views.is_empty() {
+                    return quote!(for #id in #r { #b });
+                }
+                let views = views.iter().map(|(v, written)| {
+                    let v = self.ident(*v);
+                    if *written {
+                        quote!(let #v = &mut #v[..];)
+                    } else {
+                        quote!(let #v = &#v[..];)
+                    }
+                });
+                quote!({
+                    #(#views)*
+                    for #id in #r { #b }
+                })
             }),
             Stmt::While { header, cond, body } => self.deferred_loop(&[header, body], || {
                 let b = self.block(body);

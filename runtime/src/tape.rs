@@ -70,17 +70,23 @@ impl<T> Tape<T> {
         self.inline_len + self.spill.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// A writer for the `additional` values a loop of known length pushes, one per
-    /// iteration: its `push` writes into capacity reserved here and counts, with no
-    /// check of the tape's state, so the loop keeps its cursor in registers. More
-    /// pushes than announced still work (the writer reserves again); the values join
-    /// the tape when the writer is dropped.
+    /// iteration (the caller's count is exact: the length of the loop's range). Its
+    /// `push` writes into room set aside here, in the inline part or in `spill`, and
+    /// counts, with no check of the tape's state; running past the count is a bug in
+    /// adjoint and panics, so the loop holds no call that returns and keeps its values
+    /// in registers across the push. The values join the tape when the writer is
+    /// dropped (fewer than announced if the loop stopped early).
     #[inline]
     pub fn segment(&mut self, additional: usize) -> Segment<'_, T> {
-        if self.len() + additional <= self.inline_cap {
-            // Short enough for the inline part: every push takes the tape's own path.
-            let null = core::ptr::null_mut();
-            return Segment { tape: self, start: null, next: null, end: null };
+        if self.spill.is_empty() && self.inline_len + additional <= self.inline_cap {
+            let room = self.inline[self.inline_len..self.inline_len + additional].as_mut_ptr_range();
+            let (start, end) = (room.start.cast::<T>(), room.end.cast::<T>());
+            return Segment { tape: self, inline: true, start, next: start, end };
         }
         if self.spill.is_empty() && self.inline_len > 0 {
             // The values come after the inline ones: those move to `spill` first, and
@@ -95,27 +101,18 @@ impl<T> Tape<T> {
         }
         self.inline_cap = self.inline_len;
         self.spill.reserve(additional);
-        let (start, end) = spare(&mut self.spill);
-        Segment { tape: self, start, next: start, end }
+        let spare = self.spill.spare_capacity_mut()[..additional].as_mut_ptr_range();
+        let (start, end) = (spare.start.cast::<T>(), spare.end.cast::<T>());
+        Segment { tape: self, inline: false, start, next: start, end }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The uninitialised capacity of `v`, as pointers.
-#[inline]
-fn spare<T>(v: &mut Vec<T>) -> (*mut T, *mut T) {
-    let spare = v.spare_capacity_mut().as_mut_ptr_range();
-    (spare.start.cast(), spare.end.cast())
 }
 
 /// Pushes onto a [`Tape`] from a loop of known length ([`Tape::segment`]).
 pub struct Segment<'t, T> {
     tape: &'t mut Tape<T>,
-    /// The spare capacity of the tape's `spill` when the writer (re)started, the
-    /// next place to write, and its end; all null while pushes go through the tape.
+    /// Whether the room is in the inline part (else in the spare capacity of `spill`).
+    inline: bool,
+    /// The room set aside, and the next place to write in it.
     start: *mut T,
     next: *mut T,
     end: *mut T,
@@ -124,47 +121,15 @@ pub struct Segment<'t, T> {
 impl<T> Segment<'_, T> {
     #[inline]
     pub fn push(&mut self, value: T) {
-        if self.next < self.end {
-            // SAFETY: `next` lies in the spare capacity of `spill`, which nothing else
-            // touches while the writer borrows the tape; it is written once and
-            // counted when the writer commits.
-            unsafe {
-                self.next.write(value);
-                self.next = self.next.add(1);
-            }
-        } else {
-            (self.start, self.next, self.end) = refill(self.tape, self.start, self.next, value);
+        if self.next == self.end {
+            segment_overrun();
         }
-    }
-}
-
-/// The writer's slow path (its capacity is used up, or the values go through the
-/// tape): commits what it wrote, pushes `value` on the tape, and returns the new spare
-/// capacity. It takes the cursor by value, so the writer itself never escapes the loop
-/// and its cursor stays in registers.
-#[cold]
-#[inline(never)]
-fn refill<T>(tape: &mut Tape<T>, start: *mut T, next: *mut T, value: T) -> (*mut T, *mut T, *mut T) {
-    commit(tape, start, next);
-    tape.push(value);
-    if start.is_null() {
-        let null = core::ptr::null_mut();
-        return (null, null, null);
-    }
-    let (start, end) = spare(&mut tape.spill);
-    (start, start, end)
-}
-
-/// Counts the values written in `start..next` as part of `spill`.
-#[inline]
-fn commit<T>(tape: &mut Tape<T>, start: *mut T, next: *mut T) {
-    if !start.is_null() {
-        // SAFETY: `start..next` is the prefix of `spill`'s spare capacity written by
-        // `Segment::push`, so the new length covers initialised values only.
+        // SAFETY: `next` lies in the room `Tape::segment` set aside, which nothing
+        // else touches while the writer borrows the tape; it is written once and
+        // counted when the writer is dropped.
         unsafe {
-            let written = next.offset_from(start) as usize;
-            let len = tape.spill.len();
-            tape.spill.set_len(len + written);
+            self.next.write(value);
+            self.next = self.next.add(1);
         }
     }
 }
@@ -172,8 +137,23 @@ fn commit<T>(tape: &mut Tape<T>, start: *mut T, next: *mut T) {
 impl<T> Drop for Segment<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        commit(self.tape, self.start, self.next);
+        // SAFETY: `start..next` are the values `push` wrote, just past the tape's last
+        // value in the part the room was set aside in.
+        let written = unsafe { self.next.offset_from(self.start) } as usize;
+        if self.inline {
+            self.tape.inline_len += written;
+        } else {
+            let len = self.tape.spill.len();
+            // SAFETY: as above: the new length covers initialised values only.
+            unsafe { self.tape.spill.set_len(len + written) };
+        }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn segment_overrun() -> ! {
+    panic!("adjoint: a loop saved more values than its trip count (this is a bug in adjoint; please report it)")
 }
 
 impl<T> Drop for Tape<T> {
@@ -244,10 +224,10 @@ mod tests {
 
     #[test]
     fn segments_keep_the_order_of_pushes() {
-        // Before, inside and after a segment; segments shorter and longer than
-        // announced; starting with the inline part empty, partly or wholly filled.
+        // Before, inside and after a segment; segments that stop early; starting
+        // with the inline part empty, partly or wholly filled.
         for before in [0, 3, INLINE, INLINE + 2] {
-            for (announced, pushed) in [(0, 0), (2, 2), (5, 5), (20, 20), (20, 7), (3, 40), (0, 9)] {
+            for (announced, pushed) in [(0, 0), (2, 2), (5, 5), (3, 1), (20, 20), (20, 7), (40, 40)] {
                 for after in [0, 1, 12] {
                     let mut t = Tape::new();
                     let mut k = 0usize;
@@ -281,7 +261,7 @@ mod tests {
             let mut t = Tape::new();
             t.push(Rc::clone(&counted));
             {
-                let mut s = t.segment(INLINE);
+                let mut s = t.segment(INLINE + 5);
                 for _ in 0..INLINE + 5 {
                     s.push(Rc::clone(&counted));
                 }
@@ -290,6 +270,16 @@ mod tests {
             assert_eq!(Rc::strong_count(&counted), 1 + INLINE + 5);
         }
         assert_eq!(Rc::strong_count(&counted), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "more values than its trip count")]
+    fn segments_refuse_more_than_announced() {
+        let mut t = Tape::new();
+        let mut s = t.segment(2);
+        for i in 0..3 {
+            s.push(i);
+        }
     }
 
     #[test]
