@@ -10,7 +10,9 @@
 //!   both rates.
 //! - `newton`: the real root of x³ + 2x − 5 (from x = 1: five iterations) by Newton's
 //!   method in a `while` loop, differentiated w.r.t. both coefficients; the
-//!   hand-written gradient is the implicit-function one.
+//!   hand-written gradient is the implicit-function one. The `_chained` rows make each
+//!   call wait for the previous one (latency); the others let independent calls overlap
+//!   (throughput), which flatters a short latency-bound primal more than its gradient.
 //! - `logistic`: the negative log-likelihood of a logistic regression over 1 000 samples
 //!   of 8 features, as `chunks`/`zip`/`map`/`sum` and as index loops.
 //! - `heat`: 100 steps of an explicit diffusion stencil over 64 points, two buffers
@@ -306,6 +308,25 @@ fn realistic(c: &mut Criterion) {
         bch.iter(|| {
             let (a, b) = coefficients();
             grad!(newton_root)(a, b)
+        })
+    });
+    // The same calls, each waiting for the one before (its coefficient reads the last
+    // root, at a weight that leaves it unchanged), as in an optimisation loop: the
+    // latency of one call, where the rows above let the CPU overlap independent calls.
+    group.bench_function("newton/primal_chained", |bch| {
+        let mut a = 2.0;
+        bch.iter(|| {
+            let x = newton_root(black_box(a), 5.0);
+            a = 2.0 + 1e-30 * x;
+            x
+        })
+    });
+    group.bench_function("newton/grad_chained", |bch| {
+        let mut a = 2.0;
+        bch.iter(|| {
+            let g = grad!(newton_root)(black_box(a), 5.0);
+            a = 2.0 + 1e-30 * g.0;
+            g
         })
     });
     group.bench_function("newton/hand", |bch| {
