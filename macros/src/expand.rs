@@ -191,6 +191,7 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
         return quote!(#primal #companions #graph);
     }
     let mut companions = tower.user_companions(&user, &sig, &wrt);
+    companions.extend(outputs::reads_only(&item));
     companions.extend(fallback_module(&tower.callees, &krate));
     companions.extend(graph);
     if cx.has_errors() {

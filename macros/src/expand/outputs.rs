@@ -135,6 +135,26 @@ impl VisitMut for ReturnWithOutputs<'_> {
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 
+/// The pure form of a function that writes into no argument: a compile error at the
+/// call. A helper writing into `&mut` buffers that passes one of them on by name
+/// (`total(out)`) is taken to let the callee write into it, since the macro cannot see
+/// the callee's signature; when the callee only reads it, this says how to write that.
+pub fn reads_only(item: &ItemFn) -> TokenStream {
+    let span = item.sig.ident.span();
+    let name = item.sig.ident.to_string();
+    let message = format!("`{name}` does not write into its arguments, but is passed an output buffer to write into");
+    let note = format!(
+        "a `&mut` parameter passed on by name (`{name}(out)`) is taken as one the callee writes into; to let `{name}` read it, pass `&out[..]`"
+    );
+    let trait_name = format_ident!("ReadsOnly", span = span);
+    let refusal = super::refusal_trait(&trait_name, &message, "reads its arguments only", &note);
+    let pure = super::refusing_fn(&Ident::new("__pure", span), item.sig.inputs.len(), &trait_name, true);
+    quote_spanned! {span=>
+        #refusal
+        #pure
+    }
+}
+
 /// `grad!`, `value_and_grad!`, `vjp!` and `graph!` of a helper writing into `&mut`
 /// buffers: a compile error at the call that says what to do instead.
 pub fn entry_points(item: &ItemFn) -> TokenStream {
