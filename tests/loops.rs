@@ -1205,3 +1205,49 @@ mod loop_value_after_return {
         }
     }
 }
+
+/// Values of a zero-sized type (here a unit saved by a `loop … break value` nested in a
+/// derivative of a derivative) saved through a tape segment in a counted loop: fuzz
+/// campaign 0x2600, program 1088, as the shrinker left it. The segment counted its room
+/// by addresses, which a zero-sized value does not have, and reported an overrun.
+#[allow(unused_variables, unused_mut, unused_parens, unused_assignments, clippy::all)]
+mod fuzz_0x2600_1088 {
+    use super::*;
+
+    #[differentiable(order = 3)]
+    pub fn h0(u: f64, v: f64) -> f64 {
+        let mut k4 = 0;
+        let r5 = loop {
+            k4 += 1;
+            let s6 = (((0.1_f64).mul_add(u, (k4 as f64)) * (0.1_f64).mul_add(u, (k4 as f64))) + 2.0).powi(-2);
+            let s7 = ((s6 - u).hypot((-s6)) - (-0.75));
+            let buf8 = [((2.0 / (-1.5)) - s7.mul_add(u, u)), ((3.0_f64).powi(2) + (s6 + 0.25))];
+            if k4 >= 2 {
+                break ((((buf8[1] - buf8[buf8.len() - 1]) * (buf8[1] - buf8[buf8.len() - 1])) + 0.5) + 1.5);
+            }
+        };
+        r5.min((1.5 / 2.0))
+    }
+
+    #[differentiable(order = 2)]
+    pub fn f(a: f64) -> f64 {
+        let gt13 = grad!(h0)(0.5, (a.clamp((-1.0), 0.0)).asinh());
+        let s14 = ((a / ((gt13.0 * gt13.0) + 0.25)) + ((2.0 - a) * a));
+        let mut s15 = s14;
+        (((s15 - s14.powi(2)) + s15) + s15)
+    }
+
+    #[differentiable]
+    pub fn d_f(a: f64) -> f64 {
+        let g0 = grad!(f)(a);
+        g0 * 0.75
+    }
+}
+
+#[test]
+fn zero_sized_values_through_a_tape_segment() {
+    for a in [-0.7, 0.3, 1.2] {
+        assert_close("f'", grad!(fuzz_0x2600_1088::f)(a), fd(fuzz_0x2600_1088::f, a), FD);
+        assert_close("f''", grad!(fuzz_0x2600_1088::d_f)(a), fd(fuzz_0x2600_1088::d_f, a), FD2);
+    }
+}

@@ -84,9 +84,8 @@ impl<T> Tape<T> {
     #[inline]
     pub fn segment(&mut self, additional: usize) -> Segment<'_, T> {
         if self.spill.is_empty() && self.inline_len + additional <= self.inline_cap {
-            let room = self.inline[self.inline_len..self.inline_len + additional].as_mut_ptr_range();
-            let (start, end) = (room.start.cast::<T>(), room.end.cast::<T>());
-            return Segment { tape: self, inline: true, start, next: start, end };
+            let base = self.inline[self.inline_len..].as_mut_ptr().cast::<T>();
+            return Segment { tape: self, inline: true, base, written: 0, room: additional };
         }
         if self.spill.is_empty() && self.inline_len > 0 {
             // The values come after the inline ones: those move to `spill` first, and
@@ -101,9 +100,8 @@ impl<T> Tape<T> {
         }
         self.inline_cap = self.inline_len;
         self.spill.reserve(additional);
-        let spare = self.spill.spare_capacity_mut()[..additional].as_mut_ptr_range();
-        let (start, end) = (spare.start.cast::<T>(), spare.end.cast::<T>());
-        Segment { tape: self, inline: false, start, next: start, end }
+        let base = self.spill.spare_capacity_mut().as_mut_ptr().cast::<T>();
+        Segment { tape: self, inline: false, base, written: 0, room: additional }
     }
 }
 
@@ -112,40 +110,36 @@ pub struct Segment<'t, T> {
     tape: &'t mut Tape<T>,
     /// Whether the room is in the inline part (else in the spare capacity of `spill`).
     inline: bool,
-    /// The room set aside, and the next place to write in it.
-    start: *mut T,
-    next: *mut T,
-    end: *mut T,
+    /// The room set aside, as its first place and its length, and how much of it is
+    /// written (counts, not an end pointer: a zero-sized `T` has no addresses to tell).
+    base: *mut T,
+    written: usize,
+    room: usize,
 }
 
 impl<T> Segment<'_, T> {
     #[inline]
     pub fn push(&mut self, value: T) {
-        if self.next == self.end {
+        if self.written == self.room {
             segment_overrun();
         }
-        // SAFETY: `next` lies in the room `Tape::segment` set aside, which nothing
-        // else touches while the writer borrows the tape; it is written once and
-        // counted when the writer is dropped.
-        unsafe {
-            self.next.write(value);
-            self.next = self.next.add(1);
-        }
+        // SAFETY: `base + written` lies in the room `Tape::segment` set aside (written <
+        // room), which nothing else touches while the writer borrows the tape; it is
+        // written once and counted when the writer is dropped.
+        unsafe { self.base.add(self.written).write(value) };
+        self.written += 1;
     }
 }
 
 impl<T> Drop for Segment<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: `start..next` are the values `push` wrote, just past the tape's last
-        // value in the part the room was set aside in.
-        let written = unsafe { self.next.offset_from(self.start) } as usize;
         if self.inline {
-            self.tape.inline_len += written;
+            self.tape.inline_len += self.written;
         } else {
             let len = self.tape.spill.len();
-            // SAFETY: as above: the new length covers initialised values only.
-            unsafe { self.tape.spill.set_len(len + written) };
+            // SAFETY: the `written` values past the length were written by `push`.
+            unsafe { self.tape.spill.set_len(len + self.written) };
         }
     }
 }
@@ -270,6 +264,27 @@ mod tests {
             assert_eq!(Rc::strong_count(&counted), 1 + INLINE + 5);
         }
         assert_eq!(Rc::strong_count(&counted), 1);
+    }
+
+    #[test]
+    fn segments_of_zero_sized_values() {
+        for (before, count) in [(0, 3), (2, 20), (INLINE, 5)] {
+            let mut t = Tape::new();
+            for _ in 0..before {
+                t.push(());
+            }
+            {
+                let mut s = t.segment(count);
+                for _ in 0..count {
+                    s.push(());
+                }
+            }
+            assert_eq!(t.len(), before + count);
+            for _ in 0..before + count {
+                t.pop();
+            }
+            assert!(t.is_empty());
+        }
     }
 
     #[test]
