@@ -79,6 +79,28 @@ fn net_force(x: &[f64], k: f64) -> f64 {
     g.iter().map(|f| f * f).sum()
 }
 
+/// A closure keeps reading the bindings it captured when a later `let` reuses their
+/// names: a scalar (`w`), a buffer (`x`), and a name shadowed inside the loop that
+/// calls the closure.
+#[differentiable]
+fn shadowed_captures(x: &[f64], w: f64) -> f64 {
+    let scale = |v: f64| v * w;
+    let spread = |k: f64| k * x.iter().map(|v| v * v).sum::<f64>();
+    let w = w * w + 1.0;
+    let mut s = 0.0;
+    for &v in x {
+        let w = 0.5 * w;
+        s += scale(v) + w * v;
+    }
+    let x = vec![s, w];
+    spread(x[0]) + x[1]
+}
+
+#[differentiable]
+fn d_shadowed_captures(x: &[f64], w: f64) -> f64 {
+    grad!(shadowed_captures)(x, w).1
+}
+
 fn xs(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f64>> {
     prop::collection::vec(prop_oneof![-2.0..-0.3, 0.3..2.0], len)
 }
@@ -130,6 +152,15 @@ proptest! {
         let (fa, fb) = fd2(pairs, a, b);
         check("d/da", ga, fa, TOL)?;
         check("d/db", gb, fb, TOL)?;
+    }
+
+    #[test]
+    fn captures_outlive_a_shadowing_let(x in xs(1..6), w in -1.5f64..1.5) {
+        let (gx, gw) = grad!(shadowed_captures)(&x, w);
+        check_vec("d/dx", &gx, &fd_vec(|x| shadowed_captures(x, w), &x), TOL)?;
+        check("d/dw", gw, fd(|w| shadowed_captures(&x, w), w), TOL)?;
+        let (_, gww) = grad!(d_shadowed_captures)(&x, w);
+        check("d²/dw²", gww, fd(|w| d_shadowed_captures(&x, w), w), TOL)?;
     }
 
     #[test]

@@ -20,8 +20,10 @@
 //!
 //! - A closure bound by `let f = |…| …;` is inlined at each call `f(a, b)` as the block
 //!   `{ let (p, q) = (a, b); body }`; one passed to an adaptor is inlined the same way.
-//!   Its captures are then reads of the enclosing locals, so a capture shadowed between
-//!   the closure and a call, or a `return` inside the closure, is reported.
+//!   Its captures are then reads of the enclosing locals: a later `let` that would hide
+//!   one gets a fresh name (with its reads), so the inlined body still reads what the
+//!   closure captured; a capture hidden otherwise (a loop's or an arm's pattern), or a
+//!   `return` inside the closure, is reported.
 //! - `θ.sin_cos()` is `(θ.sin(), θ.cos())` (bit for bit what `std` returns), and
 //!   `v.swap(i, j)` the exchange of two elements.
 //! - A chain is a source (`x.iter()`, `x.iter_mut()`, `x.into_iter()`, `&x`, `x[a..b]`,
@@ -134,6 +136,157 @@ fn pattern_names(pat: &Pat, out: &mut Vec<Ident>) {
     Collect(out).visit_pat(pat);
 }
 
+/// The binding `from` in a pattern renamed `to`.
+fn rename_binding(pat: &mut Pat, from: &str, to: &Ident) {
+    struct R<'a>(&'a str, &'a Ident);
+    impl VisitMut for R<'_> {
+        fn visit_pat_ident_mut(&mut self, p: &mut syn::PatIdent) {
+            if p.ident == self.0 {
+                p.ident = Ident::new(&self.1.to_string(), p.ident.span());
+            }
+            syn::visit_mut::visit_pat_ident_mut(self, p);
+        }
+    }
+    R(from, to).visit_pat_mut(pat);
+}
+
+/// Whether a pattern binds `name`.
+fn binds(pat: &Pat, name: &str) -> bool {
+    let mut names = Vec::new();
+    pattern_names(pat, &mut names);
+    names.iter().any(|n| n == name)
+}
+
+/// The reads of `from` in `stmts` renamed `to`, up to where a pattern binds `from`
+/// again (a later `let`; a closure's, a `for`'s, an `if let`'s or an arm's pattern
+/// inside them): from there on the name means that binding.
+fn rename_reads(stmts: &mut [Stmt], from: &str, to: &Ident) {
+    let mut r = RenameReads { from, to };
+    for s in stmts {
+        if let Stmt::Local(local) = s {
+            if let Some(init) = &mut local.init {
+                r.visit_expr_mut(&mut init.expr);
+                if let Some((_, diverge)) = &mut init.diverge {
+                    r.visit_expr_mut(diverge);
+                }
+            }
+            if binds(&local.pat, from) {
+                return;
+            }
+        } else {
+            r.visit_stmt_mut(s);
+        }
+    }
+}
+
+struct RenameReads<'a> {
+    from: &'a str,
+    to: &'a Ident,
+}
+
+impl RenameReads<'_> {
+    fn renamed(&self, span: Span) -> Ident {
+        Ident::new(&self.to.to_string(), span)
+    }
+
+    fn rename_tokens(&self, tokens: TokenStream) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|tt| match tt {
+                proc_macro2::TokenTree::Ident(id) if id == self.from => {
+                    proc_macro2::TokenTree::Ident(self.renamed(id.span()))
+                }
+                proc_macro2::TokenTree::Group(g) => {
+                    let mut inner = proc_macro2::Group::new(g.delimiter(), self.rename_tokens(g.stream()));
+                    inner.set_span(g.span());
+                    proc_macro2::TokenTree::Group(inner)
+                }
+                other => other,
+            })
+            .collect()
+    }
+}
+
+impl VisitMut for RenameReads<'_> {
+    fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
+        if p.qself.is_none() && p.path.get_ident().is_some_and(|i| i == self.from) {
+            let span = p.path.segments[0].ident.span();
+            p.path.segments[0].ident = self.renamed(span);
+        }
+    }
+    fn visit_block_mut(&mut self, b: &mut syn::Block) {
+        rename_reads(&mut b.stmts, self.from, self.to);
+    }
+    fn visit_expr_closure_mut(&mut self, c: &mut syn::ExprClosure) {
+        if !c.inputs.iter().any(|p| binds(p, self.from)) {
+            self.visit_expr_mut(&mut c.body);
+        }
+    }
+    fn visit_expr_for_loop_mut(&mut self, f: &mut syn::ExprForLoop) {
+        self.visit_expr_mut(&mut f.expr);
+        if !binds(&f.pat, self.from) {
+            self.visit_block_mut(&mut f.body);
+        }
+    }
+    fn visit_expr_if_mut(&mut self, i: &mut syn::ExprIf) {
+        match &mut *i.cond {
+            Expr::Let(l) => {
+                self.visit_expr_mut(&mut l.expr);
+                if !binds(&l.pat, self.from) {
+                    self.visit_block_mut(&mut i.then_branch);
+                }
+            }
+            cond => {
+                self.visit_expr_mut(cond);
+                self.visit_block_mut(&mut i.then_branch);
+            }
+        }
+        if let Some((_, e)) = &mut i.else_branch {
+            self.visit_expr_mut(e);
+        }
+    }
+    fn visit_expr_while_mut(&mut self, w: &mut syn::ExprWhile) {
+        match &mut *w.cond {
+            Expr::Let(l) => {
+                self.visit_expr_mut(&mut l.expr);
+                if !binds(&l.pat, self.from) {
+                    self.visit_block_mut(&mut w.body);
+                }
+            }
+            cond => {
+                self.visit_expr_mut(cond);
+                self.visit_block_mut(&mut w.body);
+            }
+        }
+    }
+    fn visit_arm_mut(&mut self, a: &mut syn::Arm) {
+        if !binds(&a.pat, self.from) {
+            if let Some((_, g)) = &mut a.guard {
+                self.visit_expr_mut(g);
+            }
+            self.visit_expr_mut(&mut a.body);
+        }
+    }
+    fn visit_field_value_mut(&mut self, f: &mut syn::FieldValue) {
+        // `S { name }`, shorthand for `S { name: name }`.
+        if f.colon_token.is_none() {
+            if let syn::Member::Named(m) = &f.member {
+                if m == self.from {
+                    f.colon_token = Some(Default::default());
+                    let to = self.renamed(m.span());
+                    f.expr = parse_quote!(#to);
+                    return;
+                }
+            }
+        }
+        syn::visit_mut::visit_field_value_mut(self, f);
+    }
+    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+        m.tokens = self.rename_tokens(std::mem::take(&mut m.tokens));
+    }
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
 /// The single-identifier paths an expression reads, and the names it binds anywhere.
 fn free_names(closure: &syn::ExprClosure) -> Vec<String> {
     #[derive(Default)]
@@ -211,6 +364,33 @@ fn by_value(pat: &Pat) -> Pat {
 }
 
 impl Desugarer<'_> {
+    /// `stmts[at]` is a `let` whose pattern would hide a binding that a closure in
+    /// scope reads: in Rust the closure keeps reading the old binding, but closures are
+    /// inlined at their calls here, where the name would mean the new one. The new
+    /// binding gets a fresh name instead, and so do its reads in the statements after
+    /// it (up to where the name is bound again).
+    fn keep_captures_visible(&mut self, stmts: &mut [Stmt], at: usize) {
+        let Stmt::Local(local) = &stmts[at] else { return };
+        let mut bound = Vec::new();
+        pattern_names(&local.pat, &mut bound);
+        for name in bound {
+            let n = name.to_string();
+            let current = self.binding_of(&n);
+            let read_by_closure = self
+                .closures
+                .iter()
+                .flat_map(|scope| scope.iter())
+                .any(|c| c.captures.iter().any(|(cn, id)| *cn == n && *id == current));
+            if !read_by_closure {
+                continue;
+            }
+            let fresh = self.names.fresh(&n, name.span());
+            let Stmt::Local(local) = &mut stmts[at] else { unreachable!("checked above") };
+            rename_binding(&mut local.pat, &n, &fresh);
+            rename_reads(&mut stmts[at + 1..], &n, &fresh);
+        }
+    }
+
     fn bind_names(&mut self, pat: &Pat) {
         let mut names = Vec::new();
         pattern_names(pat, &mut names);
@@ -1517,7 +1697,12 @@ impl VisitMut for Desugarer<'_> {
     fn visit_block_mut(&mut self, b: &mut syn::Block) {
         self.scoped(|this| {
             let mut out = Vec::with_capacity(b.stmts.len());
-            for mut s in std::mem::take(&mut b.stmts) {
+            let mut rest = std::mem::take(&mut b.stmts);
+            let mut next = 0;
+            while next < rest.len() {
+                this.keep_captures_visible(&mut rest, next);
+                let mut s = rest[next].clone();
+                next += 1;
                 if let Stmt::Local(local) = &s {
                     if let (Pat::Ident(p), Some(init)) = (&local.pat, &local.init) {
                         if let (Expr::Closure(c), None) = (strip(&init.expr), &init.diverge) {
