@@ -92,7 +92,7 @@ fn shadowed_captures(x: &[f64], w: f64) -> f64 {
         let w = 0.5 * w;
         s += scale(v) + w * v;
     }
-    let x = vec![s, w];
+    let x = [s, w];
     spread(x[0]) + x[1]
 }
 
