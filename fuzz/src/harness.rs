@@ -225,7 +225,12 @@ fn difference(f: Value, p: &Point, k: usize, h: f64, at: f64) -> Option<(f64, f6
     let (fu, fd) = guarded(|| (f(&up.s, &up.v, &up.m), f(&down.s, &down.v, &down.m))).ok()?;
     let magnitude = fu.abs().max(fd.abs());
     let continuous = ((fu + fd) / 2.0 - at).abs() <= 1e-3 * magnitude.max(at.abs()).max(1.0);
-    (fu.is_finite() && fd.is_finite() && continuous).then(|| ((fu - fd) / (2.0 * h), magnitude))
+    // Whole numbers at the point and at both neighbours, not all the same: a step
+    // function (`ceil`, `floor`, `round` of a value that moves by more than 1 over the
+    // step), whose derivative is 0 wherever it exists while the differences measure the
+    // slope of what it rounds.
+    let steps = [fu, fd, at].iter().all(|v| v.fract() == 0.0) && (fu != fd || fu != at);
+    (fu.is_finite() && fd.is_finite() && continuous && !steps).then(|| ((fu - fd) / (2.0 * h), magnitude))
 }
 
 /// Compare a gradient with the differences of `f`; `None` if it matches.
@@ -438,6 +443,20 @@ mod tests {
         assert!(compare("isolated", &isolated, &[0.0], &p, &layout).is_none());
         let p = Point { s: vec![0.5], v: vec![], m: vec![] };
         assert!(compare("isolated", &isolated, &[0.0], &p, &layout).is_some());
+    }
+
+    /// A step function of a fast-moving value (`ceil` of a number near 10⁹, which
+    /// moves by thousands over a step): its gradient 0 is right almost everywhere, and
+    /// the differences, which see the slope of what it rounds, do not judge it (fuzz
+    /// campaign 0x2700, program 265). A smooth function still is judged.
+    #[test]
+    fn a_step_function_of_a_fast_value_is_not_judged() {
+        let layout = [P::Scalar];
+        let steps = |s: &[f64], _: &[Vec<f64>], _: &[Vec<Vec<f64>>]| (1.7531e9 * s[0] + 0.3).ceil();
+        let p = Point { s: vec![0.7], v: vec![], m: vec![] };
+        assert!(compare("steps", &steps, &[0.0], &p, &layout).is_none());
+        let smooth = |s: &[f64], _: &[Vec<f64>], _: &[Vec<Vec<f64>>]| 1.7531e9 * s[0] + 0.3;
+        assert!(compare("smooth", &smooth, &[0.0], &p, &layout).is_some());
     }
 
     #[test]
