@@ -80,8 +80,8 @@ fn net_force(x: &[f64], k: f64) -> f64 {
 }
 
 /// A closure keeps reading the bindings it captured when a later `let` reuses their
-/// names: a scalar (`w`), a buffer (`x`), and a name shadowed inside the loop that
-/// calls the closure.
+/// names: a scalar (`w`), a buffer (`x`), a name shadowed inside the loop that calls
+/// the closure, and one bound by a later loop's pattern.
 #[differentiable]
 fn shadowed_captures(x: &[f64], w: f64) -> f64 {
     let scale = |v: f64| v * w;
@@ -91,6 +91,9 @@ fn shadowed_captures(x: &[f64], w: f64) -> f64 {
     for &v in x {
         let w = 0.5 * w;
         s += scale(v) + w * v;
+    }
+    for &w in x.iter().take(1) {
+        s += 0.25 * w * w;
     }
     let x = [s, w];
     spread(x[0]) + x[1]

@@ -207,6 +207,22 @@ impl RenameReads<'_> {
     }
 }
 
+impl RenameReads<'_> {
+    /// The condition of an `if` or `while` and the block it guards, which an `if let`
+    /// or `while let` pattern binding the name hides from the renaming.
+    fn conditional_block(&mut self, cond: &mut Expr, block: &mut syn::Block) {
+        if let Expr::Let(l) = cond {
+            self.visit_expr_mut(&mut l.expr);
+            if binds(&l.pat, self.from) {
+                return;
+            }
+        } else {
+            self.visit_expr_mut(cond);
+        }
+        self.visit_block_mut(block);
+    }
+}
+
 impl VisitMut for RenameReads<'_> {
     fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
         if p.qself.is_none() && p.path.get_ident().is_some_and(|i| i == self.from) {
@@ -229,35 +245,13 @@ impl VisitMut for RenameReads<'_> {
         }
     }
     fn visit_expr_if_mut(&mut self, i: &mut syn::ExprIf) {
-        match &mut *i.cond {
-            Expr::Let(l) => {
-                self.visit_expr_mut(&mut l.expr);
-                if !binds(&l.pat, self.from) {
-                    self.visit_block_mut(&mut i.then_branch);
-                }
-            }
-            cond => {
-                self.visit_expr_mut(cond);
-                self.visit_block_mut(&mut i.then_branch);
-            }
-        }
+        self.conditional_block(&mut i.cond, &mut i.then_branch);
         if let Some((_, e)) = &mut i.else_branch {
             self.visit_expr_mut(e);
         }
     }
     fn visit_expr_while_mut(&mut self, w: &mut syn::ExprWhile) {
-        match &mut *w.cond {
-            Expr::Let(l) => {
-                self.visit_expr_mut(&mut l.expr);
-                if !binds(&l.pat, self.from) {
-                    self.visit_block_mut(&mut w.body);
-                }
-            }
-            cond => {
-                self.visit_expr_mut(cond);
-                self.visit_block_mut(&mut w.body);
-            }
-        }
+        self.conditional_block(&mut w.cond, &mut w.body);
     }
     fn visit_arm_mut(&mut self, a: &mut syn::Arm) {
         if !binds(&a.pat, self.from) {
