@@ -275,12 +275,7 @@ impl<'a> Emitter<'a> {
             let (t, r) = (self.ident(*tape), self.range(range));
             let trips = quote!(::core::iter::Iterator::size_hint(&(#r)).0);
             let mut mentions = 0;
-            walk_stmts(body, &mut |s| {
-                let named = matches!(s, Stmt::Push { buf: t, .. } | Stmt::Reserve { tape: t, .. } if t == tape);
-                if named || s.operands().iter().any(|o| o.var() == Some(*tape)) {
-                    mentions += 1;
-                }
-            });
+            walk_stmts(body, &mut |s| mentions += usize::from(s.touches(*tape)));
             let pushed_at_top = body.iter().any(|s| matches!(s, Stmt::Push { buf, .. } if buf == tape));
             if mentions == 1 && pushed_at_top {
                 let w = self.fresh_ident(&format!("{t}_segment"));
@@ -327,15 +322,7 @@ impl<'a> Emitter<'a> {
                 _ => None,
             };
             let mut mentioned: Vec<Var> = s.operands().iter().filter_map(Operand::var).collect();
-            match s {
-                Stmt::Push { buf: v, .. }
-                | Stmt::Buffer { var: v, .. }
-                | Stmt::Cell { var: v, .. }
-                | Stmt::Assign { var: v, .. }
-                | Stmt::Store { buf: v, .. } => mentioned.push(*v),
-                Stmt::Let { dst, .. } => mentioned.extend(dst.leaves().into_iter().copied()),
-                _ => {}
-            }
+            mentioned.extend(s.written());
             for v in mentioned {
                 if !numeric(v) {
                     continue;

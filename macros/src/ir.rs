@@ -673,6 +673,36 @@ impl Stmt {
     }
 }
 
+impl Stmt {
+    /// The variables this statement writes itself (not those of nested blocks): those
+    /// it defines, assigns or adds to, the buffers it stores into or pushes onto, and
+    /// the tape or slot a value is taken from.
+    pub fn written(&self) -> Vec<Var> {
+        match self {
+            Stmt::Let { dst, rv, .. } => {
+                let mut w: Vec<Var> = dst.leaves().into_iter().copied().collect();
+                if let Rvalue::Pop(v) | Rvalue::Load(v) = rv {
+                    w.push(*v);
+                }
+                w
+            }
+            Stmt::Cell { var, .. } | Stmt::Assign { var, .. } | Stmt::Buffer { var, .. } => vec![*var],
+            Stmt::Accumulate { place, .. } => vec![place.target()],
+            Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => vec![*buf],
+            Stmt::Swap { a, b } => vec![*a, *b],
+            Stmt::Save { slot, .. } => vec![*slot],
+            Stmt::Tape { var } | Stmt::Slot { var } | Stmt::For { var, .. } => vec![*var],
+            Stmt::Reserve { tape, .. } => vec![*tape],
+            Stmt::If { .. } | Stmt::While { .. } => Vec::new(),
+        }
+    }
+
+    /// Whether this statement itself (not its nested blocks) reads or writes `v`.
+    pub fn touches(&self, v: Var) -> bool {
+        self.operands().iter().any(|o| o.var() == Some(v)) || self.written().contains(&v)
+    }
+}
+
 impl Place {
     pub fn operands(&self) -> Vec<Operand> {
         match self {

@@ -58,24 +58,7 @@ impl Effects {
         walk_stmts(std::slice::from_ref(stmt), &mut |s| {
             self.reads.extend(s.operands().iter().filter_map(Operand::var));
             self.moves.extend(moving_reads(s));
-            let written: Vec<Var> = match s {
-                Stmt::Let { dst, rv, .. } => {
-                    let mut w: Vec<Var> = dst.leaves().into_iter().copied().collect();
-                    if let Rvalue::Pop(v) | Rvalue::Load(v) = rv {
-                        w.push(*v);
-                    }
-                    w
-                }
-                Stmt::Cell { var, .. } | Stmt::Assign { var, .. } | Stmt::Buffer { var, .. } => vec![*var],
-                Stmt::Accumulate { place, .. } => vec![place.target()],
-                Stmt::Store { buf, .. } | Stmt::Push { buf, .. } => vec![*buf],
-                Stmt::Swap { a, b } => vec![*a, *b],
-                Stmt::Save { slot, .. } => vec![*slot],
-                Stmt::Tape { var } | Stmt::Slot { var } | Stmt::For { var, .. } => vec![*var],
-                Stmt::Reserve { tape, .. } => vec![*tape],
-                Stmt::If { .. } | Stmt::While { .. } => Vec::new(),
-            };
-            self.writes.extend(written);
+            self.writes.extend(s.written());
         });
     }
 
