@@ -6,6 +6,25 @@
 use crate::{differentiable, Float};
 
 macro_rules! unary_rule {
+    // One rule: its trait, and its implementation for floats, whose body reads `ȳ` and
+    // the argument by value.
+    (@rule $(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) { $($body:tt)* }) => {
+        $(#[doc = $doc])+
+        #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+        pub trait $trait_: Sized {
+            $(#[doc = $doc])+
+            fn $method($ybar: &Self, $arg: &Self) -> Self;
+        }
+        #[differentiable(crate = crate, order = 3)]
+        impl<F: Float> $trait_ for F {
+            #[inline]
+            fn $method($ybar: &F, $arg: &F) -> F {
+                let $ybar = *$ybar;
+                let $arg = *$arg;
+                $($body)*
+            }
+        }
+    };
     // Rules whose partial may not be finite: the contribution is ȳ·∂ where ∂ is finite,
     // 0 where ȳ is exactly 0 and ∂ is not, and the exact formula otherwise (∞ or NaN, or
     // a finite value where only ∂ overflows). The test reads a detached ∂, which reads
@@ -14,44 +33,18 @@ macro_rules! unary_rule {
     // (second order) never differentiate through a NaN either; in the rule itself
     // rustc computes ∂ once.
     (guarded = true; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr, partial $partial:expr;)*) => {$(
-        $(#[doc = $doc])+
-        #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
-        pub trait $trait_: Sized {
-            $(#[doc = $doc])+
-            fn $method($ybar: &Self, $arg: &Self) -> Self;
-        }
-        #[differentiable(crate = crate, order = 3)]
-        impl<F: Float> $trait_ for F {
-            #[inline]
-            fn $method($ybar: &F, $arg: &F) -> F {
-                let $ybar = *$ybar;
-                let $arg = *$arg;
-                if crate::detach($partial).is_finite() {
-                    $ybar * ($partial)
-                } else if $ybar == F::ZERO {
-                    $ybar * F::ZERO
-                } else {
-                    $body
-                }
-            }
-        }
-    )*};
-    (guarded = false; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
-        $(#[doc = $doc])+
-        #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
-        pub trait $trait_: Sized {
-            $(#[doc = $doc])+
-            fn $method($ybar: &Self, $arg: &Self) -> Self;
-        }
-        #[differentiable(crate = crate, order = 3)]
-        impl<F: Float> $trait_ for F {
-            #[inline]
-            fn $method($ybar: &F, $arg: &F) -> F {
-                let $ybar = *$ybar;
-                let $arg = *$arg;
+        unary_rule! { @rule $(#[doc = $doc])+ $trait_::$method($ybar, $arg) {
+            if crate::detach($partial).is_finite() {
+                $ybar * ($partial)
+            } else if $ybar == F::ZERO {
+                $ybar * F::ZERO
+            } else {
                 $body
             }
-        }
+        } }
+    )*};
+    (guarded = false; $($(#[doc = $doc:literal])+ $trait_:ident :: $method:ident ($ybar:ident, $arg:ident) => $body:expr;)*) => {$(
+        unary_rule! { @rule $(#[doc = $doc])+ $trait_::$method($ybar, $arg) { $body } }
     )*};
 }
 
