@@ -61,6 +61,21 @@ fn chord(ctrl: &[[f64; 2]; 4]) -> f64 {
     (x1 - x0).hypot(y1 - y0)
 }
 
+#[differentiable(custom_vjp = kepler_vjp)]
+fn kepler(m: f64, e: f64) -> f64 {
+    let mut big_e = m; // Newton's method on g = E − e·sin E − M = 0
+    for _ in 0..30 {
+        big_e -= (big_e - e * big_e.sin() - m) / (1.0 - e * big_e.cos());
+    }
+    big_e
+}
+
+fn kepler_vjp(m: f64, e: f64) -> (f64, impl FnOnce(f64) -> (f64, f64)) {
+    let big_e = kepler(m, e);
+    let slope = 1.0 - e * big_e.cos(); // ∂g/∂E at the solution
+    (big_e, move |ebar| (ebar / slope, ebar * big_e.sin() / slope))
+}
+
 #[test]
 fn readme_examples() {
     let (x, w) = ([0.3, -1.2, 2.5, 0.7], [1.1, 0.4, -0.6, 2.0]);
@@ -81,4 +96,7 @@ fn readme_examples() {
     let flat = ctrl.concat();
     let to_ctrl = |v: &[f64]| -> [[f64; 2]; 4] { std::array::from_fn(|i| [v[2 * i], v[2 * i + 1]]) };
     assert_vec_close("chord d/dctrl", &g.concat(), &fd_vec(|v| chord(&to_ctrl(v)), &flat), TOL);
+    let (gm, ge) = grad!(kepler)(1.2, 0.4);
+    assert_close("kepler d/dm", gm, fd(|m| kepler(m, 0.4), 1.2), TOL);
+    assert_close("kepler d/de", ge, fd(|e| kepler(1.2, e), 0.4), TOL);
 }

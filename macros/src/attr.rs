@@ -4,6 +4,7 @@
 //! #[differentiable]                       // every float argument is active, order 2
 //! #[differentiable(wrt(a, b))]            // gradients only for `a` and `b`
 //! #[differentiable(order = 3)]            // third derivatives by nesting `grad!`
+//! #[differentiable(custom_vjp = f_vjp)]   // the derivative is `f_vjp`'s, the body is not traced
 //! #[differentiable(crate = crate)]        // generated paths for use inside adjoint itself
 //! ```
 
@@ -20,6 +21,7 @@ pub const WRT: &str = "wrt";
 pub const ORDER: &str = "order";
 pub const CRATE: &str = "crate";
 pub const HIGHER_ORDER: &str = "higher_order";
+pub const CUSTOM_VJP: &str = "custom_vjp";
 
 #[derive(Default)]
 pub struct Args {
@@ -34,6 +36,9 @@ pub struct Args {
     /// rules have no derivatives of their own (tensors) implement only the rule, and
     /// differentiating through them is a type error at the use site.
     pub higher_order: Option<Path>,
+    /// `custom_vjp = path`: the function's derivative is given by the user (see
+    /// `expand::custom`).
+    pub custom_vjp: Option<Path>,
 }
 
 impl Parse for Args {
@@ -74,6 +79,9 @@ impl Parse for Args {
                     ));
                 }
                 args.order = Some((n, lit));
+            } else if key == CUSTOM_VJP {
+                input.parse::<Token![=]>()?;
+                args.custom_vjp = Some(input.parse()?);
             } else if key == HIGHER_ORDER {
                 input.parse::<Token![=]>()?;
                 args.higher_order = Some(input.parse()?);
@@ -88,7 +96,7 @@ impl Parse for Args {
             } else {
                 return Err(syn::Error::new(
                     key.span(),
-                    format!("unknown argument `{key}`: `#[differentiable]` accepts `wrt(a, b)` and `order = N`"),
+                    format!("unknown argument `{key}`: `#[differentiable]` accepts `wrt(a, b)`, `order = N` and `custom_vjp = f_vjp`"),
                 ));
             }
             if !input.is_empty() {

@@ -26,6 +26,7 @@ use crate::names;
 use crate::reverse::{self, Config, GradOut, Seed};
 use crate::sig::{self, Class, Signature};
 
+mod custom;
 mod outputs;
 mod stubs;
 
@@ -116,6 +117,9 @@ fn default_order(sig: &Signature, nests_derivatives: bool) -> u32 {
 }
 
 pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
+    if let Some(vjp) = &args.custom_vjp {
+        return custom::expand(&args, &item, vjp);
+    }
     if let Some(pure) = outputs::pure_item(&item) {
         // A helper writing into `&mut` buffers: the function as written, and its pure
         // form (the buffers' new contents returned) with the derivative code, which
@@ -985,7 +989,8 @@ fn fallback_module(callees: &[(Vec<Ident>, usize)], krate: &syn::Path) -> TokenS
         let msg = format!("`{g}` is not differentiable, but a value that carries a derivative is passed to it");
         let label = format!("`{g}` has no derivative code");
         let note = format!(
-            "mark `{g}` with `#[differentiable]`, or wrap the argument in `detach(…)` if no gradient should flow through this call"
+            "mark `{g}` with `#[differentiable]`, give it a derivative of your own with `#[differentiable(custom_vjp = {g}_vjp)]`, \
+             or wrap the argument in `detach(…)` if no gradient should flow through this call"
         );
         let paths: Vec<(&[Ident], usize)> =
             callees.iter().filter(|(p, _)| p[0] == *g).map(|(p, n)| (&p[1..], *n)).collect();

@@ -180,41 +180,67 @@ impl Stubs<'_> {
         split: Option<&SplitShape>,
         mask: bool,
     ) -> TokenStream {
-        let krate = self.krate;
-        let mut generics = e.generics.clone();
-        if split.is_some() {
-            add_split_lifetime(&mut generics);
-        }
-        let mut params = Vec::new();
-        for p in &e.params {
-            if let Some(r) = &p.receiver {
-                params.push(receiver_param(r, split.is_some()));
-                continue;
-            }
-            let mut ty = crate::emit::rebase_type(&p.ty, depth);
-            if split.is_some() {
-                ty = with_lifetime(&ty);
-            }
-            params.push(quote!(_: #ty));
-        }
-        if mask {
-            params.push(quote!(_: impl #krate::__private::MaskBits));
-        }
-        let output = match split {
-            Some(shape) => split_output(shape, depth),
-            None => {
-                let t = crate::emit::rebase_type(&e.output, depth);
-                quote!(#t)
-            }
-        };
-        let where_clause = &generics.where_clause;
-        let vis = &self.vis;
+        let header = header(self.krate, &self.vis, name, e, depth, split, mask, false);
         quote! {
             #[doc(hidden)]
             #[allow(unused_variables, clippy::all)]
-            #vis fn #name #generics (#(#params),*) -> #output #where_clause {
+            #header {
                 ::core::unreachable!()
             }
         }
     }
+}
+
+/// `vis fn name<…>(…) -> … where …` of a companion with the entity's types, `depth`
+/// modules below the user's: a split function takes no cotangent and returns the value
+/// and a pullback; `mask` adds the trailing mask argument of the masked and split
+/// companions. With `named`, the arguments are `arg0`, `arg1`, … (and `mask`), else `_`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn header(
+    krate: &syn::Path,
+    vis: &TokenStream,
+    name: &Ident,
+    e: &EntitySig,
+    depth: usize,
+    split: Option<&SplitShape>,
+    mask: bool,
+    named: bool,
+) -> TokenStream {
+    let mut generics = e.generics.clone();
+    if split.is_some() {
+        add_split_lifetime(&mut generics);
+    }
+    let arg = |i: usize| match named {
+        true => {
+            let a = format_ident!("arg{}", i);
+            quote!(#a)
+        }
+        false => quote!(_),
+    };
+    let mut params = Vec::new();
+    for (i, p) in e.params.iter().enumerate() {
+        if let Some(r) = &p.receiver {
+            params.push(receiver_param(r, split.is_some()));
+            continue;
+        }
+        let mut ty = crate::emit::rebase_type(&p.ty, depth);
+        if split.is_some() {
+            ty = with_lifetime(&ty);
+        }
+        let a = arg(i);
+        params.push(quote!(#a: #ty));
+    }
+    if mask {
+        let m = if named { quote!(mask) } else { quote!(_) };
+        params.push(quote!(#m: impl #krate::__private::MaskBits));
+    }
+    let output = match split {
+        Some(shape) => split_output(shape, depth),
+        None => {
+            let t = crate::emit::rebase_type(&e.output, depth);
+            quote!(#t)
+        }
+    };
+    let where_clause = &generics.where_clause;
+    quote!(#vis fn #name #generics (#(#params),*) -> #output #where_clause)
 }

@@ -44,8 +44,10 @@ impl<F: Float> ScalarDiv for F {
     #[inline]
     fn div_rhs_adjoint(ybar: &F, b: &F, y: &F) -> F {
         // ∂ decides, read detached and off the adjoint chain (see `rules`).
-        if crate::detach(-(*y * b.recip())).is_finite() {
-            *ybar * (-(*y * b.recip()))
+        // The sign stays outside: folded into the product it becomes −1/b, a second
+        // division beside the 1/b that `div_lhs_adjoint` computes.
+        if crate::detach(*y * b.recip()).is_finite() {
+            -(*ybar * (*y * b.recip()))
         } else if *ybar == F::ZERO {
             *ybar * F::ZERO
         } else {
