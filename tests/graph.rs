@@ -339,14 +339,15 @@ fn method() {
     assert_eq!(g.name, "forward");
     assert_eq!(
         labels(&g),
-        ["self", "x", ".fc1", "forward", "relu", ".fc2", "forward", ".temperature", "mul", "output"]
+        // The fields of `self` are read once, first (parameters do not change).
+        ["self", "x", ".fc1", ".fc2", ".temperature", "forward", "relu", "forward", "mul", "output"]
     );
     assert!(is_input(&g, 0, true) && is_input(&g, 1, true));
     assert_eq!(g.operands(2), [0]);
-    assert_eq!(g.operands(3), [2, 1]); // self.fc1.forward(x)
-    assert_eq!(g.nodes[4].var, Some("h"));
-    assert_eq!(g.operands(6), [5, 4]); // self.fc2.forward(&h)
-    assert_eq!(g.operands(8), [6, 7]);
+    assert_eq!(g.operands(5), [2, 1]); // self.fc1.forward(x)
+    assert_eq!(g.nodes[6].var, Some("h"));
+    assert_eq!(g.operands(7), [3, 6]); // self.fc2.forward(&h)
+    assert_eq!(g.operands(8), [7, 4]);
     check_dot(&g);
 
     // The method still works as a method.

@@ -53,6 +53,7 @@ pub fn differentiable_operands(rv: &Rvalue) -> Vec<Operand> {
         Rvalue::Use(o) | Rvalue::Field(o, _) => vec![o.clone()],
         Rvalue::Insert { base, value, .. } => vec![base.clone(), value.clone()],
         Rvalue::Tuple(items) => items.clone(),
+        Rvalue::Struct { fields, rest, .. } => fields.iter().map(|(_, o)| o.clone()).chain(rest.clone()).collect(),
         Rvalue::Unary(UnOp::Neg, o) => vec![o.clone()],
         Rvalue::Unary(UnOp::Not, _) => Vec::new(),
         Rvalue::Binary(op, a, b) => match ops::binary(*op) {

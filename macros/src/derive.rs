@@ -40,6 +40,34 @@ fn is_float(ty: &Type) -> bool {
     matches!(ty, Type::Path(p) if p.path.is_ident("f32") || p.path.is_ident("f64"))
 }
 
+/// Values that carry a gradient but hold no parameter: floats, and vectors, arrays and
+/// tuples of them, nalgebra matrices and vectors.
+fn is_plain(ty: &Type) -> bool {
+    const NALGEBRA: &[&str] = &[
+        "Vector1", "Vector2", "Vector3", "Vector4", "Vector5", "Vector6", "Point1", "Point2", "Point3", "Matrix1",
+        "Matrix2", "Matrix3", "Matrix4", "Matrix5", "Matrix6", "SVector", "SMatrix", "DVector", "DMatrix", "Matrix",
+    ];
+    match ty {
+        Type::Array(a) => is_plain(&a.elem),
+        Type::Tuple(t) => !t.elems.is_empty() && t.elems.iter().all(|e| is_plain(e) || is_discrete(e)),
+        Type::Paren(p) => is_plain(&p.elem),
+        Type::Path(p) if p.qself.is_none() => {
+            let Some(last) = p.path.segments.last() else { return false };
+            let name = last.ident.to_string();
+            if is_float(ty) || NALGEBRA.contains(&name.as_str()) {
+                return true;
+            }
+            match (&*name, &last.arguments) {
+                ("Vec", syn::PathArguments::AngleBracketed(args)) => {
+                    matches!(args.args.first(), Some(syn::GenericArgument::Type(elem)) if is_plain(elem))
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 pub fn derive(input: DeriveInput) -> syn::Result<TokenStream> {
     let krate = crate_path(&input)?;
     let Data::Struct(data) = &input.data else {
@@ -78,18 +106,19 @@ pub fn derive(input: DeriveInput) -> syn::Result<TokenStream> {
     });
     let names: Vec<&Ident> = fields.iter().map(|(f, _)| *f).collect();
     let holders: Vec<(&Ident, &Type)> =
-        fields.iter().copied().filter(|(_, ty)| !is_discrete(ty) && !is_float(ty)).collect();
-    let Some((_, first_holder)) = holders.first() else {
-        return Err(syn::Error::new_spanned(
-            name,
-            "`#[derive(Differentiable)]` needs at least one field that holds parameters (a `Param`, a tensor, or a struct of them)",
-        ));
-    };
+        fields.iter().copied().filter(|(_, ty)| !is_discrete(ty) && !is_plain(ty)).collect();
     let collect = holders.iter().map(|(f, _)| {
         let path = f.to_string();
         quote!(#krate::Differentiable::collect_params(&self.#f, &#krate::join_path(prefix, #path), out);)
     });
     let deposit = holders.iter().map(|(f, _)| quote!(#krate::Differentiable::deposit(&self.#f, &grad.#f);));
+    // A struct of plain values (a state, a set of coefficients) has gradients but holds
+    // no parameters: `grad!` returns its gradient, `backward!` has nowhere to put it
+    // (like a `&Tensor` of data).
+    let param = match holders.first() {
+        Some((_, first_holder)) => quote!(<#first_holder as #krate::Differentiable>::Param),
+        None => quote!(()),
+    };
     let doc = format!("The gradient of a [`{name}`]: one gradient per field.");
     Ok(quote! {
         #[doc = #doc]
@@ -105,6 +134,25 @@ pub fn derive(input: DeriveInput) -> syn::Result<TokenStream> {
         impl #impl_generics #krate::ZeroTangent for #name #ty_generics #where_clause {
             fn zero_tangent(&self) -> #tangent #ty_generics {
                 #tangent { #(#zero_fields,)* }
+            }
+        }
+
+        // The gradient is itself differentiable (a cotangent argument of a derivative
+        // that is differentiated again): its own tangent.
+        impl #impl_generics #krate::Tangent for #tangent #ty_generics #where_clause {
+            type Tangent = Self;
+        }
+
+        impl #impl_generics #krate::ZeroTangent for #tangent #ty_generics #where_clause {
+            fn zero_tangent(&self) -> Self {
+                #krate::Adjoint::zero_like(self)
+            }
+        }
+
+        impl #impl_generics #krate::Primal for #tangent #ty_generics #where_clause {
+            type Value = Self;
+            fn primal(&self) -> &Self {
+                self
             }
         }
 
@@ -125,10 +173,12 @@ pub fn derive(input: DeriveInput) -> syn::Result<TokenStream> {
         }
 
         impl #impl_generics #krate::Differentiable for #name #ty_generics #where_clause {
-            type Param = <#first_holder as #krate::Differentiable>::Param;
+            type Param = #param;
+            #[allow(unused_variables)]
             fn collect_params(&self, prefix: &str, out: &mut ::std::vec::Vec<(::std::string::String, Self::Param)>) {
                 #(#collect)*
             }
+            #[allow(unused_variables)]
             fn deposit(&self, grad: &#tangent #ty_generics) {
                 #(#deposit)*
             }

@@ -831,12 +831,21 @@ impl<'a> Emitter<'a> {
                 let ty = rebase_type(ty, self.depth);
                 quote!((#o as #ty))
             }
-            Rvalue::Insert { base, index, value } => {
+            Rvalue::Struct { path, fields, rest } => {
+                let path = rebase(path, self.depth);
+                let names = fields.iter().map(|(n, _)| n);
+                let values = fields.iter().map(|(_, o)| self.by_value(o));
+                let rest = rest.as_ref().map(|r| {
+                    let r = self.by_value(r);
+                    quote!(..#r)
+                });
+                quote!(#path { #(#names: #values,)* #rest })
+            }
+            Rvalue::Insert { base, field, value } => {
                 let (b, v) = (self.by_value(base), self.by_value(value));
-                let i = syn::Index::from(*index as usize);
                 quote!({
                     let mut tuple = #b;
-                    tuple.#i = #v;
+                    tuple.#field = #v;
                     tuple
                 })
             }

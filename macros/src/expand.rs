@@ -312,7 +312,7 @@ impl<'a> Tower<'a> {
 
         // The user-facing entities.
         let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
-        let scalar = matches!(user.sig.output_class, Class::Float | Class::Opaque);
+        let scalar = scalar_output(&user.sig);
         // Without `wrt`, `grad!` and `vjp!` ask for exactly what `__adjoint_d1` computes:
         // they call it (a thin wrapper) instead of carrying a copy of the derivative.
         let all = wrt.iter().zip(&user.sig.params).all(|(w, p)| *w == p.active);
@@ -363,7 +363,7 @@ impl<'a> Tower<'a> {
         out.extend(self.split_companions(user, &d1, &vis));
         let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
         let all = wrt.iter().zip(&user.sig.params).all(|(w, p)| *w == p.active);
-        let scalar = matches!(user.sig.output_class, Class::Float | Class::Opaque);
+        let scalar = scalar_output(&user.sig);
         if scalar {
             let mut g = if all && user.sig.output_class == Class::Float {
                 self.thin_wrapper(user, Seed::One, &facing)
@@ -435,9 +435,9 @@ impl<'a> Tower<'a> {
             }
         }
         let split = Dispatch { active: all, arms: &arms, full: &name(names::SPLIT_ALL) };
-        out.extend(self.dispatcher(d1, &name(names::SPLIT), vis, &split, true));
+        out.extend(self.dispatcher(d1, &user.sig.output, &name(names::SPLIT), vis, &split, true));
         let masked = Dispatch { active: all, arms: &arms, full: &name(names::D1) };
-        out.extend(self.dispatcher(d1, &name(names::D1_MASKED), vis, &masked, false));
+        out.extend(self.dispatcher(d1, &user.sig.output, &name(names::D1_MASKED), vis, &masked, false));
         out
     }
 
@@ -458,8 +458,12 @@ impl<'a> Tower<'a> {
         reverse::gather_sums(&mut reverse_sweep, &mut d.func.vars);
         d.func.body.extend(reverse_sweep);
         let sig = derivative_sig(&user.sig, grads, Seed::Param, true, false, self.tangent.as_ref());
-        let shape =
-            SplitShape { reverse_start: d.reverse_start, value: user.sig.output.clone(), grads: d1.sig.output.clone() };
+        let shape = SplitShape {
+            reverse_start: d.reverse_start,
+            value: user.sig.output.clone(),
+            cotangent: d1.sig.params.last().expect("a cotangent").ty.clone(),
+            grads: d1.sig.output.clone(),
+        };
         (Entity { sig, func: d.func, order: 0, depth: user.depth + 1, module_depth: d1.module_depth }, shape)
     }
 
@@ -467,9 +471,11 @@ impl<'a> Tower<'a> {
     /// for, restricted to the active arguments, else the full one: `__adjoint_split`
     /// (`split`: the arguments without the cotangent, returning value and pullback) or
     /// `__adjoint_d1_masked` (with the cotangent, applying the variant's pullback).
+    #[allow(clippy::too_many_arguments)]
     fn dispatcher(
         &self,
         d1: &Entity,
+        value: &Type,
         name: &Ident,
         vis: &TokenStream,
         dispatch: &Dispatch,
@@ -506,7 +512,8 @@ impl<'a> Tower<'a> {
             true => {
                 let shape = SplitShape {
                     reverse_start: 0,
-                    value: d1.sig.params[n - 1].ty.clone(),
+                    value: value.clone(),
+                    cotangent: d1.sig.params[n - 1].ty.clone(),
                     grads: d1.sig.output.clone(),
                 };
                 split_output(&shape, d1.module_depth)
@@ -921,7 +928,7 @@ fn derivative_sig(
     let mut params = sig.params.clone();
     if seed == Seed::Param {
         params.push(EntityParam {
-            ty: sig.output.clone(),
+            ty: cotangent_type(&sig.output, &sig.output_class, tangent),
             class: sig.output_class.clone(),
             active: true,
             receiver: None,
@@ -931,6 +938,31 @@ fn derivative_sig(
 }
 
 /// The internal derivative of an entity: one gradient per parameter.
+/// Whether `grad!` applies: a float, or a value that may be a scalar (a tensor, a type
+/// parameter); a struct of the user's is not (its `vjp!` takes a cotangent struct).
+fn scalar_output(sig: &EntitySig) -> bool {
+    match sig.output_class {
+        Class::Float => true,
+        Class::Opaque => !sig::names_user_type(&sig.output, &sig.generics),
+        _ => false,
+    }
+}
+
+/// The type of an output's cotangent: the output's own type, except where it holds a
+/// value the macro cannot see, whose cotangent is its `Tangent` (a struct's gradient
+/// struct). Other parts keep their type (an integer in a tuple output is ignored).
+fn cotangent_type(ty: &Type, class: &Class, tangent: Option<&syn::Path>) -> Type {
+    match (class, ty) {
+        (Class::Opaque, _) => sig::grad_type(ty, class, tangent),
+        (Class::Tuple(items), Type::Tuple(t)) if items.contains(&Class::Opaque) => {
+            let elems = t.elems.iter().zip(items).map(|(e, c)| cotangent_type(e, c, tangent));
+            syn::parse_quote!((#(#elems,)*))
+        }
+        (_, Type::Paren(p)) => cotangent_type(&p.elem, class, tangent),
+        _ => ty.clone(),
+    }
+}
+
 fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
     sig.params
         .iter()
@@ -1213,6 +1245,9 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
 struct SplitShape {
     reverse_start: usize,
     value: Type,
+    /// The value's cotangent (the value's type, or its `Tangent` where the macro cannot
+    /// see into it).
+    cotangent: Type,
     grads: Type,
 }
 
@@ -1229,8 +1264,9 @@ struct Dispatch<'d> {
 /// `(value, Box<dyn FnOnce(cotangent) -> gradients + '__adjoint>)`.
 fn split_output(shape: &SplitShape, depth: usize) -> TokenStream {
     let value = with_lifetime(&crate::emit::rebase_type(&shape.value, depth));
+    let cotangent = with_lifetime(&crate::emit::rebase_type(&shape.cotangent, depth));
     let grads = with_lifetime(&crate::emit::rebase_type(&shape.grads, depth));
-    quote!((#value, ::std::boxed::Box<dyn ::core::ops::FnOnce(#value) -> #grads + '__adjoint>))
+    quote!((#value, ::std::boxed::Box<dyn ::core::ops::FnOnce(#cotangent) -> #grads + '__adjoint>))
 }
 
 /// `ty` with its elided borrows (`&T`, `'_`) given the lifetime `'__adjoint`, which the

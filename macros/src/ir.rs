@@ -346,12 +346,19 @@ pub enum Rvalue {
     Cast(Operand, syn::Type),
     /// A field of a value (`value.field`), never differentiated.
     Field(Operand, syn::Member),
-    /// A copy of a tuple with one field replaced: `{ let mut t = base; t.index = value; t }`
-    /// (the adjoint of a field projection, and the reverse of itself).
+    /// A copy of a tuple or struct with one field replaced: `{ let mut t = base;
+    /// t.field = value; t }` (a field assignment `s.v += …`, the adjoint of a field
+    /// projection, and the reverse of itself).
     Insert {
         base: Operand,
-        index: u32,
+        field: syn::Member,
         value: Operand,
+    },
+    /// A struct literal `Path { a: x, b: y, ..rest }` (the fields in the order written).
+    Struct {
+        path: syn::Path,
+        fields: Vec<(syn::Ident, Operand)>,
+        rest: Option<Operand>,
     },
     /// Pop the most recent value from a tape.
     Pop(Var),
@@ -597,6 +604,7 @@ impl Rvalue {
             }
             Rvalue::Index { buf, index } => vec![Operand::Var(*buf), index.clone()],
             Rvalue::Tuple(items) => items.clone(),
+            Rvalue::Struct { fields, rest, .. } => fields.iter().map(|(_, o)| o.clone()).chain(rest.clone()).collect(),
             Rvalue::Len(b) | Rvalue::Pop(b) | Rvalue::Load(b) | Rvalue::SortOrder { buf: b, .. } => {
                 vec![Operand::Var(*b)]
             }
@@ -865,6 +873,10 @@ fn rename_rvalue(rv: &mut Rvalue, map: &std::collections::HashMap<Var, Var>) {
             ro(index);
         }
         Rvalue::Tuple(items) => items.iter_mut().for_each(ro),
+        Rvalue::Struct { fields, rest, .. } => {
+            fields.iter_mut().for_each(|(_, o)| ro(o));
+            rest.iter_mut().for_each(ro);
+        }
         Rvalue::Len(b) | Rvalue::SortOrder { buf: b, .. } => r(b),
         Rvalue::Slice { buf, lo, hi, .. } => {
             r(buf);

@@ -432,6 +432,41 @@ pub fn classify(ty: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
     }
 }
 
+/// Whether `ty` names a type of the user's (a struct, an enum), not one of the
+/// runtime's or nalgebra's differentiable types nor a type parameter.
+pub fn names_user_type(ty: &Type, generics: &syn::Generics) -> bool {
+    match strip_ref(ty) {
+        Type::Path(tp) if tp.qself.is_none() => tp.path.segments.last().is_some_and(|last| {
+            let name = &last.ident;
+            // A single letter (`T`, `F2`) is taken for a type parameter or an alias of one
+            // of those types (`type T = Tensor<f64>`), as in `classify`.
+            let param = tp.path.segments.len() == 1
+                && (generics.type_params().any(|p| p.ident == *name)
+                    || (last.arguments.is_empty() && is_type_param_like(&name.to_string())));
+            !DIFFERENTIABLE_TYPES.contains(&name.to_string().as_str()) && !param && name != "Self"
+        }),
+        _ => false,
+    }
+}
+
+/// A named type of the user's as a buffer's element (`Body` in `&[Body]`): not a float,
+/// row, tuple, parameter or one of the runtime's types, nor (by its name) a type parameter.
+fn is_user_elem(elem: &Type) -> bool {
+    match elem {
+        Type::Path(tp) if tp.qself.is_none() => tp.path.segments.last().is_some_and(|last| {
+            let name = last.ident.to_string();
+            let known = is_float_name(&name)
+                || is_int_name(&name)
+                || ["Vec", "Param", "Self", "bool"].contains(&name.as_str())
+                || DIFFERENTIABLE_TYPES.contains(&name.as_str())
+                || INACTIVE_TYPES.contains(&name.as_str());
+            let param_like = tp.path.segments.len() == 1 && last.arguments.is_empty() && is_type_param_like(&name);
+            !(known || param_like)
+        }),
+        _ => false,
+    }
+}
+
 /// A single upper-case letter, optionally followed by digits: `T`, `F`, `E2`.
 fn is_type_param_like(name: &str) -> bool {
     let mut chars = name.chars();
@@ -446,6 +481,10 @@ fn buffer_of(elem: &Type, float_params: &[Ident], cx: &mut Ctxt) -> Class {
         // differentiable types: each element's adjoint is a value of the same type.
         Class::FloatBuffer | Class::NestedBuffer if !matches!(elem, Type::Reference(_)) => Class::NestedBuffer,
         Class::Opaque if is_own_tangent(elem) => Class::NestedBuffer,
+        // Values of the user's types (`&[Body]`): each element's gradient is its
+        // `Tangent` (the derive's tangent struct). A type without one is a type error
+        // that `#[no_grad]` (or leaving it out of `wrt`) answers, never silent data.
+        Class::Opaque if is_user_elem(elem) => Class::NestedBuffer,
         // Tuples of floats (`&[(f64, f64)]`): each element is its own adjoint.
         Class::Tuple(items) if items.iter().all(|c| *c == Class::Float) => Class::NestedBuffer,
         Class::FloatBuffer | Class::NestedBuffer | Class::BorrowedRows => Class::BorrowedRows,
@@ -462,7 +501,9 @@ pub fn grad_type(ty: &Type, class: &Class, tangent: Option<&syn::Path>) -> Type 
         Class::Opaque => {
             let t = strip_ref(ty);
             match tangent {
-                Some(krate) if !is_own_tangent(t) => syn::parse_quote!(<#t as #krate::__private::Tangent>::Tangent),
+                Some(krate) if !is_own_tangent(t) => {
+                    syn::parse_quote_spanned!(t.span()=> <#t as #krate::__private::Tangent>::Tangent)
+                }
                 _ => t.clone(),
             }
         }
@@ -477,6 +518,12 @@ pub fn grad_type(ty: &Type, class: &Class, tangent: Option<&syn::Path>) -> Type 
         // The elements are owned rows or the runtime's own types: their own gradient type.
         Class::NestedBuffer => {
             let elem = buffer_elem(ty);
+            let elem = match tangent {
+                Some(krate) if is_user_elem(&elem) => {
+                    syn::parse_quote_spanned!(elem.span()=> <#elem as #krate::__private::Tangent>::Tangent)
+                }
+                _ => elem,
+            };
             match strip_ref(ty) {
                 Type::Array(a) => Type::Array(a.clone()),
                 _ => syn::parse_quote_spanned!(ty.span()=> ::std::vec::Vec<#elem>),

@@ -149,6 +149,11 @@ impl<E: crate::Float> UpdateInPlace for crate::Tensor<E> {
 
 /// Values that can be differentiated as a whole and may hold parameters: floats,
 /// tensors, [`Param`]s, vectors of those, and structs with `#[derive(Differentiable)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no gradient type, but it is an argument adjoint differentiates",
+    label = "no gradient type",
+    note = "add `#[derive(Differentiable)]` to `{Self}` (its float, vector and array fields get gradients, its integer fields none), or leave the argument out of the gradient with `#[differentiable(wrt(…))]` or `#[no_grad]` on it"
+)]
 pub trait Differentiable: ZeroTangent {
     /// The parameter type held inside (`Param<Tensor>` for a model of tensors).
     type Param;

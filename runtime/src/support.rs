@@ -159,33 +159,49 @@ fn length_mismatch(dst: usize, src: usize) -> ! {
 /// Values with a zero gradient of the right shape: `zero_tangent(&x)` has the type of
 /// `x`'s gradient (for a tensor, a tensor of zeros; for a parameter, a zero of its
 /// value's gradient; for a `#[derive(Differentiable)]` struct, its tangent struct).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no gradient type, but it is an argument adjoint differentiates",
+    label = "no gradient type",
+    note = "add `#[derive(Differentiable)]` to `{Self}` (its float, vector and array fields get gradients, its integer fields none), or leave the argument out of the gradient with `#[differentiable(wrt(…))]` or `#[no_grad]` on it"
+)]
 pub trait ZeroTangent: Tangent {
     fn zero_tangent(&self) -> Self::Tangent;
-}
 
-impl ZeroTangent for f32 {
-    #[inline]
-    fn zero_tangent(&self) -> f32 {
-        0.0
+    /// Zeros shaped like each element of `values` (the gradient of a slice).
+    fn zero_tangents(values: &[Self]) -> Vec<Self::Tangent>
+    where
+        Self: Sized,
+    {
+        values.iter().map(ZeroTangent::zero_tangent).collect()
     }
 }
 
-impl ZeroTangent for f64 {
-    #[inline]
-    fn zero_tangent(&self) -> f64 {
-        0.0
-    }
+macro_rules! float_zero_tangent {
+    ($($f:ty),*) => {$(
+        impl ZeroTangent for $f {
+            #[inline]
+            fn zero_tangent(&self) -> $f {
+                0.0
+            }
+            /// See [`Adjoint::zeros_like_each`]: zeroed pages, written once.
+            #[inline]
+            fn zero_tangents(values: &[$f]) -> Vec<$f> {
+                <$f as Adjoint>::zeros_like_each(values)
+            }
+        }
+    )*};
 }
+float_zero_tangent!(f32, f64);
 
 impl<T: ZeroTangent> ZeroTangent for Vec<T> {
     fn zero_tangent(&self) -> Vec<T::Tangent> {
-        self.iter().map(ZeroTangent::zero_tangent).collect()
+        T::zero_tangents(self)
     }
 }
 
 impl<T: ZeroTangent> ZeroTangent for [T] {
     fn zero_tangent(&self) -> Vec<T::Tangent> {
-        self.iter().map(ZeroTangent::zero_tangent).collect()
+        T::zero_tangents(self)
     }
 }
 
@@ -252,26 +268,28 @@ pub trait ZerosLike {
     fn zeros_like(&self) -> Self::Buffer;
 }
 
-impl<T: Adjoint + Clone> ZerosLike for [T] {
-    type Buffer = Vec<T>;
+// The elements' gradients: the elements' own type for floats, rows and the runtime's
+// types, the generated tangent struct for a `#[derive(Differentiable)]` struct.
+impl<T: ZeroTangent> ZerosLike for [T] {
+    type Buffer = Vec<T::Tangent>;
     #[inline]
-    fn zeros_like(&self) -> Vec<T> {
-        T::zeros_like_each(self)
+    fn zeros_like(&self) -> Vec<T::Tangent> {
+        T::zero_tangents(self)
     }
 }
 
-impl<T: Adjoint + Clone> ZerosLike for Vec<T> {
-    type Buffer = Vec<T>;
+impl<T: ZeroTangent> ZerosLike for Vec<T> {
+    type Buffer = Vec<T::Tangent>;
     #[inline]
-    fn zeros_like(&self) -> Vec<T> {
-        self.as_slice().zeros_like()
+    fn zeros_like(&self) -> Vec<T::Tangent> {
+        T::zero_tangents(self)
     }
 }
 
-impl<T: Adjoint + Clone, const N: usize> ZerosLike for [T; N] {
-    type Buffer = [T; N];
-    fn zeros_like(&self) -> [T; N] {
-        core::array::from_fn(|i| self[i].zero_like())
+impl<T: ZeroTangent, const N: usize> ZerosLike for [T; N] {
+    type Buffer = [T::Tangent; N];
+    fn zeros_like(&self) -> [T::Tangent; N] {
+        core::array::from_fn(|i| self[i].zero_tangent())
     }
 }
 
@@ -361,6 +379,11 @@ fn late_unassigned() -> ! {
 
 /// The type of the gradient of a value of type `Self` (`f64` → `f64`, `&[f64]` →
 /// `Vec<f64>`, `usize` → `()`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no gradient type, but it is an argument adjoint differentiates",
+    label = "no gradient type",
+    note = "add `#[derive(Differentiable)]` to `{Self}` (its float, vector and array fields get gradients, its integer fields none), or leave the argument out of the gradient with `#[differentiable(wrt(…))]` or `#[no_grad]` on it"
+)]
 pub trait Tangent {
     type Tangent;
 }
@@ -450,7 +473,8 @@ macro_rules! primal_is_self {
         }
     )*};
 }
-primal_is_self!(f32 f64);
+// Integers: a field of a struct the macro cannot see into may be one (`p.degree as f64`).
+primal_is_self!(f32 f64 usize isize u8 u16 u32 u64 i8 i16 i32 i64 bool);
 
 impl<E: Float> Primal for crate::Tensor<E> {
     type Value = crate::Tensor<E>;

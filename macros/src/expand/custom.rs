@@ -109,7 +109,12 @@ impl Custom<'_> {
         out.extend(self.below(names::D1, &d1));
         out.extend(self.entity(&name(names::D1_MASKED), &d1, Grads::Internal, Seed::Param, false, true));
         // The split form: the value now, the pullback boxed for the caller's reverse sweep.
-        let shape = SplitShape { reverse_start: 0, value: self.user.output.clone(), grads: d1.output.clone() };
+        let shape = SplitShape {
+            reverse_start: 0,
+            value: self.user.output.clone(),
+            cotangent: d1.params.last().expect("a cotangent").ty.clone(),
+            grads: d1.output.clone(),
+        };
         let mut split = self.user.clone();
         split.output = d1.output.clone();
         let header = header(krate, &pubv, &name(names::SPLIT), &split, 1, Some(&shape), true, true);
@@ -124,7 +129,7 @@ impl Custom<'_> {
         });
 
         let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
-        let scalar = matches!(self.user.output_class, Class::Float | Class::Opaque);
+        let scalar = scalar_output(&self.user);
         let mut entities = vec![(names::VJP, Seed::Param, false), (names::VALUE_AND_VJP, Seed::Param, true)];
         if scalar {
             entities.extend([(names::GRAD, Seed::One, false), (names::VALUE_AND_GRAD, Seed::One, true)]);

@@ -47,14 +47,19 @@ pub(super) fn typed(
     let d1 = derivative_sig(&user, &internal_grads(&user), Seed::Param, false, false, Some(krate));
     out.extend(stubs.tower(&d1, names::D1, order.saturating_sub(1), 1));
     // The companions of callers that are not differentiated again.
-    let split = SplitShape { reverse_start: 0, value: user.output.clone(), grads: d1.output.clone() };
+    let split = SplitShape {
+        reverse_start: 0,
+        value: user.output.clone(),
+        cotangent: d1.params.last().expect("a cotangent").ty.clone(),
+        grads: d1.output.clone(),
+    };
     let mut split_params = user.clone();
     split_params.output = d1.output.clone();
     out.extend(stubs.function_named(&stubs.name(names::SPLIT), &split_params, top, Some(&split), true));
     out.extend(stubs.function_named(&stubs.name(names::D1_MASKED), &d1, top, None, true));
 
     let facing: Vec<GradOut> = wrt.iter().map(|w| if *w { GradOut::Yes } else { GradOut::Omit }).collect();
-    let scalar = matches!(user.output_class, Class::Float | Class::Opaque);
+    let scalar = scalar_output(&user);
     let below = order.saturating_sub(1);
     if scalar {
         let g = derivative_sig(&user, &facing, Seed::One, false, true, Some(krate));

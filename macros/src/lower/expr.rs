@@ -90,6 +90,9 @@ impl<'a> Lowerer<'a> {
                             Value::Poison
                         })
                     }
+                    (Value::Op(Operand::Var(p)), syn::Member::Named(m)) if self.vars.role(p) == Role::Param => {
+                        Value::Op(self.param_field(p, m, span))
+                    }
                     (Value::Op(o), member) => {
                         Value::Op(self.temp("field", Kind::Unknown, Rvalue::Field(o, member.clone()), span))
                     }
@@ -174,9 +177,7 @@ impl<'a> Lowerer<'a> {
             Expr::Range(r) => {
                 self.unsupported(r, "a range outside a `for` loop or a slice argument", "use it in `for i in a..b`")
             }
-            Expr::Struct(s) => {
-                self.unsupported(s, "a struct literal", "build the struct outside and pass it as an argument")
-            }
+            Expr::Struct(s) => self.struct_literal(s),
             Expr::Yield(y) => self.unsupported(y, "`yield`", "remove it"),
             Expr::Const(c) => self.unsupported(c, "a `const` block", "use a `const` item"),
             Expr::RawAddr(r) => self.unsupported(r, "a raw pointer", "pass slices or values instead of raw pointers"),
@@ -323,46 +324,56 @@ impl<'a> Lowerer<'a> {
                         }
                     }
                 };
-                match &binding {
-                    Binding::Poison => {}
-                    Binding::Cell(_) | Binding::Tuple(_)
-                        if matches!(binding, Binding::Cell(_)) || contains_cell(&binding) =>
-                    {
-                        self.assign_binding(&binding, value, span)
+                self.assign_name(id, &binding, value, op, right, span);
+            }
+            Expr::Field(f) if matches!(strip_parens(&f.base), Expr::Path(p) if p.path.get_ident().is_some()) => {
+                // `s.v = x` / `s.v += x`: the struct with that field replaced is assigned
+                // back to `s` (values, not places, as everywhere in the IR).
+                let Expr::Path(p) = strip_parens(&f.base) else { unreachable!("matched above") };
+                let id = p.path.get_ident().expect("ident");
+                let name = id.to_string();
+                let Some(binding) = self.lookup(&name).cloned() else {
+                    self.cx.error_spanned_by(
+                        p,
+                        format!("cannot assign to a field of `{name}`: only fields of local variables can be assigned"),
+                    );
+                    return;
+                };
+                let base = self.operand(&f.base);
+                let rhs = self.operand(right);
+                let value = match op {
+                    None => rhs,
+                    Some(op) => {
+                        let field = Rvalue::Field(base.clone(), f.member.clone());
+                        let cur = self.temp("field", Kind::Unknown, field, span);
+                        let kind = combine_kinds(Kind::Unknown, self.kind_of(&rhs));
+                        self.temp("field", kind, Rvalue::Binary(op, cur, rhs), span)
                     }
-                    Binding::Value(_) | Binding::Tuple(_) => {
-                        // Straight-line reassignment: the name now denotes the new value.
-                        let nb = match value {
-                            Value::Op(o) => {
-                                if let Operand::Var(v) = &o {
-                                    let info = self.vars.info_mut(*v);
-                                    if info.role == Role::Temp && is_generated_name(&info.name) {
-                                        info.name = name.clone();
-                                    }
-                                }
-                                Binding::Value(o)
-                            }
-                            Value::Tuple(items) => self.tuple_binding(items, false, id, span),
-                            Value::Buffer(b) => Binding::Buffer(b),
-                            _ => {
-                                self.cx.error_spanned_by(right, "this value cannot be assigned here");
-                                return;
-                            }
-                        };
-                        self.rebind(&name, nb);
+                };
+                let insert = Rvalue::Insert { base, field: f.member.clone(), value };
+                let new = self.temp(&name, Kind::Unknown, insert, span);
+                self.assign_name(id, &binding, Value::Op(new), None, right, span);
+            }
+            Expr::Field(f) if matches!(strip_parens(&f.base), Expr::Index(_)) => {
+                // `v[i].x += …` (also what `for b in v.iter_mut() { b.x += … }` becomes):
+                // the element is copied out, its field replaced, and stored back.
+                let Expr::Index(ix) = strip_parens(&f.base) else { unreachable!("matched above") };
+                let Some(buf) = self.writable_buffer(&ix.expr) else { return };
+                let i = self.operand(&ix.index);
+                let elem = self.temp("elem", Kind::Unknown, Rvalue::Index { buf, index: i.clone() }, span);
+                let rhs = self.operand(right);
+                let value = match op {
+                    None => rhs,
+                    Some(op) => {
+                        let field = Rvalue::Field(elem.clone(), f.member.clone());
+                        let cur = self.temp("field", Kind::Unknown, field, span);
+                        let kind = combine_kinds(Kind::Unknown, self.kind_of(&rhs));
+                        self.temp("field", kind, Rvalue::Binary(op, cur, rhs), span)
                     }
-                    Binding::Buffer(dst) => match value {
-                        Value::Buffer(src) if op.is_none() => self.copy_into(*dst, src, span),
-                        Value::Poison => {}
-                        _ => {
-                            self.cx.error_spanned_by(
-                                right,
-                                "a buffer can be assigned another buffer of the same length (`u = next;`); write its elements (`v[i] = …`) otherwise",
-                            );
-                        }
-                    },
-                    Binding::Cell(_) => unreachable!("handled above"),
-                }
+                };
+                let insert = Rvalue::Insert { base: elem, field: f.member.clone(), value };
+                let new = self.temp("elem", Kind::Unknown, insert, span);
+                self.emit(Stmt::Store { buf, index: i, value: new });
             }
             Expr::Index(ix) => {
                 // `m[i][j] = …` in a buffer of rows: the row is copied out, written, and
@@ -388,6 +399,92 @@ impl<'a> Lowerer<'a> {
             other => {
                 self.unsupported(other, "assignment to this place", "assign to a local variable or a buffer element");
             }
+        }
+    }
+
+    /// `p.m` for a parameter `p`: read once, before the body (see `param_fields`).
+    fn param_field(&mut self, p: Var, m: &Ident, span: Span) -> Operand {
+        let key = (p, m.to_string());
+        if let Some((_, o)) = self.param_fields.iter().find(|(k, _)| *k == key) {
+            return o.clone();
+        }
+        let v = self.vars.add(m.to_string(), Kind::Unknown, Role::Temp, span);
+        let rv = Rvalue::Field(Operand::Var(p), syn::Member::Named(m.clone()));
+        let at = self.param_fields.len();
+        self.out[0].insert(at, Stmt::Let { dst: Tree::Leaf(v), rv, span });
+        self.param_fields.push((key, Operand::Var(v)));
+        Operand::Var(v)
+    }
+
+    /// `Path { a: x, b, ..rest }`: a value built from its fields (each field's adjoint
+    /// is that field of the struct's adjoint).
+    fn struct_literal(&mut self, s: &syn::ExprStruct) -> Value {
+        let span = s.span();
+        if s.qself.is_some() {
+            return self.unsupported(s, "a struct literal with a qualified path", "name the struct by its path");
+        }
+        let mut fields = Vec::new();
+        for f in &s.fields {
+            let syn::Member::Named(name) = &f.member else {
+                return self.unsupported(&f.member, "a tuple struct literal", "call the tuple struct's constructor");
+            };
+            let value = self.operand(&f.expr);
+            fields.push((name.clone(), value));
+        }
+        let rest = s.rest.as_ref().map(|r| self.operand(r));
+        let rv = Rvalue::Struct { path: s.path.clone(), fields, rest };
+        Value::Op(self.temp("value", Kind::Unknown, rv, span))
+    }
+
+    /// `name = value` for a local bound as `binding` (`op` for a compound assignment's
+    /// errors; `right` is the assigned expression, for error spans).
+    fn assign_name(
+        &mut self,
+        id: &Ident,
+        binding: &Binding,
+        value: Value,
+        op: Option<BinOp>,
+        right: &Expr,
+        span: Span,
+    ) {
+        let name = id.to_string();
+        match binding {
+            Binding::Poison => {}
+            Binding::Cell(_) | Binding::Tuple(_) if matches!(binding, Binding::Cell(_)) || contains_cell(binding) => {
+                self.assign_binding(binding, value, span)
+            }
+            Binding::Value(_) | Binding::Tuple(_) => {
+                // Straight-line reassignment: the name now denotes the new value.
+                let nb = match value {
+                    Value::Op(o) => {
+                        if let Operand::Var(v) = &o {
+                            let info = self.vars.info_mut(*v);
+                            if info.role == Role::Temp && is_generated_name(&info.name) {
+                                info.name = name.clone();
+                            }
+                        }
+                        Binding::Value(o)
+                    }
+                    Value::Tuple(items) => self.tuple_binding(items, false, id, span),
+                    Value::Buffer(b) => Binding::Buffer(b),
+                    _ => {
+                        self.cx.error_spanned_by(right, "this value cannot be assigned here");
+                        return;
+                    }
+                };
+                self.rebind(&name, nb);
+            }
+            Binding::Buffer(dst) => match value {
+                Value::Buffer(src) if op.is_none() => self.copy_into(*dst, src, span),
+                Value::Poison => {}
+                _ => {
+                    self.cx.error_spanned_by(
+                                right,
+                                "a buffer can be assigned another buffer of the same length (`u = next;`); write its elements (`v[i] = …`) otherwise",
+                            );
+                }
+            },
+            Binding::Cell(_) => unreachable!("handled above"),
         }
     }
 

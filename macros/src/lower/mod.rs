@@ -117,6 +117,10 @@ struct Lowerer<'a> {
     /// Values of unknown type bound by `let row = &m[i];` (and `for row in m`): passed
     /// on to a call by reference, as the user's reference is.
     borrowed: HashSet<Var>,
+    /// Fields of parameters read so far (`p.coeffs`, `self.w`), each read once at the
+    /// top of the body (parameters do not change): `p.coeffs[i]` in a loop reads one
+    /// copy, and its adjoint is added to `p_bar.coeffs` once, not once per iteration.
+    param_fields: Vec<((Var, String), Operand)>,
     nests: bool,
 }
 
@@ -138,6 +142,7 @@ pub fn lower(sig: &Signature, body: &syn::Block, cx: &mut Ctxt) -> Lowered {
         cell_names: scan.assigned_in_control,
         element_assigned: scan.element_assigned,
         views: HashSet::new(),
+        param_fields: Vec::new(),
         borrowed: HashSet::new(),
         nests: false,
     };

@@ -375,11 +375,16 @@ impl<'a> Transform<'a> {
                     return;
                 }
                 self.need(o, region);
+                // A value the macro cannot see into may be an integer field (no adjoint).
+                let (trait_name, method) = match self.kind(o) {
+                    Kind::Unknown => ("CastField", "cast_field_adjoint"),
+                    _ => ("Cast", "cast_adjoint"),
+                };
                 let c = self.temp(
                     &self.adj_name(v),
                     self.kind(o),
                     Rvalue::Call {
-                        callee: Callee::Rule { trait_name: "Cast", method: "cast_adjoint".into() },
+                        callee: Callee::Rule { trait_name, method: method.into() },
                         args: vec![Arg::Ref(ybar), Arg::Ref(o.clone())],
                     },
                     span,
@@ -416,19 +421,19 @@ impl<'a> Transform<'a> {
                 self.need(o, region);
                 let kind = self.kind(o);
                 let zero = self.temp("zero", kind, Rvalue::Zero(o.clone()), span, out);
-                let c =
-                    self.temp("tuple_bar", kind, Rvalue::Insert { base: zero, index: i.index, value: ybar }, span, out);
+                let c = self.temp(
+                    "tuple_bar",
+                    kind,
+                    Rvalue::Insert { base: zero, field: syn::Member::Unnamed(i.clone()), value: ybar },
+                    span,
+                    out,
+                );
                 self.contribute(o, c, out);
             }
-            Rvalue::Insert { base, index, value } => {
+            Rvalue::Insert { base, field, value } => {
                 if self.op_active(value) {
-                    let c = self.temp(
-                        "field_bar",
-                        self.kind(value),
-                        Rvalue::Field(ybar.clone(), syn::Member::Unnamed(syn::Index { index: *index, span })),
-                        span,
-                        out,
-                    );
+                    let c =
+                        self.temp("field_bar", self.kind(value), Rvalue::Field(ybar.clone(), field.clone()), span, out);
                     self.contribute(value, c, out);
                 }
                 if self.op_active(base) {
@@ -437,11 +442,40 @@ impl<'a> Transform<'a> {
                     let c = self.temp(
                         "tuple_bar",
                         self.kind(base),
-                        Rvalue::Insert { base: ybar, index: *index, value: zero },
+                        Rvalue::Insert { base: ybar, field: field.clone(), value: zero },
                         span,
                         out,
                     );
                     self.contribute(base, c, out);
+                }
+            }
+            Rvalue::Struct { fields, rest, .. } => {
+                // Each field's adjoint is that field of the struct's adjoint (the
+                // gradient struct has the same field names); the rest's is the adjoint
+                // with the written fields zeroed.
+                for (name, item) in fields {
+                    if !self.op_active(item) {
+                        continue;
+                    }
+                    let field = syn::Member::Named(name.clone());
+                    let c = self.temp("field_bar", self.kind(item), Rvalue::Field(ybar.clone(), field), span, out);
+                    self.contribute(item, c, out);
+                }
+                if let Some(rest) = rest.as_ref().filter(|r| self.op_active(r)) {
+                    let mut c = ybar;
+                    for (name, item) in fields {
+                        self.need(item, region);
+                        let zero = self.temp("zero", self.kind(item), Rvalue::Zero(item.clone()), span, out);
+                        let field = syn::Member::Named(name.clone());
+                        c = self.temp(
+                            "rest_bar",
+                            self.kind(rest),
+                            Rvalue::Insert { base: c, field, value: zero },
+                            span,
+                            out,
+                        );
+                    }
+                    self.contribute(rest, c, out);
                 }
             }
             Rvalue::Tuple(items) => {

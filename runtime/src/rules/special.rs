@@ -357,3 +357,37 @@ macro_rules! cast_rule {
     )*};
 }
 cast_rule!(f32 => f32, f32 => f64, f64 => f32, f64 => f64);
+
+/// `y = x as Y` where the macro cannot see the type of `x` (a field of a struct,
+/// `p.degree as f64`): a float's adjoint is cast back, an integer has none (`()`, the
+/// gradient type of an integer field).
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+pub trait CastField<Y>: Sized {
+    type Adjoint;
+    fn cast_field_adjoint(ybar: &Y, x: &Self) -> Self::Adjoint;
+}
+
+macro_rules! cast_field_rule {
+    ($($from:ty => $to:ty),*) => {$(
+        #[differentiable(crate = crate, order = 3)]
+        impl CastField<$to> for $from {
+            type Adjoint = $from;
+            #[inline]
+            fn cast_field_adjoint(ybar: &$to, _x: &$from) -> $from {
+                *ybar as $from
+            }
+        }
+    )*};
+}
+cast_field_rule!(f32 => f32, f32 => f64, f64 => f32, f64 => f64);
+
+macro_rules! cast_int_field_rule {
+    ($($from:ty),*) => {$(
+        impl<Y> CastField<Y> for $from {
+            type Adjoint = ();
+            #[inline]
+            fn cast_field_adjoint(_ybar: &Y, _x: &$from) {}
+        }
+    )*};
+}
+cast_int_field_rule!(usize, isize, u8, u16, u32, u64, i8, i16, i32, i64, bool);

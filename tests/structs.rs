@@ -1,0 +1,213 @@
+//! Structs of the user's (`#[derive(Differentiable)]`) as JAX-style pytrees: plain float
+//! structs by value and by reference, with `Vec` and array fields and an integer field;
+//! struct literals (also `..rest`), field reads and field assignment in the body;
+//! functions returning a struct, called in a loop; slices of structs as arguments, read
+//! by index loops and iterator chains and updated through `iter_mut().zip(..)`. The
+//! gradient has the struct's generated tangent type (`BodyTangent`: the same fields,
+//! `()` for integers).
+
+#![allow(clippy::needless_range_loop)]
+
+mod common;
+
+use adjoint::prelude::*;
+use common::*;
+use proptest::prelude::*;
+
+#[derive(Clone, Copy, Debug, Differentiable)]
+struct Point {
+    x: f64,
+    y: f64,
+}
+
+#[derive(Clone, Copy, Debug, Differentiable)]
+struct Body {
+    x: f64,
+    v: f64,
+    m: f64,
+}
+
+#[derive(Clone, Debug, Differentiable)]
+struct Poly {
+    coeffs: Vec<f64>,
+    shift: [f64; 2],
+    degree: usize,
+}
+
+#[differentiable]
+fn radius(p: &Point) -> f64 {
+    (p.x * p.x + p.y * p.y).sqrt()
+}
+
+#[differentiable]
+fn scaled_radius(p: Point, s: f64) -> f64 {
+    s * radius(&p)
+}
+
+/// One symplectic step of a unit oscillator: a struct literal, a field assignment.
+#[differentiable]
+fn step(p: Point, dt: f64) -> Point {
+    let mut q = Point { x: p.x + dt * p.y, y: p.y };
+    q.y -= dt * q.x;
+    q
+}
+
+#[differentiable]
+fn energy_after(p0: Point, dt: f64, steps: usize) -> f64 {
+    let mut p = p0;
+    for _ in 0..steps {
+        p = step(p, dt);
+    }
+    0.5 * (p.x * p.x + p.y * p.y)
+}
+
+#[differentiable]
+fn nudged(p: Point, d: f64) -> Point {
+    Point { x: p.x + d, ..p }
+}
+
+#[differentiable]
+fn horner(p: &Poly, x: f64) -> f64 {
+    let mut acc = 0.0;
+    for i in 0..p.coeffs.len() {
+        acc = acc * x + p.coeffs[i];
+    }
+    acc + p.shift[0] * x + p.shift[1] * p.degree as f64
+}
+
+#[differentiable]
+fn horner_fold(p: &Poly, x: f64) -> f64 {
+    p.coeffs.iter().fold(0.0, |acc, c| acc * x + c) + p.shift[0] * x + p.shift[1] * p.degree as f64
+}
+
+#[differentiable]
+fn kinetic(bodies: &[Body]) -> f64 {
+    bodies.iter().map(|b| 0.5 * b.m * b.v * b.v).sum()
+}
+
+#[differentiable]
+fn spring_forces(bodies: &[Body], k: f64) -> Vec<f64> {
+    let mut forces = vec![0.0; bodies.len()];
+    for (i, pair) in bodies.windows(2).enumerate() {
+        let tension = k * (pair[1].x - pair[0].x - 1.0);
+        forces[i] += tension;
+        forces[i + 1] -= tension;
+    }
+    forces
+}
+
+#[differentiable(wrt(initial, k))]
+fn final_energy(initial: &[Body], k: f64, dt: f64, steps: usize) -> f64 {
+    let mut bodies = initial.to_vec();
+    for _ in 0..steps {
+        let forces = spring_forces(&bodies, k);
+        for (body, f) in bodies.iter_mut().zip(&forces) {
+            body.v += dt * f / body.m;
+            body.x += dt * body.v;
+        }
+    }
+    let mut potential = 0.0;
+    for i in 1..bodies.len() {
+        potential += 0.5 * k * (bodies[i].x - bodies[i - 1].x - 1.0).powi(2);
+    }
+    kinetic(&bodies) + potential
+}
+
+/// Central differences of `f` in each field of each body, by `set(body, field, value)`.
+fn fd_bodies(bodies: &[Body], f: impl Fn(&[Body]) -> f64) -> Vec<[f64; 3]> {
+    let get = |b: &Body, k: usize| [b.x, b.v, b.m][k];
+    let set = |b: &mut Body, k: usize, v: f64| match k {
+        0 => b.x = v,
+        1 => b.v = v,
+        _ => b.m = v,
+    };
+    (0..bodies.len())
+        .map(|i| {
+            std::array::from_fn(|k| {
+                fd(
+                    |v| {
+                        let mut bs = bodies.to_vec();
+                        set(&mut bs[i], k, v);
+                        f(&bs)
+                    },
+                    get(&bodies[i], k),
+                )
+            })
+        })
+        .collect()
+}
+
+fn bodies(n: usize) -> impl Strategy<Value = Vec<Body>> {
+    prop::collection::vec((-0.3..0.3f64, -1.0..1.0f64, 0.5..2.0f64), n..n + 1)
+        .prop_map(|v| v.into_iter().enumerate().map(|(i, (dx, v, m))| Body { x: 1.1 * i as f64 + dx, v, m }).collect())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn a_struct_by_reference_and_by_value(x in -3.0..3.0f64, y in 0.5..3.0f64, s in -2.0..2.0f64) {
+        let p = Point { x, y };
+        let g: PointTangent = grad!(radius)(&p);
+        let r = (x * x + y * y).sqrt();
+        check("x", g.x, x / r, EXACT)?;
+        check("y", g.y, y / r, EXACT)?;
+        let (g, gs) = grad!(scaled_radius)(p, s);
+        check("x", g.x, fd(|x| scaled_radius(Point { x, y }, s), x), FD)?;
+        check("y", g.y, fd(|y| scaled_radius(Point { x, y }, s), y), FD)?;
+        check("s", gs, r, EXACT)?;
+    }
+
+    #[test]
+    fn struct_literals_field_assignment_and_returned_structs(
+        x in -2.0..2.0f64, y in -2.0..2.0f64, dt in 0.01..0.3f64, steps in 0..6usize,
+    ) {
+        let (g, gdt) = grad!(energy_after)(Point { x, y }, dt, steps);
+        check("x", g.x, fd(|x| energy_after(Point { x, y }, dt, steps), x), FD)?;
+        check("y", g.y, fd(|y| energy_after(Point { x, y }, dt, steps), y), FD)?;
+        check("dt", gdt, fd(|dt| energy_after(Point { x, y }, dt, steps), dt), FD)?;
+        // The pullback of a struct-valued function takes a cotangent struct.
+        let (gp, gd) = vjp!(nudged)(Point { x, y }, dt, PointTangent { x: 3.0, y: -4.0 });
+        check("nudged x", gp.x, 3.0, EXACT)?;
+        check("nudged y (through ..rest)", gp.y, -4.0, EXACT)?;
+        check("nudged d", gd, 3.0, EXACT)?;
+        let (gp, _) = vjp!(step)(Point { x, y }, dt, PointTangent { x: 1.0, y: 0.0 });
+        check("step x", gp.x, fd(|x| step(Point { x, y }, dt).x, x), FD)?;
+        check("step y", gp.y, fd(|y| step(Point { x, y }, dt).x, y), FD)?;
+    }
+
+    #[test]
+    fn vector_array_and_integer_fields(c in vec_in(-2.0, 2.0, 1..6), s0 in -1.0..1.0f64, s1 in -1.0..1.0f64, x in -1.5..1.5f64) {
+        let p = Poly { coeffs: c.clone(), shift: [s0, s1], degree: c.len() - 1 };
+        for (name, f) in [("horner", horner as fn(&Poly, f64) -> f64), ("horner_fold", horner_fold)] {
+            let (g, gx): (PolyTangent, f64) = match name {
+                "horner" => grad!(horner)(&p, x),
+                _ => grad!(horner_fold)(&p, x),
+            };
+            let want: Vec<f64> = (0..c.len()).map(|i| x.powi((c.len() - 1 - i) as i32)).collect();
+            check_vec(&format!("{name} coeffs"), &g.coeffs, &want, EXACT2)?;
+            check(&format!("{name} shift[0]"), g.shift[0], x, EXACT)?;
+            check(&format!("{name} shift[1]"), g.shift[1], p.degree as f64, EXACT)?;
+            let with_x = |x: f64| f(&p, x);
+            check(&format!("{name} x"), gx, fd(with_x, x), FD)?;
+        }
+    }
+
+    #[test]
+    fn slices_of_structs(bs in bodies(4), k in 0.5..3.0f64, steps in 0..30usize) {
+        let g: Vec<BodyTangent> = grad!(kinetic)(&bs);
+        for (b, gb) in bs.iter().zip(&g) {
+            check("∂/∂x", gb.x, 0.0, EXACT)?;
+            check("∂/∂v", gb.v, b.m * b.v, EXACT)?;
+            check("∂/∂m", gb.m, 0.5 * b.v * b.v, EXACT)?;
+        }
+        let (g, gk): (Vec<BodyTangent>, f64) = grad!(final_energy)(&bs, k, 0.01, steps);
+        let want = fd_bodies(&bs, |b| final_energy(b, k, 0.01, steps));
+        for (i, (gb, w)) in g.iter().zip(&want).enumerate() {
+            check(&format!("x[{i}]"), gb.x, w[0], FD)?;
+            check(&format!("v[{i}]"), gb.v, w[1], FD)?;
+            check(&format!("m[{i}]"), gb.m, w[2], FD)?;
+        }
+        check("k", gk, fd(|k| final_energy(&bs, k, 0.01, steps), k), FD)?;
+    }
+}
