@@ -125,7 +125,7 @@ struct Desugarer<'a> {
 }
 
 /// Names bound by a pattern.
-fn pattern_names(pat: &Pat, out: &mut Vec<Ident>) {
+pub(crate) fn pattern_names(pat: &Pat, out: &mut Vec<Ident>) {
     struct Collect<'o>(&'o mut Vec<Ident>);
     impl<'ast> Visit<'ast> for Collect<'_> {
         fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
@@ -658,18 +658,34 @@ struct Link<'e> {
 
 /// `a.b(…).c(…)`: the receiver at the bottom and the calls above it, innermost first.
 fn chain_links(e: &Expr) -> (&Expr, Vec<Link<'_>>) {
-    let mut links = Vec::new();
+    let mut calls = Vec::new();
     let mut cur = strip(e);
     while let Expr::MethodCall(m) = cur {
-        links.push(Link {
+        calls.push(m);
+        cur = strip(&m.receiver);
+    }
+    calls.reverse();
+    // `model.logits(x).iter()…`: calls the table does not know before a source method
+    // are the value the chain iterates, not adaptors.
+    let known = |m: &syn::ExprMethodCall| {
+        let n = m.method.to_string();
+        SOURCES.contains(&n.as_str()) || INDEXED.contains(&n.as_str()) || CONSUMERS.contains(&n.as_str())
+    };
+    if let Some(k) = calls.iter().position(|m| SOURCES.contains(&m.method.to_string().as_str())) {
+        if k > 0 && !calls[..k].iter().any(|m| known(m)) {
+            cur = strip(&calls[k].receiver);
+            calls.drain(..k);
+        }
+    }
+    let links = calls
+        .into_iter()
+        .map(|m| Link {
             method: &m.method,
             args: m.args.iter().collect(),
             turbofish: m.turbofish.as_ref(),
             span: m.span(),
-        });
-        cur = strip(&m.receiver);
-    }
-    links.reverse();
+        })
+        .collect();
     (cur, links)
 }
 
@@ -1036,6 +1052,13 @@ impl<'d> Desugarer<'d> {
             (Pat::Ident(id), Elem::Value(v)) => {
                 let id = &id.ident;
                 out.push(parse_quote_spanned!(span=> let #id = #v;));
+                true
+            }
+            (p @ Pat::Tuple(_), Elem::Place(v)) => {
+                // `|(x, label)|` over `data.iter()`: the parts are borrowed, as in the
+                // user's code (a row passed on to a call stays a reference).
+                let p = by_value(p);
+                out.push(parse_quote_spanned!(span=> let #p = &#v;));
                 true
             }
             (p, e) => {

@@ -853,6 +853,13 @@ impl<'a> Tower<'a> {
             "for a non-scalar output use `vjp!({user})(args…, cotangent)`: its last argument is the output's cotangent"
         );
         let trait_name = format_ident!("{}NeedsScalarOutput", if which == "grad" { "Grad" } else { "ValueAndGrad" });
+        if self.methods {
+            // An `impl` holds no trait: the runtime's, which names the output type.
+            let krate = self.krate;
+            let out = sig.output_type();
+            let bound = quote!(#krate::__private::#trait_name<#out>);
+            return refusing_fn_with(name, sig.params.len() - 1, &bound, true, true);
+        }
         let refusal = refusal_trait(&trait_name, &msg, "not a scalar output", &note);
         let stub = refusing_fn(name, sig.params.len(), &trait_name, true);
         quote!(#refusal #stub)
@@ -873,17 +880,30 @@ pub(crate) fn refusal_trait(trait_name: &Ident, message: &str, label: &str, note
 /// requires `&(): Trait` of a [`refusal_trait`], so the error is that trait's message,
 /// at the call. It returns `!` where `diverges`, or else any `R` the caller expects.
 pub(crate) fn refusing_fn(name: &Ident, arity: usize, trait_name: &Ident, diverges: bool) -> TokenStream {
+    refusing_fn_with(name, arity, &quote!(#trait_name), diverges, false)
+}
+
+/// [`refusing_fn`] with any bound, and with a `&self` receiver before the `arity`
+/// arguments for a method's companion (called as `x.m(…)` or `Type::m(&x, …)`).
+pub(crate) fn refusing_fn_with(
+    name: &Ident,
+    arity: usize,
+    bound: &TokenStream,
+    diverges: bool,
+    receiver: bool,
+) -> TokenStream {
     let tys: Vec<Ident> = (0..arity).map(|i| format_ident!("A{}", i, span = name.span())).collect();
     let (out_param, output) = match diverges {
         true => (None, quote!(!)),
         false => (Some(quote!(R)), quote!(R)),
     };
+    let this = receiver.then(|| quote!(&self,));
     quote! {
         #[doc(hidden)]
         #[allow(clippy::all)]
-        pub fn #name<'__adjoint, #(#tys,)* #out_param>(#(_: #tys),*) -> #output
+        pub fn #name<'__adjoint, #(#tys,)* #out_param>(#this #(_: #tys),*) -> #output
         where
-            &'__adjoint (): #trait_name,
+            &'__adjoint (): #bound,
         {
             ::core::unreachable!()
         }

@@ -14,6 +14,7 @@ pub mod optim;
 mod param;
 pub mod permute;
 pub mod random;
+mod refusals;
 pub mod rules;
 mod support;
 mod tape;
@@ -45,6 +46,7 @@ pub fn detach<T>(x: T) -> T {
 pub mod __private {
     pub use crate::detach;
     pub use crate::permute::{sort_order, Direction};
+    pub use crate::refusals::*;
     pub use crate::rules;
     pub use crate::support::{
         accumulate, accumulate_slice, late_mut, late_ref, late_value, late_zero, mask_bits, one_like, pop, primal,

@@ -266,7 +266,22 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
+        let borrowed_parts = matches!(strip_parens(&init.expr), Expr::Reference(r) if r.mutability.is_none())
+            && matches!(pat, Pat::Tuple(_));
         self.bind_let(pat, value, ty, span);
+        if borrowed_parts {
+            // `let (x, label) = &pair;`: parts the macro cannot see into are references
+            // in the user's code, passed on to calls as such.
+            let mut names = Vec::new();
+            crate::desugar::pattern_names(pat, &mut names);
+            for n in names {
+                if let Some(Binding::Value(Operand::Var(v))) = self.lookup(&n.to_string()).cloned() {
+                    if self.vars.kind(v) == Kind::Unknown {
+                        self.borrowed.insert(v);
+                    }
+                }
+            }
+        }
     }
 
     /// Bind the names of a pattern of names (see [`is_names_pattern`]) to the variables
