@@ -4,12 +4,15 @@
 //! functions returning a struct, called in a loop; slices of structs as arguments, read
 //! by index loops and iterator chains and updated through `iter_mut().zip(..)`. The
 //! gradient has the struct's generated tangent type (`BodyTangent`: the same fields,
-//! `()` for integers).
+//! `()` for integers). Methods on `&self` of such a struct, called from free functions
+//! (`model.logits(x).iter()…` over borrowed rows of a data set); nalgebra values built
+//! from computed scalars (`Vector3::new`, `Matrix2::new`) inside float code.
 
 #![allow(clippy::needless_range_loop)]
 
 mod common;
 
+use adjoint::nalgebra::{Matrix2, Vector2, Vector3};
 use adjoint::prelude::*;
 use common::*;
 use proptest::prelude::*;
@@ -113,6 +116,57 @@ fn final_energy(initial: &[Body], k: f64, dt: f64, steps: usize) -> f64 {
     kinetic(&bodies) + potential
 }
 
+#[derive(Clone, Debug, Differentiable)]
+struct Model {
+    w: Vec<Vec<f64>>,
+    b: Vec<f64>,
+}
+
+impl Model {
+    #[differentiable]
+    fn logits(&self, x: &[f64]) -> Vec<f64> {
+        self.w.iter().zip(&self.b).map(|(row, b)| row.iter().zip(x).map(|(w, xi)| w * xi).sum::<f64>() + b).collect()
+    }
+}
+
+#[differentiable(wrt(model))]
+fn picked_logits(model: &Model, data: &[(Vec<f64>, usize)]) -> f64 {
+    data.iter().map(|(x, label)| model.logits(x)[*label].powi(2)).sum()
+}
+
+/// A configuration struct without the derive: data, marked `#[no_grad]`.
+struct Config {
+    scale: f64,
+    terms: usize,
+}
+
+#[differentiable]
+fn configured(#[no_grad] c: &Config, x: f64) -> f64 {
+    let mut s = 0.0;
+    for k in 0..c.terms {
+        s += c.scale * x.powi(k as i32 + 1);
+    }
+    s
+}
+
+#[differentiable]
+fn configured_slope(#[no_grad] c: &Config, x: f64) -> f64 {
+    grad!(configured)(c, x)
+}
+
+#[differentiable]
+fn configured_caller(#[no_grad] c: &Config, x: f64) -> f64 {
+    configured(c, x.sin())
+}
+
+#[differentiable]
+fn built(a: f64, b: f64, c: f64) -> f64 {
+    let v = Vector3::new(a * b, b.sin(), c);
+    let m = Matrix2::new(a, b, c, a * c);
+    let w = m * Vector2::new(1.0, 2.0);
+    v.dot(&v) + w.dot(&w)
+}
+
 /// Central differences of `f` in each field of each body, by `set(body, field, value)`.
 fn fd_bodies(bodies: &[Body], f: impl Fn(&[Body]) -> f64) -> Vec<[f64; 3]> {
     let get = |b: &Body, k: usize| [b.x, b.v, b.m][k];
@@ -209,5 +263,44 @@ proptest! {
             check(&format!("m[{i}]"), gb.m, w[2], FD)?;
         }
         check("k", gk, fd(|k| final_energy(&bs, k, 0.01, steps), k), FD)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn a_method_on_a_derived_struct(w in vec_in(-1.0, 1.0, 6..7), b in vec_in(-1.0, 1.0, 2..3), x in vec_in(-2.0, 2.0, 3..4)) {
+        let model = Model { w: vec![w[..3].to_vec(), w[3..].to_vec()], b };
+        let data = vec![(x.clone(), 0usize), (x.iter().map(|v| 0.5 * v).collect(), 1usize)];
+        let g: ModelTangent = grad!(picked_logits)(&model, &data);
+        for i in 0..2 {
+            for j in 0..3 {
+                let want = fd(|v| { let mut m = model.clone(); m.w[i][j] = v; picked_logits(&m, &data) }, model.w[i][j]);
+                check(&format!("w[{i}][{j}]"), g.w[i][j], want, FD)?;
+            }
+            let want = fd(|v| { let mut m = model.clone(); m.b[i] = v; picked_logits(&m, &data) }, model.b[i]);
+            check(&format!("b[{i}]"), g.b[i], want, FD)?;
+        }
+    }
+
+    #[test]
+    fn a_struct_without_the_derive_is_data(x in -1.5..1.5f64, scale in -2.0..2.0f64, terms in 0..5usize) {
+        let c = Config { scale, terms };
+        check("x", grad!(configured_caller)(&c, x), fd(|x| configured_caller(&c, x), x), FD)?;
+        // Second order by nesting, around a data argument.
+        let second = grad!(configured_slope)(&c, x);
+        check("x (second)", second, fd(|x| configured_slope(&c, x), x), FD)?;
+        let want: f64 = (2..=terms).map(|k| scale * (k * (k - 1)) as f64 * x.powi(k as i32 - 2)).sum();
+        check("x (second, closed form)", second, want, EXACT2)?;
+    }
+
+    #[test]
+    fn nalgebra_values_built_from_scalars(a in -2.0..2.0f64, b in -2.0..2.0f64, c in -2.0..2.0f64) {
+        let (ga, gb, gc) = grad!(built)(a, b, c);
+        let (fa, fb, fc) = fd3(built, a, b, c);
+        check("a", ga, fa, FD)?;
+        check("b", gb, fb, FD)?;
+        check("c", gc, fc, FD)?;
     }
 }

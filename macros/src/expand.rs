@@ -106,14 +106,27 @@ struct Tower<'a> {
 /// of float code (one less when the body itself calls `grad!`); first derivatives only
 /// when a value the macro cannot see (a tensor, a matrix, a model) is differentiated,
 /// because the rules of those types are first-order.
-fn default_order(sig: &Signature, nests_derivatives: bool) -> u32 {
+fn default_order(sig: &Signature, func: &Func, nests_derivatives: bool) -> u32 {
     let opaque = sig.params.iter().any(|p| p.active() && p.class == sig::Class::Opaque)
-        || sig.output_class == sig::Class::Opaque;
+        || sig.output_class == sig::Class::Opaque
+        || builds_matrices(func);
     match (opaque, nests_derivatives) {
         (true, _) => 1,
         (false, true) => DEFAULT_ORDER - 1,
         (false, false) => DEFAULT_ORDER,
     }
+}
+
+/// Whether the body builds nalgebra values from its scalars (`Vector3::new(a, b, c)`):
+/// their rules are first order, like those of a matrix argument's.
+fn builds_matrices(func: &Func) -> bool {
+    let mut found = false;
+    crate::ir::walk_stmts(&func.body, &mut |s| {
+        if let Stmt::Let { rv: Rvalue::Call { callee: Callee::Construct { .. }, .. }, .. } = s {
+            found = true;
+        }
+    });
+    found
 }
 
 pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
@@ -173,7 +186,11 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     if cx.has_errors() {
         return on_error(cx);
     }
-    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or_else(|| default_order(&sig, lowered.nests_derivatives));
+    let order = args
+        .order
+        .as_ref()
+        .map(|(n, _)| *n)
+        .unwrap_or_else(|| default_order(&sig, &lowered.func, lowered.nests_derivatives));
     let user = Entity { sig: entity_sig(&sig), func: lowered.func, order, depth: 0, module_depth: 0 };
     let methods = sig.params.first().is_some_and(|p| p.receiver.is_some());
     let graph = graph::companion(&sig, &item.block, &user.func, &wrt, &krate, methods);
@@ -988,6 +1005,9 @@ fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
         .iter()
         .map(|p| match (p.active, p.class.differentiable()) {
             (true, _) => GradOut::Yes,
+            // A `#[no_grad]` value of the user's type may have no gradient type at all
+            // (a config struct without the derive): its slot is `()`.
+            (false, true) if p.class == Class::Opaque && sig::names_user_type(&p.ty, &sig.generics) => GradOut::Unit,
             (false, true) => GradOut::Zero,
             (false, false) => GradOut::Unit,
         })
@@ -1227,8 +1247,11 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             }
             continue;
         }
-        let order =
-            args.order.as_ref().map(|(n, _)| *n).unwrap_or_else(|| default_order(&sig, lowered.nests_derivatives));
+        let order = args
+            .order
+            .as_ref()
+            .map(|(n, _)| *n)
+            .unwrap_or_else(|| default_order(&sig, &lowered.func, lowered.nests_derivatives));
         let entity = Entity { sig: entity_sig(&sig), func: lowered.func, order, depth: 0, module_depth: 0 };
         let mut tower = Tower {
             krate: &krate,

@@ -401,7 +401,10 @@ fn op_label(rv: &Rvalue, func: &Func) -> String {
         Rvalue::Unary(UnOp::Not, _) => "not".into(),
         Rvalue::Method { method, .. } => method.to_string(),
         Rvalue::Call { callee, .. } => match callee {
-            Callee::Free { path } | Callee::Assoc { path } | Callee::Tower { path } => path_label(path),
+            Callee::Free { path }
+            | Callee::Assoc { path }
+            | Callee::Tower { path }
+            | Callee::Construct { path, .. } => path_label(path),
             Callee::Rule { trait_name, method } => format!("{trait_name}::{method}"),
             Callee::Method { name } => name.to_string(),
             Callee::Detach => "detach".into(),

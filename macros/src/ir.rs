@@ -274,6 +274,10 @@ pub enum Callee {
     Tower { path: syn::Path },
     /// The identity that cuts the gradient (`detach`).
     Detach,
+    /// A fixed-size nalgebra value built from its elements, `Vector3::new(a, b, c)`,
+    /// `Matrix2::new(m11, m12, m21, m22)` (row by row): argument `k`'s adjoint is element
+    /// `(k / cols, k % cols)` of the result's.
+    Construct { path: syn::Path, cols: usize },
 }
 
 /// How an argument is passed to a call.

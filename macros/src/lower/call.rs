@@ -221,7 +221,19 @@ impl<'a> Lowerer<'a> {
                 let name = path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
                 let name = name.trim_start_matches("__adjoint_").to_string();
                 let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
-                let callee = if names::is_type_path(&path) { Callee::Assoc { path } } else { Callee::Free { path } };
+                let callee = match nalgebra_constructor(&path) {
+                    Some((rows, cols)) if rows * cols == c.args.len() => {
+                        let args = c.args.iter().map(|a| Arg::Value(self.operand(a))).collect();
+                        self.emit(Stmt::Let {
+                            dst: Tree::Leaf(v),
+                            rv: Rvalue::Call { callee: Callee::Construct { path, cols }, args },
+                            span,
+                        });
+                        return Some(v);
+                    }
+                    _ if names::is_type_path(&path) => Callee::Assoc { path },
+                    _ => Callee::Free { path },
+                };
                 self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Call { callee, args }, span });
                 Some(v)
             }
@@ -529,4 +541,26 @@ fn output_kind(output: ops::Output, recv: Kind) -> Kind {
 /// `&mut x` (an argument a helper writes into).
 fn is_mut_borrow(a: &Expr) -> bool {
     matches!(strip_parens(a), Expr::Reference(r) if r.mutability.is_some())
+}
+
+/// `Vector3::new`, `RowVector2::new`, `Matrix2::new`, `Matrix2x3::new`: the shape of the
+/// nalgebra value the constructor builds from its elements (given row by row).
+fn nalgebra_constructor(path: &syn::Path) -> Option<(usize, usize)> {
+    let n = path.segments.len();
+    if n < 2 || path.segments[n - 1].ident != "new" {
+        return None;
+    }
+    let ty = path.segments[n - 2].ident.to_string();
+    let dim = |s: &str| s.parse::<usize>().ok().filter(|d| (1..=6).contains(d));
+    if let Some(d) = ty.strip_prefix("Vector").and_then(dim) {
+        return Some((d, 1));
+    }
+    if let Some(d) = ty.strip_prefix("RowVector").and_then(dim) {
+        return Some((1, d));
+    }
+    let rest = ty.strip_prefix("Matrix")?;
+    match rest.split_once('x') {
+        Some((r, c)) => Some((dim(r)?, dim(c)?)),
+        None => dim(rest).map(|d| (d, d)),
+    }
 }

@@ -564,6 +564,9 @@ impl<'a> Transform<'a> {
         if !args.iter().any(|a| self.arg_active(a)) {
             return;
         }
+        if let Callee::Construct { cols, .. } = callee {
+            return self.rev_construct(*cols, args, cot, span, out);
+        }
         // The companion needs every argument as it was at the call: a buffer written
         // after the call is passed as a copy taken at the call.
         let args_then: Vec<Arg> = args.iter().map(|a| self.as_at_call(a, region)).collect();
@@ -591,10 +594,37 @@ impl<'a> Transform<'a> {
                 Callee::Method { name: syn::Ident::new(&derivative_method(&name.to_string()), name.span()) }
             }
             Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
-            Callee::Detach => unreachable!("handled above"),
+            Callee::Detach | Callee::Construct { .. } => unreachable!("handled above"),
             Callee::Pullback(_) => unreachable!("pullbacks are called only by code that is not differentiated"),
         };
         self.call_for_gradients(args, d1, call_args, span, out);
+    }
+
+    /// The reverse of `Vector3::new(a, b, c)`: each element's adjoint is its entry of the
+    /// result's adjoint.
+    fn rev_construct(&mut self, cols: usize, args: &[Arg], cot: Tree<Operand>, span: Span, out: &mut Block) {
+        let Tree::Leaf(ybar) = cot else { unreachable!("a matrix's cotangent is one value") };
+        let ybar = match ybar {
+            Operand::Var(v) => v,
+            o => {
+                let kind = self.kind(&o);
+                let Operand::Var(v) = self.temp("value_bar", kind, Rvalue::Use(o), span, out) else {
+                    unreachable!("a temporary is a variable")
+                };
+                v
+            }
+        };
+        for (k, a) in args.iter().enumerate() {
+            let Arg::Value(o) = a else { continue };
+            if !self.op_active(o) {
+                continue;
+            }
+            let (row, col) = (k / cols, k % cols);
+            let index =
+                Operand::Const(Const { tokens: quote::quote!((#row, #col)), kind: Kind::Unknown, scalar_ty: None });
+            let c = self.temp("elem_bar", self.kind(o), Rvalue::Index { buf: ybar, index }, span, out);
+            self.contribute(o, c, out);
+        }
     }
 
     /// `let (ā₁, ā₂, …) = callee(call_args…);` (one gradient per argument of the
@@ -903,6 +933,10 @@ fn user_companion(callee: &Callee, entity: &str) -> Option<Callee> {
         Callee::Method { name } => Some(Callee::Method {
             name: syn::Ident::new(&crate::names::method_companion(entity, &name.to_string()), name.span()),
         }),
-        Callee::Tower { .. } | Callee::Rule { .. } | Callee::Detach | Callee::Pullback(_) => None,
+        Callee::Tower { .. }
+        | Callee::Rule { .. }
+        | Callee::Detach
+        | Callee::Pullback(_)
+        | Callee::Construct { .. } => None,
     }
 }
