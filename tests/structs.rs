@@ -134,6 +134,22 @@ fn picked_logits(model: &Model, data: &[(Vec<f64>, usize)]) -> f64 {
     data.iter().map(|(x, label)| model.logits(x)[*label].powi(2)).sum()
 }
 
+/// Associated functions calling each other through `Self::`, with `#[differentiable]`
+/// on the `impl` block (each function gets its companions as siblings).
+struct Stats;
+
+#[differentiable]
+impl Stats {
+    fn mean(xs: &[f64]) -> f64 {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+
+    fn variance(xs: &[f64]) -> f64 {
+        let m = Self::mean(xs);
+        xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len() as f64
+    }
+}
+
 /// A configuration struct without the derive: data, marked `#[no_grad]`.
 struct Config {
     scale: f64,
@@ -293,6 +309,15 @@ proptest! {
         check("x (second)", second, fd(|x| configured_slope(&c, x), x), FD)?;
         let want: f64 = (2..=terms).map(|k| scale * (k * (k - 1)) as f64 * x.powi(k as i32 - 2)).sum();
         check("x (second, closed form)", second, want, EXACT2)?;
+    }
+
+    #[test]
+    fn associated_functions_through_self(xs in vec_in(-2.0, 2.0, 2..7)) {
+        let g = grad!(Stats::variance)(&xs);
+        let m = xs.iter().sum::<f64>() / xs.len() as f64;
+        let want: Vec<f64> = xs.iter().map(|x| 2.0 * (x - m) / xs.len() as f64).collect();
+        check_vec("variance", &g, &want, EXACT2)?;
+        check_vec("mean", &grad!(Stats::mean)(&xs), &vec![1.0 / xs.len() as f64; xs.len()], EXACT)?;
     }
 
     #[test]

@@ -833,7 +833,7 @@ impl<'a> Tower<'a> {
         };
         quote! {
             #[doc(hidden)]
-            #[allow(unused_variables, unused_mut, unused_parens, unused_assignments, unreachable_code, clippy::all, clippy::pedantic)]
+            #[allow(unused_variables, unused_mut, unused_parens, unused_assignments, unreachable_code, non_snake_case, clippy::all, clippy::pedantic)]
             #vis fn #name #generics (#(#params),*) -> #output #where_clause {
                 #body
             }
@@ -1264,16 +1264,22 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             tangent: if in_trait { None } else { Some(krate.clone()) },
             methods: true,
         };
-        if order >= 1 {
+        if order >= 1 && !in_trait {
+            // The companions of `#[differentiable]` on the method itself: the derivative
+            // tower, the split and masked forms, and what `grad!(Type::f)` calls.
+            let wrt: Vec<bool> = sig.params.iter().map(|p| p.active()).collect();
+            added.push(tower.method_companions(&entity, &sig, &wrt));
+        } else if order >= 1 {
             let mut d1 = tower.derivative(&entity, &internal_grads(&entity.sig), Seed::Param, false, false);
             d1.module_depth = 0;
             let name = Ident::new(&reverse::derivative_method(&f.sig.ident.to_string()), f.sig.ident.span());
-            let vis = if in_trait { TokenStream::new() } else { quote!(pub) };
-            added.push(tower.method_tower(&d1, &name, &vis));
-            if !in_trait {
-                // Callers may ask for some gradients only, or for the split derivative.
-                added.push(tower.split_companions(&entity, &d1, &vis));
-            }
+            added.push(tower.method_tower(&d1, &name, &TokenStream::new()));
+        }
+    }
+    for ii in &mut item.items {
+        if let (syn::ImplItem::Fn(f), false) = (ii, in_trait) {
+            // Calling only `grad!(Type::f)` is a use of `f`.
+            f.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
         }
     }
     for a in added {
