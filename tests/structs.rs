@@ -12,7 +12,7 @@
 
 mod common;
 
-use adjoint::nalgebra::{Matrix2, Vector2, Vector3};
+use adjoint::nalgebra::{Matrix2, Rotation2, Vector2, Vector3};
 use adjoint::prelude::*;
 use common::*;
 use proptest::prelude::*;
@@ -132,6 +132,25 @@ impl Model {
 #[differentiable(wrt(model))]
 fn picked_logits(model: &Model, data: &[(Vec<f64>, usize)]) -> f64 {
     data.iter().map(|(x, label)| model.logits(x)[*label].powi(2)).sum()
+}
+
+/// A rigid body in the plane: an angle and a nalgebra position, applied to points.
+#[derive(Clone, Debug, Differentiable)]
+struct Rigid {
+    angle: f64,
+    pos: Vector2<f64>,
+}
+
+impl Rigid {
+    #[differentiable]
+    fn transform(&self, p: &Vector2<f64>) -> Vector2<f64> {
+        Rotation2::new(self.angle) * p + self.pos
+    }
+}
+
+#[differentiable(wrt(body))]
+fn misalignment(body: &Rigid, points: &[Vector2<f64>], targets: &[Vector2<f64>]) -> f64 {
+    points.iter().zip(targets).map(|(p, q)| (body.transform(p) - q).norm_squared()).sum()
 }
 
 /// Associated functions calling each other through `Self::`, with `#[differentiable]`
@@ -318,6 +337,18 @@ proptest! {
         let want: Vec<f64> = xs.iter().map(|x| 2.0 * (x - m) / xs.len() as f64).collect();
         check_vec("variance", &g, &want, EXACT2)?;
         check_vec("mean", &grad!(Stats::mean)(&xs), &vec![1.0 / xs.len() as f64; xs.len()], EXACT)?;
+    }
+
+    #[test]
+    fn a_rotation_built_from_an_angle(angle in -3.0..3.0f64, px in -1.0..1.0f64, py in -1.0..1.0f64, seed in 0..1000u64) {
+        let body = Rigid { angle, pos: Vector2::new(px, py) };
+        let points: Vec<Vector2<f64>> = (0..4).map(|i| Vector2::new((seed + i) as f64 % 3.0 - 1.0, i as f64 * 0.5)).collect();
+        let targets: Vec<Vector2<f64>> = points.iter().map(|p| Vector2::new(p.y, -p.x)).collect();
+        let g: RigidTangent = grad!(misalignment)(&body, &points, &targets);
+        let at = |angle: f64, px: f64, py: f64| misalignment(&Rigid { angle, pos: Vector2::new(px, py) }, &points, &targets);
+        check("angle", g.angle, fd(|a| at(a, px, py), angle), FD)?;
+        check("pos.x", g.pos.x, fd(|x| at(angle, x, py), px), FD)?;
+        check("pos.y", g.pos.y, fd(|y| at(angle, px, y), py), FD)?;
     }
 
     #[test]

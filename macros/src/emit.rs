@@ -769,7 +769,7 @@ impl<'a> Emitter<'a> {
                         let path = rebase(path, self.depth);
                         quote_spanned!(span=> #path(#(#args),*))
                     }
-                    Callee::Assoc { path } | Callee::Construct { path, .. } => {
+                    Callee::Assoc { path } | Callee::Construct { path, .. } | Callee::AssocRule { path, .. } => {
                         let path = rebase(path, self.depth);
                         quote_spanned!(span=> #path(#(#args),*))
                     }

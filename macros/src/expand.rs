@@ -122,7 +122,10 @@ fn default_order(sig: &Signature, func: &Func, nests_derivatives: bool) -> u32 {
 fn builds_matrices(func: &Func) -> bool {
     let mut found = false;
     crate::ir::walk_stmts(&func.body, &mut |s| {
-        if let Stmt::Let { rv: Rvalue::Call { callee: Callee::Construct { .. }, .. }, .. } = s {
+        if let Stmt::Let {
+            rv: Rvalue::Call { callee: Callee::Construct { .. } | Callee::AssocRule { .. }, .. }, ..
+        } = s
+        {
             found = true;
         }
     });

@@ -404,7 +404,8 @@ fn op_label(rv: &Rvalue, func: &Func) -> String {
             Callee::Free { path }
             | Callee::Assoc { path }
             | Callee::Tower { path }
-            | Callee::Construct { path, .. } => path_label(path),
+            | Callee::Construct { path, .. }
+            | Callee::AssocRule { path, .. } => path_label(path),
             Callee::Rule { trait_name, method } => format!("{trait_name}::{method}"),
             Callee::Method { name } => name.to_string(),
             Callee::Detach => "detach".into(),

@@ -278,6 +278,10 @@ pub enum Callee {
     /// `Matrix2::new(m11, m12, m21, m22)` (row by row): argument `k`'s adjoint is element
     /// `(k / cols, k % cols)` of the result's.
     Construct { path: syn::Path, cols: usize },
+    /// An associated function with a rule of the runtime for its reverse,
+    /// `Rotation2::new(θ)`: called as written; its one argument's adjoint is
+    /// `rules::Trait::method(&ȳ, &arg)`.
+    AssocRule { path: syn::Path, trait_name: &'static str, method: &'static str },
 }
 
 /// How an argument is passed to a call.

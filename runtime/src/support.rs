@@ -517,6 +517,36 @@ where
     }
 }
 
+// A rotation's gradient is a rotation holding the gradient of its matrix, which is any
+// D×D matrix (not a rotation matrix): the rules' convention that an operand's adjoint
+// has the operand's type. `Rotation2::new(θ)` reads the angle's gradient from it.
+impl<T: MatrixScalar, const D: usize> Tangent for nalgebra::Rotation<T, D> {
+    type Tangent = Self;
+}
+
+impl<T: MatrixScalar, const D: usize> ZeroTangent for nalgebra::Rotation<T, D> {
+    fn zero_tangent(&self) -> Self {
+        nalgebra::Rotation::from_matrix_unchecked(nalgebra::SMatrix::zeros())
+    }
+}
+
+impl<T: MatrixScalar, const D: usize> Adjoint for nalgebra::Rotation<T, D> {
+    fn zero_like(&self) -> Self {
+        self.zero_tangent()
+    }
+    fn accumulate(&mut self, other: Self) {
+        *self = nalgebra::Rotation::from_matrix_unchecked(self.matrix() + other.matrix());
+    }
+}
+
+impl<T: nalgebra::Scalar, const D: usize> Primal for nalgebra::Rotation<T, D> {
+    type Value = Self;
+    #[inline]
+    fn primal(&self) -> &Self {
+        self
+    }
+}
+
 impl<T: MatrixScalar, R: Dim, C: Dim> Adjoint for OMatrix<T, R, C>
 where
     DefaultAllocator: Allocator<R, C>,

@@ -217,23 +217,26 @@ impl<'a> Lowerer<'a> {
                 if nested {
                     self.nests = true;
                 }
-                let args: Vec<Arg> = c.args.iter().map(|a| self.arg(a)).collect();
                 let name = path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
                 let name = name.trim_start_matches("__adjoint_").to_string();
-                let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
                 let callee = match nalgebra_constructor(&path) {
-                    Some((rows, cols)) if rows * cols == c.args.len() => {
-                        let args = c.args.iter().map(|a| Arg::Value(self.operand(a))).collect();
-                        self.emit(Stmt::Let {
-                            dst: Tree::Leaf(v),
-                            rv: Rvalue::Call { callee: Callee::Construct { path, cols }, args },
-                            span,
-                        });
-                        return Some(v);
+                    // The elements are values (`Vector3::new(a, b, c)` takes them so).
+                    Some(Built::Elements(rows, cols)) if rows * cols == c.args.len() => {
+                        Callee::Construct { path, cols }
+                    }
+                    Some(Built::Rule(trait_name, method)) if c.args.len() == 1 => {
+                        Callee::AssocRule { path, trait_name, method }
                     }
                     _ if names::is_type_path(&path) => Callee::Assoc { path },
                     _ => Callee::Free { path },
                 };
+                let args: Vec<Arg> = match callee {
+                    Callee::Construct { .. } | Callee::AssocRule { .. } => {
+                        c.args.iter().map(|a| Arg::Value(self.operand(a))).collect()
+                    }
+                    _ => c.args.iter().map(|a| self.arg(a)).collect(),
+                };
+                let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
                 self.emit(Stmt::Let { dst: Tree::Leaf(v), rv: Rvalue::Call { callee, args }, span });
                 Some(v)
             }
@@ -543,24 +546,34 @@ fn is_mut_borrow(a: &Expr) -> bool {
     matches!(strip_parens(a), Expr::Reference(r) if r.mutability.is_some())
 }
 
-/// `Vector3::new`, `RowVector2::new`, `Matrix2::new`, `Matrix2x3::new`: the shape of the
-/// nalgebra value the constructor builds from its elements (given row by row).
-fn nalgebra_constructor(path: &syn::Path) -> Option<(usize, usize)> {
+/// What a nalgebra constructor builds from its scalar arguments.
+enum Built {
+    /// `Vector3::new`, `RowVector2::new`, `Matrix2::new`, `Matrix2x3::new`: a value of
+    /// these rows and columns from its elements (given row by row).
+    Elements(usize, usize),
+    /// `Rotation2::new(θ)`: the rule (trait, method) of its argument's adjoint.
+    Rule(&'static str, &'static str),
+}
+
+fn nalgebra_constructor(path: &syn::Path) -> Option<Built> {
     let n = path.segments.len();
     if n < 2 || path.segments[n - 1].ident != "new" {
         return None;
     }
     let ty = path.segments[n - 2].ident.to_string();
+    if ty == "Rotation2" {
+        return Some(Built::Rule("Rotation2New", "rotation2_new_adjoint"));
+    }
     let dim = |s: &str| s.parse::<usize>().ok().filter(|d| (1..=6).contains(d));
     if let Some(d) = ty.strip_prefix("Vector").and_then(dim) {
-        return Some((d, 1));
+        return Some(Built::Elements(d, 1));
     }
     if let Some(d) = ty.strip_prefix("RowVector").and_then(dim) {
-        return Some((1, d));
+        return Some(Built::Elements(1, d));
     }
     let rest = ty.strip_prefix("Matrix")?;
     match rest.split_once('x') {
-        Some((r, c)) => Some((dim(r)?, dim(c)?)),
-        None => dim(rest).map(|d| (d, d)),
+        Some((r, c)) => Some(Built::Elements(dim(r)?, dim(c)?)),
+        None => dim(rest).map(|d| Built::Elements(d, d)),
     }
 }

@@ -567,6 +567,17 @@ impl<'a> Transform<'a> {
         if let Callee::Construct { cols, .. } = callee {
             return self.rev_construct(*cols, args, cot, span, out);
         }
+        if let (Callee::AssocRule { trait_name, method, .. }, [Arg::Value(arg)], Tree::Leaf(ybar)) =
+            (callee, args, &cot)
+        {
+            self.need(arg, region);
+            let rv = Rvalue::Call {
+                callee: Callee::Rule { trait_name, method: method.to_string() },
+                args: vec![Arg::Ref(ybar.clone()), Arg::Ref(arg.clone())],
+            };
+            let c = self.temp("arg_bar", self.kind(arg), rv, span, out);
+            return self.contribute(arg, c, out);
+        }
         // The companion needs every argument as it was at the call: a buffer written
         // after the call is passed as a copy taken at the call.
         let args_then: Vec<Arg> = args.iter().map(|a| self.as_at_call(a, region)).collect();
@@ -594,7 +605,7 @@ impl<'a> Transform<'a> {
                 Callee::Method { name: syn::Ident::new(&derivative_method(&name.to_string()), name.span()) }
             }
             Callee::Rule { trait_name, method } => Callee::Rule { trait_name, method: derivative_method(method) },
-            Callee::Detach | Callee::Construct { .. } => unreachable!("handled above"),
+            Callee::Detach | Callee::Construct { .. } | Callee::AssocRule { .. } => unreachable!("handled above"),
             Callee::Pullback(_) => unreachable!("pullbacks are called only by code that is not differentiated"),
         };
         self.call_for_gradients(args, d1, call_args, span, out);
@@ -937,6 +948,7 @@ fn user_companion(callee: &Callee, entity: &str) -> Option<Callee> {
         | Callee::Rule { .. }
         | Callee::Detach
         | Callee::Pullback(_)
-        | Callee::Construct { .. } => None,
+        | Callee::Construct { .. }
+        | Callee::AssocRule { .. } => None,
     }
 }

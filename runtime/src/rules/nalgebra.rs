@@ -14,8 +14,9 @@
 //! Reading an element (`v[i]`, `m[(i, j)]`) needs no rule: the reverse sweep adds `ȳ`
 //! into that element of the matrix's adjoint, as it does for slices.
 
+use crate::differentiable;
 use nalgebra::allocator::Allocator;
-use nalgebra::{DefaultAllocator, Dim, OMatrix, RealField};
+use nalgebra::{Const, DefaultAllocator, Dim, OMatrix, RealField, Rotation};
 
 use super::{Abs, Add, Div, Mean, Mul, Norm, Sub, Sum, Transpose};
 use crate::Float;
@@ -277,5 +278,41 @@ where
     type Output = T;
     fn norm_squared_adjoint(ybar: &T, x: &Self) -> Self {
         x * (<T as Float>::TWO * *ybar)
+    }
+}
+
+// ---- Rotations.
+
+/// `y = R·b` for a rotation `R` (its matrix) and a D×C matrix or vector `b`:
+/// `R̄ = ȳ·bᵀ` (held in a rotation, see the `Tangent` of rotations), `b̄ = Rᵀ·ȳ`.
+impl<T: MatrixScalar, const D: usize, C: Dim> Mul<OMatrix<T, Const<D>, C>> for Rotation<T, D>
+where
+    DefaultAllocator: Allocator<Const<D>, C> + Allocator<C, Const<D>>,
+{
+    type Output = OMatrix<T, Const<D>, C>;
+    fn mul_lhs_adjoint(ybar: &OMatrix<T, Const<D>, C>, _a: &Self, b: &OMatrix<T, Const<D>, C>) -> Self {
+        Rotation::from_matrix_unchecked(ybar * b.transpose())
+    }
+    fn mul_rhs_adjoint(
+        ybar: &OMatrix<T, Const<D>, C>,
+        a: &Self,
+        _b: &OMatrix<T, Const<D>, C>,
+    ) -> OMatrix<T, Const<D>, C> {
+        a.matrix().tr_mul(ybar)
+    }
+}
+
+/// `R = Rotation2::new(θ)`, the matrix [[cos θ, −sin θ], [sin θ, cos θ]]:
+/// `θ̄ = Σ R̄ᵢⱼ ∂Rᵢⱼ/∂θ = −sin θ (R̄₀₀ + R̄₁₁) + cos θ (R̄₁₀ − R̄₀₁)`.
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+pub trait Rotation2New: Sized {
+    fn rotation2_new_adjoint(ybar: &Rotation<Self, 2>, angle: &Self) -> Self;
+}
+
+impl<T: MatrixScalar> Rotation2New for T {
+    fn rotation2_new_adjoint(ybar: &Rotation<T, 2>, angle: &T) -> T {
+        let (s, c) = (Float::sin(*angle), Float::cos(*angle));
+        let m = ybar.matrix();
+        -s * (m[(0, 0)] + m[(1, 1)]) + c * (m[(1, 0)] - m[(0, 1)])
     }
 }
