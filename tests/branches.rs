@@ -497,3 +497,55 @@ mod mutable_parameters {
         assert_close("d/dy", gy, 0.5f64.sin(), EXACT);
     }
 }
+
+// ---- `Option`s of data: `if let Some(v)`, `match` with `Some`/`None`, `unwrap_or`.
+
+#[differentiable]
+fn observed_sum(w: f64, b: f64, xs: &[Option<f64>]) -> f64 {
+    let mut s = 0.0;
+    for x in xs {
+        if let Some(v) = x {
+            s += (w * v + b).powi(2);
+        } else {
+            s += b * b;
+        }
+    }
+    s
+}
+
+#[differentiable]
+fn imputed_sum(w: f64, xs: &[Option<f64>]) -> f64 {
+    let mut s = 0.0;
+    for x in xs {
+        s += match x {
+            Some(v) => (w * v).sin(),
+            None => w * w,
+        };
+    }
+    s + xs.iter().map(|x| w * x.unwrap_or(0.5)).sum::<f64>()
+}
+
+fn observations() -> impl Strategy<Value = Vec<Option<f64>>> {
+    prop::collection::vec(prop::option::of(-2.0..2.0f64), 0..7)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn options_of_data(w in -1.5..1.5f64, b in -1.0..1.0f64, xs in observations()) {
+        let (gw, gb) = grad!(observed_sum)(w, b, &xs);
+        let (fw, fb) = fd2(|w, b| observed_sum(w, b, &xs), w, b);
+        check("if let: w", gw, fw, FD)?;
+        check("if let: b", gb, fb, FD)?;
+        check("match: w", grad!(imputed_sum)(w, &xs), fd(|w| imputed_sum(w, &xs), w), FD)?;
+        // Second order by nesting through the rewritten branches.
+        let h = grad!(d_imputed_sum)(w, &xs);
+        check("match: second", h, fd(|w| d_imputed_sum(w, &xs), w), FD2)?;
+    }
+}
+
+#[differentiable]
+fn d_imputed_sum(w: f64, xs: &[Option<f64>]) -> f64 {
+    grad!(imputed_sum)(w, xs)
+}

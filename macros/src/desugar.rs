@@ -1710,6 +1710,60 @@ impl Desugarer<'_> {
     }
 }
 
+impl Desugarer<'_> {
+    /// An `if let` or `match` on an `Option` as an `if` on `is_some()`, or `None` when
+    /// `e` is neither (or has guards, or other patterns).
+    fn option_branch(&mut self, e: &Expr) -> Option<Expr> {
+        /// `Some(p)` → `Some(Some(p))`, `None` or `_` → `Some(None)`.
+        fn option_pat(p: &Pat) -> Option<Option<Pat>> {
+            match p {
+                Pat::TupleStruct(ts) if ts.path.is_ident("Some") && ts.elems.len() == 1 => {
+                    Some(Some(ts.elems[0].clone()))
+                }
+                Pat::Ident(id) if id.ident == "None" && id.subpat.is_none() => Some(None),
+                Pat::Path(pp) if pp.path.is_ident("None") => Some(None),
+                Pat::Wild(_) => Some(None),
+                _ => None,
+            }
+        }
+        let span = e.span();
+        let (scrutinee, some_pat, then_, else_): (&Expr, Pat, Expr, Option<Expr>) = match e {
+            Expr::If(i) => {
+                let Expr::Let(l) = &*i.cond else { return None };
+                let Some(Some(p)) = option_pat(&l.pat) else { return None };
+                let then_ =
+                    Expr::Block(syn::ExprBlock { attrs: Vec::new(), label: None, block: i.then_branch.clone() });
+                (&l.expr, p, then_, i.else_branch.as_ref().map(|(_, e)| (**e).clone()))
+            }
+            Expr::Match(m) if m.arms.len() == 2 && m.arms.iter().all(|a| a.guard.is_none()) => {
+                let pats: Vec<Option<Option<Pat>>> = m.arms.iter().map(|a| option_pat(&a.pat)).collect();
+                let (some_arm, none_arm) = match (&pats[0], &pats[1]) {
+                    (Some(Some(_)), Some(None)) => (0, 1),
+                    (Some(None), Some(Some(_))) if !matches!(m.arms[0].pat, Pat::Wild(_)) => (1, 0),
+                    _ => return None,
+                };
+                let Some(Some(p)) = pats[some_arm].clone() else { return None };
+                (&m.expr, p, (*m.arms[some_arm].body).clone(), Some((*m.arms[none_arm].body).clone()))
+            }
+            _ => return None,
+        };
+        let option = self.names.fresh("option", span);
+        let p = by_value(&some_pat);
+        let else_ = else_.map(|e| match e {
+            Expr::Block(_) | Expr::If(_) => e,
+            other => parse_quote_spanned!(span=> { #other }),
+        });
+        let else_ = else_.map(|e| quote::quote!(else #e));
+        Some(parse_quote_spanned!(span=> {
+            let #option = #scrutinee;
+            if #option.is_some() {
+                let #p = #option.clone().unwrap();
+                #then_
+            } #else_
+        }))
+    }
+}
+
 impl VisitMut for Desugarer<'_> {
     fn visit_block_mut(&mut self, b: &mut syn::Block) {
         self.scoped(|this| {
@@ -1764,6 +1818,13 @@ impl VisitMut for Desugarer<'_> {
                 }
                 return;
             }
+        }
+        // `if let Some(v) = o { … }` and `match o { Some(v) => …, None => … }`: a test
+        // of `is_some()` and a `let` of the unwrapped value, which the lowering knows.
+        if let Some(mut rewritten) = self.option_branch(e) {
+            self.visit_expr_mut(&mut rewritten);
+            *e = rewritten;
+            return;
         }
         // A call of a local closure.
         if let Expr::Call(call) = &*e {

@@ -6,7 +6,11 @@ impl<'a> Lowerer<'a> {
     pub(super) fn if_expr(&mut self, i: &syn::ExprIf, ctx: BlockCtx) -> Value {
         let span = i.span();
         if let Expr::Let(l) = &*i.cond {
-            return self.unsupported(l, "`if let`", "compare integers with `==` instead");
+            return self.unsupported(
+                l,
+                "`if let` with this pattern",
+                "`if let` takes `Some(v)` on an `Option`; compare integers with `==` otherwise",
+            );
         }
         let cond = self.operand(&i.cond);
         let branch_ctx = ctx;
@@ -223,7 +227,7 @@ impl<'a> Lowerer<'a> {
             other => {
                 self.cx.error_spanned_by(
                     other,
-                    "this pattern is not supported; match integers with literals, ranges, `|` and `_`",
+                    "this pattern is not supported; match integers with literals, ranges, `|` and `_`, or an `Option` with `Some(v)` and `None`",
                 );
                 const_bool(false)
             }

@@ -164,11 +164,29 @@ impl<'a> Transform<'a> {
     /// Report active values that reach an operation without a derivative rule.
     pub(super) fn check_active(&mut self, block: &'a Block) {
         walk_stmts(block, &mut |s| {
-            if let Stmt::Let { dst, rv, .. } = s {
+            if let Stmt::Let { dst, rv, span } = s {
                 if !dst.leaves().iter().any(|v| self.active(**v)) {
                     return;
                 }
                 match rv {
+                    // `Some(x)`, `Ok(x)`: an enum holding a derivative has no adjoint here.
+                    Rvalue::Call { callee: Callee::Free { path }, args }
+                        if path.get_ident().is_some_and(|i| i == "Some" || i == "Ok" || i == "Err") =>
+                    {
+                        let mut operands = Vec::new();
+                        args.iter().for_each(|a| a.operands(&mut operands));
+                        if operands.iter().any(|o| self.op_active(o)) {
+                            self.cx.error_at(
+                                *span,
+                                format!(
+                                    "an `Option` or `Result` holding a value that carries a derivative is not supported \
+                                     (`{}(…)` here)\nhelp: keep the value itself and a `bool` that says whether it is there, \
+                                     and branch on the `bool`; `Option`s of data (`&[Option<f64>]`) are supported",
+                                    path.get_ident().expect("an ident")
+                                ),
+                            );
+                        }
+                    }
                     Rvalue::Method { recv, method, args, .. }
                         if ops::method(&method.to_string(), 1 + args.len()).is_none() =>
                     {
