@@ -6,8 +6,11 @@
 //! `vjp!(f)(x, c)` against central differences of `x ↦ ⟨f(x), c⟩` for a random cotangent
 //! `c`. Scalar results go through `grad!`. The compositions (least squares, a quadratic
 //! form, a static two-layer function, a matrix power in a loop) are also checked
-//! against their analytic gradients. An `f32` smoke test and the conversions between
-//! tensors and nalgebra types close the file.
+//! against their analytic gradients. The Cholesky decomposition's rules (its `solve`, its
+//! factor, the log-determinant from the factor's diagonal) are checked entry by entry
+//! (the decomposition reads the lower triangle: the upper one has no gradient) and in a
+//! Gaussian-process likelihood against its closed form. An `f32` smoke test and the
+//! conversions between tensors and nalgebra types close the file.
 
 // The functions under test are written the way users write numeric code; `vjp!(f)` is
 // wrapped in closures to read the same for every property.
@@ -762,5 +765,78 @@ mod conversions {
     fn static_shape_mismatch() {
         let t = Tensor::<f64>::zeros(&[2, 3]);
         let _ = t.to_smatrix::<3, 2>();
+    }
+}
+
+mod cholesky {
+    use super::*;
+
+    /// ½ yᵀΣ⁻¹y + log det L, through the decomposition, its `solve` and its factor.
+    #[differentiable]
+    pub fn half_quadratic_and_log_det(sigma: &DMatrix<f64>, y: &DVector<f64>) -> f64 {
+        let chol = sigma.clone().cholesky().expect("positive definite");
+        let alpha = chol.solve(y);
+        0.5 * y.dot(&alpha) + chol.l().diagonal().iter().map(|d| d.ln()).sum::<f64>()
+    }
+
+    /// The negative log marginal likelihood of a GP with a squared-exponential kernel
+    /// built by `from_fn` (realistic program p12, less its constant).
+    #[differentiable(wrt(ell, sf2, sn2))]
+    pub fn gp_nll(ell: f64, sf2: f64, sn2: f64, x: &[f64], y: &DVector<f64>) -> f64 {
+        let n = x.len();
+        let k = DMatrix::from_fn(n, n, |i, j| {
+            let d = x[i] - x[j];
+            let k = sf2 * (-0.5 * d * d / (ell * ell)).exp();
+            if i == j {
+                k + sn2
+            } else {
+                k
+            }
+        });
+        let chol = k.cholesky().unwrap();
+        let alpha = chol.solve(y);
+        0.5 * y.dot(&alpha) + chol.l().diagonal().iter().map(|d| d.ln()).sum::<f64>()
+    }
+
+    /// A symmetric positive-definite matrix: B Bᵀ + n I.
+    fn spd(n: usize) -> impl Strategy<Value = M> {
+        matrix(n, n, -1.0, 1.0).prop_map(move |b| &b * b.transpose() + M::identity(n, n) * n as f64)
+    }
+
+    proptest! {
+        #![proptest_config(config_with(CASES_N))]
+
+        #[test]
+        fn decomposition_solve_and_factor((sigma, y) in (1..=MAX_DIM).prop_flat_map(|n| (spd(n), vector(n, -1.0, 1.0)))) {
+            let (g_sigma, g_y) = grad!(half_quadratic_and_log_det)(&sigma, &y);
+            let n = sigma.nrows();
+            for i in 0..n {
+                for j in 0..n {
+                    let want = fd(|v| { let mut s = sigma.clone(); s[(i, j)] = v; half_quadratic_and_log_det(&s, &y) }, sigma[(i, j)]);
+                    check(&format!("Σ[({i}, {j})]"), g_sigma[(i, j)], want, FD)?;
+                }
+            }
+            let want_y = sigma.clone().try_inverse().expect("invertible") * &y;
+            for i in 0..n {
+                check(&format!("y[{i}]"), g_y[i], want_y[i], EXACT2)?;
+            }
+        }
+
+        #[test]
+        fn gaussian_process_likelihood(ell in 0.6..1.5f64, sf2 in 0.5..2.0f64, sn2 in 0.05..0.5f64, n in 2..6usize) {
+            let x: Vec<f64> = (0..n).map(|i| -1.5 + 0.7 * i as f64).collect();
+            let y = DVector::from_iterator(n, x.iter().map(|t| t.sin()));
+            let (g_ell, g_sf2, g_sn2) = grad!(gp_nll)(ell, sf2, sn2, &x, &y);
+            // ½ tr((K⁻¹ − ααᵀ) ∂K/∂θ).
+            let k = DMatrix::from_fn(n, n, |i, j| sf2 * (-0.5 * (x[i] - x[j]).powi(2) / (ell * ell)).exp() + if i == j { sn2 } else { 0.0 });
+            let k_inv = k.try_inverse().expect("invertible");
+            let alpha = &k_inv * &y;
+            let w = &k_inv - &alpha * alpha.transpose();
+            let d_ell = DMatrix::from_fn(n, n, |i, j| { let d2 = (x[i] - x[j]).powi(2); sf2 * (-0.5 * d2 / (ell * ell)).exp() * d2 / ell.powi(3) });
+            let d_sf2 = DMatrix::from_fn(n, n, |i, j| (-0.5 * (x[i] - x[j]).powi(2) / (ell * ell)).exp());
+            check("ℓ", g_ell, 0.5 * w.component_mul(&d_ell).sum(), EXACT2)?;
+            check("σ²", g_sf2, 0.5 * w.component_mul(&d_sf2).sum(), EXACT2)?;
+            check("σ²ₙ", g_sn2, 0.5 * w.trace(), EXACT2)?;
+        }
     }
 }

@@ -12,7 +12,7 @@
 
 mod common;
 
-use adjoint::nalgebra::{Matrix2, Rotation2, Vector2, Vector3};
+use adjoint::nalgebra::{DMatrix, DVector, Matrix2, Rotation2, Vector2, Vector3};
 use adjoint::prelude::*;
 use common::*;
 use proptest::prelude::*;
@@ -151,6 +151,18 @@ impl Rigid {
 #[differentiable(wrt(body))]
 fn misalignment(body: &Rigid, points: &[Vector2<f64>], targets: &[Vector2<f64>]) -> f64 {
     points.iter().zip(targets).map(|(p, q)| (body.transform(p) - q).norm_squared()).sum()
+}
+
+/// A kernel matrix built by `from_fn` with a closure capturing active values.
+#[differentiable]
+fn kernel_quadratic(x: &[f64], ell: f64, s: f64) -> f64 {
+    let n = x.len();
+    let k = DMatrix::from_fn(n, n, |i, j| {
+        let d = x[i] - x[j];
+        s * (-0.5 * d * d / (ell * ell)).exp()
+    });
+    let v = DVector::from_fn(n, |i, _| x[i] * ell);
+    v.dot(&(k * &v))
 }
 
 /// Associated functions calling each other through `Self::`, with `#[differentiable]`
@@ -349,6 +361,14 @@ proptest! {
         check("angle", g.angle, fd(|a| at(a, px, py), angle), FD)?;
         check("pos.x", g.pos.x, fd(|x| at(angle, x, py), px), FD)?;
         check("pos.y", g.pos.y, fd(|y| at(angle, px, y), py), FD)?;
+    }
+
+    #[test]
+    fn matrices_built_by_from_fn(x in vec_in(-1.5, 1.5, 1..5), ell in 0.5..2.0f64, s in 0.5..2.0f64) {
+        let (gx, ge, gs) = grad!(kernel_quadratic)(&x, ell, s);
+        check_vec("x", &gx, &fd_vec(|x| kernel_quadratic(x, ell, s), &x), FD)?;
+        check("ell", ge, fd(|e| kernel_quadratic(&x, e, s), ell), FD)?;
+        check("s", gs, fd(|s| kernel_quadratic(&x, ell, s), s), FD)?;
     }
 
     #[test]

@@ -1711,6 +1711,44 @@ impl Desugarer<'_> {
 }
 
 impl Desugarer<'_> {
+    /// `DMatrix::from_fn(rows, cols, f)` / `DVector::from_fn(rows, f)` as the loops that
+    /// fill a `Vec` and `from_vec`, or `None` when `e` is not such a call.
+    fn matrix_from_fn(&mut self, e: &Expr) -> Option<Expr> {
+        let Expr::Call(c) = e else { return None };
+        let Expr::Path(p) = strip(&c.func) else { return None };
+        let n = p.path.segments.len();
+        if n < 2 || p.path.segments[n - 1].ident != "from_fn" {
+            return None;
+        }
+        let ty = p.path.segments[n - 2].ident.to_string();
+        let span = e.span();
+        let (rows, cols, f) = match (&*ty, c.args.len()) {
+            ("DMatrix", 3) => (c.args[0].clone(), c.args[1].clone(), c.args[2].clone()),
+            ("DVector", 2) => (c.args[0].clone(), parse_quote_spanned!(span=> 1usize), c.args[1].clone()),
+            _ => return None,
+        };
+        let mut from_vec = p.path.clone();
+        from_vec.segments[n - 1].ident = Ident::new("from_vec", span);
+        let [r, k, element, values, i, j] =
+            ["rows", "cols", "element", "values", "i", "j"].map(|b| self.names.fresh(b, span));
+        let build: Expr = match &*ty {
+            "DMatrix" => parse_quote_spanned!(span=> #from_vec(#r, #k, #values)),
+            _ => parse_quote_spanned!(span=> #from_vec(#values)),
+        };
+        Some(parse_quote_spanned!(span=> {
+            let #r = #rows;
+            let #k = #cols;
+            let #element = #f;
+            let mut #values = ::std::vec::Vec::with_capacity(#r * #k);
+            for #j in 0..#k {
+                for #i in 0..#r {
+                    #values.push(#element(#i, #j));
+                }
+            }
+            #build
+        }))
+    }
+
     /// An `if let` or `match` on an `Option` as an `if` on `is_some()`, or `None` when
     /// `e` is neither (or has guards, or other patterns).
     fn option_branch(&mut self, e: &Expr) -> Option<Expr> {
@@ -1818,6 +1856,13 @@ impl VisitMut for Desugarer<'_> {
                 }
                 return;
             }
+        }
+        // `DMatrix::from_fn(r, c, |i, j| …)`: the elements pushed in column-major order by
+        // two loops, then `DMatrix::from_vec` (whose rule the runtime has).
+        if let Some(mut rewritten) = self.matrix_from_fn(e) {
+            self.visit_expr_mut(&mut rewritten);
+            *e = rewritten;
+            return;
         }
         // `if let Some(v) = o { … }` and `match o { Some(v) => …, None => … }`: a test
         // of `is_some()` and a `let` of the unwrapped value, which the lowering knows.

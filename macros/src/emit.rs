@@ -752,7 +752,17 @@ impl<'a> Emitter<'a> {
                 quote_spanned!(span=> !#a)
             }
             Rvalue::Method { recv, method, args, by_ref } => {
-                let r = self.operand(recv);
+                // A method that takes its receiver by value (`m.cholesky()`, `o.expect(…)`)
+                // gets a copy when the receiver is read again (by a rule, or later).
+                const CONSUMING: &[&str] =
+                    &["cholesky", "expect", "unwrap", "lu", "qr", "svd", "symmetric_eigen", "try_inverse"];
+                let r = match recv.var() {
+                    Some(v) if CONSUMING.contains(&method.to_string().as_str()) && !self.read_once(v) => {
+                        let r = self.operand(recv);
+                        quote!(::core::clone::Clone::clone(&#r))
+                    }
+                    _ => self.operand(recv),
+                };
                 let args = args.iter().zip(by_ref).map(|(a, by_ref)| match by_ref {
                     true => {
                         let a = self.operand(a);

@@ -279,6 +279,21 @@ pub const TENSOR_METHODS: &[Prim] = &[
     ),
     general("cross_entropy", 2, [rule("CrossEntropy", "cross_entropy_adjoint", XY), N, N]),
     Prim { output: Output::Scalar, ..general("item", 1, [rule("Item", "item_adjoint", X), N, N]) },
+    // nalgebra's Cholesky decomposition (`m.cholesky().expect(…)`, `solve`, `l()`).
+    general("cholesky", 1, [rule("CholeskyOf", "cholesky_adjoint", X), N, N]),
+    general("expect", 2, [rule("Unwrap", "expect_adjoint", X), N, N]),
+    general("unwrap", 1, [rule("Unwrap", "unwrap_adjoint", X), N, N]),
+    general(
+        "solve",
+        2,
+        [
+            rule("CholeskyUse", "solve_decomposition_adjoint", &[Op(0), Out]),
+            rule("CholeskyUse", "solve_rhs_adjoint", X),
+            N,
+        ],
+    ),
+    general("l", 1, [rule("CholeskyUse", "l_adjoint", X), N, N]),
+    general("diagonal", 1, [rule("Diagonal", "diagonal_adjoint", X), N, N]),
     constant("shape", 1),
     constant("argmax_dim", 2),
     constant("gt", 2),

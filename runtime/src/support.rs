@@ -517,6 +517,81 @@ where
     }
 }
 
+// A Cholesky decomposition's gradient is a decomposition holding Σ̄, the symmetric
+// gradient with respect to the matrix it decomposes (see `rules::CholeskyOf`).
+impl<T: MatrixScalar, D: Dim> Tangent for nalgebra::Cholesky<T, D>
+where
+    DefaultAllocator: Allocator<D, D>,
+{
+    type Tangent = Self;
+}
+
+impl<T: MatrixScalar, D: Dim> ZeroTangent for nalgebra::Cholesky<T, D>
+where
+    DefaultAllocator: Allocator<D, D>,
+{
+    fn zero_tangent(&self) -> Self {
+        nalgebra::Cholesky::pack_dirty(self.l_dirty().zero_tangent())
+    }
+}
+
+impl<T: MatrixScalar, D: Dim> Adjoint for nalgebra::Cholesky<T, D>
+where
+    DefaultAllocator: Allocator<D, D>,
+{
+    fn zero_like(&self) -> Self {
+        self.zero_tangent()
+    }
+    fn accumulate(&mut self, other: Self) {
+        let mut sum = self.l_dirty().clone();
+        Adjoint::accumulate(&mut sum, other.unpack_dirty());
+        *self = nalgebra::Cholesky::pack_dirty(sum);
+    }
+}
+
+impl<T: MatrixScalar, D: Dim> Primal for nalgebra::Cholesky<T, D>
+where
+    DefaultAllocator: Allocator<D, D>,
+{
+    type Value = Self;
+    #[inline]
+    fn primal(&self) -> &Self {
+        self
+    }
+}
+
+// An `Option` (a decomposition that may fail) has the gradient of what it holds.
+impl<T: Tangent> Tangent for Option<T> {
+    type Tangent = Option<T::Tangent>;
+}
+
+impl<T: ZeroTangent> ZeroTangent for Option<T> {
+    fn zero_tangent(&self) -> Option<T::Tangent> {
+        self.as_ref().map(ZeroTangent::zero_tangent)
+    }
+}
+
+impl<T: Adjoint> Adjoint for Option<T> {
+    fn zero_like(&self) -> Self {
+        self.as_ref().map(Adjoint::zero_like)
+    }
+    fn accumulate(&mut self, other: Self) {
+        match (self.as_mut(), other) {
+            (Some(a), Some(b)) => a.accumulate(b),
+            (None, Some(b)) => *self = Some(b),
+            (_, None) => {}
+        }
+    }
+}
+
+impl<T> Primal for Option<T> {
+    type Value = Self;
+    #[inline]
+    fn primal(&self) -> &Self {
+        self
+    }
+}
+
 // A rotation's gradient is a rotation holding the gradient of its matrix, which is any
 // D×D matrix (not a rotation matrix): the rules' convention that an operand's adjoint
 // has the operand's type. `Rotation2::new(θ)` reads the angle's gradient from it.

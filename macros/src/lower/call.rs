@@ -224,16 +224,14 @@ impl<'a> Lowerer<'a> {
                     Some(Built::Elements(rows, cols)) if rows * cols == c.args.len() => {
                         Callee::Construct { path, cols }
                     }
-                    Some(Built::Rule(trait_name, method)) if c.args.len() == 1 => {
+                    Some(Built::Rule(trait_name, method, arity)) if c.args.len() == arity => {
                         Callee::AssocRule { path, trait_name, method }
                     }
                     _ if names::is_type_path(&path) => Callee::Assoc { path },
                     _ => Callee::Free { path },
                 };
                 let args: Vec<Arg> = match callee {
-                    Callee::Construct { .. } | Callee::AssocRule { .. } => {
-                        c.args.iter().map(|a| Arg::Value(self.operand(a))).collect()
-                    }
+                    Callee::Construct { .. } => c.args.iter().map(|a| Arg::Value(self.operand(a))).collect(),
                     _ => c.args.iter().map(|a| self.arg(a)).collect(),
                 };
                 let v = self.vars.add(name, Kind::Unknown, Role::Temp, span);
@@ -551,18 +549,25 @@ enum Built {
     /// `Vector3::new`, `RowVector2::new`, `Matrix2::new`, `Matrix2x3::new`: a value of
     /// these rows and columns from its elements (given row by row).
     Elements(usize, usize),
-    /// `Rotation2::new(θ)`: the rule (trait, method) of its argument's adjoint.
-    Rule(&'static str, &'static str),
+    /// `Rotation2::new(θ)`, `DMatrix::from_vec(r, c, v)`: the rule (trait, method) that
+    /// gives its arguments' adjoints, and its number of arguments.
+    Rule(&'static str, &'static str, usize),
 }
 
 fn nalgebra_constructor(path: &syn::Path) -> Option<Built> {
     let n = path.segments.len();
-    if n < 2 || path.segments[n - 1].ident != "new" {
+    if n < 2 {
         return None;
     }
     let ty = path.segments[n - 2].ident.to_string();
-    if ty == "Rotation2" {
-        return Some(Built::Rule("Rotation2New", "rotation2_new_adjoint"));
+    match (&*ty, &*path.segments[n - 1].ident.to_string()) {
+        ("Rotation2", "new") => return Some(Built::Rule("Rotation2New", "rotation2_new_adjoint", 1)),
+        ("DMatrix", "from_vec") => return Some(Built::Rule("FromVec", "matrix_from_vec_adjoint", 3)),
+        ("DVector", "from_vec") => return Some(Built::Rule("FromVec", "vector_from_vec_adjoint", 1)),
+        _ => {}
+    }
+    if path.segments[n - 1].ident != "new" {
+        return None;
     }
     let dim = |s: &str| s.parse::<usize>().ok().filter(|d| (1..=6).contains(d));
     if let Some(d) = ty.strip_prefix("Vector").and_then(dim) {

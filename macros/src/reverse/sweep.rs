@@ -567,17 +567,6 @@ impl<'a> Transform<'a> {
         if let Callee::Construct { cols, .. } = callee {
             return self.rev_construct(*cols, args, cot, span, out);
         }
-        if let (Callee::AssocRule { trait_name, method, .. }, [Arg::Value(arg)], Tree::Leaf(ybar)) =
-            (callee, args, &cot)
-        {
-            self.need(arg, region);
-            let rv = Rvalue::Call {
-                callee: Callee::Rule { trait_name, method: method.to_string() },
-                args: vec![Arg::Ref(ybar.clone()), Arg::Ref(arg.clone())],
-            };
-            let c = self.temp("arg_bar", self.kind(arg), rv, span, out);
-            return self.contribute(arg, c, out);
-        }
         // The companion needs every argument as it was at the call: a buffer written
         // after the call is passed as a copy taken at the call.
         let args_then: Vec<Arg> = args.iter().map(|a| self.as_at_call(a, region)).collect();
@@ -587,6 +576,17 @@ impl<'a> Transform<'a> {
         slice_bounds(args, &mut all);
         for o in &all {
             self.need(o, region);
+        }
+        if let (Callee::AssocRule { trait_name, method, .. }, Tree::Leaf(ybar)) = (callee, &cot) {
+            // `rules::Trait::method(&ȳ, &args…)` gives one gradient per argument.
+            let mut call_args = vec![Arg::Ref(ybar.clone())];
+            call_args.extend(args_then.into_iter().map(|a| match a {
+                Arg::Value(o) => Arg::Ref(o),
+                Arg::Buffer { buf, .. } => Arg::Buffer { buf, borrowed: true },
+                other => other,
+            }));
+            let rule = Callee::Rule { trait_name, method: method.to_string() };
+            return self.call_for_gradients(args, rule, call_args, span, out);
         }
         let cot_args = match cot {
             Tree::Leaf(o) => vec![Arg::Value(o)],

@@ -16,7 +16,7 @@
 
 use crate::differentiable;
 use nalgebra::allocator::Allocator;
-use nalgebra::{Const, DefaultAllocator, Dim, OMatrix, RealField, Rotation};
+use nalgebra::{Cholesky, Const, DefaultAllocator, Dim, OMatrix, RealField, Rotation};
 
 use super::{Abs, Add, Div, Mean, Mul, Norm, Sub, Sum, Transpose};
 use crate::Float;
@@ -306,13 +306,156 @@ where
 /// `θ̄ = Σ R̄ᵢⱼ ∂Rᵢⱼ/∂θ = −sin θ (R̄₀₀ + R̄₁₁) + cos θ (R̄₁₀ − R̄₀₁)`.
 #[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
 pub trait Rotation2New: Sized {
-    fn rotation2_new_adjoint(ybar: &Rotation<Self, 2>, angle: &Self) -> Self;
+    fn rotation2_new_adjoint(ybar: &Rotation<Self, 2>, angle: &Self) -> (Self,);
 }
 
 impl<T: MatrixScalar> Rotation2New for T {
-    fn rotation2_new_adjoint(ybar: &Rotation<T, 2>, angle: &T) -> T {
+    fn rotation2_new_adjoint(ybar: &Rotation<T, 2>, angle: &T) -> (T,) {
         let (s, c) = (Float::sin(*angle), Float::cos(*angle));
         let m = ybar.matrix();
-        -s * (m[(0, 0)] + m[(1, 1)]) + c * (m[(1, 0)] - m[(0, 1)])
+        (-s * (m[(0, 0)] + m[(1, 1)]) + c * (m[(1, 0)] - m[(0, 1)]),)
+    }
+}
+
+/// `DMatrix::from_vec(rows, cols, values)` and `DVector::from_vec(values)`: the values'
+/// adjoint is the result's, read in nalgebra's column-major order (the order `values`
+/// fills it in); the dimensions have none.
+pub trait FromVec<T> {
+    fn matrix_from_vec_adjoint(ybar: &Self, rows: &usize, cols: &usize, values: &[T]) -> ((), (), Vec<T>);
+    fn vector_from_vec_adjoint(ybar: &Self, values: &[T]) -> (Vec<T>,);
+}
+
+impl<T: MatrixScalar, R: Dim, C: Dim> FromVec<T> for OMatrix<T, R, C>
+where
+    DefaultAllocator: Allocator<R, C>,
+{
+    fn matrix_from_vec_adjoint(ybar: &Self, _rows: &usize, _cols: &usize, _values: &[T]) -> ((), (), Vec<T>) {
+        ((), (), ybar.as_slice().to_vec())
+    }
+    fn vector_from_vec_adjoint(ybar: &Self, _values: &[T]) -> (Vec<T>,) {
+        (ybar.as_slice().to_vec(),)
+    }
+}
+
+// ---- Cholesky (`m.cholesky()`, its `solve` and its factor `l()`), in closed form.
+//
+// A decomposition's gradient is held in a `Cholesky` value (the operand-typed convention)
+// whose matrix is Σ̄, the symmetric gradient with respect to the decomposed matrix Σ.
+// nalgebra reads only the lower triangle of the matrix it decomposes, so the gradient of
+// that matrix's entries is 2Σ̄ᵢⱼ below the diagonal, Σ̄ᵢᵢ on it and 0 above (for a
+// matrix built symmetric, e.g. a kernel, the sum over its entries is the same either way).
+
+/// `Option` of a decomposition (`m.cholesky()`), taken apart by `expect`/`unwrap`.
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+pub trait Unwrap: Sized {
+    type Inner;
+    fn unwrap_adjoint(ybar: &Self::Inner, x: &Self) -> Self;
+    fn expect_adjoint(ybar: &Self::Inner, x: &Self) -> Self;
+}
+
+impl<T: Clone> Unwrap for Option<T> {
+    type Inner = T;
+    fn unwrap_adjoint(ybar: &T, _x: &Self) -> Self {
+        Some(ybar.clone())
+    }
+    fn expect_adjoint(ybar: &T, _x: &Self) -> Self {
+        Some(ybar.clone())
+    }
+}
+
+/// `y = m.cholesky()`: the matrix's gradient from the decomposition's Σ̄ (see above).
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+pub trait CholeskyOf: Sized {
+    type Decomposition;
+    fn cholesky_adjoint(ybar: &Option<Self::Decomposition>, m: &Self) -> Self;
+}
+
+impl<T: MatrixScalar, D: Dim> CholeskyOf for OMatrix<T, D, D>
+where
+    DefaultAllocator: Allocator<D, D>,
+{
+    type Decomposition = Cholesky<T, D>;
+    fn cholesky_adjoint(ybar: &Option<Cholesky<T, D>>, m: &Self) -> Self {
+        let Some(sigma_bar) = ybar else { return Self::zeros_generic(m.shape_generic().0, m.shape_generic().1) };
+        let s = sigma_bar.l_dirty();
+        let mut out = s.clone() * T::TWO;
+        out.fill_upper_triangle(T::ZERO, 1);
+        for i in 0..out.nrows() {
+            out[(i, i)] = s[(i, i)];
+        }
+        out
+    }
+}
+
+/// Σ̄ contributions of the decomposition's uses.
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+pub trait CholeskyUse<B>: Sized {
+    /// `x = chol.solve(b)` (x = Σ⁻¹b): Σ̄ = −sym(Σ⁻¹x̄ xᵀ).
+    fn solve_decomposition_adjoint(ybar: &B, chol: &Self, x: &B) -> Self;
+    /// `x = chol.solve(b)`: b̄ = Σ⁻¹x̄.
+    fn solve_rhs_adjoint(ybar: &B, chol: &Self) -> B;
+    /// `l = chol.l()`: Σ̄ = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ the lower triangle with half the
+    /// diagonal (Murray, "Differentiation of the Cholesky decomposition", 2016).
+    fn l_adjoint(ybar: &B, chol: &Self) -> Self;
+}
+
+impl<T: MatrixScalar, D: Dim, C: Dim> CholeskyUse<OMatrix<T, D, C>> for Cholesky<T, D>
+where
+    DefaultAllocator: Allocator<D, D> + Allocator<D, C> + Allocator<C, D>,
+{
+    fn solve_decomposition_adjoint(ybar: &OMatrix<T, D, C>, chol: &Self, x: &OMatrix<T, D, C>) -> Self {
+        let b_bar = chol.solve(ybar);
+        let g = &b_bar * x.transpose();
+        Cholesky::pack_dirty(symmetric_part(&g) * -T::ONE)
+    }
+    fn solve_rhs_adjoint(ybar: &OMatrix<T, D, C>, chol: &Self) -> OMatrix<T, D, C> {
+        chol.solve(ybar)
+    }
+    fn l_adjoint(ybar: &OMatrix<T, D, C>, chol: &Self) -> Self {
+        // `l()` is D×D: the rule is used with C = D.
+        let l = chol.l();
+        let (rows, cols) = ybar.shape_generic();
+        assert_eq!(rows.value(), cols.value(), "adjoint: the factor of a Cholesky decomposition is square");
+        let l_bar = OMatrix::<T, D, D>::from_iterator_generic(rows, l.shape_generic().1, ybar.iter().cloned());
+        let mut phi = l.tr_mul(&l_bar);
+        phi.fill_upper_triangle(T::ZERO, 1);
+        let half = T::HALF;
+        for i in 0..phi.nrows() {
+            phi[(i, i)] *= half;
+        }
+        // L⁻ᵀ Φ L⁻¹: two triangular solves.
+        let left = l.tr_solve_lower_triangular(&phi).expect("a Cholesky factor is invertible");
+        let both = l.tr_solve_lower_triangular(&left.transpose()).expect("a Cholesky factor is invertible");
+        Cholesky::pack_dirty(symmetric_part(&both.transpose()))
+    }
+}
+
+/// ½(A + Aᵀ).
+fn symmetric_part<T: MatrixScalar, D: Dim>(a: &OMatrix<T, D, D>) -> OMatrix<T, D, D>
+where
+    DefaultAllocator: Allocator<D, D>,
+{
+    (a + a.transpose()) * T::HALF
+}
+
+/// `d = m.diagonal()`: m̄ is the diagonal matrix of d̄.
+#[differentiable(crate = crate, order = 3, higher_order = crate::HigherOrder)]
+pub trait Diagonal: Sized {
+    type Diag;
+    fn diagonal_adjoint(ybar: &Self::Diag, m: &Self) -> Self;
+}
+
+impl<T: MatrixScalar, D: Dim> Diagonal for OMatrix<T, D, D>
+where
+    DefaultAllocator: Allocator<D, D> + Allocator<D, nalgebra::U1>,
+{
+    type Diag = OMatrix<T, D, nalgebra::U1>;
+    fn diagonal_adjoint(ybar: &OMatrix<T, D, nalgebra::U1>, m: &Self) -> Self {
+        let (rows, cols) = m.shape_generic();
+        let mut out = Self::zeros_generic(rows, cols);
+        for i in 0..out.nrows().min(ybar.nrows()) {
+            out[(i, i)] = ybar[i];
+        }
+        out
     }
 }
