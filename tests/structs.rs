@@ -196,6 +196,13 @@ fn configured(#[no_grad] c: &Config, x: f64) -> f64 {
     s
 }
 
+/// The same without `#[no_grad]`: `wrt(x)` leaves the struct out, so it needs no
+/// gradient type either.
+#[differentiable(wrt(x))]
+fn configured_wrt(c: &Config, x: f64) -> f64 {
+    configured(c, x.cos()) * c.scale
+}
+
 #[differentiable]
 fn configured_slope(#[no_grad] c: &Config, x: f64) -> f64 {
     grad!(configured)(c, x)
@@ -335,6 +342,7 @@ proptest! {
     fn a_struct_without_the_derive_is_data(x in -1.5..1.5f64, scale in -2.0..2.0f64, terms in 0..5usize) {
         let c = Config { scale, terms };
         check("x", grad!(configured_caller)(&c, x), fd(|x| configured_caller(&c, x), x), FD)?;
+        check("x (wrt)", grad!(configured_wrt)(&c, x), fd(|x| configured_wrt(&c, x), x), FD)?;
         // Second order by nesting, around a data argument.
         let second = grad!(configured_slope)(&c, x);
         check("x (second)", second, fd(|x| configured_slope(&c, x), x), FD)?;

@@ -158,11 +158,12 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     }
     let mut cx = Ctxt::new();
     let krate: syn::Path = args.krate.clone().unwrap_or_else(|| syn::parse_quote!(::adjoint));
-    let sig = Signature::parse(&item.sig, &item.vis, &mut cx);
+    let mut sig = Signature::parse(&item.sig, &item.vis, &mut cx);
     let primal = primal_item(&item);
     let sig_ok = !cx.has_errors();
     let wrt_before = cx.has_errors();
     let wrt = check_wrt(&args, &sig, &mut cx);
+    leave_out_user_types(&args, &mut sig, &wrt);
     // On error the stubs use the gradients `wrt` asks for when it is valid.
     let stub_wrt = match cx.has_errors() && !wrt_before {
         true => sig.params.iter().map(|p| p.active()).collect(),
@@ -246,6 +247,22 @@ fn primal_item(item: &syn::ItemFn) -> syn::ItemFn {
         }
     }
     f
+}
+
+/// A value of the user's type that `wrt(…)` leaves out (a config, a set of constants,
+/// a model taken as fixed) is data, as under `#[no_grad]`: it needs no gradient type, so
+/// a struct without `#[derive(Differentiable)]` can be passed. (Other values left out
+/// of `wrt` keep their gradients for callers that differentiate through them.)
+fn leave_out_user_types(args: &Args, sig: &mut Signature, wrt: &[bool]) {
+    if args.wrt.is_none() || wrt.len() != sig.params.len() {
+        return;
+    }
+    let generics = sig.generics.clone();
+    for (p, wanted) in sig.params.iter_mut().zip(wrt) {
+        if !wanted && p.receiver.is_none() && p.class == Class::Opaque && sig::names_user_type(&p.ty, &generics) {
+            p.no_grad = true;
+        }
+    }
 }
 
 /// Which parameters the user-facing gradient is taken with respect to.
