@@ -727,3 +727,36 @@ mod named_sub_slices {
         }
     }
 }
+
+// ---- a state `Vec` replaced each step by a call's result (`y = step(&y, …)`)
+
+#[differentiable]
+fn oscillator_rhs(y: &[f64], a: f64) -> Vec<f64> {
+    vec![y[1], -a * y[0] - 0.1 * y[1]]
+}
+
+#[differentiable]
+fn euler_step(y: &[f64], a: f64, dt: f64) -> Vec<f64> {
+    let f = oscillator_rhs(y, a);
+    y.iter().zip(&f).map(|(yi, fi)| yi + dt * fi).collect()
+}
+
+#[differentiable]
+fn state_after(y0: &[f64], a: f64, steps: usize) -> f64 {
+    let mut y = y0.to_vec();
+    for _ in 0..steps {
+        y = euler_step(&y, a, 0.05);
+    }
+    y[0] * y[0] + 0.5 * y[1] * y[1]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn state_replaced_by_a_call(y0 in vec_in(-1.0, 1.0, 2..3), a in 0.5..3.0f64, steps in 0..25usize) {
+        let (gy, ga) = grad!(state_after)(&y0, a, steps);
+        check_vec("y0", &gy, &fd_vec(|y| state_after(y, a, steps), &y0), FD)?;
+        check("a", ga, fd(|a| state_after(&y0, a, steps), a), FD)?;
+    }
+}

@@ -476,6 +476,17 @@ impl<'a> Lowerer<'a> {
             }
             Binding::Buffer(dst) => match value {
                 Value::Buffer(src) if op.is_none() => self.copy_into(*dst, src, span),
+                // `y = step(&y, dt);`: a `Vec` returned by a call, copied in as a buffer
+                // of the same length (the state of a time loop replaced each step).
+                Value::Op(Operand::Var(v))
+                    if op.is_none()
+                        && self.vars.role(v) == Role::Temp
+                        && matches!(self.vars.kind(v), Kind::Unknown)
+                        && matches!(strip_parens(right), Expr::Call(_) | Expr::MethodCall(_)) =>
+                {
+                    self.vars.info_mut(v).kind = self.vars.kind(*dst);
+                    self.copy_into(*dst, v, span)
+                }
                 Value::Poison => {}
                 _ => {
                     self.cx.error_spanned_by(
