@@ -222,8 +222,12 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     if cx.has_errors() {
         return on_error(cx);
     }
-    let vis = &sig.vis;
-    let name = &sig.ident;
+    with_module(&primal, &sig, companions)
+}
+
+/// The user's function and the module of its companions, named after it.
+fn with_module(primal: &syn::ItemFn, sig: &Signature, companions: TokenStream) -> TokenStream {
+    let (vis, name) = (&sig.vis, &sig.ident);
     quote! {
         #primal
         #[doc(hidden)]

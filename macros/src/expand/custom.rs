@@ -47,37 +47,11 @@ pub(super) fn expand(args: &Args, item: &syn::ItemFn, vjp: &syn::Path) -> TokenS
     }
     let wrt = if cx.has_errors() { Vec::new() } else { check_wrt(args, &sig, &mut cx) };
     if cx.has_errors() {
-        let err = cx.check().err().map(|e| e.to_compile_error());
-        if sig.params.first().is_some_and(|p| p.receiver.is_some()) {
-            return quote!(#primal #err);
-        }
         let stubs = stubs::untyped(&sig);
-        let (vis, name) = (&sig.vis, &sig.ident);
-        return quote! {
-            #primal
-            #err
-            #[doc(hidden)]
-            #[allow(non_snake_case, dead_code, clippy::all)]
-            #vis mod #name {
-                #[allow(unused_imports)]
-                use super::*;
-                #stubs
-            }
-        };
+        return with_errors(primal, &sig, &krate, cx, stubs);
     }
     let custom = Custom { krate: &krate, sig: &sig, user: entity_sig(&sig), vjp: crate::emit::rebase(vjp, 1) };
-    let companions = custom.companions(&wrt);
-    let (vis, name) = (&sig.vis, &sig.ident);
-    quote! {
-        #primal
-        #[doc(hidden)]
-        #[allow(non_snake_case, dead_code, clippy::all, clippy::pedantic)]
-        #vis mod #name {
-            #[allow(unused_imports)]
-            use super::*;
-            #companions
-        }
-    }
+    with_module(&primal, &sig, custom.companions(&wrt))
 }
 
 struct Custom<'a> {

@@ -340,16 +340,7 @@ impl<'a> Lowerer<'a> {
                     return;
                 };
                 let base = self.operand(&f.base);
-                let rhs = self.operand(right);
-                let value = match op {
-                    None => rhs,
-                    Some(op) => {
-                        let field = Rvalue::Field(base.clone(), f.member.clone());
-                        let cur = self.temp("field", Kind::Unknown, field, span);
-                        let kind = combine_kinds(Kind::Unknown, self.kind_of(&rhs));
-                        self.temp("field", kind, Rvalue::Binary(op, cur, rhs), span)
-                    }
-                };
+                let value = self.field_value(&base, &f.member, op, right, span);
                 let insert = Rvalue::Insert { base, field: f.member.clone(), value };
                 let new = self.temp(&name, Kind::Unknown, insert, span);
                 self.assign_name(id, &binding, Value::Op(new), None, right, span);
@@ -361,16 +352,7 @@ impl<'a> Lowerer<'a> {
                 let Some(buf) = self.writable_buffer(&ix.expr) else { return };
                 let i = self.operand(&ix.index);
                 let elem = self.temp("elem", Kind::Unknown, Rvalue::Index { buf, index: i.clone() }, span);
-                let rhs = self.operand(right);
-                let value = match op {
-                    None => rhs,
-                    Some(op) => {
-                        let field = Rvalue::Field(elem.clone(), f.member.clone());
-                        let cur = self.temp("field", Kind::Unknown, field, span);
-                        let kind = combine_kinds(Kind::Unknown, self.kind_of(&rhs));
-                        self.temp("field", kind, Rvalue::Binary(op, cur, rhs), span)
-                    }
-                };
+                let value = self.field_value(&elem, &f.member, op, right, span);
                 let insert = Rvalue::Insert { base: elem, field: f.member.clone(), value };
                 let new = self.temp("elem", Kind::Unknown, insert, span);
                 self.emit(Stmt::Store { buf, index: i, value: new });
@@ -434,6 +416,26 @@ impl<'a> Lowerer<'a> {
         let rest = s.rest.as_ref().map(|r| self.operand(r));
         let rv = Rvalue::Struct { path: s.path.clone(), fields, rest };
         Value::Op(self.temp("value", Kind::Unknown, rv, span))
+    }
+
+    /// The new value of field `member` of `base` in `base.member = right` (or `op=`).
+    fn field_value(
+        &mut self,
+        base: &Operand,
+        member: &syn::Member,
+        op: Option<BinOp>,
+        right: &Expr,
+        span: Span,
+    ) -> Operand {
+        let rhs = self.operand(right);
+        match op {
+            None => rhs,
+            Some(op) => {
+                let cur = self.temp("field", Kind::Unknown, Rvalue::Field(base.clone(), member.clone()), span);
+                let kind = combine_kinds(Kind::Unknown, self.kind_of(&rhs));
+                self.temp("field", kind, Rvalue::Binary(op, cur, rhs), span)
+            }
+        }
     }
 
     /// `name = value` for a local bound as `binding` (`op` for a compound assignment's
