@@ -165,6 +165,36 @@ fn kernel_quadratic(x: &[f64], ell: f64, s: f64) -> f64 {
     v.dot(&(k * &v))
 }
 
+/// A trait of the user's, implemented by derived structs, called on a concrete type and
+/// through a generic bound.
+#[differentiable]
+trait Layer {
+    fn forward(&self, x: &[f64]) -> Vec<f64>;
+}
+
+#[derive(Clone, Debug, Differentiable)]
+struct Affine {
+    w: Vec<f64>,
+    b: f64,
+}
+
+#[differentiable]
+impl Layer for Affine {
+    fn forward(&self, x: &[f64]) -> Vec<f64> {
+        x.iter().zip(&self.w).map(|(xi, wi)| (wi * xi + self.b).tanh()).collect()
+    }
+}
+
+#[differentiable]
+fn layer_energy(layer: &Affine, x: &[f64]) -> f64 {
+    layer.forward(x).iter().map(|v| v * v).sum()
+}
+
+#[differentiable]
+fn generic_energy<L: Layer + Differentiable>(layer: &L, x: &[f64]) -> f64 {
+    layer.forward(x).iter().map(|v| v * v).sum::<f64>() * 0.5
+}
+
 /// Associated functions calling each other through `Self::`, with `#[differentiable]`
 /// on the `impl` block (each function gets its companions as siblings).
 struct Stats;
@@ -377,6 +407,19 @@ proptest! {
         check_vec("x", &gx, &fd_vec(|x| kernel_quadratic(x, ell, s), &x), FD)?;
         check("ell", ge, fd(|e| kernel_quadratic(&x, e, s), ell), FD)?;
         check("s", gs, fd(|s| kernel_quadratic(&x, ell, s), s), FD)?;
+    }
+
+    #[test]
+    fn a_trait_method_concrete_and_generic(w in vec_in(-1.0, 1.0, 3..4), b in -0.5..0.5f64, x in vec_in(-1.5, 1.5, 3..4)) {
+        let layer = Affine { w: w.clone(), b };
+        let (g, gx): (AffineTangent, Vec<f64>) = grad!(layer_energy)(&layer, &x);
+        let with_w = |w: &[f64]| layer_energy(&Affine { w: w.to_vec(), b }, &x);
+        check_vec("w", &g.w, &fd_vec(with_w, &w), FD)?;
+        check("b", g.b, fd(|b| layer_energy(&Affine { w: w.clone(), b }, &x), b), FD)?;
+        check_vec("x", &gx, &fd_vec(|x| layer_energy(&layer, x), &x), FD)?;
+        let (g2, gx2): (AffineTangent, Vec<f64>) = grad!(generic_energy)(&layer, &x);
+        check_vec("generic w", &g2.w, &g.w.iter().map(|v| 0.5 * v).collect::<Vec<_>>(), EXACT)?;
+        check_vec("generic x", &gx2, &gx.iter().map(|v| 0.5 * v).collect::<Vec<_>>(), EXACT)?;
     }
 
     #[test]

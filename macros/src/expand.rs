@@ -1198,7 +1198,15 @@ fn camel(s: &str) -> String {
 /// derivative companions (`__adjoint_d1_m`, …), which implementations provide.
 pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream {
     let mut cx = Ctxt::new();
-    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(DEFAULT_ORDER);
+    // A trait of the user's (not one of the runtime's rule traits, which name their
+    // crate): its implementing types' gradients are their `Tangent`s, and a method on
+    // `self` is first order by default, as a method of a struct is.
+    let user_trait = args.krate.is_none();
+    let krate: syn::Path = syn::parse_quote!(::adjoint);
+    let tangent = user_trait.then_some(&krate);
+    let on_self = item.items.iter().any(|ti| matches!(ti, syn::TraitItem::Fn(f) if f.sig.receiver().is_some()));
+    let default = if user_trait && on_self { 1 } else { DEFAULT_ORDER };
+    let order = args.order.as_ref().map(|(n, _)| *n).unwrap_or(default);
     let float_params = sig::float_type_params(&item.generics);
     let mut added = Vec::new();
     for ti in &item.items {
@@ -1206,17 +1214,29 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
         let sig = Signature::parse_in(&f.sig, &syn::Visibility::Inherited, &float_params, true, &mut cx);
         let mut cur = entity_sig(&sig);
         let mut name = f.sig.ident.to_string();
+        if user_trait && order >= 1 && f.sig.receiver().is_some() {
+            added.push(trait_call_companions(&krate, &f.sig.ident, &cur));
+        }
         for _ in 0..order {
-            cur = derivative_sig(&cur, &internal_grads(&cur), Seed::Param, false, false, None);
+            cur = derivative_sig(&cur, &internal_grads(&cur), Seed::Param, false, false, tangent);
             name = reverse::derivative_method(&name);
             let id = Ident::new(&name, f.sig.ident.span());
-            let params = cur.params.iter().enumerate().map(|(i, p)| {
-                let arg = format_ident!("arg{}", i);
-                let ty = &p.ty;
-                quote!(#arg: #ty)
+            let params = cur.params.iter().enumerate().map(|(i, p)| match &p.receiver {
+                Some(r) => receiver_param(r, false),
+                None => {
+                    let arg = format_ident!("arg{}", i);
+                    let ty = &p.ty;
+                    quote!(#arg: #ty)
+                }
             });
             let (generics, output) = (&cur.generics, &cur.output);
-            let where_clause = &cur.generics.where_clause;
+            let mut where_clause = cur.generics.where_clause.clone();
+            if user_trait {
+                // The companions name `Self`'s gradient type: they exist for types that have one.
+                let wc = where_clause.get_or_insert_with(|| syn::parse_quote!(where));
+                wc.predicates.push(syn::parse_quote!(Self: ::core::marker::Sized + #krate::__private::Tangent));
+            }
+            let where_clause = &where_clause;
             added.push(match &args.higher_order {
                 None => quote! {
                     #[doc(hidden)]
@@ -1242,6 +1262,48 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
     }
     let err = cx.check().err().map(|e| e.to_compile_error());
     quote!(#item #err)
+}
+
+/// The split and masked companions a caller of a user trait's method asks for
+/// (`__adjoint_split_m`, `__adjoint_d1_masked_m`), provided by the trait itself on top
+/// of `__adjoint_d1_m`, which each implementation generates: the split form runs the
+/// method, and its pullback the derivative (which runs the method's forward again).
+fn trait_call_companions(krate: &syn::Path, method: &Ident, user: &EntitySig) -> TokenStream {
+    let bound: syn::WherePredicate = syn::parse_quote!(Self: ::core::marker::Sized + #krate::__private::Tangent);
+    let d1 = derivative_sig(user, &internal_grads(user), Seed::Param, false, false, Some(krate));
+    let name = |entity: &str| Ident::new(&names::method_companion(entity, &method.to_string()), method.span());
+    let d1_name = Ident::new(&reverse::derivative_method(&method.to_string()), method.span());
+    let args: Vec<Ident> = (1..user.params.len()).map(|i| format_ident!("arg{}", i)).collect();
+    let cot = format_ident!("arg{}", user.params.len());
+    // Split: the user's arguments, the d1's gradients, the value and a boxed pullback.
+    let mut split = user.clone();
+    split.output = d1.output.clone();
+    split.generics.make_where_clause().predicates.push(bound.clone());
+    let shape = SplitShape {
+        reverse_start: 0,
+        value: user.output.clone(),
+        cotangent: d1.params.last().expect("a cotangent").ty.clone(),
+        grads: d1.output.clone(),
+    };
+    let split_header =
+        stubs::header(krate, &TokenStream::new(), &name(names::SPLIT), &split, 0, Some(&shape), true, true);
+    let mut masked = d1.clone();
+    masked.generics.make_where_clause().predicates.push(bound);
+    let masked_header =
+        stubs::header(krate, &TokenStream::new(), &name(names::D1_MASKED), &masked, 0, None, true, true);
+    quote! {
+        #[doc(hidden)]
+        #[allow(unused_variables, clippy::all)]
+        #split_header {
+            let value = self.#method(#(::core::clone::Clone::clone(&#args)),*);
+            (value, ::std::boxed::Box::new(move |cotangent| self.#d1_name(#(#args,)* cotangent)))
+        }
+        #[doc(hidden)]
+        #[allow(unused_variables, clippy::all)]
+        #masked_header {
+            self.#d1_name(#(#args,)* #cot)
+        }
+    }
 }
 
 /// `#[differentiable]` on an `impl` block: every method gets its derivative companions
@@ -1283,9 +1345,10 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             order,
             cx: &mut cx,
             callees: Vec::new(),
-            // A trait's companions are declared with the types themselves as gradient
-            // types (see `differentiable_trait`); an inherent method's use `Tangent`.
-            tangent: if in_trait { None } else { Some(krate.clone()) },
+            // The runtime's rule traits declare their companions with the types
+            // themselves as gradient types (see `differentiable_trait`); user code uses
+            // `Tangent`.
+            tangent: if in_trait && args.krate.is_some() { None } else { Some(krate.clone()) },
             methods: true,
         };
         if order >= 1 && !in_trait {
