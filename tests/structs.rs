@@ -165,6 +165,24 @@ fn kernel_quadratic(x: &[f64], ell: f64, s: f64) -> f64 {
     v.dot(&(k * &v))
 }
 
+/// A struct without the derive whose method is differentiated in its other arguments
+/// only: `wrt(x)` leaves `self` out.
+struct Frozen {
+    w: Vec<f64>,
+}
+
+impl Frozen {
+    #[differentiable(wrt(x))]
+    fn forward(&self, x: &[f64]) -> Vec<f64> {
+        x.iter().zip(&self.w).map(|(a, b)| (a * b).tanh()).collect()
+    }
+}
+
+#[differentiable(wrt(y))]
+fn frozen_sum(net: &Frozen, y: &[f64]) -> f64 {
+    net.forward(y).iter().map(|v| v * v).sum()
+}
+
 /// A trait of the user's, implemented by derived structs, called on a concrete type and
 /// through a generic bound.
 #[differentiable]
@@ -420,6 +438,12 @@ proptest! {
         let (g2, gx2): (AffineTangent, Vec<f64>) = grad!(generic_energy)(&layer, &x);
         check_vec("generic w", &g2.w, &g.w.iter().map(|v| 0.5 * v).collect::<Vec<_>>(), EXACT)?;
         check_vec("generic x", &gx2, &gx.iter().map(|v| 0.5 * v).collect::<Vec<_>>(), EXACT)?;
+    }
+
+    #[test]
+    fn a_method_of_a_struct_without_the_derive(w in vec_in(-1.0, 1.0, 3..4), y in vec_in(-1.5, 1.5, 3..4)) {
+        let net = Frozen { w };
+        check_vec("y", &grad!(frozen_sum)(&net, &y), &fd_vec(|y| frozen_sum(&net, y), &y), FD)?;
     }
 
     #[test]

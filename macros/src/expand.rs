@@ -258,12 +258,15 @@ fn primal_item(item: &syn::ItemFn) -> syn::ItemFn {
 /// a struct without `#[derive(Differentiable)]` can be passed. (Other values left out
 /// of `wrt` keep their gradients for callers that differentiate through them.)
 fn leave_out_user_types(args: &Args, sig: &mut Signature, wrt: &[bool]) {
-    if args.wrt.is_none() || wrt.len() != sig.params.len() {
+    if args.wrt.is_none() || args.krate.is_some() || wrt.len() != sig.params.len() {
         return;
     }
     let generics = sig.generics.clone();
     for (p, wanted) in sig.params.iter_mut().zip(wrt) {
-        if !wanted && p.receiver.is_none() && p.class == Class::Opaque && sig::names_user_type(&p.ty, &generics) {
+        // A method's `self` left out of `wrt` too: `#[differentiable(wrt(x))] fn
+        // forward(&self, x: &[f64])` on a struct without the derive.
+        let user_type = p.receiver.is_some() || sig::names_user_type(&p.ty, &generics);
+        if !wanted && p.class == Class::Opaque && user_type {
             p.no_grad = true;
         }
     }
@@ -1031,7 +1034,11 @@ fn internal_grads(sig: &EntitySig) -> Vec<GradOut> {
             (true, _) => GradOut::Yes,
             // A `#[no_grad]` value of the user's type may have no gradient type at all
             // (a config struct without the derive): its slot is `()`.
-            (false, true) if p.class == Class::Opaque && sig::names_user_type(&p.ty, &sig.generics) => GradOut::Unit,
+            (false, true)
+                if p.class == Class::Opaque && (p.receiver.is_some() || sig::names_user_type(&p.ty, &sig.generics)) =>
+            {
+                GradOut::Unit
+            }
             (false, true) => GradOut::Zero,
             (false, false) => GradOut::Unit,
         })
