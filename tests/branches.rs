@@ -549,3 +549,54 @@ proptest! {
 fn d_imputed_sum(w: f64, xs: &[Option<f64>]) -> f64 {
     grad!(imputed_sum)(w, xs)
 }
+
+// ---- `match` on an enum of data (an enum has no gradient type: it is data)
+
+#[derive(Clone, Copy, Debug)]
+enum Penalty {
+    Squared,
+    Huber(f64),
+    Cauchy { c: f64 },
+}
+
+impl Penalty {
+    #[differentiable]
+    fn value(&self, r: f64) -> f64 {
+        match *self {
+            Penalty::Squared => 0.5 * r * r,
+            Penalty::Huber(delta) => {
+                if r.abs() <= delta {
+                    0.5 * r * r
+                } else {
+                    delta * (r.abs() - 0.5 * delta)
+                }
+            }
+            Penalty::Cauchy { c } => 0.5 * c * c * (1.0 + (r / c).powi(2)).ln(),
+        }
+    }
+}
+
+#[differentiable(wrt(slope, intercept))]
+fn penalized_fit(penalty: &Penalty, slope: f64, intercept: f64, xs: &[f64], ys: &[f64]) -> f64 {
+    xs.iter().zip(ys).map(|(&x, &y)| penalty.value(slope * x + intercept - y)).sum()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn match_on_an_enum_of_data(slope in -2.0..2.0f64, intercept in -1.0..1.0f64, delta in 0.3..2.0f64, c in 0.3..2.0f64, xs in vec_in(-2.0, 2.0, 1..6)) {
+        let ys: Vec<f64> = xs.iter().map(|x| 1.5 * x - 0.3 + 0.1 * x * x).collect();
+        for penalty in [Penalty::Squared, Penalty::Huber(delta), Penalty::Cauchy { c }] {
+            // Away from the Huber kink |r| = δ.
+            let near_kink = xs.iter().zip(&ys).any(|(x, y)| ((slope * x + intercept - y).abs() - delta).abs() < 1e-3);
+            if near_kink && matches!(penalty, Penalty::Huber(_)) {
+                continue;
+            }
+            let (gs, gi) = grad!(penalized_fit)(&penalty, slope, intercept, &xs, &ys);
+            let (fs, fi) = fd2(|s, i| penalized_fit(&penalty, s, i, &xs, &ys), slope, intercept);
+            check(&format!("{penalty:?} slope"), gs, fs, FD)?;
+            check(&format!("{penalty:?} intercept"), gi, fi, FD)?;
+        }
+    }
+}

@@ -94,6 +94,8 @@ pub fn differentiable_operands(rv: &Rvalue) -> Vec<Operand> {
         }
         Rvalue::Pop(t) | Rvalue::Load(t) => vec![Operand::Var(*t)],
         Rvalue::Len(_)
+        | Rvalue::PatternTest { .. }
+        | Rvalue::PatternBind { .. }
         | Rvalue::SortOrder { .. }
         | Rvalue::RangeLen(_)
         | Rvalue::RangeNth(..)

@@ -841,6 +841,17 @@ impl<'a> Emitter<'a> {
                 let ty = rebase_type(ty, self.depth);
                 quote!((#o as #ty))
             }
+            Rvalue::PatternTest { value, pat } => {
+                let v = self.operand(value);
+                quote!(::core::matches!(&#v, #pat))
+            }
+            Rvalue::PatternBind { value, pat, names } => {
+                let v = self.operand(value);
+                quote!(match &#v {
+                    #pat => (#(::core::clone::Clone::clone(#names),)*),
+                    _ => ::core::unreachable!(),
+                })
+            }
             Rvalue::Struct { path, fields, rest } => {
                 let path = rebase(path, self.depth);
                 let names = fields.iter().map(|(n, _)| n);

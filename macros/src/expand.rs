@@ -162,8 +162,9 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     let primal = primal_item(&item);
     let sig_ok = !cx.has_errors();
     let wrt_before = cx.has_errors();
-    let wrt = check_wrt(&args, &sig, &mut cx);
+    let mut wrt = check_wrt(&args, &sig, &mut cx);
     leave_out_user_types(&args, &mut sig, &wrt);
+    leave_out_enums(&args, &mut sig, &mut wrt, &item.block);
     // On error the stubs use the gradients `wrt` asks for when it is valid.
     let stub_wrt = match cx.has_errors() && !wrt_before {
         true => sig.params.iter().map(|p| p.active()).collect(),
@@ -268,6 +269,55 @@ fn leave_out_user_types(args: &Args, sig: &mut Signature, wrt: &[bool]) {
         let user_type = p.receiver.is_some() || sig::names_user_type(&p.ty, &generics);
         if !wanted && p.class == Class::Opaque && user_type {
             p.no_grad = true;
+        }
+    }
+}
+
+/// A parameter the body matches against enum variants (`match *self { Loss::Huber(d)
+/// => … }`) is an enum, and an enum has no gradient type (`#[derive(Differentiable)]`
+/// takes structs): it is data, as under `#[no_grad]`, with no annotation.
+fn leave_out_enums(args: &Args, sig: &mut Signature, wrt: &mut [bool], body: &syn::Block) {
+    use syn::visit::Visit;
+    struct Matched(Vec<String>);
+    impl<'ast> Visit<'ast> for Matched {
+        fn visit_expr_match(&mut self, m: &'ast syn::ExprMatch) {
+            let mut e = &*m.expr;
+            while let syn::Expr::Unary(syn::ExprUnary { op: syn::UnOp::Deref(_), expr, .. })
+            | syn::Expr::Paren(syn::ExprParen { expr, .. }) = e
+            {
+                e = expr;
+            }
+            let variant = |p: &syn::Pat| match p {
+                syn::Pat::TupleStruct(ts) => ts.path.segments.len() >= 2,
+                syn::Pat::Struct(s) => s.path.segments.len() >= 2,
+                syn::Pat::Path(p) => p.path.segments.len() >= 2,
+                _ => false,
+            };
+            if let syn::Expr::Path(p) = e {
+                if let Some(id) = p.path.get_ident() {
+                    if m.arms.iter().any(|a| variant(&a.pat)) {
+                        self.0.push(id.to_string());
+                    }
+                }
+            }
+            syn::visit::visit_expr_match(self, m);
+        }
+    }
+    if args.krate.is_some() {
+        return;
+    }
+    let mut matched = Matched(Vec::new());
+    matched.visit_block(body);
+    for (i, p) in sig.params.iter_mut().enumerate() {
+        let name = match &p.receiver {
+            Some(_) => "self".to_string(),
+            None => p.ident().map(|i| i.to_string()).unwrap_or_default(),
+        };
+        if p.class == Class::Opaque && matched.0.contains(&name) {
+            p.no_grad = true;
+            if let Some(w) = wrt.get_mut(i) {
+                *w = false;
+            }
         }
     }
 }

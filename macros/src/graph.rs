@@ -413,6 +413,8 @@ fn op_label(rv: &Rvalue, func: &Func) -> String {
         },
         Rvalue::Index { .. } => "index".into(),
         Rvalue::Len(_) => "len".into(),
+        Rvalue::PatternTest { pat, .. } => format!("matches {}", tokens_text(&quote!(#pat))),
+        Rvalue::PatternBind { pat, .. } => format!("bind {}", tokens_text(&quote!(#pat))),
         Rvalue::SortOrder { .. } => "sort_order".into(),
         Rvalue::RangeLen(_) => "range_len".into(),
         Rvalue::RangeNth(..) => "range_nth".into(),

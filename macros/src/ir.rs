@@ -362,6 +362,20 @@ pub enum Rvalue {
         field: syn::Member,
         value: Operand,
     },
+    /// Whether a value of an enum (or struct) of data matches a pattern:
+    /// `matches!(&value, Loss::Huber(_))`. Not differentiable.
+    PatternTest {
+        value: Operand,
+        pat: syn::Pat,
+    },
+    /// The values a pattern binds, as a tuple in the pattern's order:
+    /// `match &value { Loss::Huber(delta) => (delta.clone(),), _ => unreachable!() }`.
+    /// Not differentiated: the value is data (an enum has no gradient type).
+    PatternBind {
+        value: Operand,
+        pat: syn::Pat,
+        names: Vec<syn::Ident>,
+    },
     /// A struct literal `Path { a: x, b: y, ..rest }` (the fields in the order written).
     Struct {
         path: syn::Path,
@@ -613,6 +627,7 @@ impl Rvalue {
             Rvalue::Index { buf, index } => vec![Operand::Var(*buf), index.clone()],
             Rvalue::Tuple(items) => items.clone(),
             Rvalue::Struct { fields, rest, .. } => fields.iter().map(|(_, o)| o.clone()).chain(rest.clone()).collect(),
+            Rvalue::PatternTest { value, .. } | Rvalue::PatternBind { value, .. } => vec![value.clone()],
             Rvalue::Len(b) | Rvalue::Pop(b) | Rvalue::Load(b) | Rvalue::SortOrder { buf: b, .. } => {
                 vec![Operand::Var(*b)]
             }
@@ -885,6 +900,7 @@ fn rename_rvalue(rv: &mut Rvalue, map: &std::collections::HashMap<Var, Var>) {
             fields.iter_mut().for_each(|(_, o)| ro(o));
             rest.iter_mut().for_each(ro);
         }
+        Rvalue::PatternTest { value, .. } | Rvalue::PatternBind { value, .. } => ro(value),
         Rvalue::Len(b) | Rvalue::SortOrder { buf: b, .. } => r(b),
         Rvalue::Slice { buf, lo, hi, .. } => {
             r(buf);

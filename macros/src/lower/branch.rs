@@ -150,6 +150,23 @@ impl<'a> Lowerer<'a> {
                     self.bind_arm_pattern(first, s);
                 }
             }
+            Pat::TupleStruct(_) | Pat::Struct(_) => {
+                // `Loss::Huber(delta)`: the payloads of an enum of data, bound by value.
+                let mut names = Vec::new();
+                crate::desugar::pattern_names(pat, &mut names);
+                names.retain(|n| !is_constant_name(n));
+                if names.is_empty() {
+                    return;
+                }
+                let span = pat.span();
+                let vars: Vec<Var> =
+                    names.iter().map(|n| self.vars.add(n.to_string(), Kind::Unknown, Role::Temp, span)).collect();
+                let rv = Rvalue::PatternBind { value: s.clone(), pat: pat.clone(), names: names.clone() };
+                self.emit(Stmt::Let { dst: Tree::Tuple(vars.iter().map(|v| Tree::Leaf(*v)).collect()), rv, span });
+                for (n, v) in names.iter().zip(vars) {
+                    self.bind(n, Binding::Value(Operand::Var(v)));
+                }
+            }
             _ => {}
         }
     }
@@ -219,6 +236,12 @@ impl<'a> Lowerer<'a> {
                 acc.unwrap_or_else(|| const_bool(false))
             }
             Pat::Paren(p) => self.pattern_test(&p.pat, s),
+            Pat::TupleStruct(_) | Pat::Struct(_) => {
+                self.temp("is", Kind::Bool, Rvalue::PatternTest { value: s.clone(), pat: pat.clone() }, span)
+            }
+            Pat::Path(p) if is_variant_path(&p.path) => {
+                self.temp("is", Kind::Bool, Rvalue::PatternTest { value: s.clone(), pat: pat.clone() }, span)
+            }
             Pat::Path(p) => {
                 // A constant pattern (`N`, `Self::N`).
                 let c = Operand::Const(Const { tokens: p.to_token_stream(), kind: Kind::Int, scalar_ty: None });
@@ -243,4 +266,14 @@ fn is_constant_name(id: &Ident) -> bool {
     let s = id.to_string();
     s.chars().any(|c| c.is_ascii_uppercase())
         && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// `Loss::Squared`, `Self::Empty`: a path to an enum variant (its last segment in
+/// CamelCase), not a constant (`N`, `Self::MAX_LEN`).
+fn is_variant_path(path: &syn::Path) -> bool {
+    path.segments.len() >= 2
+        && path.segments.last().is_some_and(|s| {
+            let name = s.ident.to_string();
+            name.starts_with(|c: char| c.is_ascii_uppercase()) && name.chars().any(|c| c.is_ascii_lowercase())
+        })
 }

@@ -165,6 +165,18 @@ impl<'a> Transform<'a> {
     pub(super) fn check_active(&mut self, block: &'a Block) {
         walk_stmts(block, &mut |s| {
             if let Stmt::Let { dst, rv, span } = s {
+                // A pattern binds values without a derivative: its value must be data.
+                if let Rvalue::PatternBind { value, pat, .. } | Rvalue::PatternTest { value, pat } = rv {
+                    if self.op_active(value) {
+                        self.cx.error_spanned_by(
+                            pat,
+                            "matching a value that carries a derivative against this pattern is not supported\n\
+                             help: enums and destructured structs are data here (an enum has no gradient type); \
+                             read a differentiable struct's fields instead (`p.x`)",
+                        );
+                    }
+                    return;
+                }
                 if !dst.leaves().iter().any(|v| self.active(**v)) {
                     return;
                 }

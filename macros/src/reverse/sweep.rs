@@ -491,6 +491,8 @@ impl<'a> Transform<'a> {
             }
             Rvalue::Field(..)
             | Rvalue::Len(_)
+            | Rvalue::PatternTest { .. }
+            | Rvalue::PatternBind { .. }
             | Rvalue::SortOrder { .. }
             | Rvalue::RangeLen(_)
             | Rvalue::RangeNth(..)
