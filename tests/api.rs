@@ -184,6 +184,36 @@ fn f32_polar(r: f32, t: f32) -> (f32, f32) {
     (r * t.cos(), r * t.sin())
 }
 
+/// Generic over `num_traits::Float`, as code written without adjoint in mind is (its
+/// operators, constants from `num_traits`), called at `f64` and `f32`.
+mod with_num_traits {
+    use adjoint::prelude::differentiable;
+    use num_traits::Float;
+
+    #[differentiable]
+    pub fn residual<T: Float>(slope: T, intercept: T, x: T, y: T) -> T {
+        slope * x + intercept - y
+    }
+
+    #[differentiable]
+    pub fn squared_residual<T: Float>(slope: T, intercept: T, x: T, y: T) -> T {
+        let r = residual(slope, intercept, x, y);
+        r * r / (T::one() + T::one())
+    }
+}
+
+#[test]
+fn generic_over_num_traits_float() {
+    use with_num_traits::*;
+    let (ds, di, dx, dy) = grad!(residual)(1.5, -0.5, 2.0, 3.0);
+    assert_eq!((ds, di, dx, dy), (2.0, 1.0, 1.5, -1.0));
+    let (ds, di, dx, dy): (f32, f32, f32, f32) = grad!(residual)(1.5f32, -0.5, 2.0, 3.0);
+    assert_eq!((ds, di, dx, dy), (2.0, 1.0, 1.5, -1.0));
+    // r = 1.5·2 − 0.5 − 3 = −0.5; ∂(r²/2)/∂slope = r·x.
+    let (ds, ..) = grad!(squared_residual)(1.5, -0.5, 2.0, 3.0);
+    assert_close("slope", ds, -0.5 * 2.0, EXACT);
+}
+
 /// Generic over the float type.
 #[differentiable]
 fn generic<T: Float>(x: T, y: T) -> T {

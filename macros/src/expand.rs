@@ -163,6 +163,7 @@ pub fn differentiable(args: Args, item: syn::ItemFn) -> TokenStream {
     let sig_ok = !cx.has_errors();
     let wrt_before = cx.has_errors();
     let mut wrt = check_wrt(&args, &sig, &mut cx);
+    bound_by_our_float(&args, &mut sig, &krate);
     leave_out_user_types(&args, &mut sig, &wrt);
     leave_out_enums(&args, &mut sig, &mut wrt, &item.block);
     // On error the stubs use the gradients `wrt` asks for when it is valid.
@@ -269,6 +270,21 @@ fn leave_out_user_types(args: &Args, sig: &mut Signature, wrt: &[bool]) {
         let user_type = p.receiver.is_some() || sig::names_user_type(&p.ty, &generics);
         if !wanted && p.class == Class::Opaque && user_type {
             p.no_grad = true;
+        }
+    }
+}
+
+/// A type parameter bounded by a `Float` (adjoint's, or `num_traits::Float`, which users
+/// import under the same name) is also bounded by adjoint's in the generated code, whose
+/// rules are implemented for adjoint's `Float`.
+fn bound_by_our_float(args: &Args, sig: &mut Signature, krate: &syn::Path) {
+    if args.krate.is_some() {
+        return;
+    }
+    let floats = sig.float_params.clone();
+    for p in sig.generics.type_params_mut() {
+        if floats.contains(&p.ident) {
+            p.bounds.push(syn::parse_quote!(#krate::Float));
         }
     }
 }
@@ -705,10 +721,22 @@ impl<'a> Tower<'a> {
             }
             Seed::One => {
                 let one = match user.func.ret.leaves().first() {
-                    Some(Operand::Var(v)) => vars.one(*v),
+                    Some(Operand::Var(v)) if vars.info(*v).scalar_ty.is_some() => vars.one(*v),
                     Some(Operand::Const(Const { scalar_ty: Some(t), .. })) => {
                         Operand::Const(Const { tokens: quote!(#t::ONE), kind: Kind::Float, scalar_ty: Some(t.clone()) })
                     }
+                    // A generic float output (`-> T`) whose value's type the IR did not
+                    // record: the one of the output's type.
+                    _ if !matches!(&user.sig.output, Type::Path(p) if p.path.is_ident("f64") || p.path.is_ident("f32")) =>
+                    {
+                        let (t, krate) = (&user.sig.output, self.krate);
+                        Operand::Const(Const {
+                            tokens: quote!(<#t as #krate::Float>::ONE),
+                            kind: Kind::Float,
+                            scalar_ty: None,
+                        })
+                    }
+                    Some(Operand::Var(v)) => vars.one(*v),
                     _ => Operand::float("1.0"),
                 };
                 args.push(Arg::Value(one));
