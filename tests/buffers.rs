@@ -760,3 +760,24 @@ proptest! {
         check("a", ga, fd(|a| state_after(&y0, a, steps), a), FD)?;
     }
 }
+
+#[differentiable]
+fn grown(y: &[f64]) -> Vec<f64> {
+    let mut out = y.to_vec();
+    out.push(1.0);
+    out
+}
+
+#[differentiable]
+fn state_of_another_length(y0: &[f64]) -> f64 {
+    let mut y = y0.to_vec();
+    y = grown(&y);
+    y[0]
+}
+
+/// A buffer keeps its length: assigning it a longer one is a panic naming both.
+#[test]
+#[should_panic(expected = "a buffer of length 2 is assigned a buffer of length 3")]
+fn assigning_a_buffer_of_another_length_panics_with_both_lengths() {
+    let _ = grad!(state_of_another_length)(&[1.0, 2.0]);
+}

@@ -250,15 +250,14 @@ impl<'a> Lowerer<'a> {
         self.emit(Stmt::Swap { a, b });
     }
 
-    /// `if len(a) != len(b) { a[len(a)] = 0 }`: a panic (index out of bounds) where two
-    /// buffers that must be as long as each other are not.
+    /// `rules::Lengths::assert_same(&len(a), &len(b))`: a panic naming both lengths where
+    /// two buffers that must be as long as each other (`u = next;`) are not.
     fn same_length(&mut self, a: Var, b: Var, span: Span) {
         let la = self.temp("len", Kind::Int, Rvalue::Len(a), span);
         let lb = self.temp("len", Kind::Int, Rvalue::Len(b), span);
-        let differ = self.temp("lengths_differ", Kind::Bool, Rvalue::Binary(BinOp::Ne, la.clone(), lb), span);
-        let zero = self.vars.zero(a);
-        let then_ = self.nested(|l| l.emit(Stmt::Store { buf: a, index: la, value: zero }));
-        self.emit(Stmt::If { cond: differ, then_, else_: Vec::new() });
+        let check = Callee::Rule { trait_name: "Lengths", method: "assert_same".into() };
+        let rv = Rvalue::Call { callee: check, args: vec![Arg::Ref(la), Arg::Ref(lb)] };
+        self.emit(Stmt::Let { dst: Tree::Tuple(Vec::new()), rv, span });
     }
 }
 

@@ -89,6 +89,13 @@ impl<'a> Transform<'a> {
             // A pop shortens its buffer or tape: kept while anything later reads that
             // buffer (its length, a later pop's value), whether or not the value is used.
             Stmt::Let { rv: Rvalue::Pop(b), .. } if needed.contains(b) => true,
+            // A check that returns nothing (`rules::Lengths::assert_same`) runs wherever
+            // the primal would have.
+            Stmt::Let { dst: Tree::Tuple(items), rv: Rvalue::Call { callee: Callee::Rule { .. }, .. }, .. }
+                if items.is_empty() =>
+            {
+                true
+            }
             Stmt::Let { dst, .. } => dst.leaves().iter().any(|v| needed.contains(v) || self.store.contains_key(v)),
             Stmt::Cell { var, .. } | Stmt::Buffer { var, .. } | Stmt::Tape { var } | Stmt::Slot { var } => {
                 needed.contains(var)

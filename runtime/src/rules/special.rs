@@ -391,3 +391,29 @@ macro_rules! cast_int_field_rule {
     )*};
 }
 cast_int_field_rule!(usize, isize, u8, u16, u32, u64, i8, i16, i32, i64, bool);
+
+/// Buffers that must be as long as each other (`u = next;`, `y = step(&y, dt);`): a
+/// panic that names both lengths otherwise.
+pub trait Lengths {
+    fn assert_same(assigned: &Self, source: &Self);
+}
+
+impl Lengths for usize {
+    #[inline]
+    #[track_caller]
+    fn assert_same(assigned: &usize, source: &usize) {
+        if assigned != source {
+            lengths_differ(*assigned, *source);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn lengths_differ(assigned: usize, source: usize) -> ! {
+    panic!(
+        "adjoint: a buffer of length {assigned} is assigned a buffer of length {source}; a buffer keeps its length \
+         (write its elements, or bind the new value to a new name)"
+    )
+}
