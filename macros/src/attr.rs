@@ -41,6 +41,14 @@ pub struct Args {
     pub custom_vjp: Option<Path>,
 }
 
+impl Args {
+    /// `crate = …` names where the runtime is: the attribute is on the runtime's own code
+    /// (its rule traits and their implementations), not on a user's.
+    pub fn in_runtime(&self) -> bool {
+        self.krate.is_some()
+    }
+}
+
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut args = Args::default();

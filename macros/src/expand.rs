@@ -260,7 +260,7 @@ fn primal_item(item: &syn::ItemFn) -> syn::ItemFn {
 /// a struct without `#[derive(Differentiable)]` can be passed. (Other values left out
 /// of `wrt` keep their gradients for callers that differentiate through them.)
 fn leave_out_user_types(args: &Args, sig: &mut Signature, wrt: &[bool]) {
-    if args.wrt.is_none() || args.krate.is_some() || wrt.len() != sig.params.len() {
+    if args.wrt.is_none() || args.in_runtime() || wrt.len() != sig.params.len() {
         return;
     }
     let generics = sig.generics.clone();
@@ -278,7 +278,7 @@ fn leave_out_user_types(args: &Args, sig: &mut Signature, wrt: &[bool]) {
 /// import under the same name) is also bounded by adjoint's in the generated code, whose
 /// rules are implemented for adjoint's `Float`.
 fn bound_by_our_float(args: &Args, sig: &mut Signature, krate: &syn::Path) {
-    if args.krate.is_some() {
+    if args.in_runtime() {
         return;
     }
     let floats = sig.float_params.clone();
@@ -319,7 +319,7 @@ fn leave_out_enums(args: &Args, sig: &mut Signature, wrt: &mut [bool], body: &sy
             syn::visit::visit_expr_match(self, m);
         }
     }
-    if args.krate.is_some() {
+    if args.in_runtime() {
         return;
     }
     let mut matched = Matched(Vec::new());
@@ -568,12 +568,7 @@ impl<'a> Tower<'a> {
         reverse::gather_sums(&mut reverse_sweep, &mut d.func.vars);
         d.func.body.extend(reverse_sweep);
         let sig = derivative_sig(&user.sig, grads, Seed::Param, true, false, self.tangent.as_ref());
-        let shape = SplitShape {
-            reverse_start: d.reverse_start,
-            value: user.sig.output.clone(),
-            cotangent: d1.sig.params.last().expect("a cotangent").ty.clone(),
-            grads: d1.sig.output.clone(),
-        };
+        let shape = SplitShape::of(&user.sig.output, &d1.sig, d.reverse_start);
         (Entity { sig, func: d.func, order: 0, depth: user.depth + 1, module_depth: d1.module_depth }, shape)
     }
 
@@ -619,15 +614,7 @@ impl<'a> Tower<'a> {
         }
         let where_clause = &generics.where_clause;
         let output = match split {
-            true => {
-                let shape = SplitShape {
-                    reverse_start: 0,
-                    value: value.clone(),
-                    cotangent: d1.sig.params[n - 1].ty.clone(),
-                    grads: d1.sig.output.clone(),
-                };
-                split_output(&shape, d1.module_depth)
-            }
+            true => split_output(&SplitShape::of(value, &d1.sig, 0), d1.module_depth),
             false => {
                 let t = crate::emit::rebase_type(&d1.sig.output, d1.module_depth);
                 quote!(#t)
@@ -1286,7 +1273,7 @@ pub fn differentiable_trait(args: Args, mut item: syn::ItemTrait) -> TokenStream
     // A trait of the user's (not one of the runtime's rule traits, which name their
     // crate): its implementing types' gradients are their `Tangent`s, and a method on
     // `self` is first order by default, as a method of a struct is.
-    let user_trait = args.krate.is_none();
+    let user_trait = !args.in_runtime();
     let krate: syn::Path = syn::parse_quote!(::adjoint);
     let tangent = user_trait.then_some(&krate);
     let on_self = item.items.iter().any(|ti| matches!(ti, syn::TraitItem::Fn(f) if f.sig.receiver().is_some()));
@@ -1361,15 +1348,8 @@ fn trait_call_companions(krate: &syn::Path, method: &Ident, user: &EntitySig) ->
     let args: Vec<Ident> = (1..user.params.len()).map(|i| format_ident!("arg{}", i)).collect();
     let cot = format_ident!("arg{}", user.params.len());
     // Split: the user's arguments, the d1's gradients, the value and a boxed pullback.
-    let mut split = user.clone();
-    split.output = d1.output.clone();
+    let (mut split, shape) = split_signature(user, &d1);
     split.generics.make_where_clause().predicates.push(bound.clone());
-    let shape = SplitShape {
-        reverse_start: 0,
-        value: user.output.clone(),
-        cotangent: d1.params.last().expect("a cotangent").ty.clone(),
-        grads: d1.output.clone(),
-    };
     let split_header =
         stubs::header(krate, &TokenStream::new(), &name(names::SPLIT), &split, 0, Some(&shape), true, true);
     let mut masked = d1.clone();
@@ -1433,7 +1413,7 @@ pub fn differentiable_impl(args: Args, mut item: syn::ItemImpl) -> TokenStream {
             // The runtime's rule traits declare their companions with the types
             // themselves as gradient types (see `differentiable_trait`); user code uses
             // `Tangent`.
-            tangent: if in_trait && args.krate.is_some() { None } else { Some(krate.clone()) },
+            tangent: if in_trait && args.in_runtime() { None } else { Some(krate.clone()) },
             methods: true,
         };
         if order >= 1 && !in_trait {
@@ -1470,6 +1450,28 @@ struct SplitShape {
     /// see into it).
     cotangent: Type,
     grads: Type,
+}
+
+impl SplitShape {
+    /// The shape of the split form of a function whose value has type `value` and whose
+    /// derivative companion is `d1` (its last parameter is the cotangent).
+    fn of(value: &Type, d1: &EntitySig, reverse_start: usize) -> SplitShape {
+        SplitShape {
+            reverse_start,
+            value: value.clone(),
+            cotangent: d1.params.last().expect("a cotangent").ty.clone(),
+            grads: d1.output.clone(),
+        }
+    }
+}
+
+/// The signature of a split companion (the user's arguments, `d1`'s gradients) and its
+/// shape, for the companions written without a body of their own (stubs, custom rules,
+/// a trait's defaults).
+fn split_signature(user: &EntitySig, d1: &EntitySig) -> (EntitySig, SplitShape) {
+    let mut split = user.clone();
+    split.output = d1.output.clone();
+    (split, SplitShape::of(&user.output, d1, 0))
 }
 
 /// How a dispatching companion picks its callee.

@@ -83,14 +83,7 @@ impl Custom<'_> {
         out.extend(self.below(names::D1, &d1));
         out.extend(self.entity(&name(names::D1_MASKED), &d1, Grads::Internal, Seed::Param, false, true));
         // The split form: the value now, the pullback boxed for the caller's reverse sweep.
-        let shape = SplitShape {
-            reverse_start: 0,
-            value: self.user.output.clone(),
-            cotangent: d1.params.last().expect("a cotangent").ty.clone(),
-            grads: d1.output.clone(),
-        };
-        let mut split = self.user.clone();
-        split.output = d1.output.clone();
+        let (split, shape) = split_signature(&self.user, &d1);
         let header = header(krate, &pubv, &name(names::SPLIT), &split, 1, Some(&shape), true, true);
         let (call, spread) = (self.call(), self.spread(&Grads::Internal, quote!(cotangent)));
         out.extend(quote! {

@@ -47,14 +47,7 @@ pub(super) fn typed(
     let d1 = derivative_sig(&user, &internal_grads(&user), Seed::Param, false, false, Some(krate));
     out.extend(stubs.tower(&d1, names::D1, order.saturating_sub(1), 1));
     // The companions of callers that are not differentiated again.
-    let split = SplitShape {
-        reverse_start: 0,
-        value: user.output.clone(),
-        cotangent: d1.params.last().expect("a cotangent").ty.clone(),
-        grads: d1.output.clone(),
-    };
-    let mut split_params = user.clone();
-    split_params.output = d1.output.clone();
+    let (split_params, split) = split_signature(&user, &d1);
     out.extend(stubs.function_named(&stubs.name(names::SPLIT), &split_params, top, Some(&split), true));
     out.extend(stubs.function_named(&stubs.name(names::D1_MASKED), &d1, top, None, true));
 

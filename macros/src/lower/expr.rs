@@ -289,11 +289,9 @@ impl<'a> Lowerer<'a> {
             Expr::Path(p) if p.path.get_ident().is_some() => {
                 let id = p.path.get_ident().expect("ident");
                 let name = id.to_string();
-                let Some(binding) = self.lookup(&name).cloned() else {
-                    self.cx.error_spanned_by(
-                        p,
-                        format!("cannot assign to `{name}`: only local variables can be assigned"),
-                    );
+                let Some(binding) =
+                    self.local_binding(p, |n| format!("cannot assign to `{n}`: only local variables can be assigned"))
+                else {
                     return;
                 };
                 // `u = next.clone();` (or `.to_vec()`) into a buffer copies `next` itself:
@@ -332,11 +330,9 @@ impl<'a> Lowerer<'a> {
                 let Expr::Path(p) = strip_parens(&f.base) else { unreachable!("matched above") };
                 let id = p.path.get_ident().expect("ident");
                 let name = id.to_string();
-                let Some(binding) = self.lookup(&name).cloned() else {
-                    self.cx.error_spanned_by(
-                        p,
-                        format!("cannot assign to a field of `{name}`: only fields of local variables can be assigned"),
-                    );
+                let Some(binding) = self.local_binding(p, |n| {
+                    format!("cannot assign to a field of `{n}`: only fields of local variables can be assigned")
+                }) else {
                     return;
                 };
                 let base = self.operand(&f.base);
@@ -416,6 +412,17 @@ impl<'a> Lowerer<'a> {
         let rest = s.rest.as_ref().map(|r| self.operand(r));
         let rv = Rvalue::Struct { path: s.path.clone(), fields, rest };
         Value::Op(self.temp("value", Kind::Unknown, rv, span))
+    }
+
+    /// The binding of the local a single-name path assigns to, or the error `message`
+    /// gives for that name.
+    fn local_binding(&mut self, p: &syn::ExprPath, message: impl FnOnce(&str) -> String) -> Option<Binding> {
+        let name = p.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let binding = self.lookup(&name).cloned();
+        if binding.is_none() {
+            self.cx.error_spanned_by(p, message(&name));
+        }
+        binding
     }
 
     /// The new value of field `member` of `base` in `base.member = right` (or `op=`).

@@ -345,19 +345,6 @@ pub trait Cast<Y>: Sized {
     fn cast_adjoint(ybar: &Y, x: &Self) -> Self;
 }
 
-macro_rules! cast_rule {
-    ($($from:ty => $to:ty),*) => {$(
-        #[differentiable(crate = crate, order = 3)]
-        impl Cast<$to> for $from {
-            #[inline]
-            fn cast_adjoint(ybar: &$to, _x: &$from) -> $from {
-                *ybar as $from
-            }
-        }
-    )*};
-}
-cast_rule!(f32 => f32, f32 => f64, f64 => f32, f64 => f64);
-
 /// `y = x as Y` where the macro cannot see the type of `x` (a field of a struct,
 /// `p.degree as f64`): a float's adjoint is cast back, an integer has none (`()`, the
 /// gradient type of an integer field).
@@ -367,8 +354,17 @@ pub trait CastField<Y>: Sized {
     fn cast_field_adjoint(ybar: &Y, x: &Self) -> Self::Adjoint;
 }
 
-macro_rules! cast_field_rule {
+// Between floats both rules cast the adjoint back.
+macro_rules! cast_rule {
     ($($from:ty => $to:ty),*) => {$(
+        #[differentiable(crate = crate, order = 3)]
+        impl Cast<$to> for $from {
+            #[inline]
+            fn cast_adjoint(ybar: &$to, _x: &$from) -> $from {
+                *ybar as $from
+            }
+        }
+
         #[differentiable(crate = crate, order = 3)]
         impl CastField<$to> for $from {
             type Adjoint = $from;
@@ -379,7 +375,7 @@ macro_rules! cast_field_rule {
         }
     )*};
 }
-cast_field_rule!(f32 => f32, f32 => f64, f64 => f32, f64 => f64);
+cast_rule!(f32 => f32, f32 => f64, f64 => f32, f64 => f64);
 
 macro_rules! cast_int_field_rule {
     ($($from:ty),*) => {$(
